@@ -1,0 +1,42 @@
+"""The HSM port: the few operations custody asks of a key store that never lets private keys out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class GeneratedKey:
+    key_id: bytes  # CKA_ID shared by the private and the public key object
+    public_point: bytes  # uncompressed SEC1 point: 0x04 || x (32 bytes) || y (32 bytes)
+
+
+@dataclass(frozen=True)
+class HsmHealth:
+    library_loaded: bool
+    token_present: bool
+    logged_in: bool
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.library_loaded and self.token_present and self.logged_in
+
+
+class Hsm(Protocol):
+    def generate_secp256k1_key(self, label: str) -> GeneratedKey:
+        """Generate a key pair inside the token: private half sensitive, not extractable, a token object."""
+
+    def public_point(self, key_id: bytes) -> bytes:
+        """The uncompressed public point of a key; raises NotFound when the token has no such key."""
+
+    def check_key(self, key_id: bytes) -> None:
+        """Raise FailedPrecondition when the private key is extractable or not sensitive, NotFound if absent."""
+
+    def sign_digest(self, key_id: bytes, digest: bytes) -> bytes:
+        """ECDSA over a 32-byte digest with the key's private half; returns r || s (64 bytes, s not normalized)."""
+
+    def health(self) -> HsmHealth: ...
+
+    def close(self) -> None: ...
