@@ -1,0 +1,54 @@
+# custody: `make run` starts a local daemon on a fresh machine, `make test` runs the whole test suite.
+# Both set up what they need first: system packages (SoftHSM2) via scripts/ensure-system-deps.sh, and the
+# project in .venv.
+
+VENV        ?= .venv
+PYTHON      := $(VENV)/bin/python
+CUSTODY     := $(VENV)/bin/custody
+DEV_DIR     ?= dev-env
+PYTEST_ARGS ?=
+
+.PHONY: run test lint proto bench system-deps venv clean-dev
+
+system-deps:
+	@bash scripts/ensure-system-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	@echo "Installing custody and its development tools into $(VENV) ..."
+	@$(PYTHON) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+venv: system-deps $(VENV)/.installed
+
+run: venv
+	@if [ ! -f $(DEV_DIR)/server.toml ]; then $(CUSTODY) dev init $(DEV_DIR); fi
+	@echo
+	@echo "Starting custody on $(DEV_DIR)/server.toml (Ctrl-C stops it). In a second terminal:"
+	@echo "    . $(VENV)/bin/activate"
+	@echo "    export CUSTODY_PROFILE=$(DEV_DIR)/profiles/admin.toml"
+	@echo "    custody keys create --label ops"
+	@echo "    custody --profile $(DEV_DIR)/profiles/backend.toml sign tx --key ops --file $(DEV_DIR)/examples/eip1559-tx.json"
+	@echo
+	@exec $(CUSTODY) serve --config $(DEV_DIR)/server.toml
+
+test: venv
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check custody tests bench
+	$(VENV)/bin/mypy
+	@tmp=$$(mktemp -d) && PYTHON=$(PYTHON) bash scripts/gen-proto.sh $$tmp && \
+	  if diff -r $$tmp/custody/api/_gen custody/api/_gen >/dev/null; then echo "generated gRPC code is up to date"; \
+	  else echo "custody/api/_gen differs from proto/: run 'make proto' and commit the result" >&2; rm -rf $$tmp; exit 1; fi; \
+	  rm -rf $$tmp
+
+proto: venv
+	PYTHON=$(PYTHON) bash scripts/gen-proto.sh
+
+bench: venv
+	$(PYTHON) bench/signing_rate.py
+
+clean-dev:
+	rm -rf $(DEV_DIR)

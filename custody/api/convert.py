@@ -1,0 +1,85 @@
+"""Conversions between domain objects and protobuf messages. Nothing here decides anything."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from custody.api._gen import custody_pb2 as pb
+from custody.domain.errors import InvalidInput
+from custody.domain.keys import Key, KeyState
+from custody.domain.requests import PayloadKind, RequestState, SigningRequest
+
+_KEY_STATES = {KeyState.ACTIVE: pb.KEY_STATE_ACTIVE, KeyState.FROZEN: pb.KEY_STATE_FROZEN}
+_KINDS = {
+    PayloadKind.TRANSACTION: pb.PAYLOAD_KIND_TRANSACTION,
+    PayloadKind.TYPED_DATA: pb.PAYLOAD_KIND_TYPED_DATA,
+    PayloadKind.MESSAGE: pb.PAYLOAD_KIND_MESSAGE,
+}
+_KINDS_FROM_PB = {value: kind for kind, value in _KINDS.items()}
+_STATES = {state: pb.RequestState.Value(f"REQUEST_STATE_{state.value}") for state in RequestState}
+_STATES_FROM_PB = {value: state for state, value in _STATES.items()}
+
+
+def timestamp(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def key_to_pb(key: Key) -> pb.Key:
+    return pb.Key(
+        label=key.label,
+        key_id=key.key_id,
+        address=key.address,
+        public_key=key.public_key,
+        state=_KEY_STATES[key.state],
+        created_at=timestamp(key.created_at),
+    )
+
+
+def kind_from_pb(value: int) -> PayloadKind:
+    kind = _KINDS_FROM_PB.get(value)  # type: ignore[call-overload]
+    if kind is None:
+        raise InvalidInput("must be TRANSACTION, TYPED_DATA or MESSAGE", field="kind")
+    return kind
+
+
+def state_from_pb(value: int) -> RequestState | None:
+    """None for UNSPECIFIED (no filter); InvalidInput for a number this version does not know."""
+    if value == pb.REQUEST_STATE_UNSPECIFIED:
+        return None
+    state = _STATES_FROM_PB.get(value)  # type: ignore[call-overload]
+    if state is None:
+        raise InvalidInput(f"unknown request state {value}", field="state")
+    return state
+
+
+def request_to_pb(request: SigningRequest, address: str) -> pb.SigningRequest:
+    message = pb.SigningRequest(
+        request_id=request.request_id,
+        key_label=request.key_label,
+        key_id=request.key_id,
+        address=address,
+        requester=request.requester,
+        kind=_KINDS[request.kind],
+        chain_id=request.chain_id or 0,
+        payload=request.payload,
+        payload_hash=request.payload_hash,
+        digest=request.digest,
+        decision=pb.Decision(
+            action=request.decision.action,
+            rule=request.decision.rule or "",
+            reason=request.decision.reason,
+            policy_version=request.decision.policy_version,
+        ),
+        state=_STATES[request.state],
+        error=request.error or "",
+        created_at=timestamp(request.created_at),
+        updated_at=timestamp(request.updated_at),
+        summary=request.summary,
+    )
+    if request.result is not None:
+        message.signature = request.result.signature
+        if request.result.signed_tx is not None:
+            message.signed_tx = request.result.signed_tx
+        if request.result.tx_hash is not None:
+            message.tx_hash = request.result.tx_hash
+    return message

@@ -1,0 +1,150 @@
+"""gRPC servicers: authenticate, translate, call a use case, translate back. No rules live here."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+
+from custody.api import convert
+from custody.api._gen import custody_pb2 as pb
+from custody.api._gen import custody_pb2_grpc as pb_grpc
+from custody.api.auth import CertificateAuthenticator
+from custody.api.errors import status_for
+from custody.app.custody import Custody
+from custody.domain.principals import Principal
+from custody.domain.requests import SigningRequest
+
+log = logging.getLogger(__name__)
+
+Response = TypeVar("Response")
+
+
+def unary(
+    method: Callable[[Any, Any, grpc.ServicerContext, Principal], Response],
+) -> Callable[[Any, Any, grpc.ServicerContext], Response]:
+    """Authenticate the caller, run the method, and turn any error into its status code (one table)."""
+
+    @functools.wraps(method)
+    def handler(self: _Servicer, request: Any, context: grpc.ServicerContext) -> Response:
+        try:
+            caller = self.authenticator.authenticate(context)
+            return method(self, request, context, caller)
+        except Exception as exc:  # noqa: BLE001 - every error is mapped by status_for; none escapes unmapped
+            code, message = status_for(exc)
+            context.abort(code, message)
+
+    return handler
+
+
+def server_stream(
+    method: Callable[[Any, Any, grpc.ServicerContext, Principal], Iterator[Response]],
+) -> Callable[[Any, Any, grpc.ServicerContext], Iterator[Response]]:
+    @functools.wraps(method)
+    def handler(self: _Servicer, request: Any, context: grpc.ServicerContext) -> Iterator[Response]:
+        try:
+            caller = self.authenticator.authenticate(context)
+            yield from method(self, request, context, caller)
+        except Exception as exc:  # noqa: BLE001
+            code, message = status_for(exc)
+            context.abort(code, message)
+
+    return handler
+
+
+class _Servicer:
+    def __init__(self, custody: Custody, authenticator: CertificateAuthenticator) -> None:
+        self.custody = custody
+        self.authenticator = authenticator
+        self._addresses: dict[str, str] = {}
+
+    def request_to_pb(self, request: SigningRequest) -> pb.SigningRequest:
+        # A key's address never changes, so it is looked up once per label.
+        address = self._addresses.get(request.key_label)
+        if address is None:
+            address = self.custody.keys.get_key_record(request.key_label).address
+            self._addresses[request.key_label] = address
+        return convert.request_to_pb(request, address)
+
+
+class KeyServicer(_Servicer, pb_grpc.KeyServiceServicer):
+    @unary
+    def CreateKey(self, request: pb.CreateKeyRequest, context: grpc.ServicerContext, caller: Principal) -> Any:
+        key = self.custody.keys.create_key(caller, request.label)
+        return pb.CreateKeyResponse(key=convert.key_to_pb(key))
+
+    @unary
+    def GetKey(self, request: pb.GetKeyRequest, context: grpc.ServicerContext, caller: Principal) -> Any:
+        return pb.GetKeyResponse(key=convert.key_to_pb(self.custody.keys.get_key(caller, request.label)))
+
+    @unary
+    def ListKeys(self, request: pb.ListKeysRequest, context: grpc.ServicerContext, caller: Principal) -> Any:
+        keys = self.custody.keys.list_keys(caller)
+        return pb.ListKeysResponse(keys=[convert.key_to_pb(key) for key in keys])
+
+
+class SigningServicer(_Servicer, pb_grpc.SigningServiceServicer):
+    @unary
+    def SubmitRequest(
+        self, request: pb.SubmitRequestRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Any:
+        submitted = self.custody.signing.submit(
+            caller, request.key_label, convert.kind_from_pb(request.kind), request.payload
+        )
+        return pb.SubmitRequestResponse(request=self.request_to_pb(submitted))
+
+    @unary
+    def GetRequest(self, request: pb.GetRequestRequest, context: grpc.ServicerContext, caller: Principal) -> Any:
+        found = self.custody.signing.get(caller, request.request_id)
+        return pb.GetRequestResponse(request=self.request_to_pb(found))
+
+    @unary
+    def ListRequests(
+        self, request: pb.ListRequestsRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Any:
+        found = self.custody.signing.list(
+            caller,
+            state=convert.state_from_pb(request.state),
+            key_label=request.key_label or None,
+            limit=request.limit or 100,
+        )
+        return pb.ListRequestsResponse(requests=[self.request_to_pb(item) for item in found])
+
+    @server_stream
+    def WatchRequest(
+        self, request: pb.WatchRequestRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Iterator[pb.SigningRequest]:
+        for update in self.custody.signing.watch(caller, request.request_id, context.is_active):
+            yield self.request_to_pb(update)
+
+    @unary
+    def CancelRequest(
+        self, request: pb.CancelRequestRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Any:
+        cancelled = self.custody.signing.cancel(caller, request.request_id, request.reason)
+        return pb.CancelRequestResponse(request=self.request_to_pb(cancelled))
+
+
+class ApprovalServicer(_Servicer, pb_grpc.ApprovalServiceServicer):
+    """Approvals arrive with the approvals work; until then every method answers UNIMPLEMENTED."""
+
+
+class PolicyServicer(_Servicer, pb_grpc.PolicyServiceServicer):
+    """Policy reading and proposals arrive with the approvals work; until then UNIMPLEMENTED."""
+
+
+class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
+    """The audit log arrives with its own issue; until then UNIMPLEMENTED."""
+
+
+def add_servicers(server: grpc.Server, custody: Custody, authenticator: CertificateAuthenticator) -> list[str]:
+    """Register every custody service; returns the full service names (for health and reflection)."""
+    pb_grpc.add_KeyServiceServicer_to_server(KeyServicer(custody, authenticator), server)
+    pb_grpc.add_SigningServiceServicer_to_server(SigningServicer(custody, authenticator), server)
+    pb_grpc.add_ApprovalServiceServicer_to_server(ApprovalServicer(custody, authenticator), server)
+    pb_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(custody, authenticator), server)
+    pb_grpc.add_AuditServiceServicer_to_server(AuditServicer(custody, authenticator), server)
+    return [service.full_name for service in pb.DESCRIPTOR.services_by_name.values()]

@@ -1,0 +1,324 @@
+"""``custody dev init``: a complete local environment, from nothing, in one directory.
+
+The directory holds a SoftHSM2 token, a small PKI (CA, server and client certificates), approver keys, the
+server configuration, the development policy and one client profile per identity. Everything secret (HSM PINs,
+TLS private keys, approver keys and their passphrases) is written readable by the owner only, and nothing
+secret is returned to the caller: the command line prints paths, never PINs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from custody.domain.errors import AlreadyExists, InvalidInput
+from custody.hsm.softhsm import create_softhsm_token
+from custody.policy_file import dev_policy_toml
+from custody.tls.certificates import (
+    IssuedCertificate,
+    create_ca,
+    issue_client_certificate,
+    issue_server_certificate,
+    write_private_key,
+    write_public_file,
+)
+
+TOKEN_LABEL = "custody-dev"
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_DATABASE_URL = "sqlite:///custody.db"
+APPROVERS = ("alice", "bob", "carol", "dave")
+CLIENT_IDENTITIES = ("backend", "alice", "bob", "carol", "dave", "admin")
+
+_PRIVATE_DIRECTORY_MODE = 0o700
+_SUBDIRECTORIES = ("softhsm", "secrets", "pki", "approvers", "profiles", "examples")
+_DATABASE_URL_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+# A transfer of 0.01 ether on Sepolia: small enough for the development policy (at most 1 ether on chain ids 1
+# and 11155111) to sign it at once. The recipient is the well-known 0x...dEaD burn address, so a test
+# transaction that is broadcast by mistake sends Sepolia ether nowhere that matters.
+_EXAMPLE_TRANSACTION = {
+    "type": 2,
+    "chainId": 11155111,
+    "nonce": 0,
+    "to": "0x000000000000000000000000000000000000dEaD",
+    "value": 10_000_000_000_000_000,
+    "gas": 21000,
+    "maxFeePerGas": 30_000_000_000,
+    "maxPriorityFeePerGas": 1_000_000_000,
+}
+
+# The "Mail" example of the EIP-712 specification (https://eips.ethereum.org/EIPS/eip-712, "Example"), whose
+# signing digest the EIP publishes, so that a signature over it can be checked against the text of the EIP.
+_EXAMPLE_TYPED_DATA = {
+    "types": {
+        "EIP712Domain": [
+            {"name": "name", "type": "string"},
+            {"name": "version", "type": "string"},
+            {"name": "chainId", "type": "uint256"},
+            {"name": "verifyingContract", "type": "address"},
+        ],
+        "Person": [{"name": "name", "type": "string"}, {"name": "wallet", "type": "address"}],
+        "Mail": [
+            {"name": "from", "type": "Person"},
+            {"name": "to", "type": "Person"},
+            {"name": "contents", "type": "string"},
+        ],
+    },
+    "primaryType": "Mail",
+    "domain": {
+        "name": "Ether Mail",
+        "version": "1",
+        "chainId": 1,
+        "verifyingContract": "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC",
+    },
+    "message": {
+        "from": {"name": "Cow", "wallet": "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"},
+        "to": {"name": "Bob", "wallet": "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"},
+        "contents": "Hello, Bob!",
+    },
+}
+
+
+@dataclass(frozen=True)
+class DevEnvironment:
+    directory: Path
+    server_config: Path
+    policy_file: Path
+    database_url: str  # as written to server.toml; may hold a PostgreSQL password, so print redacted_database
+    hsm_pin_file: Path
+    softhsm_config: Path
+    ca_file: Path
+    profiles: dict[str, Path]
+    approver_keys: dict[str, Path]
+    example_transaction: Path
+    example_typed_data: Path
+
+    @property
+    def redacted_database(self) -> str:
+        """The database URL without its password, safe to print."""
+        return redact_database_url(self.database_url)
+
+
+def init_dev_environment(directory: Path, database_url: str | None) -> DevEnvironment:
+    """Build a development environment in ``directory``, which must not exist yet or be empty.
+
+    If anything fails half-way, what was written is removed again, so the command can simply be re-run.
+    """
+    database_url = _check_database_url(database_url or DEFAULT_DATABASE_URL)
+    if (directory / "server.toml").exists():
+        raise AlreadyExists(
+            f"{directory} already holds a custody environment (it has a server.toml); remove the directory"
+            " or choose another one."
+        )
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise AlreadyExists(
+            f"{directory} exists and is not an empty directory; `custody dev init` builds an environment only"
+            " in a new or empty directory."
+        )
+    directory.mkdir(mode=_PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
+    try:
+        return _build(directory, database_url)
+    except BaseException:
+        # The directory was empty or absent before, so everything in it is ours to remove.
+        for child in directory.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        raise
+
+
+def redact_database_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _build(directory: Path, database_url: str) -> DevEnvironment:
+    # Secrets live under these directories, and the umask may be permissive, so the modes are set explicitly.
+    os.chmod(directory, _PRIVATE_DIRECTORY_MODE)
+    for name in _SUBDIRECTORIES:
+        subdirectory = directory / name
+        subdirectory.mkdir(mode=_PRIVATE_DIRECTORY_MODE)
+        os.chmod(subdirectory, _PRIVATE_DIRECTORY_MODE)
+
+    pin, so_pin = secrets.token_hex(16), secrets.token_hex(16)
+    hsm_pin_file = directory / "secrets" / "hsm.pin"
+    write_private_key(hsm_pin_file, pin.encode("ascii"))
+    write_private_key(directory / "secrets" / "hsm.so-pin", so_pin.encode("ascii"))
+    token = create_softhsm_token(directory / "softhsm", TOKEN_LABEL, pin, so_pin)
+    _make_private_tree(directory / "softhsm")
+
+    pki = directory / "pki"
+    ca = create_ca()
+    _write_certificate(pki, "ca", ca)
+    _write_certificate(pki, "server", issue_server_certificate(ca, hostnames=("localhost",), ips=("127.0.0.1", "::1")))
+    for identity in CLIENT_IDENTITIES:
+        _write_certificate(pki, identity, issue_client_certificate(ca, identity))
+
+    approver_keys = {name: _write_approver_key(directory, name) for name in APPROVERS}
+
+    policy_file = directory / "policy.toml"
+    write_public_file(policy_file, dev_policy_toml().encode("utf-8"))
+
+    server_config = directory / "server.toml"
+    softhsm_config = _relative_to(token.config_path, directory)
+    write_public_file(
+        server_config,
+        _server_toml(module=token.module_path, softhsm_config=softhsm_config, database_url=database_url).encode(),
+    )
+
+    profiles = {identity: _write_profile(directory, identity) for identity in CLIENT_IDENTITIES}
+
+    example_transaction = directory / "examples" / "eip1559-tx.json"
+    write_public_file(example_transaction, _json_document(_EXAMPLE_TRANSACTION))
+    example_typed_data = directory / "examples" / "typed-data.json"
+    write_public_file(example_typed_data, _json_document(_EXAMPLE_TYPED_DATA))
+
+    return DevEnvironment(
+        directory=directory,
+        server_config=server_config,
+        policy_file=policy_file,
+        database_url=database_url,
+        hsm_pin_file=hsm_pin_file,
+        softhsm_config=token.config_path,
+        ca_file=pki / "ca.pem",
+        profiles=profiles,
+        approver_keys=approver_keys,
+        example_transaction=example_transaction,
+        example_typed_data=example_typed_data,
+    )
+
+
+def _check_database_url(url: str) -> str:
+    scheme = urlsplit(url).scheme
+    if scheme not in _DATABASE_URL_SCHEMES or (scheme == "sqlite" and not url.startswith("sqlite:///")):
+        raise InvalidInput(
+            "give the database as sqlite:///PATH or postgresql://USER@HOST/NAME;"
+            f" got a URL with scheme {scheme or 'none'!r}",
+            field="--database",
+        )
+    return url
+
+
+def _make_private_tree(root: Path) -> None:
+    # The token files hold the HSM's (PIN-encrypted) key material; nobody but the owner should list or read it.
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chmod(path, _PRIVATE_DIRECTORY_MODE if path.is_dir() else 0o600)
+
+
+def _write_certificate(pki: Path, name: str, issued: IssuedCertificate) -> None:
+    write_public_file(pki / f"{name}.pem", issued.cert_pem)
+    write_private_key(pki / f"{name}.key", issued.key_pem)
+
+
+def _write_approver_key(directory: Path, name: str) -> Path:
+    """An Ed25519 approver key, encrypted under a random passphrase kept next to it in secrets/."""
+    passphrase = secrets.token_urlsafe(24)
+    private_key = Ed25519PrivateKey.generate()
+    encrypted = private_key.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.PKCS8,
+        encryption_algorithm=serialization.BestAvailableEncryption(passphrase.encode("ascii")),
+    )
+    public_raw = private_key.public_key().public_bytes(
+        encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw
+    )
+    key_path = directory / "approvers" / f"{name}.key"
+    write_private_key(directory / "secrets" / f"{name}.passphrase", passphrase.encode("ascii"))
+    write_private_key(key_path, encrypted)
+    write_public_file(directory / "approvers" / f"{name}.pub", (public_raw.hex() + "\n").encode("ascii"))
+    return key_path
+
+
+def _write_profile(directory: Path, identity: str) -> Path:
+    lines = [
+        f"# custody client profile for {identity}",
+        f"server = {_toml_string(DEFAULT_LISTEN)}",
+        'ca_file = "../pki/ca.pem"            # relative paths resolve against this file\'s directory',
+        f"cert_file = {_toml_string(f'../pki/{identity}.pem')}",
+        f"key_file = {_toml_string(f'../pki/{identity}.key')}",
+    ]
+    if identity in APPROVERS:
+        lines += [
+            f"approver_key_file = {_toml_string(f'../approvers/{identity}.key')}",
+            f"approver_passphrase_file = {_toml_string(f'../secrets/{identity}.passphrase')}",
+        ]
+    path = directory / "profiles" / f"{identity}.toml"
+    write_public_file(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    return path
+
+
+def _server_toml(*, module: str, softhsm_config: str, database_url: str) -> str:
+    return f"""\
+# custody daemon configuration for a local development environment (made by `custody dev init`).
+# Relative paths resolve against the directory of this file.
+listen = {_toml_string(DEFAULT_LISTEN)}
+
+[tls]
+ca_file = "pki/ca.pem"
+cert_file = "pki/server.pem"
+key_file = "pki/server.key"
+
+[hsm]
+module = {_toml_string(module)}
+token_label = {_toml_string(TOKEN_LABEL)}
+pin_file = "secrets/hsm.pin"
+[hsm.environment]
+# Set before the PKCS#11 library loads: SoftHSM2 reads its configuration once per process.
+SOFTHSM2_CONF = {_toml_string(softhsm_config)}
+
+[database]
+url = {_toml_string(database_url)}
+
+[policy]
+file = "policy.toml"
+
+# Who may do what. The identity is the client certificate's common name.
+[principals.backend]
+roles = ["requester"]
+keys = ["ops", "treasury"]
+
+[principals.carol]
+roles = ["requester", "approver"]
+keys = ["treasury"]
+
+[principals.alice]
+roles = ["approver"]
+[principals.bob]
+roles = ["approver"]
+[principals.dave]
+roles = ["approver", "security"]
+[principals.admin]
+roles = ["admin", "auditor"]
+"""
+
+
+def _toml_string(value: str) -> str:
+    # A JSON string is a valid TOML basic string: both escape quotes, backslashes and control characters alike.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _json_document(value: object) -> bytes:
+    return (json.dumps(value, indent=2) + "\n").encode("utf-8")
+
+
+def _relative_to(path: Path, directory: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(directory.resolve()))
+    except ValueError:
+        return str(path.resolve())

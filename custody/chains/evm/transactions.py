@@ -1,0 +1,332 @@
+"""EIP-155 legacy, EIP-2930 and EIP-1559 transactions: strict parsing, signing hash and signed encoding.
+
+The signing hash and the signed encoding come from eth-account's serializers, the reference most wallets agree
+with. Attaching ``(v, r, s)`` to a transaction goes through its *private* helpers
+``serializable_unsigned_transaction_from_dict`` and ``encode_transaction``; this module is the only place
+that touches them, and pyproject.toml pins eth-account to ``>=0.14,<0.15`` for that reason, so an upgrade that
+moves them fails the test suite instead of changing what custody signs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account._utils.legacy_transactions import (
+    encode_transaction,
+    serializable_unsigned_transaction_from_dict,
+)
+from eth_utils.crypto import keccak
+
+from custody.chains.evm.address import checksum_address
+from custody.chains.evm.values import (
+    canonical_json,
+    format_ether,
+    json_type_name,
+    parse_hex_bytes,
+    parse_integer,
+    shorten_hex,
+)
+from custody.domain.errors import InternalError, InvalidInput
+from custody.domain.requests import PayloadKind, SignatureResult
+
+MAX_CALLDATA_BYTES = 64 * 1024
+MAX_ACCESS_LIST_ENTRIES = 256
+MAX_STORAGE_KEYS_PER_ENTRY = 256
+
+UINT256_MAX = 2**256 - 1
+UINT64_MAX = 2**64 - 1
+
+LEGACY = "legacy"
+EIP2930 = "eip2930"
+EIP1559 = "eip1559"
+_TYPE_NUMBERS = {LEGACY: 0, EIP2930: 1, EIP1559: 2}
+_TYPES_BY_NUMBER = {number: name for name, number in _TYPE_NUMBERS.items()}
+
+_ALLOWED_FIELDS = frozenset(
+    {
+        "type",
+        "chainId",
+        "nonce",
+        "to",
+        "value",
+        "gas",
+        "gasPrice",
+        "maxFeePerGas",
+        "maxPriorityFeePerGas",
+        "data",
+        "accessList",
+    }
+)
+_ACCESS_LIST_ENTRY_FIELDS = frozenset({"address", "storageKeys"})
+
+# EIP-155: v = chain_id * 2 + 35 + y_parity for replay-protected legacy transactions.
+_EIP155_V_OFFSET = 35
+
+
+@dataclass(frozen=True)
+class AccessListEntry:
+    address: str
+    storage_keys: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A transaction custody may sign: always replay-protected, never a contract creation."""
+
+    transaction_type: str
+    chain_id: int
+    nonce: int
+    to: str
+    value: int
+    gas: int
+    data: bytes
+    gas_price: int | None = None
+    max_fee_per_gas: int | None = None
+    max_priority_fee_per_gas: int | None = None
+    access_list: tuple[AccessListEntry, ...] = ()
+    digest: bytes = field(init=False)
+    canonical: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "canonical", canonical_json(self._json_fields()))
+        object.__setattr__(self, "digest", bytes(_unsigned(self).hash()))
+
+    @property
+    def kind(self) -> PayloadKind:
+        return PayloadKind.TRANSACTION
+
+    def _json_fields(self) -> dict[str, Any]:
+        """The eth-account-style dict of this transaction, quantities as 0x-hex (the JSON-RPC convention)."""
+        fields: dict[str, Any] = {
+            "type": hex(_TYPE_NUMBERS[self.transaction_type]),
+            "chainId": hex(self.chain_id),
+            "nonce": hex(self.nonce),
+            "to": self.to,
+            "value": hex(self.value),
+            "gas": hex(self.gas),
+            "data": "0x" + self.data.hex(),
+        }
+        if self.gas_price is not None:
+            fields["gasPrice"] = hex(self.gas_price)
+        if self.max_fee_per_gas is not None:
+            fields["maxFeePerGas"] = hex(self.max_fee_per_gas)
+        if self.max_priority_fee_per_gas is not None:
+            fields["maxPriorityFeePerGas"] = hex(self.max_priority_fee_per_gas)
+        if self.transaction_type != LEGACY:
+            fields["accessList"] = [
+                {"address": entry.address, "storageKeys": ["0x" + key.hex() for key in entry.storage_keys]}
+                for entry in self.access_list
+            ]
+        return fields
+
+    def summary(self) -> dict[str, str]:
+        summary = {
+            "type": self.transaction_type,
+            "chain_id": str(self.chain_id),
+            "nonce": str(self.nonce),
+            "to": self.to,
+            "value_wei": str(self.value),
+            "value_ether": format_ether(self.value),
+            "gas": str(self.gas),
+            "data": shorten_hex(self.data),
+            "data_length": str(len(self.data)),
+        }
+        if len(self.data) >= 4:
+            summary["selector"] = "0x" + self.data[:4].hex()
+        if self.gas_price is not None:
+            summary["gas_price_wei"] = str(self.gas_price)
+        if self.max_fee_per_gas is not None:
+            summary["max_fee_per_gas_wei"] = str(self.max_fee_per_gas)
+        if self.max_priority_fee_per_gas is not None:
+            summary["max_priority_fee_per_gas_wei"] = str(self.max_priority_fee_per_gas)
+        if self.transaction_type != LEGACY:
+            summary["access_list_entries"] = str(len(self.access_list))
+        return summary
+
+    def assemble(self, r: int, s: int, y_parity: int) -> SignatureResult:
+        if y_parity not in (0, 1):
+            raise InternalError(f"a y-parity must be 0 or 1, got {y_parity}")
+        # Legacy transactions carry the chain id in v (EIP-155); typed transactions carry the bare y-parity.
+        v = self.chain_id * 2 + _EIP155_V_OFFSET + y_parity if self.transaction_type == LEGACY else y_parity
+        signed_tx = bytes(encode_transaction(_unsigned(self), (v, r, s)))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([y_parity])
+        return SignatureResult(signature=signature, signed_tx=signed_tx, tx_hash=bytes(keccak(signed_tx)))
+
+
+def _unsigned(transaction: Transaction) -> Any:
+    """eth-account's unsigned transaction object; its ``hash()`` is the signing hash."""
+    fields: dict[str, Any] = {
+        "chainId": transaction.chain_id,
+        "nonce": transaction.nonce,
+        "to": transaction.to,
+        "value": transaction.value,
+        "gas": transaction.gas,
+        "data": transaction.data,
+    }
+    if transaction.transaction_type == LEGACY:
+        # Without "type", eth-account builds the EIP-155 legacy form, hashing (..., chainId, 0, 0).
+        fields["gasPrice"] = transaction.gas_price
+    else:
+        fields["type"] = _TYPE_NUMBERS[transaction.transaction_type]
+        fields["accessList"] = [
+            {"address": entry.address, "storageKeys": ["0x" + key.hex() for key in entry.storage_keys]}
+            for entry in transaction.access_list
+        ]
+        if transaction.transaction_type == EIP2930:
+            fields["gasPrice"] = transaction.gas_price
+        else:
+            fields["maxFeePerGas"] = transaction.max_fee_per_gas
+            fields["maxPriorityFeePerGas"] = transaction.max_priority_fee_per_gas
+    return serializable_unsigned_transaction_from_dict(fields)
+
+
+def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
+    """Parse an eth-account-style transaction dict strictly; raises InvalidInput naming the field."""
+    unknown = sorted(set(obj) - _ALLOWED_FIELDS)
+    if unknown:
+        raise InvalidInput(
+            f"unknown transaction field; allowed fields are {', '.join(sorted(_ALLOWED_FIELDS))}",
+            field=unknown[0],
+        )
+    transaction_type = _transaction_type(obj)
+
+    if "chainId" not in obj or obj["chainId"] is None:
+        # Without a chain id a signature is valid on every EVM chain (pre-EIP-155 replay), so it is refused.
+        raise InvalidInput("is required: custody signs only replay-protected transactions", field="chainId")
+    chain_id = parse_integer(obj["chainId"], "chainId", minimum=1, maximum=UINT64_MAX)
+    nonce = parse_integer(_required(obj, "nonce"), "nonce", minimum=0, maximum=UINT64_MAX - 1)
+    gas = parse_integer(_required(obj, "gas"), "gas", minimum=0, maximum=UINT64_MAX)
+    value = parse_integer(obj.get("value", 0), "value", minimum=0, maximum=UINT256_MAX)
+    to = _destination(obj)
+    data = parse_hex_bytes(obj.get("data", "0x"), "data", max_length=MAX_CALLDATA_BYTES)
+
+    gas_price = max_fee = max_priority_fee = None
+    if transaction_type == EIP1559:
+        max_fee = parse_integer(
+            _required(obj, "maxFeePerGas"), "maxFeePerGas", minimum=0, maximum=UINT256_MAX
+        )
+        max_priority_fee = parse_integer(
+            _required(obj, "maxPriorityFeePerGas"), "maxPriorityFeePerGas", minimum=0, maximum=UINT256_MAX
+        )
+        if max_priority_fee > max_fee:
+            # Nodes reject such a transaction (the tip cannot exceed the fee cap); refuse it before signing.
+            raise InvalidInput(
+                f"({max_priority_fee}) must not exceed maxFeePerGas ({max_fee})", field="maxPriorityFeePerGas"
+            )
+    else:
+        gas_price = parse_integer(_required(obj, "gasPrice"), "gasPrice", minimum=0, maximum=UINT256_MAX)
+
+    access_list: tuple[AccessListEntry, ...] = ()
+    if "accessList" in obj:
+        if transaction_type == LEGACY:
+            raise InvalidInput("is not allowed in a legacy (type 0) transaction", field="accessList")
+        access_list = _access_list(obj["accessList"])
+
+    return Transaction(
+        transaction_type=transaction_type,
+        chain_id=chain_id,
+        nonce=nonce,
+        to=to,
+        value=value,
+        gas=gas,
+        data=data,
+        gas_price=gas_price,
+        max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=max_priority_fee,
+        access_list=access_list,
+    )
+
+
+def _required(obj: Mapping[str, Any], name: str) -> Any:
+    if name not in obj or obj[name] is None:
+        raise InvalidInput("is required", field=name)
+    return obj[name]
+
+
+def _transaction_type(obj: Mapping[str, Any]) -> str:
+    """The declared type, checked against the fee fields, or the type the fee fields imply."""
+    has_gas_price = "gasPrice" in obj
+    has_dynamic_fee = "maxFeePerGas" in obj or "maxPriorityFeePerGas" in obj
+    if has_gas_price and has_dynamic_fee:
+        raise InvalidInput(
+            "cannot be combined with maxFeePerGas/maxPriorityFeePerGas: give one fee style", field="gasPrice"
+        )
+    if "type" in obj:
+        number = parse_integer(obj["type"], "type", minimum=0, maximum=UINT64_MAX)
+        if number not in _TYPES_BY_NUMBER:
+            raise InvalidInput(
+                f"must be 0 (legacy), 1 (EIP-2930) or 2 (EIP-1559), got {number}", field="type"
+            )
+        declared = _TYPES_BY_NUMBER[number]
+        if declared == EIP1559 and has_gas_price:
+            raise InvalidInput(
+                "is not used by EIP-1559 (type 2) transactions; give maxFeePerGas", field="gasPrice"
+            )
+        if declared != EIP1559 and has_dynamic_fee:
+            field_name = "maxFeePerGas" if "maxFeePerGas" in obj else "maxPriorityFeePerGas"
+            raise InvalidInput(
+                f"is only used by EIP-1559 (type 2) transactions, not {declared}", field=field_name
+            )
+        if not has_gas_price and not has_dynamic_fee:
+            raise InvalidInput(
+                "is required (no fee given)", field="gasPrice" if declared != EIP1559 else "maxFeePerGas"
+            )
+        return declared
+    if has_dynamic_fee:
+        return EIP1559
+    if has_gas_price:
+        return EIP2930 if "accessList" in obj else LEGACY
+    raise InvalidInput(
+        "no fee given: set gasPrice (legacy, EIP-2930) or maxFeePerGas and maxPriorityFeePerGas (EIP-1559)",
+        field="gasPrice",
+    )
+
+
+def _destination(obj: Mapping[str, Any]) -> str:
+    to = obj.get("to")
+    if to is None or to in ("", "0x"):
+        # Contract creation is refused in this version: its effect is code that approvers cannot review from
+        # a summary, and the policy model (destination and selector allowlists) has nothing to match it on.
+        raise InvalidInput(
+            "is required: contract creation (a transaction without a destination) is not supported",
+            field="to",
+        )
+    return checksum_address(to, "to")
+
+
+def _access_list(value: object) -> tuple[AccessListEntry, ...]:
+    if not isinstance(value, list | tuple):
+        raise InvalidInput(f"must be an array, got {json_type_name(value)}", field="accessList")
+    if len(value) > MAX_ACCESS_LIST_ENTRIES:
+        raise InvalidInput(
+            f"has {len(value)} entries, more than the limit of {MAX_ACCESS_LIST_ENTRIES}", field="accessList"
+        )
+    entries = []
+    for index, entry in enumerate(value):
+        where = f"accessList[{index}]"
+        if not isinstance(entry, Mapping):
+            raise InvalidInput(f"must be an object, got {json_type_name(entry)}", field=where)
+        unknown = sorted(set(entry) - _ACCESS_LIST_ENTRY_FIELDS)
+        if unknown:
+            raise InvalidInput(
+                "unknown field; an entry has address and storageKeys", field=f"{where}.{unknown[0]}"
+            )
+        if "address" not in entry:
+            raise InvalidInput("is required", field=f"{where}.address")
+        address = checksum_address(entry["address"], f"{where}.address")
+        keys = entry.get("storageKeys", [])
+        if not isinstance(keys, list | tuple):
+            raise InvalidInput(f"must be an array, got {json_type_name(keys)}", field=f"{where}.storageKeys")
+        if len(keys) > MAX_STORAGE_KEYS_PER_ENTRY:
+            raise InvalidInput(
+                f"has {len(keys)} keys, more than the limit of {MAX_STORAGE_KEYS_PER_ENTRY}",
+                field=f"{where}.storageKeys",
+            )
+        storage_keys = tuple(
+            parse_hex_bytes(key, f"{where}.storageKeys[{key_index}]", max_length=32, exact_length=32)
+            for key_index, key in enumerate(keys)
+        )
+        entries.append(AccessListEntry(address=address, storage_keys=storage_keys))
+    return tuple(entries)

@@ -1,0 +1,191 @@
+"""The gRPC side of the command line: one mTLS channel per command, and gRPC errors as custody errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+import grpc
+
+from custody.api._gen import custody_pb2_grpc
+from custody.cli.errors import DaemonUnreachable
+from custody.cli.profile import (
+    PROFILE_ENVIRONMENT_VARIABLE,
+    ClientProfile,
+    find_profile_path,
+    load_profile,
+    read_profile_file,
+)
+from custody.domain import errors
+
+F = TypeVar("F", bound=Any)
+
+# Payloads are limited to 128 KiB and lists to 1000 entries, so 4 MiB leaves room without inviting abuse.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Unary calls answer in milliseconds; the limit only keeps a stuck daemon from hanging a script forever.
+UNARY_TIMEOUT_SECONDS = 60.0
+
+# The inverse of the daemon's error table: the status code says which kind of custody error the daemon raised,
+# and its details are already the user-facing sentence.
+_ERRORS_BY_STATUS: dict[grpc.StatusCode, type[errors.CustodyError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidInput,
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.ABORTED: errors.Aborted,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
+}
+
+# gRPC's own wording when no connection could be made at all (refused, unresolvable, TLS handshake failed);
+# the daemon's UNAVAILABLE answers (HSM or database down) are sentences of ours and never start like this.
+_TRANSPORT_FAILURE_MARKERS = (
+    "failed to connect to all addresses",
+    "dns resolution failed",
+    "connections to all backends failing",
+    "empty address list",
+    "ssl handshake failed",
+    "connection refused",
+)
+
+# "last error: UNKNOWN: ipv4:127.0.0.1:50051: <cause>": the status name and the address repeat what we know.
+_TRANSPORT_FRAMING = re.compile(r"^(?:[A-Z_]+: )?(?:ipv[46]:\S+?: )?")
+
+
+@dataclass
+class ClientOptions:
+    """The options every command accepts, collected from the top-level group and the subcommand."""
+
+    profile: str | None = None
+    server: str | None = None
+    json_output: bool = False
+
+
+@dataclass(frozen=True)
+class Connection:
+    address: str
+    profile: ClientProfile
+    keys: custody_pb2_grpc.KeyServiceStub
+    signing: custody_pb2_grpc.SigningServiceStub
+
+
+def secure_channel(profile: ClientProfile, address: str) -> grpc.Channel:
+    """An mTLS channel to ``address`` with the profile's CA, client certificate and key."""
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read_profile_file(profile, "ca_file", profile.ca_file),
+        private_key=read_profile_file(profile, "key_file", profile.key_file),
+        certificate_chain=read_profile_file(profile, "cert_file", profile.cert_file),
+    )
+    return grpc.secure_channel(
+        address,
+        credentials,
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+
+
+@contextmanager
+def connect(options: ClientOptions) -> Iterator[Connection]:
+    """Open a channel as the options' profile says, and turn gRPC errors raised inside into custody errors."""
+    profile = load_profile(find_profile_path(options.profile))
+    address = options.server or profile.server
+    channel = secure_channel(profile, address)
+    try:
+        yield Connection(
+            address=address,
+            profile=profile,
+            keys=custody_pb2_grpc.KeyServiceStub(channel),
+            signing=custody_pb2_grpc.SigningServiceStub(channel),
+        )
+    except grpc.RpcError as error:
+        raise custody_error_from_rpc(error, address=address, profile=profile) from None
+    finally:
+        channel.close()
+
+
+def custody_error_from_rpc(
+    error: grpc.RpcError, *, address: str, profile: ClientProfile | None = None
+) -> errors.CustodyError:
+    """The custody error a failed call stands for, with a message that is one sentence."""
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+    details = (error.details() if isinstance(error, grpc.Call) else None) or ""
+    if code is grpc.StatusCode.UNAVAILABLE and _is_transport_failure(details):
+        profile_hint = f" and that {profile.path} names the right address and certificates" if profile else ""
+        return DaemonUnreachable(
+            f"could not reach the custody daemon at {address} ({_transport_cause(details)});"
+            f" check that `custody serve` is running there{profile_hint}."
+        )
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return errors.Unavailable(f"the custody daemon at {address} did not answer in time.")
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        return errors.CustodyError(
+            details if details and details != "Method not implemented!"
+            else f"the custody daemon at {address} does not offer this operation yet."
+        )
+    error_class = _ERRORS_BY_STATUS.get(code, errors.CustodyError)
+    return error_class(details or f"the custody daemon answered {code.name} without details.")
+
+
+def _is_transport_failure(details: str) -> bool:
+    lowered = details.lower()
+    return any(marker in lowered for marker in _TRANSPORT_FAILURE_MARKERS)
+
+
+def _transport_cause(details: str) -> str:
+    """gRPC's reason without its framing, e.g. "Failed to connect to remote host: Connection refused"."""
+    cause = details.strip().splitlines()[0] if details.strip() else "no details"
+    cause = cause.split("last error:", 1)[-1].strip()
+    return _TRANSPORT_FRAMING.sub("", cause).rstrip(".")
+
+
+def client_options(command: F) -> F:
+    """Accept --profile, --server and --json on a command as well as on the top-level group.
+
+    People write both `custody --json keys list` and `custody keys list --json`; the values land in one
+    ClientOptions object on the root context, a subcommand's own value winning over the group's.
+    """
+    command = click.option(
+        "--json",
+        "json_output",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_option,
+        help="Print machine-readable JSON.",
+    )(command)
+    command = click.option(
+        "--server",
+        metavar="HOST:PORT",
+        expose_value=False,
+        callback=_remember_option,
+        help="Daemon address, overriding the profile's.",
+    )(command)
+    return click.option(
+        "--profile",
+        metavar="FILE",
+        expose_value=False,
+        callback=_remember_option,
+        help=f"Client profile (TOML); defaults to ${PROFILE_ENVIRONMENT_VARIABLE}.",
+    )(command)
+
+
+def options_of(context: click.Context) -> ClientOptions:
+    """The options collected by @client_options for the command being run."""
+    return context.find_root().ensure_object(ClientOptions)
+
+
+def _remember_option(context: click.Context, parameter: click.Parameter, value: object) -> None:
+    options = options_of(context)
+    # Callbacks run for every declared option, given or not; only a given value may override one given
+    # earlier on the command line.
+    if parameter.name == "json_output":
+        options.json_output = options.json_output or bool(value)
+    elif value is not None and parameter.name in ("profile", "server"):
+        setattr(options, parameter.name, value)

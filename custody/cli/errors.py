@@ -1,0 +1,41 @@
+"""Exit codes of the ``custody`` command and the errors only the command line raises.
+
+Scripts branch on the exit code, so each code has one meaning and ``custody --help`` lists them all.
+"""
+
+from __future__ import annotations
+
+from custody.domain.errors import ConfigurationError, CustodyError, Unavailable
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_REQUEST_UNSIGNED = 3
+EXIT_UNAVAILABLE = 4
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_EPILOG = (
+    "\b\nExit codes:\n"
+    "  0  success; for sign and requests wait: the request was signed or is waiting for approval\n"
+    "  1  an error (the daemon refused the call, or a file could not be used)\n"
+    "  2  usage error, or no client profile was given\n"
+    "  3  the request ended unsigned (DENIED, REJECTED, EXPIRED, CANCELLED or FAILED)\n"
+    "  4  the daemon or one of its dependencies is unavailable"
+)
+
+
+class MissingProfile(ConfigurationError):
+    """No client profile was named; this is a usage mistake, so it exits with EXIT_USAGE."""
+
+
+class DaemonUnreachable(Unavailable):
+    """The daemon did not answer at the address the profile (or --server) names."""
+
+
+def exit_code_for(error: CustodyError) -> int:
+    """The exit code for a custody error raised in the command line or reported by the daemon."""
+    if isinstance(error, MissingProfile):
+        return EXIT_USAGE
+    if isinstance(error, Unavailable):
+        return EXIT_UNAVAILABLE
+    return EXIT_ERROR

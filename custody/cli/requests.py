@@ -1,0 +1,148 @@
+"""`custody requests ...`: list, show, wait for and cancel signing requests."""
+
+from __future__ import annotations
+
+import click
+
+from custody.api._gen import custody_pb2
+from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, client_options, connect, options_of
+from custody.cli.errors import EXIT_REQUEST_UNSIGNED
+from custody.cli.output import (
+    FINAL_STATES,
+    UNSIGNED_FINAL_STATES,
+    emit_json,
+    request_state_name,
+    request_state_value,
+    request_text,
+    request_to_json,
+    requests_table,
+)
+from custody.domain.errors import Unavailable
+
+_STATE_NAMES = (
+    "PENDING_APPROVAL",
+    "APPROVED",
+    "SIGNED",
+    "DENIED",
+    "REJECTED",
+    "EXPIRED",
+    "CANCELLED",
+    "FAILED",
+)
+_MAX_LIST_LIMIT = 1000
+
+
+@click.group("requests")
+@client_options
+def requests_group() -> None:
+    """Signing requests and their state."""
+
+
+@requests_group.command("list")
+@client_options
+@click.option("--state", type=click.Choice(_STATE_NAMES, case_sensitive=False), help="Only requests in this state.")
+@click.option("--key", "key_label", help="Only requests for this key label.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, _MAX_LIST_LIMIT),
+    default=100,
+    show_default=True,
+    help="At most this many requests, newest first.",
+)
+@click.pass_context
+def list_requests(context: click.Context, state: str | None, key_label: str | None, limit: int) -> None:
+    """List signing requests."""
+    options = options_of(context)
+    query = custody_pb2.ListRequestsRequest(
+        state=request_state_value(state) if state else custody_pb2.REQUEST_STATE_UNSPECIFIED,
+        key_label=key_label or "",
+        limit=limit,
+    )
+    with connect(options) as connection:
+        response = connection.signing.ListRequests(query, timeout=UNARY_TIMEOUT_SECONDS)
+    if options.json_output:
+        emit_json([request_to_json(request) for request in response.requests])
+    else:
+        click.echo(requests_table(response.requests))
+
+
+@requests_group.command("show")
+@client_options
+@click.argument("request_id")
+@click.pass_context
+def show_request(context: click.Context, request_id: str) -> None:
+    """Show one request, its decision and, once signed, its signature."""
+    options = options_of(context)
+    with connect(options) as connection:
+        response = connection.signing.GetRequest(
+            custody_pb2.GetRequestRequest(request_id=request_id), timeout=UNARY_TIMEOUT_SECONDS
+        )
+    print_request(response.request, json_output=options.json_output)
+
+
+@requests_group.command("wait")
+@client_options
+@click.argument("request_id")
+@click.pass_context
+def wait_request(context: click.Context, request_id: str) -> None:
+    """Wait until a request is signed or ends unsigned, then show it (exit code 3 when unsigned)."""
+    options = options_of(context)
+    with connect(options) as connection:
+        response = connection.signing.GetRequest(
+            custody_pb2.GetRequestRequest(request_id=request_id), timeout=UNARY_TIMEOUT_SECONDS
+        )
+        conclude(context, connection, response.request, wait=True)
+
+
+@requests_group.command("cancel")
+@client_options
+@click.argument("request_id")
+@click.option("--reason", default="", help="Why the request is cancelled, for the audit log.")
+@click.pass_context
+def cancel_request(context: click.Context, request_id: str, reason: str) -> None:
+    """Cancel a request that is not signed yet."""
+    options = options_of(context)
+    with connect(options) as connection:
+        response = connection.signing.CancelRequest(
+            custody_pb2.CancelRequestRequest(request_id=request_id, reason=reason), timeout=UNARY_TIMEOUT_SECONDS
+        )
+    print_request(response.request, json_output=options.json_output)
+
+
+def conclude(
+    context: click.Context, connection: Connection, request: custody_pb2.SigningRequest, *, wait: bool
+) -> None:
+    """Print a request (after following it to a final state when ``wait``); exit 3 if it ended unsigned."""
+    if wait:
+        request = follow_to_final_state(connection, request)
+    print_request(request, json_output=options_of(context).json_output)
+    if request_state_name(request.state) in UNSIGNED_FINAL_STATES:
+        context.exit(EXIT_REQUEST_UNSIGNED)
+
+
+def follow_to_final_state(
+    connection: Connection, request: custody_pb2.SigningRequest
+) -> custody_pb2.SigningRequest:
+    """The request as it is once final, following WatchRequest; a request already final is returned as is."""
+    if request_state_name(request.state) in FINAL_STATES:
+        return request
+    # No deadline: approvals take as long as people take; Ctrl-C ends the wait without touching the request.
+    stream = connection.signing.WatchRequest(custody_pb2.WatchRequestRequest(request_id=request.request_id))
+    try:
+        for update in stream:
+            request = update
+            if request_state_name(request.state) in FINAL_STATES:
+                return request
+    finally:
+        stream.cancel()
+    raise Unavailable(
+        f"the daemon stopped reporting on request {request.request_id} while it was"
+        f" {request_state_name(request.state)}; run `custody requests wait {request.request_id}` to keep waiting."
+    )
+
+
+def print_request(request: custody_pb2.SigningRequest, *, json_output: bool) -> None:
+    if json_output:
+        emit_json(request_to_json(request))
+    else:
+        click.echo(request_text(request))

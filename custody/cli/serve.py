@@ -1,0 +1,25 @@
+"""`custody serve`: run the daemon in the foreground."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("serve")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The daemon's server.toml.",
+)
+@click.option("--listen", metavar="HOST:PORT", help="Address to listen on, overriding the configuration's.")
+@click.pass_context
+def serve(context: click.Context, config_path: Path, listen: str | None) -> None:
+    """Run the custody daemon until it is stopped (SIGTERM or Ctrl-C)."""
+    # Imported here so that client commands do not load the HSM, database and server machinery.
+    from custody.bootstrap import serve as serve_daemon  # noqa: PLC0415
+
+    context.exit(serve_daemon(config_path, listen))

@@ -1,0 +1,102 @@
+"""`custody sign ...`: submit a transaction, EIP-712 typed data or an EIP-191 message for signing.
+
+The payload goes to the daemon byte for byte: the daemon parses it and computes the digest itself, so the
+command line checks only that the input can be read and is within the size limit.
+"""
+
+from __future__ import annotations
+
+import click
+
+from custody.api._gen import custody_pb2
+from custody.cli.client import UNARY_TIMEOUT_SECONDS, client_options, connect, options_of
+from custody.cli.requests import conclude
+from custody.domain.errors import InvalidInput
+
+# The daemon's parsers refuse larger payloads; refusing here too saves sending them.
+MAX_PAYLOAD_BYTES = 128 * 1024
+
+_key_option = click.option("--key", "key_label", required=True, help="Label of the key to sign with.")
+_wait_option = click.option(
+    "--wait", is_flag=True, help="Wait until the request is signed or ends unsigned (e.g. after approvals)."
+)
+
+
+@click.group("sign")
+@client_options
+def sign_group() -> None:
+    """Ask the daemon for a signature (the policy decides)."""
+
+
+@sign_group.command("tx")
+@client_options
+@_key_option
+@click.option("--file", "file_name", required=True, help="Transaction JSON (eth-account field names); - for stdin.")
+@_wait_option
+@click.pass_context
+def sign_transaction(context: click.Context, key_label: str, file_name: str, wait: bool) -> None:
+    """Sign a legacy, EIP-2930 or EIP-1559 transaction."""
+    _submit(context, key_label, custody_pb2.PAYLOAD_KIND_TRANSACTION, read_payload(file_name), wait=wait)
+
+
+@sign_group.command("typed-data")
+@client_options
+@_key_option
+@click.option("--file", "file_name", required=True, help="EIP-712 typed data JSON; - for stdin.")
+@_wait_option
+@click.pass_context
+def sign_typed_data(context: click.Context, key_label: str, file_name: str, wait: bool) -> None:
+    """Sign EIP-712 typed data (eth_signTypedData_v4)."""
+    _submit(context, key_label, custody_pb2.PAYLOAD_KIND_TYPED_DATA, read_payload(file_name), wait=wait)
+
+
+@sign_group.command("message")
+@client_options
+@_key_option
+@click.option("--text", help="The message, signed as its UTF-8 bytes.")
+@click.option("--file", "file_name", help="A file whose bytes are the message; - for stdin.")
+@_wait_option
+@click.pass_context
+def sign_message(
+    context: click.Context, key_label: str, text: str | None, file_name: str | None, wait: bool
+) -> None:
+    """Sign an EIP-191 personal message."""
+    if text is not None and file_name is None:
+        payload = text.encode("utf-8")
+        _check_size(len(payload), "--text")
+    elif file_name is not None and text is None:
+        payload = read_payload(file_name)
+    else:
+        raise click.UsageError("give the message with exactly one of --text or --file.")
+    _submit(context, key_label, custody_pb2.PAYLOAD_KIND_MESSAGE, payload, wait=wait)
+
+
+def read_payload(file_name: str) -> bytes:
+    """The bytes of ``file_name`` (stdin for "-"), refusing more than MAX_PAYLOAD_BYTES."""
+    try:
+        if file_name == "-":
+            payload = click.get_binary_stream("stdin").read(MAX_PAYLOAD_BYTES + 1)
+        else:
+            with open(file_name, "rb") as stream:
+                payload = stream.read(MAX_PAYLOAD_BYTES + 1)
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise InvalidInput(f"cannot read {file_name}: {reason}", field="--file") from None
+    _check_size(len(payload), "--file")
+    return payload
+
+
+def _check_size(size: int, field: str) -> None:
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidInput(
+            f"the payload is larger than the limit of {MAX_PAYLOAD_BYTES} bytes (128 KiB)", field=field
+        )
+
+
+def _submit(context: click.Context, key_label: str, kind: int, payload: bytes, *, wait: bool) -> None:
+    with connect(options_of(context)) as connection:
+        response = connection.signing.SubmitRequest(
+            custody_pb2.SubmitRequestRequest(key_label=key_label, kind=kind, payload=payload),
+            timeout=UNARY_TIMEOUT_SECONDS,
+        )
+        conclude(context, connection, response.request, wait=wait)

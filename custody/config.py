@@ -1,0 +1,287 @@
+"""The daemon's configuration file (``server.toml``): parsed strictly, validated once at start.
+
+Every problem is reported as one ConfigurationError naming the file, the key and what is wrong, so an operator
+can fix it without reading code. Relative paths resolve against the directory of the configuration file, so
+an environment can be moved as a whole. Secrets are never stored in this file: the HSM PIN comes from a file
+(mode 0600) or an environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from custody.domain.errors import ConfigurationError
+from custody.domain.principals import Principal, Role
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+# Payloads are capped at 128 KiB by the parsers; the transport limit leaves room for the envelope.
+DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True)
+class HsmConfig:
+    module: str
+    token_label: str
+    pin_file: Path | None
+    pin_env: str | None
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_workers: int = 16
+    max_concurrent_rpcs: int = 256
+    shutdown_grace_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    path: Path
+    listen: str
+    tls: TlsConfig
+    hsm: HsmConfig
+    database_url: str
+    policy_file: Path
+    principals: Mapping[str, Principal]
+    limits: Limits
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+_TOP_LEVEL_KEYS = {"listen", "tls", "hsm", "database", "policy", "principals", "limits"}
+
+
+class _Reader:
+    """Reads typed values out of the parsed TOML, naming ``file: key`` in every error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.base_dir = path.parent
+
+    def fail(self, key: str, problem: str) -> ConfigurationError:
+        return ConfigurationError(f"{self.path}: {key}: {problem}")
+
+    def table(self, data: Mapping[str, Any], key: str, allowed: set[str], *, required: bool = True) -> dict[str, Any]:
+        value = data.get(key.rsplit(".", 1)[-1])
+        if value is None:
+            if required:
+                raise self.fail(key, "this section is required")
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise self.fail(key, f"unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        return value
+
+    def string(self, data: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
+        value = data.get(key.rsplit(".", 1)[-1])
+        if value is None:
+            if required:
+                raise self.fail(key, "is required")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, "must be a non-empty string")
+        return value
+
+    def path_value(self, data: Mapping[str, Any], key: str, *, must_exist: bool = True) -> Path:
+        raw = self.string(data, key)
+        assert raw is not None  # noqa: S101 - string() raised for a missing required value
+        resolved = self.resolve(raw)
+        if must_exist and not resolved.is_file():
+            raise self.fail(key, f"file {resolved} does not exist")
+        return resolved
+
+    def resolve(self, raw: str) -> Path:
+        candidate = Path(raw).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve()
+
+    def positive(self, data: Mapping[str, Any], key: str, default: float, *, integer: bool = True) -> Any:
+        value = data.get(key.rsplit(".", 1)[-1], default)
+        allowed_types = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed_types) or value <= 0:
+            raise self.fail(key, f"must be a positive {'integer' if integer else 'number'}, got {value!r}")
+        return value
+
+
+def load_server_config(path: Path) -> ServerConfig:
+    """Read and validate ``server.toml``; raises ConfigurationError naming file, key and problem."""
+    path = path.resolve()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path}: the configuration file does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path}: cannot read the configuration file ({exc.__class__.__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
+
+    reader = _Reader(path)
+    unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
+    if unknown:
+        raise reader.fail(unknown[0], f"unknown setting; allowed: {', '.join(sorted(_TOP_LEVEL_KEYS))}")
+
+    listen = reader.string(data, "listen", required=False) or DEFAULT_LISTEN
+    _check_address(reader, "listen", listen)
+
+    tls_table = reader.table(data, "tls", {"ca_file", "cert_file", "key_file"})
+    tls = TlsConfig(
+        ca_file=reader.path_value(tls_table, "tls.ca_file"),
+        cert_file=reader.path_value(tls_table, "tls.cert_file"),
+        key_file=reader.path_value(tls_table, "tls.key_file"),
+    )
+
+    hsm_table = reader.table(data, "hsm", {"module", "token_label", "pin_file", "pin_env", "environment"})
+    pin_file_raw = reader.string(hsm_table, "hsm.pin_file", required=False)
+    pin_env = reader.string(hsm_table, "hsm.pin_env", required=False)
+    if (pin_file_raw is None) == (pin_env is None):
+        raise reader.fail("hsm", "set exactly one of pin_file and pin_env (the PIN is never written in this file)")
+    environment_raw = hsm_table.get("environment", {})
+    if not isinstance(environment_raw, dict) or not all(isinstance(v, str) for v in environment_raw.values()):
+        raise reader.fail("hsm.environment", "must be a table of string values")
+    # Values that name files (SOFTHSM2_CONF, vendor client configs) are resolved like every other path, so a
+    # relative entry means the same thing wherever the daemon is started from.
+    environment = {
+        name: str(reader.resolve(value)) if _looks_like_path(value) else value
+        for name, value in environment_raw.items()
+    }
+    module = reader.string(hsm_table, "hsm.module")
+    token_label = reader.string(hsm_table, "hsm.token_label")
+    assert module is not None and token_label is not None  # noqa: S101 - required values raised above
+    hsm = HsmConfig(
+        module=module,
+        token_label=token_label,
+        pin_file=reader.resolve(pin_file_raw) if pin_file_raw else None,
+        pin_env=pin_env,
+        environment=environment,
+    )
+
+    database_table = reader.table(data, "database", {"url"})
+    database_url = reader.string(database_table, "database.url")
+    assert database_url is not None  # noqa: S101
+    if not database_url.startswith("sqlite:///"):
+        raise reader.fail("database.url", "must be a sqlite:///PATH URL (PostgreSQL arrives in a later version)")
+
+    policy_table = reader.table(data, "policy", {"file"})
+    policy_file = reader.path_value(policy_table, "policy.file")
+
+    limits_table = reader.table(
+        data,
+        "limits",
+        {"max_message_bytes", "max_workers", "max_concurrent_rpcs", "shutdown_grace_seconds"},
+        required=False,
+    )
+    defaults = Limits()
+    limits = Limits(
+        max_message_bytes=reader.positive(limits_table, "limits.max_message_bytes", defaults.max_message_bytes),
+        max_workers=reader.positive(limits_table, "limits.max_workers", defaults.max_workers),
+        max_concurrent_rpcs=reader.positive(
+            limits_table, "limits.max_concurrent_rpcs", defaults.max_concurrent_rpcs
+        ),
+        shutdown_grace_seconds=float(
+            reader.positive(
+                limits_table, "limits.shutdown_grace_seconds", defaults.shutdown_grace_seconds, integer=False
+            )
+        ),
+    )
+
+    principals = _read_principals(reader, data.get("principals"))
+    return ServerConfig(
+        path=path,
+        listen=listen,
+        tls=tls,
+        hsm=hsm,
+        database_url=database_url,
+        policy_file=policy_file,
+        principals=principals,
+        limits=limits,
+    )
+
+
+def _read_principals(reader: _Reader, raw: Any) -> dict[str, Principal]:
+    if not isinstance(raw, dict) or not raw:
+        raise reader.fail("principals", "name at least one principal, e.g. [principals.admin] roles = [\"admin\"]")
+    role_names = {role.value for role in Role}
+    principals: dict[str, Principal] = {}
+    for name, entry in raw.items():
+        key = f"principals.{name}"
+        if not isinstance(entry, dict):
+            raise reader.fail(key, "must be a table with roles (and keys for requesters)")
+        unknown = sorted(set(entry) - {"roles", "keys"})
+        if unknown:
+            raise reader.fail(key, f"unknown setting(s) {', '.join(unknown)}; allowed: keys, roles")
+        roles_raw = entry.get("roles")
+        if not isinstance(roles_raw, list) or not roles_raw or not all(isinstance(r, str) for r in roles_raw):
+            raise reader.fail(f"{key}.roles", f"must be a non-empty list of: {', '.join(sorted(role_names))}")
+        bad_roles = sorted(set(roles_raw) - role_names)
+        if bad_roles:
+            raise reader.fail(
+                f"{key}.roles", f"unknown role(s) {', '.join(bad_roles)}; known: {', '.join(sorted(role_names))}"
+            )
+        keys_raw = entry.get("keys", [])
+        if not isinstance(keys_raw, list) or not all(isinstance(k, str) for k in keys_raw):
+            raise reader.fail(f"{key}.keys", "must be a list of key labels")
+        roles = frozenset(Role(r) for r in roles_raw)
+        if keys_raw and Role.REQUESTER not in roles:
+            raise reader.fail(f"{key}.keys", "only a principal with the requester role can be granted keys")
+        principals[name] = Principal(name=name, roles=roles, keys=frozenset(keys_raw))
+    return principals
+
+
+def _check_address(reader: _Reader, key: str, address: str) -> None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise reader.fail(key, f"must be HOST:PORT, got {address!r}")
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or value.endswith((".conf", ".cfg", ".ini", ".json", ".toml"))
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """Read a secret (a PIN) from a file that only its owner can read; refuse group- or world-readable files.
+
+    The content is stripped of its trailing newline. Neither the content nor a part of it ever appears in an
+    error message.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigurationError(f"the {what} file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the {what} file {path} ({exc.strerror})") from None
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise ConfigurationError(
+            f"the {what} file {path} can be read by other users (mode {stat.S_IMODE(info.st_mode):o});"
+            " make it mode 0600 or stricter"
+        )
+    secret = path.read_text(encoding="utf-8").rstrip("\r\n")
+    if not secret:
+        raise ConfigurationError(f"the {what} file {path} is empty")
+    return secret
+
+
+def read_hsm_pin(hsm: HsmConfig) -> str:
+    if hsm.pin_file is not None:
+        return read_secret_file(hsm.pin_file, "HSM PIN")
+    assert hsm.pin_env is not None  # noqa: S101 - load_server_config guarantees one of the two
+    pin = os.environ.get(hsm.pin_env, "")
+    if not pin:
+        raise ConfigurationError(f"the environment variable {hsm.pin_env} holding the HSM PIN is not set")
+    return pin

@@ -1,0 +1,120 @@
+"""A fault-injecting wrapper around a real PKCS#11 session, for tests and benchmarks.
+
+SoftHSM2 runs inside the process and cannot be unplugged, so HSM faults are simulated here: the wrapper
+delegates every call to the real python-pkcs11 session and to the real key objects found through it, and
+makes the signing call (``C_Sign``) raise a chosen PKCS#11 error for the next N calls or at a seeded random
+rate, or wait a fixed time first to stand for a network HSM. Nothing is faked: a sign call that is not
+failed is the real token's signature.
+
+Usage::
+
+    faults = SignFaults(delay_seconds=0.002)
+    hsm = Pkcs11Hsm(module, label, pin, session_wrapper=faults)
+    faults.fail_next(1, SessionClosed)
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pkcs11
+from pkcs11.exceptions import PKCS11Error, SessionClosed
+
+
+class SignFaults:
+    """A fault plan for sign calls; call it with a real session to get the wrapped session.
+
+    The adapter calls the plan each time it opens a session, so ``sessions`` lists every real session it
+    used, newest last: tests reach the real session there to close it from under the adapter.
+    """
+
+    def __init__(self, *, delay_seconds: float = 0.0, seed: int = 0) -> None:
+        if delay_seconds < 0:
+            raise ValueError("delay_seconds must not be negative")
+        self.delay_seconds = delay_seconds
+        self.sessions: list[pkcs11.Session] = []
+        self.sign_calls = 0
+        self.injected_faults = 0
+        self._random = random.Random(seed)  # noqa: S311 -- the fault schedule must be reproducible, not secret
+        self._pending_failures = 0
+        self._pending_error: type[PKCS11Error] = SessionClosed
+        self._rate = 0.0
+        self._rate_error: type[PKCS11Error] = SessionClosed
+        # The adapter serializes its calls already; this lock keeps the plan consistent when a test changes it
+        # from another thread while signatures are running.
+        self._plan_lock = threading.Lock()
+
+    def fail_next(self, count: int, error: type[PKCS11Error] = SessionClosed) -> None:
+        """Make the next ``count`` sign calls raise ``error`` before reaching the token."""
+        if count < 0:
+            raise ValueError("count must not be negative")
+        with self._plan_lock:
+            self._pending_failures = count
+            self._pending_error = error
+
+    def fail_at_rate(self, rate: float, error: type[PKCS11Error] = SessionClosed) -> None:
+        """Make each sign call raise ``error`` with probability ``rate``, drawn from the seeded generator."""
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        with self._plan_lock:
+            self._rate = rate
+            self._rate_error = error
+
+    def __call__(self, session: pkcs11.Session) -> FaultySession:
+        self.sessions.append(session)
+        return FaultySession(session, self)
+
+    def before_sign(self) -> None:
+        """Count a sign call, wait the configured delay, and raise the planned error if one is due."""
+        with self._plan_lock:
+            self.sign_calls += 1
+            error: type[PKCS11Error] | None = None
+            if self._pending_failures > 0:
+                self._pending_failures -= 1
+                error = self._pending_error
+            elif self._rate > 0.0 and self._random.random() < self._rate:
+                error = self._rate_error
+            if error is not None:
+                self.injected_faults += 1
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
+        if error is not None:
+            raise error(f"injected by custody.hsm.faults (sign call {self.sign_calls})")
+
+
+class FaultySession:
+    """Delegates to a real session; objects it finds sign through the fault plan."""
+
+    def __init__(self, real: pkcs11.Session, plan: SignFaults) -> None:
+        self.real = real
+        self._plan = plan
+
+    def get_objects(self, attrs: dict[pkcs11.Attribute, Any] | None = None) -> Iterator[FaultyObject]:
+        for found in self.real.get_objects(attrs):
+            yield FaultyObject(found, self._plan)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class FaultyObject:
+    """Delegates to a real key object; ``sign`` first consults the fault plan."""
+
+    def __init__(self, real: Any, plan: SignFaults) -> None:
+        self.real = real
+        self._plan = plan
+
+    def sign(self, data: bytes, **kwargs: Any) -> bytes:
+        self._plan.before_sign()
+        signature: bytes = self.real.sign(data, **kwargs)
+        return signature
+
+    def __getitem__(self, attribute: pkcs11.Attribute) -> Any:
+        return self.real[attribute]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)

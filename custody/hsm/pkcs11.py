@@ -1,0 +1,528 @@
+"""The PKCS#11 adapter: custody's Hsm port implemented with python-pkcs11 against a real token.
+
+Facts this module is built on (measured with SoftHSM2 2.6.1 and python-pkcs11 0.10.1, see DESIGN.md):
+
+- python-pkcs11 calls ``C_Initialize(NULL)``, so SoftHSM2 runs without internal locks, and it releases the
+  GIL inside ``C_Sign``: two threads in the library at once crash the process. Every call into the library
+  therefore holds one lock, shared by every adapter that uses the same library file. Run ONE ``Pkcs11Hsm``
+  per process and get parallelism from several processes, each with its own library load and login.
+- Login belongs to the application, not to a session: the adapter logs in once; closing the session that
+  logged in logs every session of the process out, and logging in while already logged in is refused with
+  UserAlreadyLoggedIn, which the adapter tolerates.
+- Key object handles belong to the session that found them, so they are cached per session and the caches
+  are dropped whenever the session is reopened.
+
+No python-pkcs11 exception leaves this module: each becomes one of custody's typed errors. The PIN is kept
+only to log in again after a lost session and never appears in a log line or an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pkcs11
+from cryptography.hazmat.primitives.asymmetric import ec
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import exceptions as p11
+
+from custody.domain.errors import (
+    ConfigurationError,
+    CustodyError,
+    FailedPrecondition,
+    HsmUnavailable,
+    InternalError,
+    InvalidInput,
+    NotFound,
+)
+from custody.hsm.base import GeneratedKey, HsmHealth
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# DER encoding of the named-curve OID 1.3.132.0.10 (secp256k1), the value of CKA_EC_PARAMS.
+SECP256K1_EC_PARAMS = bytes.fromhex("06052b8104000a")
+
+_KEY_ID_BYTES = 16
+_MAX_KEY_ID_BYTES = 64
+_MAX_KEY_LABEL_BYTES = 255
+_DIGEST_BYTES = 32
+_SIGNATURE_BYTES = 64
+_UNCOMPRESSED_POINT_BYTES = 65
+_HEALTH_LOCK_TIMEOUT_SECONDS = 10.0
+
+# Errors after which reopening the session and logging in again can succeed: the session, its login or the
+# handles it found are gone, but the token may well be back. The operation is retried once after that.
+_SESSION_LOST_ERRORS: tuple[type[p11.PKCS11Error], ...] = (
+    p11.SessionClosed,
+    p11.SessionHandleInvalid,
+    p11.DeviceRemoved,
+    p11.UserNotLoggedIn,
+    p11.TokenNotPresent,
+    # A logout (for example another session of this process closing) invalidates the handles of private
+    # objects, so a stale cached handle is a lost login too.
+    p11.ObjectHandleInvalid,
+    p11.KeyHandleInvalid,
+)
+
+# Errors that say the device itself is failing. Reopening the session would not help, so they are reported
+# at once as unavailable and the caller's retry policy decides what to do.
+_DEVICE_ERRORS: tuple[type[p11.PKCS11Error], ...] = (
+    p11.DeviceError,
+    p11.DeviceMemory,
+    p11.GeneralError,
+    p11.FunctionFailed,
+    p11.FunctionCancelled,
+    p11.HostMemory,
+    p11.SessionCount,
+    p11.OperationActive,
+    p11.TokenNotRecognised,
+)
+
+_PIN_REFUSED_ERRORS: tuple[type[p11.PKCS11Error], ...] = (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange)
+
+# One lock per library file: python-pkcs11 loads each library once per process and shares it, so adapters
+# built on the same file must not call into it at the same time either.
+_library_locks: dict[str, threading.Lock] = {}
+_library_locks_guard = threading.Lock()
+
+
+def _lock_for_library(module_path: str) -> threading.Lock:
+    with _library_locks_guard:
+        return _library_locks.setdefault(str(Path(module_path).resolve()), threading.Lock())
+
+
+SessionWrapper = Callable[[Any], Any]
+
+
+class Pkcs11Hsm:
+    """custody's Hsm port over one token of a PKCS#11 library; one instance per process (see module doc).
+
+    ``session_wrapper``, when given, receives each real python-pkcs11 session the adapter opens and returns
+    an object with the same interface that the adapter uses instead (custody.hsm.faults uses it to inject
+    errors into the real session).
+    """
+
+    def __init__(
+        self, module_path: str, token_label: str, pin: str, *, session_wrapper: SessionWrapper | None = None
+    ) -> None:
+        self._module_path = module_path
+        self._token_label = token_label
+        self._pin = pin
+        self._session_wrapper = session_wrapper
+        self._lock = _lock_for_library(module_path)
+        self._lib: Any = None
+        self._token: Any = None
+        self._session: Any = None
+        self._closed = False
+        # Private key objects found in the current session, by CKA_ID; valid only for that session.
+        self._private_keys: dict[bytes, Any] = {}
+        # Key ids whose private key passed the sensitivity checks in the current session.
+        self._checked_key_ids: set[bytes] = set()
+        if not Path(module_path).is_file():
+            raise ConfigurationError(f"the PKCS#11 library {module_path} does not exist")
+        with self._lock:
+            try:
+                self._lib = pkcs11.lib(module_path)
+            except p11.PKCS11Error as exc:
+                raise ConfigurationError(
+                    f"the PKCS#11 library {module_path} could not be loaded: {exc}"
+                ) from exc
+            try:
+                self._token = self._find_token()
+                self._session = self._open_logged_in_session()
+            except CustodyError:
+                raise
+            except p11.PKCS11Error as exc:
+                raise _translate(exc, f"open a session on token {token_label!r}") from exc
+        logger.info("opened a PKCS#11 session on token %r of %s", token_label, module_path)
+
+    # The port.
+
+    def generate_secp256k1_key(self, label: str) -> GeneratedKey:
+        """Generate a secp256k1 key pair in the token; the private half is sensitive and not extractable."""
+        if not isinstance(label, str) or not label or len(label.encode("utf-8")) > _MAX_KEY_LABEL_BYTES:
+            raise InvalidInput(
+                f"a key label is 1 to {_MAX_KEY_LABEL_BYTES} bytes of UTF-8 text", field="label"
+            )
+
+        def generate() -> GeneratedKey:
+            # A fresh id per attempt: if a first attempt created a pair before the session was lost, the
+            # retry must not make a second pair under the same id, which would make both unusable.
+            key_id = secrets.token_bytes(_KEY_ID_BYTES)
+            parameters = self._session.create_domain_parameters(
+                KeyType.EC, {Attribute.EC_PARAMS: SECP256K1_EC_PARAMS}, local=True
+            )
+            public_key, private_key = parameters.generate_keypair(
+                id=key_id,
+                label=label,
+                store=True,
+                mechanism=Mechanism.EC_KEY_PAIR_GEN,
+                public_template={
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: False,
+                    Attribute.VERIFY: True,
+                    Attribute.ENCRYPT: False,
+                    Attribute.WRAP: False,
+                    Attribute.DERIVE: False,
+                },
+                private_template={
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: True,
+                    Attribute.SENSITIVE: True,
+                    Attribute.EXTRACTABLE: False,
+                    Attribute.SIGN: True,
+                    Attribute.DECRYPT: False,
+                    Attribute.UNWRAP: False,
+                    Attribute.DERIVE: False,
+                },
+            )
+            # The token is trusted to honour the template, but checking costs little and catches a token
+            # that silently ignores attributes it does not support.
+            _check_private_key(private_key, key_id)
+            point = _checked_public_point(public_key[Attribute.EC_POINT], key_id)
+            self._private_keys[key_id] = private_key
+            self._checked_key_ids.add(key_id)
+            return GeneratedKey(key_id=key_id, public_point=point)
+
+        generated = self._call(generate, f"generate key {label!r}")
+        logger.info("generated secp256k1 key %r with id %s", label, generated.key_id.hex())
+        return generated
+
+    def public_point(self, key_id: bytes) -> bytes:
+        """The uncompressed public point (65 bytes) of the key; NotFound when the token has no such key."""
+        _validate_key_id(key_id)
+
+        def read_point() -> bytes:
+            public_key = self._find_one(ObjectClass.PUBLIC_KEY, key_id)
+            return _checked_public_point(public_key[Attribute.EC_POINT], key_id)
+
+        return self._call(read_point, f"read the public key {key_id.hex()}")
+
+    def check_key(self, key_id: bytes) -> None:
+        """Raise FailedPrecondition when the private key may leave the HSM or is unfit; NotFound if absent."""
+        _validate_key_id(key_id)
+
+        def check() -> None:
+            # An explicit check always reads the attributes again rather than trusting the cache.
+            self._checked_key_ids.discard(key_id)
+            self._usable_private_key(key_id)
+
+        self._call(check, f"check key {key_id.hex()}")
+
+    def sign_digest(self, key_id: bytes, digest: bytes) -> bytes:
+        """ECDSA (CKM_ECDSA) over a 32-byte digest; returns r || s, 64 bytes, s not normalized."""
+        _validate_key_id(key_id)
+        if not isinstance(digest, bytes) or len(digest) != _DIGEST_BYTES:
+            length = len(digest) if isinstance(digest, bytes | bytearray) else "a non-bytes value"
+            raise InvalidInput(f"a digest to sign is exactly 32 bytes; got {length}", field="digest")
+
+        def sign() -> bytes:
+            private_key = self._usable_private_key(key_id)
+            signature: bytes = private_key.sign(digest, mechanism=Mechanism.ECDSA)
+            if len(signature) != _SIGNATURE_BYTES:
+                raise InternalError(
+                    f"the HSM returned a {len(signature)}-byte ECDSA signature for key {key_id.hex()};"
+                    " a secp256k1 signature is 64 bytes"
+                )
+            return signature
+
+        return self._call(sign, f"sign with key {key_id.hex()}")
+
+    def health(self) -> HsmHealth:
+        """Report whether the library is loaded, the token present and the session logged in; never raises."""
+        if not self._lock.acquire(timeout=_HEALTH_LOCK_TIMEOUT_SECONDS):
+            return HsmHealth(
+                library_loaded=self._lib is not None,
+                token_present=False,
+                logged_in=False,
+                detail=f"the HSM did not answer within {_HEALTH_LOCK_TIMEOUT_SECONDS:.0f} seconds",
+            )
+        try:
+            return self._health_locked()
+        except Exception as exc:
+            # A health check is asked by probes that must get an answer, so every failure is reported.
+            return HsmHealth(
+                library_loaded=False,
+                token_present=False,
+                logged_in=False,
+                detail=f"the health check failed unexpectedly ({type(exc).__name__})",
+            )
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Close the session (which logs the process out of the token); the adapter is unusable afterwards."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._drop_session_caches()
+            session, self._session = self._session, None
+            if session is not None:
+                try:
+                    session.close()
+                except p11.PKCS11Error as exc:
+                    logger.warning(
+                        "closing the PKCS#11 session on token %r failed (%s)",
+                        self._token_label,
+                        type(exc).__name__,
+                    )
+        logger.info("closed the PKCS#11 session on token %r", self._token_label)
+
+    # Session management; every method below runs with self._lock held.
+
+    def _call(self, operation: Callable[[], T], action: str) -> T:
+        """Run ``operation`` under the lock; after a lost session reopen, log in and retry it once."""
+        with self._lock:
+            if self._closed:
+                raise HsmUnavailable(f"could not {action}: this HSM connection has been closed")
+            return self._run_with_one_retry(operation, action)
+
+    def _run_with_one_retry(self, operation: Callable[[], T], action: str) -> T:
+        try:
+            return operation()
+        except p11.PKCS11Error as exc:
+            if not self._is_session_lost(exc):
+                raise _translate(exc, action) from exc
+            logger.warning(
+                "lost the PKCS#11 session on token %r (%s) while trying to %s; reopening it",
+                self._token_label,
+                type(exc).__name__,
+                action,
+            )
+        self._reconnect(action)
+        try:
+            return operation()
+        except p11.PKCS11Error as exc:
+            if self._is_session_lost(exc):
+                raise HsmUnavailable(
+                    f"could not {action}: the HSM session was lost again right after it was reopened"
+                    f" ({type(exc).__name__})"
+                ) from exc
+            raise _translate(exc, action) from exc
+
+    def _is_session_lost(self, exc: p11.PKCS11Error) -> bool:
+        # python-pkcs11 reports CKR_CRYPTOKI_NOT_INITIALIZED (the library was finalized under us) only as a
+        # bare PKCS11Error, so the library's own flag is what tells that case apart.
+        return isinstance(exc, _SESSION_LOST_ERRORS) or (self._lib is not None and not self._lib.initialized)
+
+    def _reconnect(self, action: str) -> None:
+        self._drop_session_caches()
+        old_session, self._session = self._session, None
+        if old_session is not None:
+            try:
+                old_session.close()
+            except p11.PKCS11Error as exc:
+                # The old session is usually already gone; closing it is only tidying up.
+                logger.debug("closing the lost PKCS#11 session failed as expected (%s)", type(exc).__name__)
+        try:
+            # pkcs11.lib returns the process's cached library and initializes it again if it was finalized.
+            self._lib = pkcs11.lib(self._module_path)
+            self._token = self._find_token()
+            self._session = self._open_logged_in_session()
+        except ConfigurationError:
+            raise
+        except p11.PKCS11Error as exc:
+            raise HsmUnavailable(
+                f"could not {action}: the HSM session was lost and could not be reopened"
+                f" ({type(exc).__name__})"
+            ) from exc
+        logger.info("reopened the PKCS#11 session on token %r and logged in again", self._token_label)
+
+    def _drop_session_caches(self) -> None:
+        self._private_keys.clear()
+        self._checked_key_ids.clear()
+
+    def _find_token(self) -> Any:
+        try:
+            return self._lib.get_token(token_label=self._token_label)
+        except p11.NoSuchToken:
+            raise ConfigurationError(
+                f"no token labelled {self._token_label!r} was found in the PKCS#11 library"
+                f" {self._module_path}"
+            ) from None
+        except p11.MultipleTokensReturned:
+            raise ConfigurationError(
+                f"more than one token is labelled {self._token_label!r} in the PKCS#11 library"
+                f" {self._module_path}; token labels must be unique"
+            ) from None
+
+    def _open_logged_in_session(self) -> Any:
+        try:
+            session = self._token.open(rw=True, user_pin=self._pin)
+        except p11.UserAlreadyLoggedIn:
+            # Login belongs to the application: a session of this process has logged in already, so a new
+            # session without the PIN has the user's rights. python-pkcs11 does not hand back the session it
+            # opened before the refused C_Login; that handle stays open until the library is finalized.
+            logger.info(
+                "token %r is already logged in by this process; reusing that login", self._token_label
+            )
+            session = self._token.open(rw=True)
+        except _PIN_REFUSED_ERRORS:
+            raise ConfigurationError(f"the HSM refused the PIN for token {self._token_label!r}") from None
+        except p11.PinLocked:
+            raise ConfigurationError(
+                f"the PIN for token {self._token_label!r} is locked after too many wrong attempts;"
+                " the security officer must unlock it"
+            ) from None
+        except p11.PinExpired:
+            raise ConfigurationError(
+                f"the PIN for token {self._token_label!r} has expired and must be changed"
+            ) from None
+        except p11.UserPinNotInitialized:
+            raise ConfigurationError(f"token {self._token_label!r} has no user PIN set yet") from None
+        if self._session_wrapper is not None:
+            return self._session_wrapper(session)
+        return session
+
+    # Keys.
+
+    def _find_one(self, object_class: ObjectClass, key_id: bytes) -> Any:
+        found = list(self._session.get_objects({Attribute.CLASS: object_class, Attribute.ID: key_id}))
+        kind = "private" if object_class == ObjectClass.PRIVATE_KEY else "public"
+        if not found:
+            raise NotFound(f"the HSM has no {kind} key with id {key_id.hex()}")
+        if len(found) > 1:
+            raise FailedPrecondition(
+                f"the HSM holds {len(found)} {kind} keys with id {key_id.hex()}, so custody cannot tell"
+                " which one to use"
+            )
+        return found[0]
+
+    def _usable_private_key(self, key_id: bytes) -> Any:
+        private_key = self._private_keys.get(key_id)
+        if private_key is None:
+            private_key = self._find_one(ObjectClass.PRIVATE_KEY, key_id)
+            self._private_keys[key_id] = private_key
+        if key_id not in self._checked_key_ids:
+            _check_private_key(private_key, key_id)
+            self._checked_key_ids.add(key_id)
+        return private_key
+
+    def _health_locked(self) -> HsmHealth:
+        if self._closed:
+            return HsmHealth(True, False, False, detail="this HSM connection has been closed")
+        if self._lib is None or not self._lib.initialized:
+            return HsmHealth(False, False, False, detail="the PKCS#11 library is not initialized")
+        try:
+            token_info = self._token.slot.get_token()
+        except p11.PKCS11Error as exc:
+            return HsmHealth(True, False, False, detail=f"the token cannot be read ({type(exc).__name__})")
+        if token_info.label != self._token_label:
+            return HsmHealth(True, False, False, detail=f"the slot now holds token {token_info.label!r}")
+        try:
+            self._run_with_one_retry(self._probe_login, "check the HSM login")
+        except CustodyError as exc:
+            return HsmHealth(True, True, False, detail=exc.message)
+        return HsmHealth(True, True, True)
+
+    def _probe_login(self) -> None:
+        """Prove the session is logged in by creating and destroying a private session object.
+
+        Creating a private object is refused with UserNotLoggedIn when the login is gone and has no lasting
+        effect otherwise; python-pkcs11 offers no C_GetSessionInfo to ask directly.
+        """
+        probe_object = self._session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.DATA,
+                Attribute.TOKEN: False,
+                Attribute.PRIVATE: True,
+                Attribute.LABEL: "custody-health-probe",
+            }
+        )
+        probe_object.destroy()
+
+
+def _validate_key_id(key_id: bytes) -> None:
+    if not isinstance(key_id, bytes) or not 0 < len(key_id) <= _MAX_KEY_ID_BYTES:
+        raise InvalidInput(f"a key id is 1 to {_MAX_KEY_ID_BYTES} bytes", field="key_id")
+
+
+def _check_private_key(private_key: Any, key_id: bytes) -> None:
+    """Raise FailedPrecondition unless the key is a secp256k1 signing key that cannot leave the HSM."""
+    name = key_id.hex()
+    if private_key[Attribute.KEY_TYPE] != KeyType.EC:
+        raise FailedPrecondition(f"key {name} is not an elliptic-curve key, so it cannot sign for Ethereum")
+    if bytes(private_key[Attribute.EC_PARAMS]) != SECP256K1_EC_PARAMS:
+        raise FailedPrecondition(f"key {name} is not on the secp256k1 curve, so it cannot sign for Ethereum")
+    if not private_key[Attribute.SENSITIVE]:
+        raise FailedPrecondition(
+            f"key {name} is not marked sensitive; custody refuses keys whose private half can be read out"
+        )
+    if private_key[Attribute.EXTRACTABLE]:
+        raise FailedPrecondition(
+            f"key {name} is extractable; custody refuses keys whose private half can leave the HSM"
+        )
+    # These two record the key's history: a key once readable may have been copied, whatever it says now.
+    if _optional_attribute(private_key, Attribute.ALWAYS_SENSITIVE) is False:
+        raise FailedPrecondition(
+            f"key {name} was not always sensitive, so its private half may have been read out before"
+        )
+    if _optional_attribute(private_key, Attribute.NEVER_EXTRACTABLE) is False:
+        raise FailedPrecondition(
+            f"key {name} was extractable at some time, so its private half may have left the HSM"
+        )
+    if not private_key[Attribute.SIGN]:
+        raise FailedPrecondition(f"key {name} is not allowed to sign (CKA_SIGN is false)")
+
+
+def _optional_attribute(key_object: Any, attribute: Attribute) -> bool | None:
+    """Read a boolean attribute the token may not implement; None when it does not."""
+    try:
+        return bool(key_object[attribute])
+    except p11.AttributeTypeInvalid:
+        return None
+
+
+def unwrap_ec_point(encoded: bytes) -> bytes:
+    """Return the uncompressed point 0x04||x||y from CKA_EC_POINT, DER OCTET STRING wrapped or raw.
+
+    PKCS#11 says CKA_EC_POINT holds the DER encoding of an OCTET STRING, but some tokens store the raw point.
+    The two are told apart by length: the wrapped form of a 65-byte point is 67 bytes (tag 0x04, length 0x41).
+    """
+    encoded = bytes(encoded)
+    if len(encoded) == _UNCOMPRESSED_POINT_BYTES + 2 and encoded[:2] == b"\x04\x41":
+        point = encoded[2:]
+    elif len(encoded) == _UNCOMPRESSED_POINT_BYTES:
+        point = encoded
+    else:
+        raise ValueError(f"CKA_EC_POINT of {len(encoded)} bytes is not an uncompressed secp256k1 point")
+    if point[0] != 0x04:
+        raise ValueError("CKA_EC_POINT does not hold an uncompressed point (first byte is not 0x04)")
+    return point
+
+
+def _checked_public_point(encoded: bytes, key_id: bytes) -> bytes:
+    try:
+        point = unwrap_ec_point(encoded)
+        # Parsing checks the point lies on secp256k1, so a wrong curve or a corrupt object is caught here.
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), point)
+    except ValueError as exc:
+        raise FailedPrecondition(
+            f"the public key {key_id.hex()} is not a valid secp256k1 point: {exc}"
+        ) from None
+    return point
+
+
+def _translate(exc: p11.PKCS11Error, action: str) -> CustodyError:
+    """Map a python-pkcs11 exception to custody's error for the person who asked to ``action``."""
+    name = type(exc).__name__
+    if isinstance(exc, (*_SESSION_LOST_ERRORS, *_DEVICE_ERRORS)):
+        return HsmUnavailable(f"could not {action}: the HSM is not available ({name})")
+    if isinstance(exc, p11.NoSuchKey):
+        return NotFound(f"could not {action}: the HSM has no such key")
+    if isinstance(exc, (*_PIN_REFUSED_ERRORS, p11.PinLocked, p11.PinExpired)):
+        return ConfigurationError(f"could not {action}: the HSM refused the PIN ({name})")
+    if isinstance(exc, p11.MechanismInvalid | p11.DomainParamsInvalid | p11.FunctionNotSupported):
+        return FailedPrecondition(f"could not {action}: the HSM does not support secp256k1 ECDSA ({name})")
+    if isinstance(exc, p11.TokenWriteProtected | p11.SessionReadOnly):
+        return FailedPrecondition(f"could not {action}: the token is read-only ({name})")
+    if isinstance(exc, p11.ArgumentsBad | p11.DataInvalid | p11.DataLenRange | p11.AttributeValueInvalid):
+        return InvalidInput(f"could not {action}: the HSM rejected the arguments ({name})")
+    return InternalError(f"could not {action}: unexpected HSM error ({name})")

@@ -1,0 +1,162 @@
+"""Conversions between domain objects and database rows, shared by the database adapters.
+
+Rows are read as mappings from column name to value, so both the SQLite and the PostgreSQL adapters can use
+these functions with their own row types.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from custody.domain.errors import InvalidInput
+from custody.domain.keys import Key, KeyState
+from custody.domain.requests import Decision, PayloadKind, RequestState, SignatureResult, SigningRequest
+
+
+# Fixed width with microseconds and a literal "Z", so that text order is time order in every database.
+class Row(Protocol):
+    """A database row that can be indexed by column name (sqlite3.Row, a psycopg dict row, a dict)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+# The largest value a BIGINT column holds; Python integers are unbounded, database integers are not.
+_MAX_BIGINT = 2**63 - 1
+
+KEY_COLUMNS = ("key_id", "label", "address", "public_key", "state", "created_at", "updated_at")
+
+REQUEST_COLUMNS = (
+    "request_id",
+    "key_label",
+    "key_id",
+    "requester",
+    "kind",
+    "chain_id",
+    "payload",
+    "payload_hash",
+    "digest",
+    "decision_action",
+    "decision_rule",
+    "decision_reason",
+    "policy_version",
+    "state",
+    "signature",
+    "signed_tx",
+    "tx_hash",
+    "error",
+    "summary",
+    "created_at",
+    "updated_at",
+)
+
+
+def encode_time(value: datetime, field: str) -> str:
+    """UTC text for ``value``; a naive datetime is refused because its time zone would be a guess."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput("a time without a time zone cannot be stored; pass an aware datetime", field=field)
+    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def decode_time(text: str) -> datetime:
+    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def _check_bigint(value: int, field: str) -> int:
+    if not 0 <= value <= _MAX_BIGINT:
+        raise InvalidInput(f"must be between 0 and {_MAX_BIGINT}, got {value}", field=field)
+    return value
+
+
+def key_to_row(key: Key) -> dict[str, Any]:
+    created_at = encode_time(key.created_at, "created_at")
+    return {
+        "key_id": key.key_id,
+        "label": key.label,
+        "address": key.address,
+        "public_key": key.public_key,
+        "state": key.state.value,
+        "created_at": created_at,
+        "updated_at": created_at,
+    }
+
+
+def key_from_row(row: Row) -> Key:
+    return Key(
+        label=row["label"],
+        key_id=row["key_id"],
+        address=row["address"],
+        public_key=bytes(row["public_key"]),
+        state=KeyState(row["state"]),
+        created_at=decode_time(row["created_at"]),
+    )
+
+
+def request_to_row(request: SigningRequest) -> dict[str, Any]:
+    result = request.result
+    return {
+        "request_id": request.request_id,
+        "key_label": request.key_label,
+        "key_id": request.key_id,
+        "requester": request.requester,
+        "kind": request.kind.value,
+        "chain_id": None if request.chain_id is None else _check_bigint(request.chain_id, "chain_id"),
+        "payload": request.payload,
+        "payload_hash": request.payload_hash,
+        "digest": request.digest,
+        "decision_action": request.decision.action,
+        "decision_rule": request.decision.rule,
+        "decision_reason": request.decision.reason,
+        "policy_version": _check_bigint(request.decision.policy_version, "policy_version"),
+        "state": request.state.value,
+        "signature": None if result is None else result.signature,
+        "signed_tx": None if result is None else result.signed_tx,
+        "tx_hash": None if result is None else result.tx_hash,
+        "error": request.error,
+        "summary": json.dumps(request.summary, sort_keys=True, separators=(",", ":")),
+        "created_at": encode_time(request.created_at, "created_at"),
+        "updated_at": encode_time(request.updated_at, "updated_at"),
+    }
+
+
+def _optional_bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def request_from_row(row: Row) -> SigningRequest:
+    signature = _optional_bytes(row["signature"])
+    result = (
+        None
+        if signature is None
+        else SignatureResult(
+            signature=signature,
+            signed_tx=_optional_bytes(row["signed_tx"]),
+            tx_hash=_optional_bytes(row["tx_hash"]),
+        )
+    )
+    return SigningRequest(
+        request_id=row["request_id"],
+        key_label=row["key_label"],
+        key_id=row["key_id"],
+        requester=row["requester"],
+        kind=PayloadKind(row["kind"]),
+        chain_id=row["chain_id"],
+        payload=bytes(row["payload"]),
+        payload_hash=bytes(row["payload_hash"]),
+        digest=bytes(row["digest"]),
+        decision=Decision(
+            action=row["decision_action"],
+            rule=row["decision_rule"],
+            reason=row["decision_reason"],
+            policy_version=row["policy_version"],
+        ),
+        state=RequestState(row["state"]),
+        created_at=decode_time(row["created_at"]),
+        updated_at=decode_time(row["updated_at"]),
+        result=result,
+        error=row["error"],
+        summary=json.loads(row["summary"]),
+    )

@@ -1,0 +1,1 @@
+"""TLS material for custody: the development certificate authority lives in ``certificates``."""

@@ -1,0 +1,115 @@
+"""Of many callers racing to sign one request, exactly one wins and its signature is the one stored."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from custody.domain.errors import Aborted
+from custody.domain.requests import RequestState, SignatureResult
+from custody.store.sqlite import SqliteStore
+
+from .helpers import later, make_key, make_message_request
+from .race_worker import race_for_requests, racer_signature
+
+RACERS = 16
+REQUESTS = 50
+
+
+def _approved_requests(store: SqliteStore, count: int) -> list[str]:
+    test_key = make_key("ops")
+    store.insert_key(test_key.key)
+    request_ids = []
+    for index in range(count):
+        request = make_message_request(test_key, suffix=index, created_at=later(index), text=f"race {index}")
+        store.insert_request(request)
+        request_ids.append(request.request_id)
+    return request_ids
+
+
+def _race(stores: list[SqliteStore], request_ids: list[str]) -> None:
+    """Race len(stores) threads on each request, all released together, and check the outcome per request."""
+    start = threading.Barrier(len(stores))
+
+    def attempt(racer: int, request_id: str) -> str:
+        start.wait(timeout=30)
+        try:
+            stores[racer].transition_request(
+                request_id,
+                RequestState.APPROVED,
+                RequestState.SIGNED,
+                later(1),
+                result=SignatureResult(signature=racer_signature(racer)),
+            )
+        except Aborted as lost:
+            assert "is no longer in state APPROVED; it is now SIGNED" in str(lost)
+            return "aborted"
+        return "won"
+
+    with ThreadPoolExecutor(max_workers=len(stores)) as pool:
+        for request_id in request_ids:
+            outcomes = list(pool.map(attempt, range(len(stores)), [request_id] * len(stores)))
+            assert outcomes.count("won") == 1, outcomes
+            assert outcomes.count("aborted") == len(stores) - 1
+            winner = outcomes.index("won")
+            stored = stores[0].get_request(request_id)
+            assert stored is not None
+            assert stored.state is RequestState.SIGNED
+            assert stored.result == SignatureResult(signature=racer_signature(winner))
+
+
+def test_threads_with_their_own_store_objects(db_path: Path) -> None:
+    setup = SqliteStore(db_path)
+    request_ids = _approved_requests(setup, REQUESTS)
+    stores = [SqliteStore(db_path) for _ in range(RACERS)]
+    try:
+        _race(stores, request_ids)
+    finally:
+        for store in [setup, *stores]:
+            store.close()
+
+
+def test_threads_sharing_one_store_object(store: SqliteStore) -> None:
+    request_ids = _approved_requests(store, REQUESTS)
+    _race([store] * RACERS, request_ids)
+
+
+def test_two_processes_on_one_file(db_path: Path) -> None:
+    setup = SqliteStore(db_path)
+    request_ids = _approved_requests(setup, REQUESTS)
+    setup.close()
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(2)
+    results = context.Queue()
+    # The two processes walk the requests in opposite orders as well as the same one, so they meet both
+    # head-on and in lockstep.
+    orders = [request_ids + request_ids[::-1], request_ids[::-1] + request_ids]
+    processes = [
+        context.Process(
+            target=race_for_requests, args=(str(db_path), racer + 1, orders[racer], start, results)
+        )
+        for racer in range(2)
+    ]
+    for process in processes:
+        process.start()
+    reports = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+        assert process.exitcode == 0
+
+    won_by = {racer: set(won) for racer, won, _lost in reports}
+    assert won_by[1].isdisjoint(won_by[2])
+    assert won_by[1] | won_by[2] == set(request_ids)
+    # Each process tried each request twice, so every attempt but one per request was aborted.
+    assert sum(lost for _racer, _won, lost in reports) == 2 * 2 * REQUESTS - REQUESTS
+    check = SqliteStore(db_path)
+    try:
+        for racer, won in won_by.items():
+            for request_id in won:
+                stored = check.get_request(request_id)
+                assert stored is not None and stored.state is RequestState.SIGNED
+                assert stored.result == SignatureResult(signature=racer_signature(racer))
+    finally:
+        check.close()
