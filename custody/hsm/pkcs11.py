@@ -186,7 +186,8 @@ class Pkcs11Hsm:
             # that silently ignores attributes it does not support.
             _check_private_key(private_key, key_id)
             point = _checked_public_point(public_key[Attribute.EC_POINT], key_id)
-            self._private_keys[key_id] = private_key
+            # The object handle is not cached: signing finds the key through the session (and so through a
+            # session wrapper, when there is one) like any other key.
             self._checked_key_ids.add(key_id)
             return GeneratedKey(key_id=key_id, public_point=point)
 

@@ -65,14 +65,21 @@ class SqliteStore:
     def __init__(
         self, path: Path | str, *, busy_timeout_seconds: float = _DEFAULT_BUSY_TIMEOUT_SECONDS
     ) -> None:
+        if str(path) == ":memory:":
+            # Each pooled connection would get its own empty in-memory database, and nothing would persist.
+            raise ConfigurationError("an in-memory SQLite database cannot hold custody's state; name a file")
         self._path = Path(path)
         self._busy_timeout_seconds = busy_timeout_seconds
         self._lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
         self._migrations = load_migrations()
-        with self._connection() as connection:
-            self._migrate(connection)
+        try:
+            with self._connection() as connection, _translated_errors("read the database schema version"):
+                self._migrate(connection)
+        except BaseException:
+            self.close()
+            raise
 
     @classmethod
     def from_url(cls, url: str, base_dir: Path) -> SqliteStore:
@@ -92,8 +99,7 @@ class SqliteStore:
         if "?" in location or "#" in location:
             raise ConfigurationError(f"the database URL {url!r} has options, which custody does not support")
         if location == ":memory:":
-            # Each pooled connection would get its own empty in-memory database, and nothing would persist.
-            raise ConfigurationError("an in-memory SQLite database cannot hold custody's state; name a file")
+            return cls(location)
         path = Path(location)
         return cls(path if path.is_absolute() else base_dir / path)
 
@@ -292,8 +298,8 @@ class SqliteStore:
     def _open(self) -> sqlite3.Connection:
         with _translated_errors(f"open the database {self._path}"):
             # Autocommit mode: this class issues BEGIN and COMMIT itself, so it knows where every transaction
-            # starts and ends. check_same_thread is off because a pooled connection moves between threads,
-            # one at a time.
+            # starts and ends. The timeout is SQLite's busy timeout. check_same_thread is off because a pooled
+            # connection moves between threads, one at a time.
             connection = sqlite3.connect(
                 self._path,
                 timeout=self._busy_timeout_seconds,
@@ -302,7 +308,6 @@ class SqliteStore:
             )
             try:
                 connection.row_factory = sqlite3.Row
-                connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_seconds * 1000)}")
                 journal_mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(journal_mode).lower() != "wal":
                     raise ConfigurationError(

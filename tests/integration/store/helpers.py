@@ -6,11 +6,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_defunct
 from eth_account.signers.local import LocalAccount
-from eth_account.typed_transactions import TypedTransaction
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
 
 from custody.domain.keys import Key, KeyState
 from custody.domain.requests import Decision, PayloadKind, RequestState, SignatureResult, SigningRequest
@@ -77,7 +78,7 @@ def make_message_request(
     )
 
 
-TRANSACTION = {
+TRANSACTION: dict[str, Any] = {
     "chainId": 11155111,
     "nonce": 7,
     "to": "0x" + "11" * 20,

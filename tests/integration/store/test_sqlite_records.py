@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from custody.domain.errors import (
     Aborted,
