@@ -99,6 +99,7 @@ class SqliteStore:
         if "?" in location or "#" in location:
             raise ConfigurationError(f"the database URL {url!r} has options, which custody does not support")
         if location == ":memory:":
+            # Passed on as it is, so that the constructor refuses it with its reason.
             return cls(location)
         path = Path(location)
         return cls(path if path.is_absolute() else base_dir / path)

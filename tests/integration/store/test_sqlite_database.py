@@ -220,3 +220,8 @@ def test_read_only_database_refuses_writes_and_changes_nothing(
         assert writable.list_keys() == [test_key.key]
     finally:
         writable.close()
+
+
+def test_in_memory_database_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="an in-memory SQLite database cannot hold custody's state"):
+        SqliteStore(":memory:")
