@@ -31,7 +31,7 @@ from custody.tls.certificates import (
     write_public_file,
 )
 
-TOKEN_LABEL = "custody-dev"
+SOFTHSM_LABEL = "custody-dev"
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DATABASE_URL = "sqlite:///custody.db"
 APPROVERS = ("alice", "bob", "carol", "dave")
@@ -158,13 +158,15 @@ def _build(directory: Path, database_url: str) -> DevEnvironment:
     hsm_pin_file = directory / "secrets" / "hsm.pin"
     write_private_key(hsm_pin_file, pin.encode("ascii"))
     write_private_key(directory / "secrets" / "hsm.so-pin", so_pin.encode("ascii"))
-    token = create_softhsm_token(directory / "softhsm", TOKEN_LABEL, pin, so_pin)
+    token = create_softhsm_token(directory / "softhsm", SOFTHSM_LABEL, pin, so_pin)
     _make_private_tree(directory / "softhsm")
 
     pki = directory / "pki"
     ca = create_ca()
     _write_certificate(pki, "ca", ca)
-    _write_certificate(pki, "server", issue_server_certificate(ca, hostnames=("localhost",), ips=("127.0.0.1", "::1")))
+    _write_certificate(
+        pki, "server", issue_server_certificate(ca, hostnames=("localhost",), ips=("127.0.0.1", "::1"))
+    )
     for identity in CLIENT_IDENTITIES:
         _write_certificate(pki, identity, issue_client_certificate(ca, identity))
 
@@ -177,7 +179,9 @@ def _build(directory: Path, database_url: str) -> DevEnvironment:
     softhsm_config = _relative_to(token.config_path, directory)
     write_public_file(
         server_config,
-        _server_toml(module=token.module_path, softhsm_config=softhsm_config, database_url=database_url).encode(),
+        _server_toml(
+            module=token.module_path, softhsm_config=softhsm_config, database_url=database_url
+        ).encode(),
     )
 
     profiles = {identity: _write_profile(directory, identity) for identity in CLIENT_IDENTITIES}
@@ -214,7 +218,7 @@ def _check_database_url(url: str) -> str:
 
 
 def _make_private_tree(root: Path) -> None:
-    # The token files hold the HSM's (PIN-encrypted) key material; nobody but the owner should list or read it.
+    # The token files hold the HSM's (PIN-encrypted) key material; only the owner may list or read them.
     for path in [root, *root.rglob("*")]:
         if path.is_symlink():
             continue
@@ -276,7 +280,7 @@ key_file = "pki/server.key"
 
 [hsm]
 module = {_toml_string(module)}
-token_label = {_toml_string(TOKEN_LABEL)}
+token_label = {_toml_string(SOFTHSM_LABEL)}
 pin_file = "secrets/hsm.pin"
 [hsm.environment]
 # Set before the PKCS#11 library loads: SoftHSM2 reads its configuration once per process.
@@ -309,7 +313,7 @@ roles = ["admin", "auditor"]
 
 
 def _toml_string(value: str) -> str:
-    # A JSON string is a valid TOML basic string: both escape quotes, backslashes and control characters alike.
+    # A JSON string is a valid TOML basic string: both escape quotes, backslashes and control characters.
     return json.dumps(value, ensure_ascii=False)
 
 

@@ -57,6 +57,15 @@ _TRANSPORT_FAILURE_MARKERS = (
 # "last error: UNKNOWN: ipv4:127.0.0.1:50051: <cause>": the status name and the address repeat what we know.
 _TRANSPORT_FRAMING = re.compile(r"^(?:[A-Z_]+: )?(?:ipv[46]:\S+?: )?")
 
+# The generated gRPC module has no type annotations; going through Any keeps the untyped constructor calls out
+# of mypy's way without an ignore comment that would turn stale once typed stubs are generated.
+_KEY_SERVICE_STUB: Any = custody_pb2_grpc.KeyServiceStub
+_SIGNING_SERVICE_STUB: Any = custody_pb2_grpc.SigningServiceStub
+
+# What grpcio says for a method the server does not know, or whose servicer is still the generated stub; the
+# daemon's own UNIMPLEMENTED answers are sentences and are shown as they are.
+_GRPC_DEFAULT_UNIMPLEMENTED_DETAILS = frozenset({"Method not found!", "Method not implemented!"})
+
 
 @dataclass
 class ClientOptions:
@@ -102,8 +111,8 @@ def connect(options: ClientOptions) -> Iterator[Connection]:
         yield Connection(
             address=address,
             profile=profile,
-            keys=custody_pb2_grpc.KeyServiceStub(channel),
-            signing=custody_pb2_grpc.SigningServiceStub(channel),
+            keys=_KEY_SERVICE_STUB(channel),
+            signing=_SIGNING_SERVICE_STUB(channel),
         )
     except grpc.RpcError as error:
         raise custody_error_from_rpc(error, address=address, profile=profile) from None
@@ -127,7 +136,8 @@ def custody_error_from_rpc(
         return errors.Unavailable(f"the custody daemon at {address} did not answer in time.")
     if code is grpc.StatusCode.UNIMPLEMENTED:
         return errors.CustodyError(
-            details if details and details != "Method not implemented!"
+            details
+            if details and details not in _GRPC_DEFAULT_UNIMPLEMENTED_DETAILS
             else f"the custody daemon at {address} does not offer this operation yet."
         )
     error_class = _ERRORS_BY_STATUS.get(code, errors.CustodyError)

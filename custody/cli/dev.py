@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from custody.app.dev_env import DevEnvironment, init_dev_environment
+from custody.app.dev_env import SOFTHSM_LABEL, DevEnvironment, init_dev_environment
 from custody.cli.client import client_options, options_of
 from custody.cli.output import emit_json
 
@@ -62,23 +62,30 @@ def _next_steps(environment: DevEnvironment) -> str:
 
     admin = quoted(environment.profiles["admin"])
     backend = quoted(environment.profiles["backend"])
-    return f"""\
-Created a custody development environment in {environment.directory}
-  server configuration  {environment.server_config}
-  policy                {environment.policy_file}
-  database              {environment.redacted_database}
-  HSM                   SoftHSM2 token "custody-dev" ({environment.softhsm_config}); PIN in {environment.hsm_pin_file}
-  client profiles       {', '.join(sorted(environment.profiles))} in {environment.profiles["admin"].parent}
-  approver keys         {', '.join(sorted(environment.approver_keys))} in {environment.approver_keys["alice"].parent}
-
-Next steps (the daemon runs in the foreground, so use a second terminal for the rest):
-  custody serve --config {quoted(environment.server_config)}
-  custody --profile {admin} keys create --label ops
-  custody --profile {backend} sign tx --key ops --file {quoted(environment.example_transaction)}
-  custody --profile {backend} sign typed-data --key ops --file {quoted(environment.example_typed_data)}
-  custody --profile {backend} sign message --key ops --text "hello"
-  custody --profile {admin} requests list
-
-{environment.example_transaction.name} is an EIP-1559 transfer of 0.01 ether on Sepolia (chain id 11155111), which
-the development policy lets key "ops" sign at once; {environment.example_typed_data.name} is the EIP-712 "Mail" example.
-Everything here is for development only: the keys and PINs sit unencrypted or next to their passphrases."""
+    transaction = environment.example_transaction
+    typed_data = environment.example_typed_data
+    lines = [
+        f"Created a custody development environment in {environment.directory}",
+        f"  server configuration  {environment.server_config}",
+        f"  policy                {environment.policy_file}",
+        f"  database              {environment.redacted_database}",
+        f'  HSM                   SoftHSM2 token "{SOFTHSM_LABEL}" ({environment.softhsm_config})',
+        f"  HSM PIN               in {environment.hsm_pin_file}",
+        f"  client profiles       {', '.join(environment.profiles)}"
+        f" in {environment.profiles['admin'].parent}",
+        f"  approver keys         {', '.join(environment.approver_keys)}"
+        f" in {environment.approver_keys['alice'].parent}",
+        "",
+        "Next steps (the daemon runs in the foreground, so use a second terminal for the rest):",
+        f"  custody serve --config {quoted(environment.server_config)}",
+        f"  custody --profile {admin} keys create --label ops",
+        f"  custody --profile {backend} sign tx --key ops --file {quoted(transaction)}",
+        f"  custody --profile {backend} sign typed-data --key ops --file {quoted(typed_data)}",
+        f'  custody --profile {backend} sign message --key ops --text "hello"',
+        f"  custody --profile {admin} requests list",
+        "",
+        f"{transaction.name} is an EIP-1559 transfer of 0.01 ether on Sepolia (chain id 11155111), which the",
+        f'development policy lets key "ops" sign at once; {typed_data.name} is the EIP-712 "Mail" example.',
+        "This environment is for development only: its keys and PINs lie in plain files next to each other.",
+    ]
+    return "\n".join(lines)

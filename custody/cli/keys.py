@@ -51,7 +51,9 @@ def show_key(context: click.Context, label: str) -> None:
     """Show one key: address, state, public key."""
     options = options_of(context)
     with connect(options) as connection:
-        response = connection.keys.GetKey(custody_pb2.GetKeyRequest(label=label), timeout=UNARY_TIMEOUT_SECONDS)
+        response = connection.keys.GetKey(
+            custody_pb2.GetKeyRequest(label=label), timeout=UNARY_TIMEOUT_SECONDS
+        )
     _print_key(response.key, json_output=options.json_output)
 
 

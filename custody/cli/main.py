@@ -36,10 +36,12 @@ cli.add_command(requests_group)
 
 
 def run(arguments: Sequence[str] | None = None) -> int:
-    """Run the command line with ``arguments`` and return the exit code; expected errors print one sentence."""
+    """Run the command line with ``arguments``; return the exit code. Expected errors print one sentence."""
     try:
         result = cli.main(
-            args=list(arguments) if arguments is not None else None, prog_name="custody", standalone_mode=False
+            args=list(arguments) if arguments is not None else None,
+            prog_name="custody",
+            standalone_mode=False,
         )
     except click.ClickException as error:
         error.show()
@@ -73,4 +75,3 @@ def _report(error: CustodyError) -> int:
 def _sentence(message: str) -> str:
     message = message.strip()
     return message if message.endswith((".", "!", "?")) else message + "."
-

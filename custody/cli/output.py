@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -32,10 +32,9 @@ def request_state_name(value: int) -> str:
     return enum_name(custody_pb2.RequestState, value, "REQUEST_STATE_")
 
 
-def request_state_value(name: str) -> int:
+def request_state_value(name: str) -> custody_pb2.RequestState:
     """The proto value of a state name as printed (case-insensitive), e.g. "pending_approval"."""
-    value: int = custody_pb2.RequestState.Value("REQUEST_STATE_" + name.upper())
-    return value
+    return cast(custody_pb2.RequestState, custody_pb2.RequestState.Value("REQUEST_STATE_" + name.upper()))
 
 
 def payload_kind_name(value: int) -> str:

@@ -50,7 +50,9 @@ def find_profile_path(given: str | None) -> Path:
         return Path(named)
     hint = ""
     if _DEV_ENVIRONMENT_PROFILES.is_dir():
-        hint = f" (for the local development environment: --profile {_DEV_ENVIRONMENT_PROFILES / 'admin.toml'})"
+        hint = (
+            f" (for the local development environment: --profile {_DEV_ENVIRONMENT_PROFILES / 'admin.toml'})"
+        )
     raise MissingProfile(
         f"no client profile given; pass --profile FILE or set {PROFILE_ENVIRONMENT_VARIABLE}{hint}."
     )
@@ -77,7 +79,7 @@ def load_profile(path: Path) -> ClientProfile:
         )
     server = document.get("server")
     if not isinstance(server, str) or not server:
-        raise ConfigurationError(f"client profile {path} needs server = \"HOST:PORT\".")
+        raise ConfigurationError(f'client profile {path} needs server = "HOST:PORT".')
 
     return ClientProfile(
         path=path,
@@ -103,7 +105,7 @@ def read_profile_file(profile: ClientProfile, entry: str, path: Path) -> bytes:
 def _required_path(document: dict[str, object], entry: str, profile_path: Path) -> Path:
     resolved = _optional_path(document, entry, profile_path)
     if resolved is None:
-        raise ConfigurationError(f"client profile {profile_path} needs {entry} = \"PATH\".")
+        raise ConfigurationError(f'client profile {profile_path} needs {entry} = "PATH".')
     return resolved
 
 

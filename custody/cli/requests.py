@@ -40,7 +40,9 @@ def requests_group() -> None:
 
 @requests_group.command("list")
 @client_options
-@click.option("--state", type=click.Choice(_STATE_NAMES, case_sensitive=False), help="Only requests in this state.")
+@click.option(
+    "--state", type=click.Choice(_STATE_NAMES, case_sensitive=False), help="Only requests in this state."
+)
 @click.option("--key", "key_label", help="Only requests for this key label.")
 @click.option(
     "--limit",
@@ -104,7 +106,8 @@ def cancel_request(context: click.Context, request_id: str, reason: str) -> None
     options = options_of(context)
     with connect(options) as connection:
         response = connection.signing.CancelRequest(
-            custody_pb2.CancelRequestRequest(request_id=request_id, reason=reason), timeout=UNARY_TIMEOUT_SECONDS
+            custody_pb2.CancelRequestRequest(request_id=request_id, reason=reason),
+            timeout=UNARY_TIMEOUT_SECONDS,
         )
     print_request(response.request, json_output=options.json_output)
 
@@ -137,7 +140,8 @@ def follow_to_final_state(
         stream.cancel()
     raise Unavailable(
         f"the daemon stopped reporting on request {request.request_id} while it was"
-        f" {request_state_name(request.state)}; run `custody requests wait {request.request_id}` to keep waiting."
+        f" {request_state_name(request.state)}; run `custody requests wait {request.request_id}`"
+        " to keep waiting."
     )
 
 

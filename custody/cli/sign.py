@@ -6,6 +6,8 @@ command line checks only that the input can be read and is within the size limit
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from custody.api._gen import custody_pb2
@@ -31,7 +33,9 @@ def sign_group() -> None:
 @sign_group.command("tx")
 @client_options
 @_key_option
-@click.option("--file", "file_name", required=True, help="Transaction JSON (eth-account field names); - for stdin.")
+@click.option(
+    "--file", "file_name", required=True, help="Transaction JSON (eth-account field names); - for stdin."
+)
 @_wait_option
 @click.pass_context
 def sign_transaction(context: click.Context, key_label: str, file_name: str, wait: bool) -> None:
@@ -75,7 +79,7 @@ def read_payload(file_name: str) -> bytes:
     """The bytes of ``file_name`` (stdin for "-"), refusing more than MAX_PAYLOAD_BYTES."""
     try:
         if file_name == "-":
-            payload = click.get_binary_stream("stdin").read(MAX_PAYLOAD_BYTES + 1)
+            payload = sys.stdin.buffer.read(MAX_PAYLOAD_BYTES + 1)
         else:
             with open(file_name, "rb") as stream:
                 payload = stream.read(MAX_PAYLOAD_BYTES + 1)
@@ -93,7 +97,9 @@ def _check_size(size: int, field: str) -> None:
         )
 
 
-def _submit(context: click.Context, key_label: str, kind: int, payload: bytes, *, wait: bool) -> None:
+def _submit(
+    context: click.Context, key_label: str, kind: custody_pb2.PayloadKind, payload: bytes, *, wait: bool
+) -> None:
     with connect(options_of(context)) as connection:
         response = connection.signing.SubmitRequest(
             custody_pb2.SubmitRequestRequest(key_label=key_label, kind=kind, payload=payload),

@@ -183,7 +183,11 @@ def _unsigned(transaction: Transaction) -> Any:
 
 
 def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
-    """Parse an eth-account-style transaction dict strictly; raises InvalidInput naming the field."""
+    """Parse an eth-account-style transaction dict strictly; raises InvalidInput naming the field.
+
+    Integers may be JSON numbers, 0x-hex strings or decimal strings (see ``values``). ``value`` defaults to 0,
+    ``data`` to empty and ``accessList`` to empty; every other field this version uses is required.
+    """
     unknown = sorted(set(obj) - _ALLOWED_FIELDS)
     if unknown:
         raise InvalidInput(
@@ -196,6 +200,7 @@ def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
         # Without a chain id a signature is valid on every EVM chain (pre-EIP-155 replay), so it is refused.
         raise InvalidInput("is required: custody signs only replay-protected transactions", field="chainId")
     chain_id = parse_integer(obj["chainId"], "chainId", minimum=1, maximum=UINT64_MAX)
+    # EIP-2681 caps the nonce at 2**64 - 2: an account whose nonce reached 2**64 - 1 can send nothing more.
     nonce = parse_integer(_required(obj, "nonce"), "nonce", minimum=0, maximum=UINT64_MAX - 1)
     gas = parse_integer(_required(obj, "gas"), "gas", minimum=0, maximum=UINT64_MAX)
     value = parse_integer(obj.get("value", 0), "value", minimum=0, maximum=UINT256_MAX)

@@ -98,7 +98,7 @@ def _looks_atomic(type_name: str) -> bool:
     )
 
 
-class _Types:
+class StructTypes:
     """The validated ``types`` section: struct definitions free of undeclared and recursive types."""
 
     def __init__(self, raw: object) -> None:
@@ -354,7 +354,7 @@ def parse_typed_data(obj: Mapping[str, Any]) -> TypedData:
     for name in _TOP_LEVEL_FIELDS:
         if name not in obj:
             raise InvalidInput("is required", field=name)
-    types = _Types(obj["types"])
+    types = StructTypes(obj["types"])
     if DOMAIN_TYPE not in types.structs:
         raise InvalidInput(
             "is missing: typed data must declare its domain type", field=f"types.{DOMAIN_TYPE}"

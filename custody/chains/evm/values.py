@@ -23,6 +23,13 @@ _HEX_QUANTITY = re.compile(r"0x[0-9a-fA-F]+")
 _DECIMAL_QUANTITY = re.compile(r"-?[0-9]+")
 _HEX_BYTES = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 
+# Deeper JSON than this is refused before decoding. Python's C decoder recurses per level and, when the
+# interpreter's recursion limit has been raised (test runners do), a deep enough document overflows the C
+# stack and kills the process instead of raising; so the depth is counted first, without recursion.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+
 # A hex or decimal spelling longer than this cannot fit in 256 bits, so it is refused before conversion.
 _MAX_QUANTITY_CHARS = 80
 
@@ -58,6 +65,7 @@ def load_json_object(payload: bytes, what: str) -> dict[str, Any]:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput(f"the {what} is not valid UTF-8", field="payload") from None
+    _check_json_depth(text, what)
     try:
         value = json.loads(
             text,
@@ -74,6 +82,17 @@ def load_json_object(payload: bytes, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInput(f"the {what} must be a JSON object", field="payload")
     return value
+
+
+def _check_json_depth(text: str, what: str) -> None:
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    depth = 0
+    for bracket in brackets:
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidInput(
+                f"the {what} nests JSON more than {MAX_JSON_DEPTH} levels deep", field="payload"
+            )
 
 
 def check_payload_size(payload: bytes) -> None:

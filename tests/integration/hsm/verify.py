@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 # The order of the secp256k1 group (SEC 2, section 2.4.1).
 SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -38,4 +39,6 @@ def verify_raw_signature(digest: bytes, signature: bytes, point: bytes) -> Verif
     for recovery_id in (0, 1):
         if Account._recover_hash(digest, vrs=(27 + recovery_id, r, low_s)) == expected:
             return Verified(recovery_id=recovery_id, s_was_high=s_was_high)
-    raise AssertionError(f"signature {signature.hex()} does not recover to {expected} with either recovery id")
+    raise AssertionError(
+        f"signature {signature.hex()} does not recover to {expected} with either recovery id"
+    )

@@ -62,12 +62,28 @@ def test_canonical_form_parses_to_the_same_digest(vector: dict[str, Any]) -> Non
 
 def test_eth_account_signs_what_we_hash_for_every_type() -> None:
     account = Account.from_key("0x" + "11" * 32)
-    common = {"chainId": 11155111, "nonce": 7, "to": "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359", "gas": 60000,
-              "value": 12345, "data": "0xa9059cbb" + "00" * 64}
+    common = {
+        "chainId": 11155111,
+        "nonce": 7,
+        "to": "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+        "gas": 60000,
+        "value": 12345,
+        "data": "0xa9059cbb" + "00" * 64,
+    }
     cases = [
         ({"gasPrice": 3 * 10**9}, "legacy"),
-        ({"gasPrice": 3 * 10**9, "accessList": [{"address": "0x0000000000000000000000000000000000000001",
-                                                   "storageKeys": ["0x" + "00" * 31 + "07"]}]}, "eip2930"),
+        (
+            {
+                "gasPrice": 3 * 10**9,
+                "accessList": [
+                    {
+                        "address": "0x0000000000000000000000000000000000000001",
+                        "storageKeys": ["0x" + "00" * 31 + "07"],
+                    }
+                ],
+            },
+            "eip2930",
+        ),
         ({"maxFeePerGas": 5 * 10**9, "maxPriorityFeePerGas": 10**9}, "eip1559"),
     ]
     for fees, expected_type in cases:
@@ -104,8 +120,11 @@ def test_type_is_inferred_from_fee_fields() -> None:
 
 
 def test_summary_shows_what_an_approver_needs() -> None:
-    transaction = {**INVALID["base"], "value": "1500000000000000001",
-                   "data": "0xa9059cbb" + "00" * 12 + "11" * 20 + "00" * 31 + "01"}
+    transaction = {
+        **INVALID["base"],
+        "value": "1500000000000000001",
+        "data": "0xa9059cbb" + "00" * 12 + "11" * 20 + "00" * 31 + "01",
+    }
     summary = _parse(transaction).summary()
     assert summary["type"] == "eip1559"
     assert summary["chain_id"] == "1"
@@ -175,14 +194,23 @@ def test_access_list_limits() -> None:
     [
         (b"\xff\xfe", "payload"),
         (b"[1, 2]", "payload"),
-        (b"{\"nonce\": 1,", "payload"),
-        (b"{\"nonce\": NaN}", "payload"),
-        (b"{\"nonce\": 1, \"nonce\": 2}", "nonce"),
+        (b'{"nonce": 1,', "payload"),
+        (b'{"nonce": NaN}', "payload"),
+        (b'{"nonce": 1, "nonce": 2}', "nonce"),
         (b" " * (128 * 1024 + 1), "payload"),
         (b"[" * 100000, "payload"),
-        (b"{\"nonce\": " + b"9" * 5000 + b"}", "payload"),
+        (b'{"nonce": ' + b"9" * 5000 + b"}", "payload"),
     ],
-    ids=["not-utf8", "array", "truncated", "nan", "duplicate-key", "too-large", "deep-nesting", "huge-number"],
+    ids=[
+        "not-utf8",
+        "array",
+        "truncated",
+        "nan",
+        "duplicate-key",
+        "too-large",
+        "deep-nesting",
+        "huge-number",
+    ],
 )
 def test_malformed_json_is_refused(payload: bytes, field: str) -> None:
     with pytest.raises(InvalidInput) as refused:

@@ -1,4 +1,4 @@
-"""`custody dev init`: every file, its mode, and that the pieces fit together (real SoftHSM2 token, real PKI)."""
+"""`custody dev init`: every file, its mode, and that the pieces fit together (real token and PKI)."""
 
 from __future__ import annotations
 

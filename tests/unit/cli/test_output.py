@@ -1,0 +1,192 @@
+"""JSON shapes and text of keys and requests, built from real eth-account signatures."""
+
+from __future__ import annotations
+
+import json
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.typed_transactions import TypedTransaction
+from eth_utils import keccak
+
+from custody.api._gen import custody_pb2
+from custody.cli.output import (
+    key_to_json,
+    keys_table,
+    request_state_name,
+    request_state_value,
+    request_text,
+    request_to_json,
+    requests_table,
+)
+from custody.domain.requests import RequestState
+
+TRANSACTION = {
+    "type": 2,
+    "chainId": 11155111,
+    "nonce": 7,
+    "to": "0x000000000000000000000000000000000000dEaD",
+    "value": 10**16,
+    "gas": 21000,
+    "maxFeePerGas": 30 * 10**9,
+    "maxPriorityFeePerGas": 10**9,
+}
+
+
+def uncompressed_public_key(account: object) -> bytes:
+    return b"\x04" + account._key_obj.public_key.to_bytes()  # type: ignore[attr-defined]
+
+
+def signed_transaction_request() -> tuple[custody_pb2.SigningRequest, str]:
+    account = Account.create()
+    signed = Account.sign_transaction(TRANSACTION, account.key)
+    signature = signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes([signed.v])
+    request = custody_pb2.SigningRequest(
+        request_id="req_1",
+        key_label="ops",
+        key_id="ab01",
+        address=account.address,
+        requester="backend",
+        kind=custody_pb2.PAYLOAD_KIND_TRANSACTION,
+        chain_id=TRANSACTION["chainId"],
+        payload=json.dumps(TRANSACTION).encode(),
+        payload_hash=keccak(json.dumps(TRANSACTION).encode()),
+        digest=TypedTransaction.from_dict(TRANSACTION).hash(),
+        decision=custody_pb2.Decision(
+            action="sign", rule="ops-transactions", reason="allowed", policy_version=3
+        ),
+        state=custody_pb2.REQUEST_STATE_SIGNED,
+        signature=signature,
+        signed_tx=bytes(signed.raw_transaction),
+        tx_hash=bytes(signed.hash),
+        summary={"value_wei": str(TRANSACTION["value"]), "nonce": "7"},
+    )
+    return request, account.address
+
+
+def test_state_names_are_the_domain_names_without_the_proto_prefix() -> None:
+    for state in RequestState:
+        value = custody_pb2.RequestState.Value(f"REQUEST_STATE_{state.value}")
+        assert request_state_name(value) == state.value
+        assert request_state_value(state.value.lower()) == value
+
+
+def test_signed_transaction_json_carries_verifiable_hex_fields() -> None:
+    request, address = signed_transaction_request()
+    answer = request_to_json(request)
+    assert answer["state"] == "SIGNED"
+    assert answer["kind"] == "TRANSACTION"
+    assert answer["chain_id"] == 11155111
+    assert answer["key"] == "ops"
+    assert answer["decision"] == {
+        "action": "sign",
+        "rule": "ops-transactions",
+        "reason": "allowed",
+        "policy_version": 3,
+    }
+    assert answer["summary"] == {"nonce": "7", "value_wei": "10000000000000000"}
+    assert "error" not in answer
+    for field in ("signature", "signed_tx", "tx_hash", "digest", "payload_hash"):
+        assert answer[field].startswith("0x")
+        assert answer[field] == answer[field].lower()
+    signature = bytes.fromhex(answer["signature"][2:])
+    assert len(signature) == 65
+    r, s, y_parity = (
+        int.from_bytes(signature[:32], "big"),
+        int.from_bytes(signature[32:64], "big"),
+        signature[64],
+    )
+    digest = bytes.fromhex(answer["digest"][2:])
+    assert Account._recover_hash(digest, vrs=(y_parity, r, s)) == address
+    signed_tx = bytes.fromhex(answer["signed_tx"][2:])
+    assert Account.recover_transaction(signed_tx) == address
+    assert bytes.fromhex(answer["tx_hash"][2:]) == keccak(signed_tx)
+    # The JSON must survive a round trip through a JSON parser unchanged (no bytes or enums left in it).
+    assert json.loads(json.dumps(answer)) == answer
+
+
+def test_signed_message_signature_recovers_the_key_address() -> None:
+    account = Account.create()
+    message = encode_defunct(text="hello")
+    signed = Account.sign_message(message, account.key)
+    request = custody_pb2.SigningRequest(
+        request_id="req_2",
+        key_label="ops",
+        address=account.address,
+        kind=custody_pb2.PAYLOAD_KIND_MESSAGE,
+        digest=bytes(signed.message_hash),
+        state=custody_pb2.REQUEST_STATE_SIGNED,
+        signature=bytes(signed.signature),
+    )
+    answer = request_to_json(request)
+    assert answer["kind"] == "MESSAGE"
+    assert answer["chain_id"] is None
+    assert "signed_tx" not in answer
+    assert "tx_hash" not in answer
+    signature = bytes.fromhex(answer["signature"][2:])
+    assert Account.recover_message(message, signature=signature) == account.address
+
+
+def test_unsigned_requests_have_no_signature_and_failed_ones_say_why() -> None:
+    denied = custody_pb2.SigningRequest(
+        request_id="req_3",
+        kind=custody_pb2.PAYLOAD_KIND_TYPED_DATA,
+        state=custody_pb2.REQUEST_STATE_DENIED,
+        decision=custody_pb2.Decision(action="deny", reason="no rule allows this request", policy_version=1),
+    )
+    answer = request_to_json(denied)
+    assert answer["state"] == "DENIED"
+    assert answer["kind"] == "TYPED_DATA"
+    assert answer["decision"]["rule"] is None
+    assert not {"signature", "signed_tx", "tx_hash", "error"} & set(answer)
+    assert "deny: no rule allows this request (policy version 1)" in request_text(denied)
+
+    failed = custody_pb2.SigningRequest(
+        request_id="req_4", state=custody_pb2.REQUEST_STATE_FAILED, error="the HSM is unavailable"
+    )
+    assert request_to_json(failed)["error"] == "the HSM is unavailable"
+    assert "error:" in request_text(failed)
+
+
+def test_request_text_says_where_the_signed_transaction_is() -> None:
+    request, address = signed_transaction_request()
+    text = request_text(request)
+    assert "key:" in text and f"ops ({address})" in text
+    assert "chain:" in text and "11155111" in text
+    assert "value_wei:" in text
+    assert f"signed transaction (send with eth_sendRawTransaction): 0x{request.signed_tx.hex()}" in text
+    assert f"0x{request.tx_hash.hex()}" in text
+
+
+def test_key_json_and_table() -> None:
+    account = Account.create()
+    key = custody_pb2.Key(
+        label="ops",
+        key_id="0a0b",
+        address=account.address,
+        public_key=uncompressed_public_key(account),
+        state=custody_pb2.KEY_STATE_FROZEN,
+        created_at="2026-01-02T03:04:05Z",
+    )
+    answer = key_to_json(key)
+    assert answer == {
+        "label": "ops",
+        "key_id": "0a0b",
+        "address": account.address,
+        "public_key": "0x" + uncompressed_public_key(account).hex(),
+        "state": "FROZEN",
+        "created_at": "2026-01-02T03:04:05Z",
+    }
+    lines = keys_table([key]).splitlines()
+    assert lines[0].split() == ["LABEL", "STATE", "ADDRESS", "CREATED"]
+    assert lines[1].split() == ["ops", "FROZEN", account.address, "2026-01-02T03:04:05Z"]
+    # Columns line up: each value starts where its heading starts.
+    assert lines[1].index(account.address) == lines[0].index("ADDRESS")
+
+
+def test_requests_table_lists_one_row_per_request() -> None:
+    request, _ = signed_transaction_request()
+    lines = requests_table([request]).splitlines()
+    assert lines[0].split() == ["ID", "STATE", "KEY", "KIND", "CHAIN", "REQUESTER", "CREATED"]
+    assert lines[1].split()[:5] == ["req_1", "SIGNED", "ops", "TRANSACTION", "11155111"]
+    assert requests_table([]) == "no requests match."
