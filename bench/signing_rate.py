@@ -121,7 +121,9 @@ def transaction(nonce: int) -> bytes:
     ).encode()
 
 
-def measure_end_to_end(stub: pb_grpc.SigningServiceStub, concurrency: int, seconds: float, first_nonce: int) -> dict:
+def measure_end_to_end(
+    stub: pb_grpc.SigningServiceStub, concurrency: int, seconds: float, first_nonce: int
+) -> dict:
     latencies: list[float] = []
     failures = 0
     lock = threading.Lock()
@@ -135,7 +137,9 @@ def measure_end_to_end(stub: pb_grpc.SigningServiceStub, concurrency: int, secon
                 nonce = next(nonce_counter)
             started = time.perf_counter()
             answer = stub.SubmitRequest(
-                pb.SubmitRequestRequest(key_label="ops", kind=pb.PAYLOAD_KIND_TRANSACTION, payload=transaction(nonce)),
+                pb.SubmitRequestRequest(
+                    key_label="ops", kind=pb.PAYLOAD_KIND_TRANSACTION, payload=transaction(nonce)
+                ),
                 timeout=60,
             )
             elapsed = time.perf_counter() - started
@@ -182,7 +186,10 @@ def main() -> None:
             with channel(env_dir, address, "backend") as backend:
                 stub = pb_grpc.SigningServiceStub(backend)
                 for index, concurrency in enumerate(CONCURRENCY_LEVELS):
-                    print(f"end to end at concurrency {concurrency} for {args.seconds:.0f} s ...", file=sys.stderr)
+                    print(
+                        f"end to end at concurrency {concurrency} for {args.seconds:.0f} s ...",
+                        file=sys.stderr,
+                    )
                     results.append(measure_end_to_end(stub, concurrency, args.seconds, index * 10**7))
         finally:
             process.send_signal(signal.SIGTERM)

@@ -77,7 +77,9 @@ class _Reader:
     def fail(self, key: str, problem: str) -> ConfigurationError:
         return ConfigurationError(f"{self.path}: {key}: {problem}")
 
-    def table(self, data: Mapping[str, Any], key: str, allowed: set[str], *, required: bool = True) -> dict[str, Any]:
+    def table(
+        self, data: Mapping[str, Any], key: str, allowed: set[str], *, required: bool = True
+    ) -> dict[str, Any]:
         value = data.get(key.rsplit(".", 1)[-1])
         if value is None:
             if required:
@@ -87,7 +89,9 @@ class _Reader:
             raise self.fail(key, "must be a table")
         unknown = sorted(set(value) - allowed)
         if unknown:
-            raise self.fail(key, f"unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+            raise self.fail(
+                key, f"unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+            )
         return value
 
     def string(self, data: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
@@ -102,7 +106,7 @@ class _Reader:
 
     def path_value(self, data: Mapping[str, Any], key: str, *, must_exist: bool = True) -> Path:
         raw = self.string(data, key)
-        assert raw is not None  # noqa: S101 - string() raised for a missing required value
+        assert raw is not None
         resolved = self.resolve(raw)
         if must_exist and not resolved.is_file():
             raise self.fail(key, f"file {resolved} does not exist")
@@ -128,7 +132,9 @@ def load_server_config(path: Path) -> ServerConfig:
     except FileNotFoundError:
         raise ConfigurationError(f"{path}: the configuration file does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"{path}: cannot read the configuration file ({exc.__class__.__name__})") from None
+        raise ConfigurationError(
+            f"{path}: cannot read the configuration file ({exc.__class__.__name__})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
 
@@ -151,7 +157,9 @@ def load_server_config(path: Path) -> ServerConfig:
     pin_file_raw = reader.string(hsm_table, "hsm.pin_file", required=False)
     pin_env = reader.string(hsm_table, "hsm.pin_env", required=False)
     if (pin_file_raw is None) == (pin_env is None):
-        raise reader.fail("hsm", "set exactly one of pin_file and pin_env (the PIN is never written in this file)")
+        raise reader.fail(
+            "hsm", "set exactly one of pin_file and pin_env (the PIN is never written in this file)"
+        )
     environment_raw = hsm_table.get("environment", {})
     if not isinstance(environment_raw, dict) or not all(isinstance(v, str) for v in environment_raw.values()):
         raise reader.fail("hsm.environment", "must be a table of string values")
@@ -163,7 +171,7 @@ def load_server_config(path: Path) -> ServerConfig:
     }
     module = reader.string(hsm_table, "hsm.module")
     token_label = reader.string(hsm_table, "hsm.token_label")
-    assert module is not None and token_label is not None  # noqa: S101 - required values raised above
+    assert module is not None and token_label is not None
     hsm = HsmConfig(
         module=module,
         token_label=token_label,
@@ -174,9 +182,11 @@ def load_server_config(path: Path) -> ServerConfig:
 
     database_table = reader.table(data, "database", {"url"})
     database_url = reader.string(database_table, "database.url")
-    assert database_url is not None  # noqa: S101
+    assert database_url is not None
     if not database_url.startswith("sqlite:///"):
-        raise reader.fail("database.url", "must be a sqlite:///PATH URL (PostgreSQL arrives in a later version)")
+        raise reader.fail(
+            "database.url", "must be a sqlite:///PATH URL (PostgreSQL arrives in a later version)"
+        )
 
     policy_table = reader.table(data, "policy", {"file"})
     policy_file = reader.path_value(policy_table, "policy.file")
@@ -189,7 +199,9 @@ def load_server_config(path: Path) -> ServerConfig:
     )
     defaults = Limits()
     limits = Limits(
-        max_message_bytes=reader.positive(limits_table, "limits.max_message_bytes", defaults.max_message_bytes),
+        max_message_bytes=reader.positive(
+            limits_table, "limits.max_message_bytes", defaults.max_message_bytes
+        ),
         max_workers=reader.positive(limits_table, "limits.max_workers", defaults.max_workers),
         max_concurrent_rpcs=reader.positive(
             limits_table, "limits.max_concurrent_rpcs", defaults.max_concurrent_rpcs
@@ -216,7 +228,9 @@ def load_server_config(path: Path) -> ServerConfig:
 
 def _read_principals(reader: _Reader, raw: Any) -> dict[str, Principal]:
     if not isinstance(raw, dict) or not raw:
-        raise reader.fail("principals", "name at least one principal, e.g. [principals.admin] roles = [\"admin\"]")
+        raise reader.fail(
+            "principals", 'name at least one principal, e.g. [principals.admin] roles = ["admin"]'
+        )
     role_names = {role.value for role in Role}
     principals: dict[str, Principal] = {}
     for name, entry in raw.items():
@@ -232,7 +246,8 @@ def _read_principals(reader: _Reader, raw: Any) -> dict[str, Principal]:
         bad_roles = sorted(set(roles_raw) - role_names)
         if bad_roles:
             raise reader.fail(
-                f"{key}.roles", f"unknown role(s) {', '.join(bad_roles)}; known: {', '.join(sorted(role_names))}"
+                f"{key}.roles",
+                f"unknown role(s) {', '.join(bad_roles)}; known: {', '.join(sorted(role_names))}",
             )
         keys_raw = entry.get("keys", [])
         if not isinstance(keys_raw, list) or not all(isinstance(k, str) for k in keys_raw):
@@ -280,7 +295,7 @@ def read_secret_file(path: Path, what: str) -> str:
 def read_hsm_pin(hsm: HsmConfig) -> str:
     if hsm.pin_file is not None:
         return read_secret_file(hsm.pin_file, "HSM PIN")
-    assert hsm.pin_env is not None  # noqa: S101 - load_server_config guarantees one of the two
+    assert hsm.pin_env is not None
     pin = os.environ.get(hsm.pin_env, "")
     if not pin:
         raise ConfigurationError(f"the environment variable {hsm.pin_env} holding the HSM PIN is not set")

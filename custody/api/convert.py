@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from custody.api._gen import custody_pb2 as pb
 from custody.domain.errors import InvalidInput
 from custody.domain.keys import Key, KeyState
 from custody.domain.requests import PayloadKind, RequestState, SigningRequest
 
-_KEY_STATES = {KeyState.ACTIVE: pb.KEY_STATE_ACTIVE, KeyState.FROZEN: pb.KEY_STATE_FROZEN}
-_KINDS = {
+# Protobuf enum values are typed as their own int subtypes in the stubs, so the tables are plain ints here.
+_KEY_STATES: dict[KeyState, Any] = {KeyState.ACTIVE: pb.KEY_STATE_ACTIVE, KeyState.FROZEN: pb.KEY_STATE_FROZEN}
+_KINDS: dict[PayloadKind, Any] = {
     PayloadKind.TRANSACTION: pb.PAYLOAD_KIND_TRANSACTION,
     PayloadKind.TYPED_DATA: pb.PAYLOAD_KIND_TYPED_DATA,
     PayloadKind.MESSAGE: pb.PAYLOAD_KIND_MESSAGE,
 }
-_KINDS_FROM_PB = {value: kind for kind, value in _KINDS.items()}
-_STATES = {state: pb.RequestState.Value(f"REQUEST_STATE_{state.value}") for state in RequestState}
-_STATES_FROM_PB = {value: state for state, value in _STATES.items()}
+_KINDS_FROM_PB: dict[int, PayloadKind] = {value: kind for kind, value in _KINDS.items()}
+_STATES: dict[RequestState, Any] = {state: pb.RequestState.Value(f"REQUEST_STATE_{state.value}") for state in RequestState}
+_STATES_FROM_PB: dict[int, RequestState] = {value: state for state, value in _STATES.items()}
 
 
 def timestamp(value: datetime) -> str:
@@ -36,7 +38,7 @@ def key_to_pb(key: Key) -> pb.Key:
 
 
 def kind_from_pb(value: int) -> PayloadKind:
-    kind = _KINDS_FROM_PB.get(value)  # type: ignore[call-overload]
+    kind = _KINDS_FROM_PB.get(value)
     if kind is None:
         raise InvalidInput("must be TRANSACTION, TYPED_DATA or MESSAGE", field="kind")
     return kind
@@ -46,7 +48,7 @@ def state_from_pb(value: int) -> RequestState | None:
     """None for UNSPECIFIED (no filter); InvalidInput for a number this version does not know."""
     if value == pb.REQUEST_STATE_UNSPECIFIED:
         return None
-    state = _STATES_FROM_PB.get(value)  # type: ignore[call-overload]
+    state = _STATES_FROM_PB.get(value)
     if state is None:
         raise InvalidInput(f"unknown request state {value}", field="state")
     return state

@@ -34,7 +34,7 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and the message a client may see for ``error``."""
     if isinstance(error, errors.CustodyError) and not isinstance(error, errors.InternalError):
         for cls in type(error).__mro__:
-            code = STATUS_BY_ERROR.get(cls)  # type: ignore[arg-type]
+            code = STATUS_BY_ERROR.get(cls)
             if code is not None:
                 return code, error.message
     correlation_id = uuid.uuid4().hex[:16]

@@ -57,8 +57,10 @@ class HealthMonitor:
             elif self._serving is not None:
                 log.info("serving again")
             self._serving = health_now.serving
-        status = health_pb2.HealthCheckResponse.SERVING if health_now.serving else (
-            health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if health_now.serving
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
         )
         for service in self._services:
             self._servicer.set(service, status)
@@ -102,7 +104,8 @@ def start_server(custody: Custody, config: ServerConfig, listen: str) -> Running
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+        [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
     )
 
     credentials = grpc.ssl_server_credentials(

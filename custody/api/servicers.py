@@ -33,7 +33,7 @@ def unary(
         try:
             caller = self.authenticator.authenticate(context)
             return method(self, request, context, caller)
-        except Exception as exc:  # noqa: BLE001 - every error is mapped by status_for; none escapes unmapped
+        except Exception as exc:
             code, message = status_for(exc)
             context.abort(code, message)
 
@@ -48,7 +48,7 @@ def server_stream(
         try:
             caller = self.authenticator.authenticate(context)
             yield from method(self, request, context, caller)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             code, message = status_for(exc)
             context.abort(code, message)
 
@@ -72,7 +72,9 @@ class _Servicer:
 
 class KeyServicer(_Servicer, pb_grpc.KeyServiceServicer):
     @unary
-    def CreateKey(self, request: pb.CreateKeyRequest, context: grpc.ServicerContext, caller: Principal) -> Any:
+    def CreateKey(
+        self, request: pb.CreateKeyRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Any:
         key = self.custody.keys.create_key(caller, request.label)
         return pb.CreateKeyResponse(key=convert.key_to_pb(key))
 
@@ -97,7 +99,9 @@ class SigningServicer(_Servicer, pb_grpc.SigningServiceServicer):
         return pb.SubmitRequestResponse(request=self.request_to_pb(submitted))
 
     @unary
-    def GetRequest(self, request: pb.GetRequestRequest, context: grpc.ServicerContext, caller: Principal) -> Any:
+    def GetRequest(
+        self, request: pb.GetRequestRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Any:
         found = self.custody.signing.get(caller, request.request_id)
         return pb.GetRequestResponse(request=self.request_to_pb(found))
 
@@ -140,7 +144,9 @@ class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
     """The audit log arrives with its own issue; until then UNIMPLEMENTED."""
 
 
-def add_servicers(server: grpc.Server, custody: Custody, authenticator: CertificateAuthenticator) -> list[str]:
+def add_servicers(
+    server: grpc.Server, custody: Custody, authenticator: CertificateAuthenticator
+) -> list[str]:
     """Register every custody service; returns the full service names (for health and reflection)."""
     pb_grpc.add_KeyServiceServicer_to_server(KeyServicer(custody, authenticator), server)
     pb_grpc.add_SigningServiceServicer_to_server(SigningServicer(custody, authenticator), server)

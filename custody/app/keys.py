@@ -66,4 +66,6 @@ class KeyUseCases:
             key_id = bytes.fromhex(key.key_id)
             self._hsm.check_key(key_id)
             if address_from_public_point(self._hsm.public_point(key_id)) != key.address:
-                raise NotFound(f"the HSM's key {key.label!r} no longer matches the recorded address {key.address}")
+                raise NotFound(
+                    f"the HSM's key {key.label!r} no longer matches the recorded address {key.address}"
+                )

@@ -20,6 +20,6 @@ import click
 def serve(context: click.Context, config_path: Path, listen: str | None) -> None:
     """Run the custody daemon until it is stopped (SIGTERM or Ctrl-C)."""
     # Imported here so that client commands do not load the HSM, database and server machinery.
-    from custody.bootstrap import serve as serve_daemon  # noqa: PLC0415
+    from custody.bootstrap import serve as serve_daemon
 
     context.exit(serve_daemon(config_path, listen))

@@ -136,8 +136,6 @@ class Pkcs11Hsm:
             try:
                 self._token = self._find_token()
                 self._session = self._open_logged_in_session()
-            except CustodyError:
-                raise
             except p11.PKCS11Error as exc:
                 raise _translate(exc, f"open a session on token {token_label!r}") from exc
         logger.info("opened a PKCS#11 session on token %r of %s", token_label, module_path)

@@ -48,8 +48,14 @@ class DevEnv:
         return (self.directory / "pki" / name).read_bytes()
 
 
-def run_cli(env: DevEnv, daemon: Daemon | None, identity: str | None, *args: str, stdin: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    env: DevEnv,
+    daemon: Daemon | None,
+    identity: str | None,
+    *args: str,
+    stdin: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
     """Run the real `custody` console script as a user would."""
     command = [CUSTODY]
     if identity is not None:
@@ -57,8 +63,15 @@ def run_cli(env: DevEnv, daemon: Daemon | None, identity: str | None, *args: str
     if daemon is not None:
         command += ["--server", daemon.address]
     command += list(args)
-    result = subprocess.run(command, capture_output=True, text=True, input=stdin, timeout=120,
-                            env={**os.environ, "CUSTODY_PROFILE": ""})
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+        env={**os.environ, "CUSTODY_PROFILE": ""},
+        check=False,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{command} exited {result.returncode}: {result.stderr}")
     return result
@@ -72,7 +85,9 @@ def start_daemon(env: DevEnv, log_path: Path, extra_env: dict[str, str] | None =
     log_file = log_path.open("w")
     process = subprocess.Popen(
         [CUSTODY, "serve", "--config", str(env.config), "--listen", "127.0.0.1:0"],
-        stdout=log_file, stderr=subprocess.STDOUT, text=True,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, **(extra_env or {})},
     )
     deadline = time.monotonic() + 60
@@ -99,8 +114,15 @@ def stop_daemon(daemon: Daemon) -> int:
     return daemon.process.returncode
 
 
-def channel_for(env: DevEnv, daemon: Daemon, identity: str | None, *, ca: bytes | None = None,
-                cert: bytes | None = None, key: bytes | None = None) -> grpc.Channel:
+def channel_for(
+    env: DevEnv,
+    daemon: Daemon,
+    identity: str | None,
+    *,
+    ca: bytes | None = None,
+    cert: bytes | None = None,
+    key: bytes | None = None,
+) -> grpc.Channel:
     credentials = grpc.ssl_channel_credentials(
         root_certificates=ca if ca is not None else env.pki("ca.pem"),
         private_key=key if key is not None else (env.pki(f"{identity}.key") if identity else None),
@@ -112,7 +134,9 @@ def channel_for(env: DevEnv, daemon: Daemon, identity: str | None, *, ca: bytes 
 @pytest.fixture(scope="session")
 def dev_env(tmp_path_factory: pytest.TempPathFactory) -> DevEnv:
     directory = tmp_path_factory.mktemp("e2e") / "env"
-    result = subprocess.run([CUSTODY, "dev", "init", str(directory)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [CUSTODY, "dev", "init", str(directory)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     return DevEnv(directory)
 

@@ -73,7 +73,14 @@ def eip1559_tx(nonce: int, value: int = ONE_ETHER // 100, chain_id: int = 111551
 
 
 def legacy_tx(nonce: int) -> dict[str, object]:
-    return {"chainId": 1, "nonce": nonce, "to": RECIPIENT, "value": 12345, "gas": 21000, "gasPrice": 20 * 10**9}
+    return {
+        "chainId": 1,
+        "nonce": nonce,
+        "to": RECIPIENT,
+        "value": 12345,
+        "gas": 21000,
+        "gasPrice": 20 * 10**9,
+    }
 
 
 def address_from_public_key(public_key_hex: str) -> str:
@@ -120,9 +127,8 @@ def test_a_second_key_with_the_same_label_is_refused(dev_env: DevEnv, daemon: Da
 
 
 def test_only_admins_create_keys(dev_env: DevEnv, daemon: Daemon) -> None:
-    with channel_for(dev_env, daemon, "backend") as channel:
-        with pytest.raises(grpc.RpcError) as refused:
-            pb_grpc.KeyServiceStub(channel).CreateKey(pb.CreateKeyRequest(label="sneaky"))
+    with channel_for(dev_env, daemon, "backend") as channel, pytest.raises(grpc.RpcError) as refused:
+        pb_grpc.KeyServiceStub(channel).CreateKey(pb.CreateKeyRequest(label="sneaky"))
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -151,7 +157,9 @@ def test_grpc_signs_a_legacy_transaction(signing_stub, keys) -> None:
 
 def test_cli_signs_typed_data_and_messages(dev_env: DevEnv, daemon: Daemon, keys, tmp_path: Path) -> None:
     data_file = write_json(tmp_path, "mail.json", MAIL_TYPED_DATA)
-    answer = cli_json(dev_env, daemon, "backend", "sign", "typed-data", "--key", "ops", "--file", str(data_file))
+    answer = cli_json(
+        dev_env, daemon, "backend", "sign", "typed-data", "--key", "ops", "--file", str(data_file)
+    )
     assert answer["state"] == "SIGNED"
     signature = bytes.fromhex(answer["signature"].removeprefix("0x"))
     assert len(signature) == 65 and signature[64] in (27, 28)
@@ -184,8 +192,9 @@ def test_policy_denies_what_no_rule_allows(
     dev_env: DevEnv, daemon: Daemon, keys, tmp_path: Path, key: str, payload: dict, reason_part: str
 ) -> None:
     tx_file = write_json(tmp_path, "tx.json", payload)
-    result = run_cli(dev_env, daemon, "backend", "--json", "sign", "tx", "--key", key, "--file", str(tx_file),
-                     check=False)
+    result = run_cli(
+        dev_env, daemon, "backend", "--json", "sign", "tx", "--key", key, "--file", str(tx_file), check=False
+    )
     answer = json.loads(result.stdout)
     assert answer["state"] == "DENIED"
     assert reason_part in answer["decision"]["reason"]
@@ -195,10 +204,15 @@ def test_policy_denies_what_no_rule_allows(
 
 def test_bad_input_is_refused_and_nothing_is_stored(signing_stub, keys) -> None:
     before = len(signing_stub.ListRequests(pb.ListRequestsRequest(limit=1000)).requests)
-    bad = {**eip1559_tx(nonce=7), "to": "0x5aaeb6053F3E94C9b9A09f33669435E7Ef1BeAed"}  # broken EIP-55 checksum
+    bad = {
+        **eip1559_tx(nonce=7),
+        "to": "0x5aaeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+    }  # broken EIP-55 checksum
     with pytest.raises(grpc.RpcError) as refused:
         signing_stub.SubmitRequest(
-            pb.SubmitRequestRequest(key_label="ops", kind=pb.PAYLOAD_KIND_TRANSACTION, payload=json.dumps(bad).encode())
+            pb.SubmitRequestRequest(
+                key_label="ops", kind=pb.PAYLOAD_KIND_TRANSACTION, payload=json.dumps(bad).encode()
+            )
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "to" in refused.value.details()
@@ -222,15 +236,16 @@ def test_a_requester_signs_only_with_granted_keys(dev_env: DevEnv, daemon: Daemo
         with channel_for(dev_env, daemon, identity) as channel:
             with pytest.raises(grpc.RpcError) as refused:
                 pb_grpc.SigningServiceStub(channel).SubmitRequest(
-                    pb.SubmitRequestRequest(key_label="ops", kind=pb.PAYLOAD_KIND_TRANSACTION, payload=payload)
+                    pb.SubmitRequestRequest(
+                        key_label="ops", kind=pb.PAYLOAD_KIND_TRANSACTION, payload=payload
+                    )
                 )
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, identity
 
 
 def test_clients_without_a_valid_certificate_are_refused(dev_env: DevEnv, daemon: Daemon) -> None:
-    with channel_for(dev_env, daemon, None) as channel:
-        with pytest.raises(grpc.RpcError) as refused:
-            pb_grpc.KeyServiceStub(channel).ListKeys(pb.ListKeysRequest(), timeout=10)
+    with channel_for(dev_env, daemon, None) as channel, pytest.raises(grpc.RpcError) as refused:
+        pb_grpc.KeyServiceStub(channel).ListKeys(pb.ListKeysRequest(), timeout=10)
     assert refused.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)
 
     other_ca = create_ca("another CA")
@@ -280,7 +295,9 @@ def test_watch_ends_at_a_final_state(signing_stub, keys) -> None:
     submitted = signing_stub.SubmitRequest(
         pb.SubmitRequestRequest(key_label="ops", kind=pb.PAYLOAD_KIND_MESSAGE, payload=b"watch me")
     ).request
-    updates = list(signing_stub.WatchRequest(pb.WatchRequestRequest(request_id=submitted.request_id), timeout=30))
+    updates = list(
+        signing_stub.WatchRequest(pb.WatchRequestRequest(request_id=submitted.request_id), timeout=30)
+    )
     assert [update.state for update in updates] == [pb.REQUEST_STATE_SIGNED]
     signature = updates[0].signature
     assert Account.recover_message(encode_defunct(b"watch me"), signature=signature) == keys["ops"]["address"]
@@ -303,8 +320,12 @@ def test_reflection_lists_the_contract_services(dev_env: DevEnv, daemon: Daemon)
 
     with channel_for(dev_env, daemon, "admin") as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
-        names = {service.name for response in responses for service in response.list_services_response.service}
+        responses = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        names = {
+            service.name for response in responses for service in response.list_services_response.service
+        }
     assert {
         "custody.v1.KeyService",
         "custody.v1.SigningService",
@@ -319,9 +340,15 @@ def test_sigterm_lets_the_daemon_exit_cleanly(dev_env: DevEnv, keys, tmp_path: P
     second = start_daemon(dev_env, tmp_path / "second.log")
     try:
         with channel_for(dev_env, second, "backend") as channel:
-            answer = pb_grpc.SigningServiceStub(channel).SubmitRequest(
-                pb.SubmitRequestRequest(key_label="ops", kind=pb.PAYLOAD_KIND_MESSAGE, payload=b"before stop")
-            ).request
+            answer = (
+                pb_grpc.SigningServiceStub(channel)
+                .SubmitRequest(
+                    pb.SubmitRequestRequest(
+                        key_label="ops", kind=pb.PAYLOAD_KIND_MESSAGE, payload=b"before stop"
+                    )
+                )
+                .request
+            )
         assert answer.state == pb.REQUEST_STATE_SIGNED
     finally:
         code = stop_daemon(second)
