@@ -38,6 +38,7 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check custody tests bench
+	$(VENV)/bin/ruff format --check custody tests bench
 	$(VENV)/bin/mypy
 	@tmp=$$(mktemp -d) && PYTHON=$(PYTHON) bash scripts/gen-proto.sh $$tmp && \
 	  if diff -r $$tmp/custody/api/_gen custody/api/_gen >/dev/null; then echo "generated gRPC code is up to date"; \

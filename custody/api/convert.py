@@ -11,14 +11,19 @@ from custody.domain.keys import Key, KeyState
 from custody.domain.requests import PayloadKind, RequestState, SigningRequest
 
 # Protobuf enum values are typed as their own int subtypes in the stubs, so the tables are plain ints here.
-_KEY_STATES: dict[KeyState, Any] = {KeyState.ACTIVE: pb.KEY_STATE_ACTIVE, KeyState.FROZEN: pb.KEY_STATE_FROZEN}
+_KEY_STATES: dict[KeyState, Any] = {
+    KeyState.ACTIVE: pb.KEY_STATE_ACTIVE,
+    KeyState.FROZEN: pb.KEY_STATE_FROZEN,
+}
 _KINDS: dict[PayloadKind, Any] = {
     PayloadKind.TRANSACTION: pb.PAYLOAD_KIND_TRANSACTION,
     PayloadKind.TYPED_DATA: pb.PAYLOAD_KIND_TYPED_DATA,
     PayloadKind.MESSAGE: pb.PAYLOAD_KIND_MESSAGE,
 }
 _KINDS_FROM_PB: dict[int, PayloadKind] = {value: kind for kind, value in _KINDS.items()}
-_STATES: dict[RequestState, Any] = {state: pb.RequestState.Value(f"REQUEST_STATE_{state.value}") for state in RequestState}
+_STATES: dict[RequestState, Any] = {
+    state: pb.RequestState.Value(f"REQUEST_STATE_{state.value}") for state in RequestState
+}
 _STATES_FROM_PB: dict[int, RequestState] = {value: state for state, value in _STATES.items()}
 
 

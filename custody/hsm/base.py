@@ -32,10 +32,10 @@ class Hsm(Protocol):
         """The uncompressed public point of a key; raises NotFound when the token has no such key."""
 
     def check_key(self, key_id: bytes) -> None:
-        """Raise FailedPrecondition when the private key is extractable or not sensitive, NotFound if absent."""
+        """Raise FailedPrecondition for an extractable or non-sensitive private key, NotFound if absent."""
 
     def sign_digest(self, key_id: bytes, digest: bytes) -> bytes:
-        """ECDSA over a 32-byte digest with the key's private half; returns r || s (64 bytes, s not normalized)."""
+        """ECDSA over a 32-byte digest; returns r || s (64 bytes), s as the HSM made it (maybe high)."""
 
     def health(self) -> HsmHealth: ...
 

@@ -365,3 +365,24 @@ def test_public_key_matches_hsm_signature_recovery(keys) -> None:
     """The public key custody reports is the one eth-keys recovers from a signature it made."""
     public = eth_keys.PublicKey(bytes.fromhex(keys["ops"]["public_key"].removeprefix("0x"))[1:])
     assert public.to_checksum_address() == keys["ops"]["address"]
+
+
+def test_oversized_payloads_are_refused_before_anything_is_stored(signing_stub, keys) -> None:
+    before = len(signing_stub.ListRequests(pb.ListRequestsRequest(limit=1000)).requests)
+    with pytest.raises(grpc.RpcError) as refused:
+        signing_stub.SubmitRequest(
+            pb.SubmitRequestRequest(
+                key_label="ops", kind=pb.PAYLOAD_KIND_MESSAGE, payload=b"x" * (128 * 1024 + 1)
+            )
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "payload" in refused.value.details()
+    # Past the transport's message limit the call never reaches custody's code.
+    with pytest.raises(grpc.RpcError) as refused:
+        signing_stub.SubmitRequest(
+            pb.SubmitRequestRequest(
+                key_label="ops", kind=pb.PAYLOAD_KIND_MESSAGE, payload=b"x" * (1024 * 1024)
+            )
+        )
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert len(signing_stub.ListRequests(pb.ListRequestsRequest(limit=1000)).requests) == before
