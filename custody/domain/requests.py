@@ -18,6 +18,18 @@ class PayloadKind(enum.Enum):
     TRANSACTION = "transaction"
     TYPED_DATA = "typed_data"
     MESSAGE = "message"
+    # Governance requests change custody itself and are never signed by the HSM: the approver quorum of the
+    # policy in force signs off, and the change takes effect in the transaction that records the quorum.
+    POLICY_CHANGE = "policy_change"
+    KEY_UNFREEZE = "key_unfreeze"
+
+    @property
+    def is_governance(self) -> bool:
+        return self in GOVERNANCE_KINDS
+
+
+SIGNING_KINDS = frozenset({PayloadKind.TRANSACTION, PayloadKind.TYPED_DATA, PayloadKind.MESSAGE})
+GOVERNANCE_KINDS = frozenset({PayloadKind.POLICY_CHANGE, PayloadKind.KEY_UNFREEZE})
 
 
 class RequestState(enum.Enum):
@@ -73,13 +85,33 @@ def check_transition(current: RequestState, target: RequestState) -> None:
 
 
 @dataclass(frozen=True)
-class Decision:
-    """What the policy said about a request, kept with the request for ``policy explain`` and audits."""
+class QuorumTerm:
+    """``threshold`` distinct approvers of ``group``."""
 
-    action: str  # "sign", "deny" (approval quorums arrive with the approvals work)
+    group: str
+    threshold: int
+
+    def describe(self) -> str:
+        return f"{self.threshold} of {self.group}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy said about a request, kept with the request for ``policy explain`` and audits.
+
+    For ``approve`` the quorum, lifetime and time-lock are copied from the rule, so the request carries the
+    terms it was accepted under even after the rule changes.
+    """
+
+    action: str  # "sign", "deny" or "approve"
     rule: str | None  # name of the matching rule; None when nothing matched (deny by default)
     reason: str
     policy_version: int
+    quorum: tuple[QuorumTerm, ...] = ()  # all terms must be met (AND); empty unless action is "approve"
+    timelock_seconds: int = 0
+
+    def describe_quorum(self) -> str:
+        return " AND ".join(term.describe() for term in self.quorum)
 
 
 @dataclass(frozen=True)
@@ -110,6 +142,17 @@ class SigningRequest:
     result: SignatureResult | None = None
     error: str | None = None
     summary: dict[str, str] = field(default_factory=dict)
+    expires_at: datetime | None = None  # a request not signed (or carried out) by then becomes EXPIRED
+    not_before: datetime | None = None  # set when approved under a time-lock: the earliest moment to sign
+    # The policy's evaluation as JSON ({"rules": [{"rule", "matched", "conditions": [...]}]}), kept for
+    # ``policy explain``: it shows what was decided at submission, not what today's data would say.
+    policy_trace: str = ""
+    value: int = 0  # wei the request moves (transactions); counted by velocity limits
+
+    @property
+    def is_final(self) -> bool:
+        """Final states end every request; a governance request also ends once approved (it took effect)."""
+        return self.state.is_final or (self.kind.is_governance and self.state is RequestState.APPROVED)
 
     def moved_to(
         self,
@@ -118,13 +161,39 @@ class SigningRequest:
         *,
         result: SignatureResult | None = None,
         error: str | None = None,
+        not_before: datetime | None = None,
     ) -> SigningRequest:
         """Return this request in ``target``; raises WrongState for a transition the machine forbids."""
         check_transition(self.state, target)
+        if self.is_final:
+            raise WrongState(f"request {self.request_id} is {self.state.value} and can no longer change")
         return replace(
             self,
             state=target,
             updated_at=at,
             result=result if result is not None else self.result,
             error=error if error is not None else self.error,
+            not_before=not_before if not_before is not None else self.not_before,
         )
+
+
+class Verdict(enum.Enum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One approver's signed verdict on one request, as counted by the daemon.
+
+    ``statement`` is the canonical approval statement (custody/domain/approvals.py) and ``signature`` the
+    approver's Ed25519 signature over it; both are kept so anyone can re-verify the count later.
+    """
+
+    request_id: str
+    approver: str
+    verdict: Verdict
+    statement: bytes
+    signature: bytes
+    reason: str
+    created_at: datetime

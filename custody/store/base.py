@@ -1,22 +1,45 @@
 """The storage port: what the use cases need from a database, whichever database it is.
 
-Every method is one database transaction. ``transition_request`` is a conditional update: it changes a request
-only while it is still in the expected state, so of two callers racing from one state exactly one wins and the
-other gets ``Aborted``. A signature is part of the same update that marks the request SIGNED and is committed
-before the method returns.
+``Store.transaction()`` opens one database transaction that takes the write lock at once (``BEGIN
+IMMEDIATE`` in SQLite, a serializable-safe equivalent elsewhere): everything done through the yielded
+``StoreTransaction`` commits together when the block ends, or not at all when it raises. Use cases use it to
+make "may I?" and "record that I did" one step: count an approval and move the request, or activate a policy
+and supersede what was pending under the old one.
+
+Every method of ``StoreTransaction`` is also available on ``Store`` itself, where it runs in a transaction of
+its own. ``transition_request`` is a conditional update: it changes a request only while it is still in the
+expected state, so of two callers racing from one state exactly one wins and the other gets ``Aborted``. A
+signature is part of the same update that marks the request SIGNED and is committed before the method returns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from custody.domain.keys import Key, KeyState
-from custody.domain.requests import RequestState, SignatureResult, SigningRequest
+from custody.domain.requests import Approval, RequestState, SignatureResult, SigningRequest
 
 
-class Store(Protocol):
+@dataclass(frozen=True)
+class VelocityUsage:
+    count: int
+    total_value: int  # wei
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    version: int
+    document: str  # the TOML text exactly as proposed
+    activated_at: datetime
+    request_id: str | None  # the policy-change request that activated it; None for the bootstrap policy
+
+
+class StoreTransaction(Protocol):
+    # Keys.
     def insert_key(self, key: Key) -> None:
         """Store a new key; raises AlreadyExists when the label or key id is taken."""
 
@@ -27,20 +50,11 @@ class Store(Protocol):
     def set_key_state(self, label: str, expected: KeyState, new: KeyState, at: datetime) -> Key:
         """Conditional update of a key's state; raises NotFound or Aborted."""
 
+    # Requests.
     def insert_request(self, request: SigningRequest) -> None:
         """Store a new request in its initial state; raises AlreadyExists for a duplicate request id."""
 
     def get_request(self, request_id: str) -> SigningRequest | None: ...
-
-    def list_requests(
-        self,
-        *,
-        state: RequestState | None = None,
-        key_label: str | None = None,
-        requester: str | None = None,
-        limit: int = 100,
-    ) -> Sequence[SigningRequest]:
-        """Newest first."""
 
     def transition_request(
         self,
@@ -51,12 +65,62 @@ class Store(Protocol):
         *,
         result: SignatureResult | None = None,
         error: str | None = None,
+        not_before: datetime | None = None,
     ) -> SigningRequest:
-        """Move a request from ``expected`` to ``new`` in one transaction and return the stored row.
+        """Move a request from ``expected`` to ``new`` and return the stored row.
 
         Raises NotFound for an unknown id, WrongState when the transition is not one of the state machine's,
         and Aborted when the stored state is no longer ``expected`` (another caller won).
         """
+
+    def claim_signing(self, request_id: str, claimant: str, now: datetime, lease_until: datetime) -> bool:
+        """Take the right to call the HSM for an APPROVED request, until ``lease_until``.
+
+        True when this caller now holds the claim: the request is APPROVED and unclaimed, or its previous
+        claim lapsed before ``now`` (its holder died). Keeps two workers or replicas from signing one request.
+        """
+
+    def due_requests(self, now: datetime, limit: int) -> Sequence[SigningRequest]:
+        """APPROVED requests of the signing kinds whose time-lock has passed (``not_before`` unset or at most
+        ``now``) and that nobody holds a live claim on, oldest first."""
+
+    def expired_requests(self, now: datetime, limit: int) -> Sequence[SigningRequest]:
+        """PENDING_APPROVAL or APPROVED requests (and unsigned) whose ``expires_at`` is at most ``now``."""
+
+    def velocity_usage(self, key_label: str, since: datetime) -> VelocityUsage:
+        """Requests of a key created at or after ``since`` that were approved or signed (APPROVED, SIGNED):
+        how many, and the wei they move."""
+
+    def pending_requests_before_version(self, version: int) -> Sequence[SigningRequest]:
+        """Requests still waiting (PENDING_APPROVAL, or APPROVED and unsigned) decided under an older policy."""
+
+    # Approvals.
+    def insert_approval(self, approval: Approval) -> None:
+        """Store an approval or rejection; raises AlreadyExists when this approver already gave a verdict."""
+
+    def list_approvals(self, request_id: str) -> Sequence[Approval]:
+        """In the order they were counted."""
+
+    # Policy versions.
+    def active_policy(self) -> StoredPolicy | None:
+        """The newest activated policy; None before the first one is stored."""
+
+    def activate_policy(self, policy: StoredPolicy) -> None:
+        """Store and activate a policy version; raises Aborted unless it is newer than the active one."""
+
+
+class Store(StoreTransaction, Protocol):
+    def transaction(self) -> AbstractContextManager[StoreTransaction]: ...
+
+    def list_requests(
+        self,
+        *,
+        state: RequestState | None = None,
+        key_label: str | None = None,
+        requester: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[SigningRequest]:
+        """Newest first."""
 
     def schema_version(self) -> int: ...
 

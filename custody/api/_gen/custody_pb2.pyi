@@ -19,6 +19,8 @@ class PayloadKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYLOAD_KIND_TRANSACTION: _ClassVar[PayloadKind]
     PAYLOAD_KIND_TYPED_DATA: _ClassVar[PayloadKind]
     PAYLOAD_KIND_MESSAGE: _ClassVar[PayloadKind]
+    PAYLOAD_KIND_POLICY_CHANGE: _ClassVar[PayloadKind]
+    PAYLOAD_KIND_KEY_UNFREEZE: _ClassVar[PayloadKind]
 
 class RequestState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -38,6 +40,8 @@ PAYLOAD_KIND_UNSPECIFIED: PayloadKind
 PAYLOAD_KIND_TRANSACTION: PayloadKind
 PAYLOAD_KIND_TYPED_DATA: PayloadKind
 PAYLOAD_KIND_MESSAGE: PayloadKind
+PAYLOAD_KIND_POLICY_CHANGE: PayloadKind
+PAYLOAD_KIND_KEY_UNFREEZE: PayloadKind
 REQUEST_STATE_UNSPECIFIED: RequestState
 REQUEST_STATE_PENDING_APPROVAL: RequestState
 REQUEST_STATE_APPROVED: RequestState
@@ -113,31 +117,63 @@ class FreezeKeyResponse(_message.Message):
     def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ...) -> None: ...
 
 class UnfreezeKeyRequest(_message.Message):
-    __slots__ = ("label",)
+    __slots__ = ("label", "reason")
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     label: str
-    def __init__(self, label: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, label: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class UnfreezeKeyResponse(_message.Message):
-    __slots__ = ("key",)
+    __slots__ = ("key", "request")
     KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
     key: Key
-    def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ...) -> None: ...
+    request: SigningRequest
+    def __init__(self, key: _Optional[_Union[Key, _Mapping]] = ..., request: _Optional[_Union[SigningRequest, _Mapping]] = ...) -> None: ...
+
+class QuorumTerm(_message.Message):
+    __slots__ = ("group", "threshold")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    threshold: int
+    def __init__(self, group: _Optional[str] = ..., threshold: _Optional[int] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("action", "rule", "reason", "policy_version")
+    __slots__ = ("action", "rule", "reason", "policy_version", "quorum", "timelock_seconds")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     RULE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    QUORUM_FIELD_NUMBER: _ClassVar[int]
+    TIMELOCK_SECONDS_FIELD_NUMBER: _ClassVar[int]
     action: str
     rule: str
     reason: str
     policy_version: int
-    def __init__(self, action: _Optional[str] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., policy_version: _Optional[int] = ...) -> None: ...
+    quorum: _containers.RepeatedCompositeFieldContainer[QuorumTerm]
+    timelock_seconds: int
+    def __init__(self, action: _Optional[str] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., policy_version: _Optional[int] = ..., quorum: _Optional[_Iterable[_Union[QuorumTerm, _Mapping]]] = ..., timelock_seconds: _Optional[int] = ...) -> None: ...
+
+class ApprovalRecord(_message.Message):
+    __slots__ = ("approver", "verdict", "reason", "created_at", "statement", "signature")
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    approver: str
+    verdict: str
+    reason: str
+    created_at: str
+    statement: bytes
+    signature: bytes
+    def __init__(self, approver: _Optional[str] = ..., verdict: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[str] = ..., statement: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class SigningRequest(_message.Message):
-    __slots__ = ("request_id", "key_label", "key_id", "address", "requester", "kind", "chain_id", "payload", "payload_hash", "digest", "decision", "state", "signature", "signed_tx", "tx_hash", "error", "created_at", "updated_at", "summary")
+    __slots__ = ("request_id", "key_label", "key_id", "address", "requester", "kind", "chain_id", "payload", "payload_hash", "digest", "decision", "state", "signature", "signed_tx", "tx_hash", "error", "created_at", "updated_at", "summary", "expires_at", "not_before", "approvals", "quorum_progress")
     class SummaryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +200,10 @@ class SigningRequest(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    QUORUM_PROGRESS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     key_label: str
     key_id: str
@@ -183,7 +223,11 @@ class SigningRequest(_message.Message):
     created_at: str
     updated_at: str
     summary: _containers.ScalarMap[str, str]
-    def __init__(self, request_id: _Optional[str] = ..., key_label: _Optional[str] = ..., key_id: _Optional[str] = ..., address: _Optional[str] = ..., requester: _Optional[str] = ..., kind: _Optional[_Union[PayloadKind, str]] = ..., chain_id: _Optional[int] = ..., payload: _Optional[bytes] = ..., payload_hash: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., state: _Optional[_Union[RequestState, str]] = ..., signature: _Optional[bytes] = ..., signed_tx: _Optional[bytes] = ..., tx_hash: _Optional[bytes] = ..., error: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., summary: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    expires_at: str
+    not_before: str
+    approvals: _containers.RepeatedCompositeFieldContainer[ApprovalRecord]
+    quorum_progress: str
+    def __init__(self, request_id: _Optional[str] = ..., key_label: _Optional[str] = ..., key_id: _Optional[str] = ..., address: _Optional[str] = ..., requester: _Optional[str] = ..., kind: _Optional[_Union[PayloadKind, str]] = ..., chain_id: _Optional[int] = ..., payload: _Optional[bytes] = ..., payload_hash: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., state: _Optional[_Union[RequestState, str]] = ..., signature: _Optional[bytes] = ..., signed_tx: _Optional[bytes] = ..., tx_hash: _Optional[bytes] = ..., error: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., summary: _Optional[_Mapping[str, str]] = ..., expires_at: _Optional[str] = ..., not_before: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[ApprovalRecord, _Mapping]]] = ..., quorum_progress: _Optional[str] = ...) -> None: ...
 
 class SubmitRequestRequest(_message.Message):
     __slots__ = ("key_label", "kind", "payload")
