@@ -7,14 +7,19 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 from custody.api.server import start_server
-from custody.app.custody import Custody
+from custody.app.custody import Custody, utc_now
 from custody.config import ServerConfig, load_server_config, read_hsm_pin
-from custody.domain.errors import CustodyError
-from custody.policy_file import load_policy
+from custody.domain.errors import ConfigurationError, CustodyError
+
+# Tests of expiry and time-locks move the daemon's clock forward by writing a number of seconds into the file
+# this variable names. It exists for tests only; the daemon warns loudly when it is set.
+CLOCK_OFFSET_VARIABLE = "CUSTODY_UNSAFE_CLOCK_OFFSET_FILE"
 
 log = logging.getLogger("custody")
 
@@ -25,7 +30,10 @@ def build_custody(config: ServerConfig) -> Custody:
     from custody.hsm.pkcs11 import Pkcs11Hsm
     from custody.store.sqlite import SqliteStore
 
-    policy = load_policy(config.policy_file)
+    try:
+        policy_document = config.policy_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read the policy file {config.policy_file}: {exc}") from None
     # PKCS#11 libraries read their own configuration (SOFTHSM2_CONF, vendor client settings) from the
     # environment when they are loaded, so it is set before the first load.
     os.environ.update(config.hsm.environment)
@@ -35,13 +43,35 @@ def build_custody(config: ServerConfig) -> Custody:
     except BaseException:
         hsm.close()
         raise
-    custody = Custody(store=store, hsm=hsm, policy=policy)
+    custody = Custody(store=store, hsm=hsm, clock=daemon_clock())
     try:
+        custody.policy.seed(policy_document, str(config.policy_file))
         custody.keys.verify_keys_in_hsm()
     except BaseException:
         custody.close()
         raise
     return custody
+
+
+def daemon_clock() -> Callable[[], datetime]:
+    offset_file = os.environ.get(CLOCK_OFFSET_VARIABLE)
+    if not offset_file:
+        return utc_now
+    log.warning(
+        "%s is set: the daemon's clock is shifted by the seconds in %s (tests only)",
+        CLOCK_OFFSET_VARIABLE,
+        offset_file,
+    )
+    path = Path(offset_file)
+
+    def shifted_now() -> datetime:
+        try:
+            offset = float(path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            offset = 0.0
+        return utc_now() + timedelta(seconds=offset)
+
+    return shifted_now
 
 
 def configure_logging() -> None:
@@ -74,6 +104,7 @@ def serve(config_path: Path, listen: str | None) -> int:
         return 2
     try:
         running = start_server(custody, config, address)
+        custody.start_background_work(config.limits.worker_interval_seconds)
     except CustodyError as exc:
         custody.close()
         print(f"custody: cannot start: {exc.message}", file=sys.stderr)

@@ -46,6 +46,8 @@ class Limits:
     max_workers: int = 16
     max_concurrent_rpcs: int = 256
     shutdown_grace_seconds: float = 10.0
+    # How often the background worker expires overdue requests and signs time-locked ones that came due.
+    worker_interval_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,13 @@ def load_server_config(path: Path) -> ServerConfig:
     limits_table = reader.table(
         data,
         "limits",
-        {"max_message_bytes", "max_workers", "max_concurrent_rpcs", "shutdown_grace_seconds"},
+        {
+            "max_message_bytes",
+            "max_workers",
+            "max_concurrent_rpcs",
+            "shutdown_grace_seconds",
+            "worker_interval_seconds",
+        },
         required=False,
     )
     defaults = Limits()
@@ -209,6 +217,14 @@ def load_server_config(path: Path) -> ServerConfig:
         shutdown_grace_seconds=float(
             reader.positive(
                 limits_table, "limits.shutdown_grace_seconds", defaults.shutdown_grace_seconds, integer=False
+            )
+        ),
+        worker_interval_seconds=float(
+            reader.positive(
+                limits_table,
+                "limits.worker_interval_seconds",
+                defaults.worker_interval_seconds,
+                integer=False,
             )
         ),
     )

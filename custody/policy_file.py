@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 from custody.domain.errors import ConfigurationError
@@ -35,13 +37,38 @@ def parse_policy_text(text: str, source: str) -> Policy:
     return Policy.from_mapping(data, source)
 
 
-def dev_policy_toml() -> str:
-    """The policy ``custody dev init`` writes: the one the development environment is described with."""
-    return _DEV_POLICY_TOML
+DEV_APPROVERS = ("alice", "bob", "carol", "dave")
+_PUBLIC_KEY_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
-_DEV_POLICY_TOML = """\
+def dev_policy_toml(approver_public_keys: Mapping[str, str]) -> str:
+    """The policy ``custody dev init`` writes, given each dev approver's Ed25519 public key as 64 hex digits.
+
+    ``approver_public_keys`` must name exactly alice, bob, carol and dave; the result is checked by parsing it,
+    so a bad key surfaces here as a ConfigurationError rather than when the daemon first starts.
+    """
+    if set(approver_public_keys) != set(DEV_APPROVERS):
+        named = ", ".join(sorted(approver_public_keys)) or "none"
+        raise ConfigurationError(
+            f"the development policy needs public keys for exactly {', '.join(DEV_APPROVERS)}; got {named}"
+        )
+    for name in DEV_APPROVERS:
+        # Checked before the key is put into the TOML text, so no value can add lines of its own to the policy.
+        if not _PUBLIC_KEY_HEX.fullmatch(approver_public_keys[name]):
+            raise ConfigurationError(f"{name}'s approver public key must be 64 hex digits")
+    text = _DEV_POLICY_TEMPLATE.format(
+        **{f"{name}_key": approver_public_keys[name] for name in DEV_APPROVERS}
+    )
+    parse_policy_text(text, "the development policy")
+    return text
+
+
+_DEV_POLICY_TEMPLATE = """\
 # custody signing policy for the local development environment.
+#
+# This file is only the bootstrap: the daemon stores it as policy version 1 when its database holds no policy.
+# From then on the policy in the database rules, and changing it takes `custody policy propose FILE` and the
+# approval of the admin quorum below.
 #
 # Rules are tried from top to bottom and the first rule whose conditions all match decides. A request that no
 # rule matches is denied ("deny by default"). Conditions a rule leaves out are not tested: a rule without
@@ -53,15 +80,49 @@ _DEV_POLICY_TOML = """\
 #                      never matches
 #   kinds              "transaction", "typed_data" (EIP-712) and/or "message" (EIP-191)
 #   transaction_types  "legacy", "eip2930" and/or "eip1559"; only transactions can match
+#   destinations       allowed recipients (EIP-55 addresses); for typed data, the domain's verifyingContract
+#   contracts          [{{ address = "0x...", selectors = ["0xa9059cbb"] }}]: the request must call one of these
+#                      contracts with one of its function selectors (a plain transfer without calldata does
+#                      not match)
 #   max_value_wei      the most wei the request may move; write it as a decimal string, because TOML
 #                      integers stop at 2**63
+#   velocity           what the key may move (value and/or number of requests) in a sliding window, this
+#                      request included, e.g. {{ window_seconds = 86400, max_value_wei = "5000000000000000000",
+#                      max_count = 20, freeze_on_breach = true }}; with freeze_on_breach the key is frozen
+#                      when the limit is hit
 # and what the rule does when they match:
-#   action             "sign" (sign at once) or "deny"
-#
-# The key "treasury" has no rule yet, so every request for it is denied by default. Treasury signing needs
-# 2 of alice, bob and carol to approve; that rule arrives with approver quorums.
+#   action             "sign" (sign at once), "deny", or "approve" (sign once the quorum has approved)
+#   quorum             approve rules: terms that must all be met, e.g. [{{ group = "treasury", threshold = 2 }},
+#                      {{ group = "security", threshold = 1 }}]; one person fills one seat only, and the person
+#                      who submitted a request can never approve it
+#   lifetime_seconds   approve rules: how long a request may wait for approvals and signing (default 86400)
+#   timelock_seconds   approve rules: how long to wait after the last approval before signing (default 0)
 
 version = 1
+
+# Approvers: the id is the common name of the approver's client certificate, the public key their Ed25519
+# approval key (64 hex digits), and groups what quorums they count towards.
+[approvers.alice]
+public_key = "{alice_key}"
+groups = ["treasury", "admins"]
+
+[approvers.bob]
+public_key = "{bob_key}"
+groups = ["treasury", "admins"]
+
+[approvers.carol]
+public_key = "{carol_key}"
+groups = ["treasury", "admins"]
+
+[approvers.dave]
+public_key = "{dave_key}"
+groups = ["security", "admins"]
+
+# Changing this policy and unfreezing a key need 2 of alice, bob, carol and dave. Any one member of a security
+# group (here dave) may freeze a key alone: the circuit breaker.
+[admin]
+quorum = [{{ group = "admins", threshold = 2 }}]
+security_groups = ["security"]
 
 # The operations key signs EIP-1559 and legacy transactions moving at most 1 ether, on Ethereum mainnet (1)
 # and Sepolia (11155111).
@@ -80,4 +141,28 @@ name = "ops-typed-data-and-messages"
 keys = ["ops"]
 kinds = ["typed_data", "message"]
 action = "sign"
+
+# Treasury transactions on mainnet and Sepolia need 2 of alice, bob and carol. A request not approved and
+# signed within 24 hours expires.
+[[rules]]
+name = "treasury-transactions"
+keys = ["treasury"]
+kinds = ["transaction"]
+chain_ids = [1, 11155111]
+action = "approve"
+quorum = [{{ group = "treasury", threshold = 2 }}]
+lifetime_seconds = 86400
+timelock_seconds = 0
+
+# Treasury EIP-712 typed data (a Safe transaction, for example) needs the same 2 of alice, bob and carol.
+[[rules]]
+name = "treasury-typed-data"
+keys = ["treasury"]
+kinds = ["typed_data"]
+action = "approve"
+quorum = [{{ group = "treasury", threshold = 2 }}]
+lifetime_seconds = 86400
+timelock_seconds = 0
+
+# Anything else for the treasury key (messages, other chains) matches no rule and is denied.
 """

@@ -8,7 +8,8 @@ from typing import Any
 from custody.api._gen import custody_pb2 as pb
 from custody.domain.errors import InvalidInput
 from custody.domain.keys import Key, KeyState
-from custody.domain.requests import PayloadKind, RequestState, SigningRequest
+from custody.domain.quorum import QuorumProgress
+from custody.domain.requests import Approval, Decision, PayloadKind, RequestState, SigningRequest
 
 # Protobuf enum values are typed as their own int subtypes in the stubs, so the tables are plain ints here.
 _KEY_STATES: dict[KeyState, Any] = {
@@ -19,6 +20,8 @@ _KINDS: dict[PayloadKind, Any] = {
     PayloadKind.TRANSACTION: pb.PAYLOAD_KIND_TRANSACTION,
     PayloadKind.TYPED_DATA: pb.PAYLOAD_KIND_TYPED_DATA,
     PayloadKind.MESSAGE: pb.PAYLOAD_KIND_MESSAGE,
+    PayloadKind.POLICY_CHANGE: pb.PAYLOAD_KIND_POLICY_CHANGE,
+    PayloadKind.KEY_UNFREEZE: pb.PAYLOAD_KIND_KEY_UNFREEZE,
 }
 _KINDS_FROM_PB: dict[int, PayloadKind] = {value: kind for kind, value in _KINDS.items()}
 _STATES: dict[RequestState, Any] = {
@@ -59,7 +62,34 @@ def state_from_pb(value: int) -> RequestState | None:
     return state
 
 
-def request_to_pb(request: SigningRequest, address: str) -> pb.SigningRequest:
+def decision_to_pb(decision: Decision) -> pb.Decision:
+    return pb.Decision(
+        action=decision.action,
+        rule=decision.rule or "",
+        reason=decision.reason,
+        policy_version=decision.policy_version,
+        quorum=[pb.QuorumTerm(group=term.group, threshold=term.threshold) for term in decision.quorum],
+        timelock_seconds=decision.timelock_seconds,
+    )
+
+
+def approval_to_pb(approval: Approval) -> pb.ApprovalRecord:
+    return pb.ApprovalRecord(
+        approver=approval.approver,
+        verdict=approval.verdict.value,
+        reason=approval.reason,
+        created_at=timestamp(approval.created_at),
+        statement=approval.statement,
+        signature=approval.signature,
+    )
+
+
+def request_to_pb(
+    request: SigningRequest,
+    address: str,
+    approvals: tuple[Approval, ...] = (),
+    progress: QuorumProgress | None = None,
+) -> pb.SigningRequest:
     message = pb.SigningRequest(
         request_id=request.request_id,
         key_label=request.key_label,
@@ -71,17 +101,16 @@ def request_to_pb(request: SigningRequest, address: str) -> pb.SigningRequest:
         payload=request.payload,
         payload_hash=request.payload_hash,
         digest=request.digest,
-        decision=pb.Decision(
-            action=request.decision.action,
-            rule=request.decision.rule or "",
-            reason=request.decision.reason,
-            policy_version=request.decision.policy_version,
-        ),
+        decision=decision_to_pb(request.decision),
         state=_STATES[request.state],
         error=request.error or "",
         created_at=timestamp(request.created_at),
         updated_at=timestamp(request.updated_at),
         summary=request.summary,
+        expires_at=timestamp(request.expires_at) if request.expires_at else "",
+        not_before=timestamp(request.not_before) if request.not_before else "",
+        approvals=[approval_to_pb(approval) for approval in approvals],
+        quorum_progress=progress.describe() if progress is not None else "",
     )
     if request.result is not None:
         message.signature = request.result.signature

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -61,13 +62,17 @@ class _Servicer:
         self.authenticator = authenticator
         self._addresses: dict[str, str] = {}
 
-    def request_to_pb(self, request: SigningRequest) -> pb.SigningRequest:
-        # A key's address never changes, so it is looked up once per label.
-        address = self._addresses.get(request.key_label)
-        if address is None:
+    def request_to_pb(self, request: SigningRequest, *, detailed: bool = True) -> pb.SigningRequest:
+        """The request as a message; ``detailed`` adds the verdicts and quorum progress (one more query)."""
+        # A key's address never changes, so it is looked up once per label. A policy change has no key.
+        address = self._addresses.get(request.key_label, "")
+        if request.key_label and not address:
             address = self.custody.keys.get_key_record(request.key_label).address
             self._addresses[request.key_label] = address
-        return convert.request_to_pb(request, address)
+        if not detailed:
+            return convert.request_to_pb(request, address)
+        view = self.custody.signing.view(request)
+        return convert.request_to_pb(request, address, view.approvals, view.progress)
 
 
 class KeyServicer(_Servicer, pb_grpc.KeyServiceServicer):
@@ -86,6 +91,20 @@ class KeyServicer(_Servicer, pb_grpc.KeyServiceServicer):
     def ListKeys(self, request: pb.ListKeysRequest, context: grpc.ServicerContext, caller: Principal) -> Any:
         keys = self.custody.keys.list_keys(caller)
         return pb.ListKeysResponse(keys=[convert.key_to_pb(key) for key in keys])
+
+    @unary
+    def FreezeKey(
+        self, request: pb.FreezeKeyRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Any:
+        key = self.custody.keys.freeze(caller, request.label, request.reason)
+        return pb.FreezeKeyResponse(key=convert.key_to_pb(key))
+
+    @unary
+    def UnfreezeKey(
+        self, request: pb.UnfreezeKeyRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Any:
+        key, governance = self.custody.keys.request_unfreeze(caller, request.label, request.reason)
+        return pb.UnfreezeKeyResponse(key=convert.key_to_pb(key), request=self.request_to_pb(governance))
 
 
 class SigningServicer(_Servicer, pb_grpc.SigningServiceServicer):
@@ -115,7 +134,7 @@ class SigningServicer(_Servicer, pb_grpc.SigningServiceServicer):
             key_label=request.key_label or None,
             limit=request.limit or 100,
         )
-        return pb.ListRequestsResponse(requests=[self.request_to_pb(item) for item in found])
+        return pb.ListRequestsResponse(requests=[self.request_to_pb(item, detailed=False) for item in found])
 
     @server_stream
     def WatchRequest(
@@ -133,11 +152,59 @@ class SigningServicer(_Servicer, pb_grpc.SigningServiceServicer):
 
 
 class ApprovalServicer(_Servicer, pb_grpc.ApprovalServiceServicer):
-    """Approvals arrive with the approvals work; until then every method answers UNIMPLEMENTED."""
+    @unary
+    def Approve(self, request: pb.ApproveRequest, context: grpc.ServicerContext, caller: Principal) -> Any:
+        approved = self.custody.approvals.approve(
+            caller, request.request_id, request.statement, request.signature
+        )
+        return pb.ApproveResponse(request=self.request_to_pb(approved))
+
+    @unary
+    def Reject(self, request: pb.RejectRequest, context: grpc.ServicerContext, caller: Principal) -> Any:
+        rejected = self.custody.approvals.reject(
+            caller, request.request_id, request.statement, request.signature, request.reason
+        )
+        return pb.RejectResponse(request=self.request_to_pb(rejected))
 
 
 class PolicyServicer(_Servicer, pb_grpc.PolicyServiceServicer):
-    """Policy reading and proposals arrive with the approvals work; until then UNIMPLEMENTED."""
+    @unary
+    def GetPolicy(
+        self, request: pb.GetPolicyRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Any:
+        active = self.custody.policy.get(caller)
+        return pb.GetPolicyResponse(
+            version=active.policy.version,
+            document=active.document,
+            document_hash=hashlib.sha256(active.document.encode("utf-8")).digest(),
+        )
+
+    @unary
+    def ProposePolicy(
+        self, request: pb.ProposePolicyRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Any:
+        proposal = self.custody.policy.propose(caller, request.document)
+        return pb.ProposePolicyResponse(request=self.request_to_pb(proposal))
+
+    @unary
+    def ExplainRequest(
+        self, request: pb.ExplainRequestRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Any:
+        explanation = self.custody.policy.explain(self.custody.signing.get(caller, request.request_id))
+        return pb.ExplainRequestResponse(
+            decision=convert.decision_to_pb(explanation.decision),
+            rules=[
+                pb.RuleTrace(
+                    rule=rule.rule,
+                    matched=rule.matched,
+                    conditions=[
+                        pb.ConditionTrace(condition=c.condition, matched=c.matched, detail=c.detail)
+                        for c in rule.conditions
+                    ],
+                )
+                for rule in explanation.rules
+            ],
+        )
 
 
 class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from custody.app.approvals import ApprovalUseCases
 from custody.app.keys import KeyUseCases
+from custody.app.policy import PolicyUseCases
 from custody.app.signing import ChangeNotifier, SigningUseCases
 from custody.domain.errors import CustodyError
-from custody.domain.policy import Policy
 from custody.hsm.base import Hsm
 from custody.store.base import Store
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -30,18 +35,15 @@ class Health:
 
 
 class Custody:
-    def __init__(
-        self, store: Store, hsm: Hsm, policy: Policy, clock: Callable[[], datetime] = utc_now
-    ) -> None:
+    def __init__(self, store: Store, hsm: Hsm, clock: Callable[[], datetime] = utc_now) -> None:
         self._store = store
         self._hsm = hsm
-        self._policy = policy
-        self.keys = KeyUseCases(store, hsm, clock)
-        self.signing = SigningUseCases(store, hsm, lambda: self._policy, clock, ChangeNotifier())
-
-    @property
-    def policy(self) -> Policy:
-        return self._policy
+        notifier = ChangeNotifier()
+        self.policy = PolicyUseCases(store, clock)
+        self.keys = KeyUseCases(store, hsm, self.policy, clock)
+        self.signing = SigningUseCases(store, hsm, self.policy, clock, notifier)
+        self.approvals = ApprovalUseCases(store, self.policy, self.signing, clock, notifier)
+        self._worker: BackgroundWorker | None = None
 
     def health(self) -> Health:
         hsm_health = self._hsm.health()
@@ -53,6 +55,46 @@ class Custody:
         detail = "; ".join(part for part in (hsm_health.detail, store_detail) if part)
         return Health(hsm_ok=hsm_health.ok, store_ok=store_ok, detail=detail)
 
+    def start_background_work(self, interval_seconds: float) -> None:
+        self._worker = BackgroundWorker(self.signing, interval_seconds)
+        self._worker.start()
+
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
         self._hsm.close()
         self._store.close()
+
+
+class BackgroundWorker:
+    """Expires overdue requests and signs time-locked ones when due, on every replica at once.
+
+    Running everywhere is safe: expiry is a conditional update and signing needs the claim, so of several
+    workers exactly one acts on each request. After a restart the worker finds whatever came due meanwhile.
+    """
+
+    def __init__(self, signing: SigningUseCases, interval_seconds: float) -> None:
+        self._signing = signing
+        self._interval = interval_seconds
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="background-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=30)
+
+    def run_once(self) -> None:
+        self._signing.expire_overdue()
+        self._signing.sign_due()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self.run_once()
+            except CustodyError as exc:
+                log.warning("background work failed, will retry: %s", exc.message)
+            except Exception:  # The worker must outlive any one failed round.
+                log.exception("background work failed, will retry")

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from custody.approver_keys.pkcs8_file import generate_encrypted_key_file
 from custody.domain.errors import AlreadyExists, InvalidInput
 from custody.hsm.softhsm import create_softhsm_token
 from custody.policy_file import dev_policy_toml
@@ -170,10 +168,11 @@ def _build(directory: Path, database_url: str) -> DevEnvironment:
     for identity in CLIENT_IDENTITIES:
         _write_certificate(pki, identity, issue_client_certificate(ca, identity))
 
-    approver_keys = {name: _write_approver_key(directory, name) for name in APPROVERS}
+    approver_public_keys = {name: _write_approver_key(directory, name) for name in APPROVERS}
+    approver_keys = {name: directory / "approvers" / f"{name}.key" for name in APPROVERS}
 
     policy_file = directory / "policy.toml"
-    write_public_file(policy_file, dev_policy_toml().encode("utf-8"))
+    write_public_file(policy_file, dev_policy_toml(approver_public_keys).encode("utf-8"))
 
     server_config = directory / "server.toml"
     softhsm_config = _relative_to(token.config_path, directory)
@@ -230,23 +229,14 @@ def _write_certificate(pki: Path, name: str, issued: IssuedCertificate) -> None:
     write_private_key(pki / f"{name}.key", issued.key_pem)
 
 
-def _write_approver_key(directory: Path, name: str) -> Path:
-    """An Ed25519 approver key, encrypted under a random passphrase kept next to it in secrets/."""
-    passphrase = secrets.token_urlsafe(24)
-    private_key = Ed25519PrivateKey.generate()
-    encrypted = private_key.private_bytes(
-        encoding=serialization.Encoding.PEM,
-        format=serialization.PrivateFormat.PKCS8,
-        encryption_algorithm=serialization.BestAvailableEncryption(passphrase.encode("ascii")),
-    )
-    public_raw = private_key.public_key().public_bytes(
-        encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw
-    )
-    key_path = directory / "approvers" / f"{name}.key"
-    write_private_key(directory / "secrets" / f"{name}.passphrase", passphrase.encode("ascii"))
-    write_private_key(key_path, encrypted)
-    write_public_file(directory / "approvers" / f"{name}.pub", (public_raw.hex() + "\n").encode("ascii"))
-    return key_path
+def _write_approver_key(directory: Path, name: str) -> str:
+    """Write an Ed25519 approver key, encrypted under a random passphrase kept next to it in secrets/, and
+    return its raw public key as 64 hex digits, the form the policy names approvers' keys in."""
+    passphrase = secrets.token_urlsafe(24).encode("ascii")
+    write_private_key(directory / "secrets" / f"{name}.passphrase", passphrase)
+    public_key = generate_encrypted_key_file(directory / "approvers" / f"{name}.key", passphrase).hex()
+    write_public_file(directory / "approvers" / f"{name}.pub", (public_key + "\n").encode("ascii"))
+    return public_key
 
 
 def _write_profile(directory: Path, identity: str) -> Path:

@@ -6,20 +6,27 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from custody.app.policy import PolicyUseCases, governance_request, unfreeze_payload
 from custody.chains.evm.address import address_from_public_point
-from custody.domain.errors import AlreadyExists, NotFound
+from custody.domain.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound, PermissionDenied
 from custody.domain.keys import Key, KeyState, validate_key_label
 from custody.domain.principals import Principal, Role
+from custody.domain.requests import PayloadKind, SigningRequest
 from custody.hsm.base import Hsm
 from custody.store.base import Store
+
+MAX_REASON_CHARS = 1000
 
 log = logging.getLogger(__name__)
 
 
 class KeyUseCases:
-    def __init__(self, store: Store, hsm: Hsm, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, store: Store, hsm: Hsm, policies: PolicyUseCases, clock: Callable[[], datetime]
+    ) -> None:
         self._store = store
         self._hsm = hsm
+        self._policies = policies
         self._clock = clock
 
     def create_key(self, caller: Principal, label: str) -> Key:
@@ -59,6 +66,59 @@ class KeyUseCases:
         del caller
         return self._store.list_keys()
 
+    def freeze(self, caller: Principal, label: str, reason: str) -> Key:
+        """The circuit breaker: any one security approver of the active policy stops a key from signing.
+
+        Freezing is the safe direction, so it takes one person and no quorum; an already frozen key stays frozen.
+        """
+        validate_key_label(label)
+        _check_reason(reason)
+        policy = self._policies.active().policy
+        if not policy.is_security(caller.name):
+            raise PermissionDenied(
+                f"{caller.name} may not freeze keys: only approvers in a security group of policy version"
+                f" {policy.version} may"
+            )
+        with self._store.transaction() as tx:
+            key = tx.get_key(label)
+            if key is None:
+                raise NotFound(f"there is no key labelled {label!r}")
+            if key.state is KeyState.FROZEN:
+                return key
+            frozen = tx.set_key_state(label, KeyState.ACTIVE, KeyState.FROZEN, self._clock())
+        log.warning("key %s frozen by %s: %s", label, caller.name, reason or "no reason given")
+        return frozen
+
+    def request_unfreeze(self, caller: Principal, label: str, reason: str) -> tuple[Key, SigningRequest]:
+        """Unfreezing needs the admin quorum: record the request the admins then approve."""
+        if not (caller.has(Role.ADMIN) or caller.has(Role.APPROVER)):
+            raise PermissionDenied(
+                f"{caller.name} may not ask to unfreeze keys: that needs the admin or approver role"
+            )
+        validate_key_label(label)
+        _check_reason(reason)
+        now = self._clock()
+        with self._store.transaction() as tx:
+            key = tx.get_key(label)
+            if key is None:
+                raise NotFound(f"there is no key labelled {label!r}")
+            if key.state is not KeyState.FROZEN:
+                raise FailedPrecondition(f"key {label!r} is not frozen")
+            policy = self._policies.active(tx).policy
+            request = governance_request(
+                kind=PayloadKind.KEY_UNFREEZE,
+                payload=unfreeze_payload(label),
+                requester=caller.name,
+                key_label=label,
+                key_id=key.key_id,
+                decision=policy.governance_decision(),
+                now=now,
+                summary={"action": "unfreeze", "key": label, "address": key.address, "reason": reason},
+            )
+            tx.insert_request(request)
+        log.info("unfreeze of key %s requested by %s as %s", label, caller.name, request.request_id)
+        return key, request
+
     def verify_keys_in_hsm(self) -> None:
         """At start: every key the store knows must be in the token, sensitive and not extractable, and its
         public point must still give the recorded address. Raises the first problem found."""
@@ -69,3 +129,8 @@ class KeyUseCases:
                 raise NotFound(
                     f"the HSM's key {key.label!r} no longer matches the recorded address {key.address}"
                 )
+
+
+def _check_reason(reason: str) -> None:
+    if len(reason) > MAX_REASON_CHARS:
+        raise InvalidInput(f"must be at most {MAX_REASON_CHARS} characters", field="reason")

@@ -61,6 +61,8 @@ _TRANSPORT_FRAMING = re.compile(r"^(?:[A-Z_]+: )?(?:ipv[46]:\S+?: )?")
 # of mypy's way without an ignore comment that would turn stale once typed stubs are generated.
 _KEY_SERVICE_STUB: Any = custody_pb2_grpc.KeyServiceStub
 _SIGNING_SERVICE_STUB: Any = custody_pb2_grpc.SigningServiceStub
+_APPROVAL_SERVICE_STUB: Any = custody_pb2_grpc.ApprovalServiceStub
+_POLICY_SERVICE_STUB: Any = custody_pb2_grpc.PolicyServiceStub
 
 # What grpcio says for a method the server does not know, or whose servicer is still the generated stub; the
 # daemon's own UNIMPLEMENTED answers are sentences and are shown as they are.
@@ -82,6 +84,8 @@ class Connection:
     profile: ClientProfile
     keys: custody_pb2_grpc.KeyServiceStub
     signing: custody_pb2_grpc.SigningServiceStub
+    approvals: custody_pb2_grpc.ApprovalServiceStub
+    policy: custody_pb2_grpc.PolicyServiceStub
 
 
 def secure_channel(profile: ClientProfile, address: str) -> grpc.Channel:
@@ -113,6 +117,8 @@ def connect(options: ClientOptions) -> Iterator[Connection]:
             profile=profile,
             keys=_KEY_SERVICE_STUB(channel),
             signing=_SIGNING_SERVICE_STUB(channel),
+            approvals=_APPROVAL_SERVICE_STUB(channel),
+            policy=_POLICY_SERVICE_STUB(channel),
         )
     except grpc.RpcError as error:
         raise custody_error_from_rpc(error, address=address, profile=profile) from None

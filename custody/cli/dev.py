@@ -62,6 +62,8 @@ def _next_steps(environment: DevEnvironment) -> str:
 
     admin = quoted(environment.profiles["admin"])
     backend = quoted(environment.profiles["backend"])
+    alice = quoted(environment.profiles["alice"])
+    bob = quoted(environment.profiles["bob"])
     transaction = environment.example_transaction
     typed_data = environment.example_typed_data
     lines = [
@@ -84,8 +86,18 @@ def _next_steps(environment: DevEnvironment) -> str:
         f'  custody --profile {backend} sign message --key ops --text "hello"',
         f"  custody --profile {admin} requests list",
         "",
+        'The treasury flow: key "treasury" signs only after 2 of alice, bob and carol approve. The sign command',
+        "prints the request id; each approver reviews the decoded request and signs an approval statement:",
+        f"  custody --profile {admin} keys create --label treasury",
+        f"  custody --profile {backend} sign tx --key treasury --file {quoted(transaction)}",
+        f"  custody --profile {alice} approve REQUEST_ID",
+        f"  custody --profile {bob} approve REQUEST_ID",
+        f"  custody --profile {backend} requests show REQUEST_ID",
+        "",
         f"{transaction.name} is an EIP-1559 transfer of 0.01 ether on Sepolia (chain id 11155111), which the",
         f'development policy lets key "ops" sign at once; {typed_data.name} is the EIP-712 "Mail" example.',
+        "dave is the security approver who may freeze a key (keys freeze LABEL); unfreezing and policy changes",
+        "(policy propose FILE) need 2 of alice, bob, carol and dave.",
         "This environment is for development only: its keys and PINs lie in plain files next to each other.",
     ]
     return "\n".join(lines)

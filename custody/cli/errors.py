@@ -16,7 +16,8 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES_EPILOG = (
     "\b\nExit codes:\n"
-    "  0  success; for sign and requests wait: the request was signed or is waiting for approval\n"
+    "  0  success; for sign and requests wait: the request was signed (a policy change or unfreeze: approved)\n"
+    "     or is waiting for approval\n"
     "  1  an error (the daemon refused the call, or a file could not be used)\n"
     "  2  usage error, or no client profile was given\n"
     "  3  the request ended unsigned (DENIED, REJECTED, EXPIRED, CANCELLED or FAILED)\n"
@@ -30,6 +31,14 @@ class MissingProfile(ConfigurationError):
 
 class DaemonUnreachable(Unavailable):
     """The daemon did not answer at the address the profile (or --server) names."""
+
+
+class ServerDisagrees(CustodyError):
+    """The daemon's digest or payload hash is not what the payload it sent gives; nothing is signed."""
+
+
+class NotConfirmed(CustodyError):
+    """The approver did not confirm (or could not be asked to); nothing is signed."""
 
 
 def exit_code_for(error: CustodyError) -> int:

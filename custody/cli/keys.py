@@ -6,7 +6,15 @@ import click
 
 from custody.api._gen import custody_pb2
 from custody.cli.client import UNARY_TIMEOUT_SECONDS, client_options, connect, options_of
-from custody.cli.output import emit_json, key_text, key_to_json, keys_table
+from custody.cli.output import (
+    emit_json,
+    key_text,
+    key_to_json,
+    keys_table,
+    quorum_text,
+    request_text,
+    request_to_json,
+)
 
 
 @click.group("keys")
@@ -63,7 +71,7 @@ def show_key(context: click.Context, label: str) -> None:
 @click.option("--reason", default="", help="Why the key is frozen, for the audit log.")
 @click.pass_context
 def freeze_key(context: click.Context, label: str, reason: str) -> None:
-    """Freeze a key: it signs nothing until unfrozen (security approvers)."""
+    """Freeze a key at once: it signs nothing, even with approvals complete, until unfrozen (security)."""
     options = options_of(context)
     with connect(options) as connection:
         response = connection.keys.FreezeKey(
@@ -75,15 +83,24 @@ def freeze_key(context: click.Context, label: str, reason: str) -> None:
 @keys_group.command("unfreeze")
 @client_options
 @click.argument("label")
+@click.option("--reason", default="", help="Why the key may sign again, for the approvers and the audit log.")
 @click.pass_context
-def unfreeze_key(context: click.Context, label: str) -> None:
-    """Unfreeze a frozen key."""
+def unfreeze_key(context: click.Context, label: str, reason: str) -> None:
+    """Propose to unfreeze a frozen key; it signs again once the admin quorum approves the request this makes."""
     options = options_of(context)
     with connect(options) as connection:
         response = connection.keys.UnfreezeKey(
-            custody_pb2.UnfreezeKeyRequest(label=label), timeout=UNARY_TIMEOUT_SECONDS
+            custody_pb2.UnfreezeKeyRequest(label=label, reason=reason), timeout=UNARY_TIMEOUT_SECONDS
         )
-    _print_key(response.key, json_output=options.json_output)
+    request = response.request
+    if options.json_output:
+        emit_json(request_to_json(request))
+        return
+    click.echo(request_text(request))
+    click.echo(
+        f"\nKey {label} stays frozen until {quorum_text(request.decision) or 'the admin quorum'} approve"
+        f" request {request.request_id} (custody approve {request.request_id})."
+    )
 
 
 def _print_key(key: custody_pb2.Key, *, json_output: bool) -> None:

@@ -8,10 +8,12 @@ from collections.abc import Sequence
 import click
 import grpc
 
+from custody.cli.approve import approve, reject
 from custody.cli.client import client_options, custody_error_from_rpc
 from custody.cli.dev import dev_group
 from custody.cli.errors import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 from custody.cli.keys import keys_group
+from custody.cli.policy import policy_group
 from custody.cli.requests import requests_group
 from custody.cli.serve import serve
 from custody.cli.sign import sign_group
@@ -33,6 +35,9 @@ cli.add_command(dev_group)
 cli.add_command(keys_group)
 cli.add_command(sign_group)
 cli.add_command(requests_group)
+cli.add_command(approve)
+cli.add_command(reject)
+cli.add_command(policy_group)
 
 
 def run(arguments: Sequence[str] | None = None) -> int:

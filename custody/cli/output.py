@@ -16,6 +16,7 @@ from custody.api._gen import custody_pb2
 
 FINAL_STATES = frozenset({"SIGNED", "DENIED", "REJECTED", "EXPIRED", "CANCELLED", "FAILED"})
 UNSIGNED_FINAL_STATES = FINAL_STATES - {"SIGNED"}
+GOVERNANCE_KINDS = frozenset({"POLICY_CHANGE", "KEY_UNFREEZE"})
 
 
 def hex_bytes(data: bytes) -> str:
@@ -39,6 +40,20 @@ def request_state_value(name: str) -> custody_pb2.RequestState:
 
 def payload_kind_name(value: int) -> str:
     return enum_name(custody_pb2.PayloadKind, value, "PAYLOAD_KIND_")
+
+
+def is_final(request: custody_pb2.SigningRequest) -> bool:
+    """Whether the request will change no more: a governance request also ends once APPROVED, because for a
+    policy change or an unfreeze approval is the moment the change takes effect (nothing is signed)."""
+    state = request_state_name(request.state)
+    return state in FINAL_STATES or (
+        state == "APPROVED" and payload_kind_name(request.kind) in GOVERNANCE_KINDS
+    )
+
+
+def ended_unsigned(request: custody_pb2.SigningRequest) -> bool:
+    """Whether the request ended without the outcome it asked for (exit code 3)."""
+    return request_state_name(request.state) in UNSIGNED_FINAL_STATES
 
 
 def key_state_name(value: int) -> str:
@@ -71,13 +86,13 @@ def request_to_json(request: custody_pb2.SigningRequest) -> dict[str, Any]:
         "chain_id": request.chain_id or None,
         "payload_hash": hex_bytes(request.payload_hash),
         "digest": hex_bytes(request.digest),
-        "decision": {
-            "action": request.decision.action,
-            "rule": request.decision.rule or None,
-            "reason": request.decision.reason,
-            "policy_version": request.decision.policy_version,
-        },
+        "decision": decision_to_json(request.decision),
         "summary": dict(sorted(request.summary.items())),
+        "quorum": quorum_to_json(request.decision),
+        "quorum_progress": request.quorum_progress or None,
+        "approvals": [approval_to_json(approval) for approval in request.approvals],
+        "expires_at": request.expires_at or None,
+        "not_before": request.not_before or None,
         "created_at": request.created_at,
         "updated_at": request.updated_at,
     }
@@ -90,6 +105,38 @@ def request_to_json(request: custody_pb2.SigningRequest) -> dict[str, Any]:
     if state == "FAILED" or request.error:
         answer["error"] = request.error
     return answer
+
+
+def decision_to_json(decision: custody_pb2.Decision) -> dict[str, Any]:
+    return {
+        "action": decision.action,
+        "rule": decision.rule or None,
+        "reason": decision.reason,
+        "policy_version": decision.policy_version,
+    }
+
+
+def quorum_to_json(decision: custody_pb2.Decision) -> list[dict[str, Any]]:
+    return [{"group": term.group, "threshold": term.threshold} for term in decision.quorum]
+
+
+def approval_to_json(approval: custody_pb2.ApprovalRecord) -> dict[str, Any]:
+    return {
+        "approver": approval.approver,
+        "verdict": approval.verdict,
+        "reason": approval.reason or None,
+        "created_at": approval.created_at,
+    }
+
+
+def quorum_text(decision: custody_pb2.Decision) -> str:
+    """E.g. "2 of treasury AND 1 of security"."""
+    return " AND ".join(f"{term.threshold} of {term.group}" for term in decision.quorum)
+
+
+def approval_text(approval: custody_pb2.ApprovalRecord) -> str:
+    text = f"{approval.verdict} by {approval.approver} at {approval.created_at}"
+    return text + (f": {approval.reason}" if approval.reason else "")
 
 
 def emit_json(value: object) -> None:
@@ -136,6 +183,17 @@ def request_text(request: custody_pb2.SigningRequest) -> str:
     ]
     lines += [(name, value) for name, value in sorted(request.summary.items())]
     lines += [("digest", hex_bytes(request.digest)), ("decision", decision_line)]
+    if request.decision.quorum:
+        lines.append(("quorum", quorum_text(request.decision)))
+    if request.quorum_progress:
+        lines.append(("progress", request.quorum_progress))
+    if request.decision.timelock_seconds:
+        lines.append(("time-lock", f"{request.decision.timelock_seconds} s after approval"))
+    lines += [("approval", approval_text(approval)) for approval in request.approvals]
+    if request.expires_at:
+        lines.append(("expires", request.expires_at))
+    if request.not_before:
+        lines.append(("not before", request.not_before))
     if request.error:
         lines.append(("error", request.error))
     if request.signature:
@@ -155,15 +213,19 @@ def requests_table(requests: Sequence[custody_pb2.SigningRequest]) -> str:
         (
             request.request_id,
             request_state_name(request.state),
-            request.key_label,
+            request.key_label or "-",
             payload_kind_name(request.kind),
             str(request.chain_id) if request.chain_id else "-",
             request.requester,
+            request.quorum_progress or "-",
+            request.expires_at or "-",
             request.created_at,
         )
         for request in requests
     ]
-    return _table(("ID", "STATE", "KEY", "KIND", "CHAIN", "REQUESTER", "CREATED"), rows)
+    return _table(
+        ("ID", "STATE", "KEY", "KIND", "CHAIN", "REQUESTER", "APPROVALS", "EXPIRES", "CREATED"), rows
+    )
 
 
 def _fields(lines: Sequence[tuple[str, str]]) -> str:

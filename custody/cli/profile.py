@@ -9,6 +9,16 @@ environment directory can be moved as a whole::
     key_file = "../pki/alice.key"
     approver_key_file = "../approvers/alice.key"               # approvers only
     approver_passphrase_file = "../secrets/alice.passphrase"   # approvers only
+
+An approver whose Ed25519 key lives in their own PKCS#11 token names it instead of ``approver_key_file``::
+
+    approver_pkcs11_module = "/usr/lib/softhsm/libsofthsm2.so"
+    approver_token_label = "alice"
+    approver_key_label = "alice-approver"
+    approver_pin_file = "../secrets/alice.pin"                 # optional; else a prompt or the environment
+
+Passphrases and PINs are read from the named file, else from CUSTODY_APPROVER_PASSPHRASE or
+CUSTODY_APPROVER_PIN, else from a prompt; never from a command-line argument.
 """
 
 from __future__ import annotations
@@ -28,7 +38,18 @@ PROFILE_ENVIRONMENT_VARIABLE = "CUSTODY_PROFILE"
 _DEV_ENVIRONMENT_PROFILES = Path("dev-env") / "profiles"
 
 _KNOWN_ENTRIES = frozenset(
-    {"server", "ca_file", "cert_file", "key_file", "approver_key_file", "approver_passphrase_file"}
+    {
+        "server",
+        "ca_file",
+        "cert_file",
+        "key_file",
+        "approver_key_file",
+        "approver_passphrase_file",
+        "approver_pkcs11_module",
+        "approver_token_label",
+        "approver_key_label",
+        "approver_pin_file",
+    }
 )
 
 
@@ -41,6 +62,10 @@ class ClientProfile:
     key_file: Path
     approver_key_file: Path | None = None
     approver_passphrase_file: Path | None = None
+    approver_pkcs11_module: str | None = None
+    approver_token_label: str | None = None
+    approver_key_label: str | None = None
+    approver_pin_file: Path | None = None
 
 
 def find_profile_path(given: str | None) -> Path:
@@ -89,6 +114,11 @@ def load_profile(path: Path) -> ClientProfile:
         key_file=_required_path(document, "key_file", path),
         approver_key_file=_optional_path(document, "approver_key_file", path),
         approver_passphrase_file=_optional_path(document, "approver_passphrase_file", path),
+        # A module is a library path as the dynamic loader takes it, so it is not resolved against the profile.
+        approver_pkcs11_module=_optional_string(document, "approver_pkcs11_module", path),
+        approver_token_label=_optional_string(document, "approver_token_label", path),
+        approver_key_label=_optional_string(document, "approver_key_label", path),
+        approver_pin_file=_optional_path(document, "approver_pin_file", path),
     )
 
 
@@ -118,6 +148,17 @@ def _optional_path(document: dict[str, object], entry: str, profile_path: Path) 
     # Relative paths are relative to the profile, not to the working directory, so that an environment
     # directory works wherever the command is run from.
     return profile_path.parent / value
+
+
+def _optional_string(document: dict[str, object], entry: str, profile_path: Path) -> str | None:
+    value = document.get(entry)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(
+            f"client profile {profile_path}: {entry} must be a non-empty string in quotes."
+        )
+    return value
 
 
 def _reason(error: Exception) -> str:

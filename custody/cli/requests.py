@@ -8,9 +8,9 @@ from custody.api._gen import custody_pb2
 from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, client_options, connect, options_of
 from custody.cli.errors import EXIT_REQUEST_UNSIGNED
 from custody.cli.output import (
-    FINAL_STATES,
-    UNSIGNED_FINAL_STATES,
     emit_json,
+    ended_unsigned,
+    is_final,
     request_state_name,
     request_state_value,
     request_text,
@@ -87,7 +87,8 @@ def show_request(context: click.Context, request_id: str) -> None:
 @click.argument("request_id")
 @click.pass_context
 def wait_request(context: click.Context, request_id: str) -> None:
-    """Wait until a request is signed or ends unsigned, then show it (exit code 3 when unsigned)."""
+    """Wait until a request is signed (a policy change or unfreeze: approved) or ends unsigned, then show it
+    (exit code 3 when unsigned)."""
     options = options_of(context)
     with connect(options) as connection:
         response = connection.signing.GetRequest(
@@ -119,22 +120,25 @@ def conclude(
     if wait:
         request = follow_to_final_state(connection, request)
     print_request(request, json_output=options_of(context).json_output)
-    if request_state_name(request.state) in UNSIGNED_FINAL_STATES:
+    if ended_unsigned(request):
         context.exit(EXIT_REQUEST_UNSIGNED)
 
 
 def follow_to_final_state(
     connection: Connection, request: custody_pb2.SigningRequest
 ) -> custody_pb2.SigningRequest:
-    """The request as it is once final, following WatchRequest; a request already final is returned as is."""
-    if request_state_name(request.state) in FINAL_STATES:
+    """The request as it is once final, following WatchRequest; a request already final is returned as is.
+
+    A governance request (policy change, unfreeze) is final once APPROVED: the change has taken effect.
+    """
+    if is_final(request):
         return request
     # No deadline: approvals take as long as people take; Ctrl-C ends the wait without touching the request.
     stream = connection.signing.WatchRequest(custody_pb2.WatchRequestRequest(request_id=request.request_id))
     try:
         for update in stream:
             request = update
-            if request_state_name(request.state) in FINAL_STATES:
+            if is_final(request):
                 return request
     finally:
         stream.cancel()

@@ -9,10 +9,12 @@ tiny (a few terms, a few dozen approvers).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import enum
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from custody.domain.requests import QuorumTerm
+from custody.domain.errors import AlreadyExists, PermissionDenied, WrongState
+from custody.domain.requests import Approval, QuorumTerm, RequestState, SigningRequest, Verdict
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,9 @@ class TermProgress:
 
     @property
     def met(self) -> bool:
-        return len(self.counted) >= self.term.threshold
+        # A term asking for nobody is malformed, never satisfied: the policy refuses it, and a stored decision
+        # that somehow carries one must not approve on the first verdict.
+        return self.term.threshold >= 1 and len(self.counted) >= self.term.threshold
 
     def describe(self) -> str:
         return f"{len(self.counted)} of {self.term.threshold} from {self.term.group}"
@@ -86,12 +90,41 @@ def quorum_progress(
     )
 
 
-def can_still_be_met(
-    quorum: Iterable[QuorumTerm],
+class TallyOutcome(enum.Enum):
+    COUNTED = "counted"  # recorded; the quorum is not met yet
+    QUORUM_MET = "quorum_met"  # this approval completed the quorum: the request is now approved
+    REJECTED = "rejected"  # a member of a group in the quorum rejected: the request ends REJECTED
+
+
+def tally_verdict(
+    request: SigningRequest,
+    earlier: Sequence[Approval],
+    verdict: Approval,
     group_members: Mapping[str, frozenset[str]],
-    excluded: Iterable[str],
-) -> bool:
-    """Whether the quorum is reachable without the ``excluded`` people (the requester, those who rejected)."""
-    excluded_set = set(excluded)
-    everyone = {member for members in group_members.values() for member in members} - excluded_set
-    return quorum_progress(quorum, group_members, everyone).met
+) -> TallyOutcome:
+    """Decide what one more verdict does to a pending request, or raise why it cannot count.
+
+    The rules: only a PENDING_APPROVAL request takes verdicts; an approver gives one verdict per request
+    (AlreadyExists); the requester's own verdict never counts (PermissionDenied); only members of a group named
+    in the quorum may give one (PermissionDenied); one rejection from such a member rejects the request.
+    The caller has already checked the statement's signature and fields.
+    """
+    if request.state is not RequestState.PENDING_APPROVAL:
+        raise WrongState(f"request {request.request_id} is {request.state.value}, not waiting for approvals")
+    if verdict.approver == request.requester:
+        raise PermissionDenied(
+            f"{verdict.approver} submitted request {request.request_id} and cannot approve it"
+        )
+    if any(previous.approver == verdict.approver for previous in earlier):
+        raise AlreadyExists(f"{verdict.approver} already gave a verdict on request {request.request_id}")
+    quorum_groups = {term.group for term in request.decision.quorum}
+    if not any(verdict.approver in group_members.get(group, frozenset()) for group in quorum_groups):
+        raise PermissionDenied(
+            f"{verdict.approver} is not in a group this request needs ({', '.join(sorted(quorum_groups))})"
+        )
+    if verdict.verdict is Verdict.REJECT:
+        return TallyOutcome.REJECTED
+    approvers = [a.approver for a in earlier if a.verdict is Verdict.APPROVE] + [verdict.approver]
+    if quorum_progress(request.decision.quorum, group_members, approvers).met:
+        return TallyOutcome.QUORUM_MET
+    return TallyOutcome.COUNTED

@@ -92,7 +92,7 @@ _library_locks: dict[str, threading.Lock] = {}
 _library_locks_guard = threading.Lock()
 
 
-def _lock_for_library(module_path: str) -> threading.Lock:
+def lock_for_library(module_path: str) -> threading.Lock:
     with _library_locks_guard:
         return _library_locks.setdefault(str(Path(module_path).resolve()), threading.Lock())
 
@@ -115,7 +115,7 @@ class Pkcs11Hsm:
         self._token_label = token_label
         self._pin = pin
         self._session_wrapper = session_wrapper
-        self._lock = _lock_for_library(module_path)
+        self._lock = lock_for_library(module_path)
         self._lib: Any = None
         self._token: Any = None
         self._session: Any = None

@@ -12,20 +12,33 @@ from typing import Any, Protocol
 
 from custody.domain.errors import InvalidInput
 from custody.domain.keys import Key, KeyState
-from custody.domain.requests import Decision, PayloadKind, RequestState, SignatureResult, SigningRequest
+from custody.domain.requests import (
+    Approval,
+    Decision,
+    PayloadKind,
+    QuorumTerm,
+    RequestState,
+    SignatureResult,
+    SigningRequest,
+    Verdict,
+)
+from custody.store.base import StoredPolicy
 
 
-# Fixed width with microseconds and a literal "Z", so that text order is time order in every database.
 class Row(Protocol):
     """A database row that can be indexed by column name (sqlite3.Row, a psycopg dict row, a dict)."""
 
     def __getitem__(self, column: str, /) -> Any: ...
 
 
+# Fixed width with microseconds and a literal "Z", so that text order is time order in every database.
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 # The largest value a BIGINT column holds; Python integers are unbounded, database integers are not.
 _MAX_BIGINT = 2**63 - 1
+
+# Wei amounts are stored as decimal text; an Ethereum value is a 256-bit unsigned integer.
+_MAX_WEI = 2**256 - 1
 
 KEY_COLUMNS = ("key_id", "label", "address", "public_key", "state", "created_at", "updated_at")
 
@@ -51,7 +64,17 @@ REQUEST_COLUMNS = (
     "summary",
     "created_at",
     "updated_at",
+    "expires_at",
+    "not_before",
+    "policy_trace",
+    "value_wei",
+    "quorum",
+    "timelock_seconds",
 )
+
+APPROVAL_COLUMNS = ("request_id", "approver", "verdict", "statement", "signature", "reason", "created_at")
+
+POLICY_COLUMNS = ("version", "document", "activated_at", "request_id")
 
 
 def encode_time(value: datetime, field: str) -> str:
@@ -65,10 +88,42 @@ def decode_time(text: str) -> datetime:
     return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
+def encode_optional_time(value: datetime | None, field: str) -> str | None:
+    return None if value is None else encode_time(value, field)
+
+
+def _decode_optional_time(text: str | None) -> datetime | None:
+    return None if text is None else decode_time(text)
+
+
 def _check_bigint(value: int, field: str) -> int:
     if not 0 <= value <= _MAX_BIGINT:
         raise InvalidInput(f"must be between 0 and {_MAX_BIGINT}, got {value}", field=field)
     return value
+
+
+def _encode_wei(value: int, field: str) -> str:
+    if not 0 <= value <= _MAX_WEI:
+        raise InvalidInput(f"must be a wei amount between 0 and 2**256 - 1, got {value}", field=field)
+    return str(value)
+
+
+def _encode_quorum(quorum: tuple[QuorumTerm, ...]) -> str:
+    terms = []
+    for term in quorum:
+        _check_bigint(term.threshold, "quorum")
+        terms.append({"group": term.group, "threshold": term.threshold})
+    return json.dumps(terms, sort_keys=True, separators=(",", ":"))
+
+
+def _decode_quorum(text: str) -> tuple[QuorumTerm, ...]:
+    return tuple(QuorumTerm(group=term["group"], threshold=term["threshold"]) for term in json.loads(text))
+
+
+def _key_reference(value: str) -> str | None:
+    # The domain writes "" for the key of a policy change, which concerns no key; the database says NULL, so
+    # that the foreign key to keys applies to every request that does name one.
+    return value or None
 
 
 def key_to_row(key: Key) -> dict[str, Any]:
@@ -99,8 +154,8 @@ def request_to_row(request: SigningRequest) -> dict[str, Any]:
     result = request.result
     return {
         "request_id": request.request_id,
-        "key_label": request.key_label,
-        "key_id": request.key_id,
+        "key_label": _key_reference(request.key_label),
+        "key_id": _key_reference(request.key_id),
         "requester": request.requester,
         "kind": request.kind.value,
         "chain_id": None if request.chain_id is None else _check_bigint(request.chain_id, "chain_id"),
@@ -119,6 +174,12 @@ def request_to_row(request: SigningRequest) -> dict[str, Any]:
         "summary": json.dumps(request.summary, sort_keys=True, separators=(",", ":")),
         "created_at": encode_time(request.created_at, "created_at"),
         "updated_at": encode_time(request.updated_at, "updated_at"),
+        "expires_at": encode_optional_time(request.expires_at, "expires_at"),
+        "not_before": encode_optional_time(request.not_before, "not_before"),
+        "policy_trace": request.policy_trace,
+        "value_wei": _encode_wei(request.value, "value"),
+        "quorum": _encode_quorum(request.decision.quorum),
+        "timelock_seconds": _check_bigint(request.decision.timelock_seconds, "timelock_seconds"),
     }
 
 
@@ -139,8 +200,8 @@ def request_from_row(row: Row) -> SigningRequest:
     )
     return SigningRequest(
         request_id=row["request_id"],
-        key_label=row["key_label"],
-        key_id=row["key_id"],
+        key_label=row["key_label"] or "",
+        key_id=row["key_id"] or "",
         requester=row["requester"],
         kind=PayloadKind(row["kind"]),
         chain_id=row["chain_id"],
@@ -152,6 +213,8 @@ def request_from_row(row: Row) -> SigningRequest:
             rule=row["decision_rule"],
             reason=row["decision_reason"],
             policy_version=row["policy_version"],
+            quorum=_decode_quorum(row["quorum"]),
+            timelock_seconds=row["timelock_seconds"],
         ),
         state=RequestState(row["state"]),
         created_at=decode_time(row["created_at"]),
@@ -159,4 +222,50 @@ def request_from_row(row: Row) -> SigningRequest:
         result=result,
         error=row["error"],
         summary=json.loads(row["summary"]),
+        expires_at=_decode_optional_time(row["expires_at"]),
+        not_before=_decode_optional_time(row["not_before"]),
+        policy_trace=row["policy_trace"],
+        value=int(row["value_wei"]),
+    )
+
+
+def approval_to_row(approval: Approval) -> dict[str, Any]:
+    return {
+        "request_id": approval.request_id,
+        "approver": approval.approver,
+        "verdict": approval.verdict.value,
+        "statement": approval.statement,
+        "signature": approval.signature,
+        "reason": approval.reason,
+        "created_at": encode_time(approval.created_at, "created_at"),
+    }
+
+
+def approval_from_row(row: Row) -> Approval:
+    return Approval(
+        request_id=row["request_id"],
+        approver=row["approver"],
+        verdict=Verdict(row["verdict"]),
+        statement=bytes(row["statement"]),
+        signature=bytes(row["signature"]),
+        reason=row["reason"],
+        created_at=decode_time(row["created_at"]),
+    )
+
+
+def policy_to_row(policy: StoredPolicy) -> dict[str, Any]:
+    return {
+        "version": _check_bigint(policy.version, "version"),
+        "document": policy.document,
+        "activated_at": encode_time(policy.activated_at, "activated_at"),
+        "request_id": policy.request_id,
+    }
+
+
+def policy_from_row(row: Row) -> StoredPolicy:
+    return StoredPolicy(
+        version=row["version"],
+        document=row["document"],
+        activated_at=decode_time(row["activated_at"]),
+        request_id=row["request_id"],
     )

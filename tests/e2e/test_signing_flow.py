@@ -152,7 +152,7 @@ def test_cli_signs_typed_data_and_messages(dev_env: DevEnv, daemon: Daemon, keys
 @pytest.mark.parametrize(
     ("key", "payload", "reason_part"),
     [
-        ("treasury", eip1559_tx(nonce=3), "deny by default"),
+        ("treasury", eip1559_tx(nonce=3, chain_id=5), "deny by default"),
         ("ops", eip1559_tx(nonce=4, value=2 * ONE_ETHER), "deny by default"),
         ("ops", eip1559_tx(nonce=5, chain_id=5), "deny by default"),
         (
@@ -161,7 +161,7 @@ def test_cli_signs_typed_data_and_messages(dev_env: DevEnv, daemon: Daemon, keys
             "deny by default",
         ),
     ],
-    ids=["treasury-has-no-rule", "over-the-value-cap", "unlisted-chain", "eip2930-not-allowed"],
+    ids=["treasury-on-an-unlisted-chain", "over-the-value-cap", "unlisted-chain", "eip2930-not-allowed"],
 )
 def test_policy_denies_what_no_rule_allows(
     dev_env: DevEnv, daemon: Daemon, keys, tmp_path: Path, key: str, payload: dict, reason_part: str

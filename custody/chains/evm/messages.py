@@ -26,6 +26,7 @@ class Message:
     transaction_type: str | None = field(default=None, init=False)
     to: str | None = field(default=None, init=False)
     value: int = field(default=0, init=False)
+    selector: bytes | None = field(default=None, init=False)
 
     @property
     def kind(self) -> PayloadKind:

@@ -30,6 +30,10 @@ class ParsedPayload(Protocol):
         """Wei moved by a transaction; 0 for other kinds."""
 
     @property
+    def selector(self) -> bytes | None:
+        """The 4-byte function selector a transaction calls (start of its calldata); None otherwise."""
+
+    @property
     def canonical(self) -> bytes:
         """The bytes to store; parsing them again gives the same digest."""
 

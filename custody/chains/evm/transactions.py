@@ -97,6 +97,10 @@ class Transaction:
     def kind(self) -> PayloadKind:
         return PayloadKind.TRANSACTION
 
+    @property
+    def selector(self) -> bytes | None:
+        return self.data[:4] if len(self.data) >= 4 else None
+
     def _json_fields(self) -> dict[str, Any]:
         """The eth-account-style dict of this transaction, quantities as 0x-hex (the JSON-RPC convention)."""
         fields: dict[str, Any] = {

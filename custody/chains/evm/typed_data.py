@@ -291,6 +291,7 @@ class TypedData:
     message_hash: bytes
     transaction_type: str | None = field(default=None, init=False)
     value: int = field(default=0, init=False)
+    selector: bytes | None = field(default=None, init=False)
 
     @property
     def kind(self) -> PayloadKind:

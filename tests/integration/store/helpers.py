@@ -1,4 +1,5 @@
-"""Domain objects for the store tests: real secp256k1 accounts and signatures made with eth-account."""
+"""Domain objects for the store tests: real secp256k1 accounts and signatures made with eth-account, and real
+Ed25519 approver keys and approval signatures made with cryptography."""
 
 from __future__ import annotations
 
@@ -8,13 +9,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 
 from custody.domain.keys import Key, KeyState
-from custody.domain.requests import Decision, PayloadKind, RequestState, SignatureResult, SigningRequest
+from custody.domain.requests import (
+    Approval,
+    Decision,
+    PayloadKind,
+    QuorumTerm,
+    RequestState,
+    SignatureResult,
+    SigningRequest,
+    Verdict,
+)
 
 BASE_TIME = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -137,3 +148,114 @@ def sign_message(test_key: TestKey, text: str = "hello custody") -> SignatureRes
 
 def later(minutes: float) -> datetime:
     return BASE_TIME + timedelta(minutes=minutes)
+
+
+def make_governance_request(
+    kind: PayloadKind,
+    test_key: TestKey | None = None,
+    *,
+    suffix: int = 3,
+    payload: bytes = b'version = 2\n[approvers.alice]\ngroups = ["admin"]\n',
+    requester: str = "alice",
+    policy_version: int = 1,
+    state: RequestState = RequestState.PENDING_APPROVAL,
+    created_at: datetime = BASE_TIME,
+    expires_at: datetime | None = None,
+) -> SigningRequest:
+    """A policy change (no key: key_id and key_label are "") or a key unfreeze (the key it unfreezes).
+
+    As for every governance request, the digest approvers bind is the SHA-256 of the payload.
+    """
+    digest = hashlib.sha256(payload).digest()
+    return SigningRequest(
+        request_id=request_id_at(created_at, suffix),
+        key_label="" if test_key is None else test_key.key.label,
+        key_id="" if test_key is None else test_key.key.key_id,
+        requester=requester,
+        kind=kind,
+        chain_id=None,
+        payload=payload,
+        payload_hash=digest,
+        digest=digest,
+        decision=Decision(
+            action="approve",
+            rule=None,
+            reason="governance needs the admin quorum",
+            policy_version=policy_version,
+            quorum=(QuorumTerm(group="admin", threshold=2),),
+        ),
+        state=state,
+        created_at=created_at,
+        updated_at=created_at,
+        summary={"kind": kind.value},
+        expires_at=expires_at if expires_at is not None else created_at + timedelta(hours=24),
+    )
+
+
+@dataclass(frozen=True)
+class Approver:
+    """An approver's id and own Ed25519 key, as an approver's CLI holds it."""
+
+    name: str
+    private_key: Ed25519PrivateKey
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.private_key.public_key()
+
+
+def make_approver(name: str) -> Approver:
+    return Approver(name=name, private_key=Ed25519PrivateKey.generate())
+
+
+STATEMENT_PREFIX = b"custody approval statement v1\n"
+
+
+def approval_statement(
+    request: SigningRequest, approver: str, verdict: Verdict, expires_at: datetime
+) -> bytes:
+    """The canonical approval statement of the design (DESIGN.md "Approvals" and the issue 3 brief): the
+    domain-separating prefix, then compact JSON with sorted keys binding the request's fields and the verdict."""
+    fields = {
+        "request_id": request.request_id,
+        "digest": "0x" + request.digest.hex(),
+        "payload_hash": "0x" + request.payload_hash.hex(),
+        "chain_id": request.chain_id,
+        "key_id": request.key_id,
+        "policy_version": request.decision.policy_version,
+        "decision": verdict.value,
+        "approver": approver,
+        "expires_at": int(expires_at.timestamp()),
+    }
+    return STATEMENT_PREFIX + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def make_approval(
+    request: SigningRequest,
+    approver: Approver,
+    *,
+    verdict: Verdict = Verdict.APPROVE,
+    created_at: datetime = BASE_TIME,
+    reason: str = "checked the destination and the amount",
+) -> Approval:
+    statement = approval_statement(request, approver.name, verdict, created_at + timedelta(hours=1))
+    return Approval(
+        request_id=request.request_id,
+        approver=approver.name,
+        verdict=verdict,
+        statement=statement,
+        signature=approver.private_key.sign(statement),
+        reason=reason,
+        created_at=created_at,
+    )
+
+
+def verify_approval(approval: Approval, public_key: Ed25519PublicKey) -> None:
+    """Check with ``cryptography`` directly that the stored signature is the approver's over the stored
+    statement, and that the statement names this approval's request, approver and verdict."""
+    public_key.verify(approval.signature, approval.statement)
+    assert approval.statement.startswith(STATEMENT_PREFIX)
+    fields = json.loads(approval.statement[len(STATEMENT_PREFIX) :])
+    assert fields["request_id"] == approval.request_id
+    assert fields["approver"] == approval.approver
+    assert fields["decision"] == approval.verdict.value

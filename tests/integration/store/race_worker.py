@@ -1,14 +1,16 @@
-"""The body of one racing process in the two-process test; a module of its own so spawn can import it."""
+"""The bodies of racing processes in the two-process tests; a module of their own so spawn can import them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from custody.domain.errors import Aborted
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from custody.domain.errors import Aborted, AlreadyExists
 from custody.domain.requests import RequestState, SignatureResult
 from custody.store.sqlite import SqliteStore
 
-from .helpers import later
+from .helpers import Approver, later, make_approval
 
 
 def race_for_requests(db_path: str, racer: int, request_ids: list[str], start: Any, results: Any) -> None:
@@ -41,3 +43,41 @@ def race_for_requests(db_path: str, racer: int, request_ids: list[str], start: A
 def racer_signature(racer: int) -> bytes:
     """Opaque 65 bytes naming the racer; the store does not interpret signatures, so none is computed here."""
     return bytes([racer]) * 65
+
+
+def race_to_approve(
+    db_path: str, racer: int, private_key: bytes, request_ids: list[str], start: Any, results: Any
+) -> None:
+    """For every request, record this racer's approval and move the request PENDING_APPROVAL -> APPROVED in one
+    transaction; report the ids this process won and how many attempts it lost.
+
+    A lost attempt is one whose transition was aborted (the other racer approved first), which rolls back the
+    approval recorded with it, or one refused because this racer's approval was already counted.
+    """
+    approver = Approver(
+        name=approver_name(racer), private_key=Ed25519PrivateKey.from_private_bytes(private_key)
+    )
+    store = SqliteStore(db_path)
+    won: list[str] = []
+    lost = 0
+    try:
+        start.wait(timeout=60)
+        for request_id in request_ids:
+            try:
+                with store.transaction() as tx:
+                    request = tx.get_request(request_id)
+                    assert request is not None  # the parent stored every request
+                    tx.insert_approval(make_approval(request, approver, created_at=later(1)))
+                    tx.transition_request(
+                        request_id, RequestState.PENDING_APPROVAL, RequestState.APPROVED, later(1)
+                    )
+                won.append(request_id)
+            except (Aborted, AlreadyExists):
+                lost += 1
+    finally:
+        store.close()
+    results.put((racer, won, lost))
+
+
+def approver_name(racer: int) -> str:
+    return f"approver-{racer}"

@@ -1,4 +1,4 @@
-"""Of many callers racing to sign one request, exactly one wins and its signature is the one stored."""
+"""Of many callers racing to move one request, exactly one wins and its signature or approval is the one stored."""
 
 from __future__ import annotations
 
@@ -11,8 +11,15 @@ from custody.domain.errors import Aborted
 from custody.domain.requests import RequestState, SignatureResult
 from custody.store.sqlite import SqliteStore
 
-from .helpers import later, make_key, make_message_request
-from .race_worker import race_for_requests, racer_signature
+from .helpers import (
+    later,
+    make_approver,
+    make_key,
+    make_message_request,
+    make_transaction_request,
+    verify_approval,
+)
+from .race_worker import approver_name, race_for_requests, race_to_approve, racer_signature
 
 RACERS = 16
 REQUESTS = 50
@@ -111,5 +118,59 @@ def test_two_processes_on_one_file(db_path: Path) -> None:
                 stored = check.get_request(request_id)
                 assert stored is not None and stored.state is RequestState.SIGNED
                 assert stored.result == SignatureResult(signature=racer_signature(racer))
+    finally:
+        check.close()
+
+
+def test_two_processes_approving_one_request_in_a_transaction(db_path: Path) -> None:
+    setup = SqliteStore(db_path)
+    test_key = make_key("treasury")
+    setup.insert_key(test_key.key)
+    request_ids = []
+    for index in range(REQUESTS):
+        request = make_transaction_request(test_key, suffix=index, created_at=later(index))
+        setup.insert_request(request)
+        request_ids.append(request.request_id)
+    setup.close()
+    approvers = {racer: make_approver(approver_name(racer)) for racer in (1, 2)}
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(2)
+    results = context.Queue()
+    orders = {1: request_ids + request_ids[::-1], 2: request_ids[::-1] + request_ids}
+    processes = [
+        context.Process(
+            target=race_to_approve,
+            args=(
+                str(db_path),
+                racer,
+                approvers[racer].private_key.private_bytes_raw(),
+                orders[racer],
+                start,
+                results,
+            ),
+        )
+        for racer in (1, 2)
+    ]
+    for process in processes:
+        process.start()
+    reports = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+        assert process.exitcode == 0
+
+    won_by = {racer: set(won) for racer, won, _lost in reports}
+    assert won_by[1].isdisjoint(won_by[2])
+    assert won_by[1] | won_by[2] == set(request_ids)
+    assert sum(lost for _racer, _won, lost in reports) == 2 * 2 * REQUESTS - REQUESTS
+    check = SqliteStore(db_path)
+    try:
+        for racer, won in won_by.items():
+            for request_id in won:
+                stored = check.get_request(request_id)
+                assert stored is not None and stored.state is RequestState.APPROVED
+                # The loser's approval was rolled back with its aborted transition: only the winner's counts.
+                [approval] = check.list_approvals(request_id)
+                assert approval.approver == approver_name(racer)
+                verify_approval(approval, approvers[racer].public_key)
     finally:
         check.close()

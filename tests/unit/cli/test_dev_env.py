@@ -164,10 +164,23 @@ def test_server_config_loads_and_its_hsm_pin_logs_in(environment: DevEnvironment
     assert login(environment, config.hsm.module, config.hsm.token_label, so_pin) == "pin incorrect"
 
 
-def test_policy_is_the_development_policy(environment: DevEnvironment) -> None:
-    assert environment.policy_file.read_text() == dev_policy_toml()
+def test_policy_names_each_approver_with_the_key_in_their_key_file(environment: DevEnvironment) -> None:
+    root = environment.directory
+    public_keys = {}
+    for name in APPROVERS:
+        # The public key is taken from the decrypted private key, not from the .pub file dev init wrote.
+        passphrase = (root / "secrets" / f"{name}.passphrase").read_bytes()
+        key = serialization.load_pem_private_key(
+            (root / "approvers" / f"{name}.key").read_bytes(), passphrase
+        )
+        assert isinstance(key, Ed25519PrivateKey)
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        public_keys[name] = raw.hex()
+    assert environment.policy_file.read_text() == dev_policy_toml(public_keys)
+    document = tomllib.loads(environment.policy_file.read_text())
+    assert {name: entry["public_key"] for name, entry in document["approvers"].items()} == public_keys
     rules = load_policy(environment.policy_file).rules
-    assert {rule.name for rule in rules} >= {"ops-transactions"}
+    assert {rule.name for rule in rules} >= {"ops-transactions", "treasury-transactions"}
 
 
 def test_profiles_resolve_to_the_environment_files(environment: DevEnvironment) -> None:
@@ -247,6 +260,15 @@ def test_cli_prints_next_steps_and_never_a_secret(tmp_path: Path, capsys: pytest
     assert f"custody serve --config {directory / 'server.toml'}" in captured.out
     assert f"--profile {directory / 'profiles' / 'admin.toml'} keys create --label ops" in captured.out
     assert "sign tx --key ops --file" in captured.out
+    profiles = directory / "profiles"
+    for line in (
+        f"custody --profile {profiles / 'admin.toml'} keys create --label treasury",
+        f"custody --profile {profiles / 'backend.toml'} sign tx --key treasury --file"
+        f" {directory / 'examples' / 'eip1559-tx.json'}",
+        f"custody --profile {profiles / 'alice.toml'} approve REQUEST_ID",
+        f"custody --profile {profiles / 'bob.toml'} approve REQUEST_ID",
+    ):
+        assert line in captured.out
     secrets = [
         (directory / "secrets" / name).read_text()
         for name in ["hsm.pin", "hsm.so-pin", *[f"{approver}.passphrase" for approver in APPROVERS]]

@@ -11,6 +11,8 @@ from eth_utils import keccak
 
 from custody.api._gen import custody_pb2
 from custody.cli.output import (
+    ended_unsigned,
+    is_final,
     key_to_json,
     keys_table,
     request_state_name,
@@ -187,6 +189,91 @@ def test_key_json_and_table() -> None:
 def test_requests_table_lists_one_row_per_request() -> None:
     request, _ = signed_transaction_request()
     lines = requests_table([request]).splitlines()
-    assert lines[0].split() == ["ID", "STATE", "KEY", "KIND", "CHAIN", "REQUESTER", "CREATED"]
+    assert lines[0].split() == [
+        "ID",
+        "STATE",
+        "KEY",
+        "KIND",
+        "CHAIN",
+        "REQUESTER",
+        "APPROVALS",
+        "EXPIRES",
+        "CREATED",
+    ]
     assert lines[1].split()[:5] == ["req_1", "SIGNED", "ops", "TRANSACTION", "11155111"]
     assert requests_table([]) == "no requests match."
+
+
+def pending_treasury_request(kind: int = custody_pb2.PAYLOAD_KIND_TRANSACTION) -> custody_pb2.SigningRequest:
+    return custody_pb2.SigningRequest(
+        request_id="req_5",
+        key_label="treasury",
+        kind=kind,  # type: ignore[arg-type]
+        state=custody_pb2.REQUEST_STATE_PENDING_APPROVAL,
+        decision=custody_pb2.Decision(
+            action="approve",
+            rule="treasury-transactions",
+            reason="needs approvals",
+            policy_version=2,
+            quorum=[
+                custody_pb2.QuorumTerm(group="treasury", threshold=2),
+                custody_pb2.QuorumTerm(group="security", threshold=1),
+            ],
+            timelock_seconds=3600,
+        ),
+        quorum_progress="1 of 2 from treasury; 0 of 1 from security",
+        approvals=[
+            custody_pb2.ApprovalRecord(
+                approver="alice",
+                verdict="approve",
+                created_at="2026-01-02T03:04:05Z",
+                statement=b"custody approval statement v1\n{}",
+                signature=bytes(64),
+            )
+        ],
+        expires_at="2026-01-03T03:04:05Z",
+    )
+
+
+def test_request_json_carries_quorum_progress_approvals_and_times() -> None:
+    answer = request_to_json(pending_treasury_request())
+    assert answer["state"] == "PENDING_APPROVAL"
+    assert answer["quorum"] == [{"group": "treasury", "threshold": 2}, {"group": "security", "threshold": 1}]
+    assert answer["quorum_progress"] == "1 of 2 from treasury; 0 of 1 from security"
+    assert answer["approvals"] == [
+        {"approver": "alice", "verdict": "approve", "reason": None, "created_at": "2026-01-02T03:04:05Z"}
+    ]
+    assert answer["expires_at"] == "2026-01-03T03:04:05Z"
+    assert answer["not_before"] is None
+    assert json.loads(json.dumps(answer)) == answer
+
+
+def test_request_text_shows_quorum_progress_approvals_and_times() -> None:
+    text = request_text(pending_treasury_request())
+    for fragment in (
+        "quorum:",
+        "2 of treasury AND 1 of security",
+        "1 of 2 from treasury; 0 of 1 from security",
+        "approve by alice at 2026-01-02T03:04:05Z",
+        "3600 s after approval",
+        "expires:",
+    ):
+        assert fragment in text
+
+
+def test_governance_kinds_have_names_and_approved_is_final_only_for_them() -> None:
+    policy_change = pending_treasury_request(custody_pb2.PAYLOAD_KIND_POLICY_CHANGE)
+    unfreeze = pending_treasury_request(custody_pb2.PAYLOAD_KIND_KEY_UNFREEZE)
+    transaction = pending_treasury_request()
+    assert request_to_json(policy_change)["kind"] == "POLICY_CHANGE"
+    assert request_to_json(unfreeze)["kind"] == "KEY_UNFREEZE"
+    for request in (policy_change, unfreeze, transaction):
+        assert not is_final(request)
+        request.state = custody_pb2.REQUEST_STATE_APPROVED
+    assert is_final(policy_change) and is_final(unfreeze)
+    # An approved transaction still waits for its signature (or its time-lock).
+    assert not is_final(transaction)
+    for request in (policy_change, unfreeze, transaction):
+        assert not ended_unsigned(request)
+        request.state = custody_pb2.REQUEST_STATE_REJECTED
+        assert is_final(request) and ended_unsigned(request)

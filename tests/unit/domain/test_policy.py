@@ -5,15 +5,26 @@ Expected decisions and messages are written from the policy format's specificati
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from custody.domain.errors import ConfigurationError
-from custody.domain.policy import NO_MATCH_REASON, Policy, RequestFacts
-from custody.domain.requests import PayloadKind
+from custody.domain.errors import ConfigurationError, InternalError, InvalidInput
+from custody.domain.policy import (
+    NO_MATCH_REASON,
+    Policy,
+    RequestFacts,
+    VelocityLimit,
+    VelocityUsage,
+    ed25519_public_key_problem,
+    trace_from_json,
+    trace_to_json,
+)
+from custody.domain.requests import Decision, PayloadKind, QuorumTerm
 from custody.policy_file import dev_policy_toml, parse_policy_text
 
 ONE_ETHER = 10**18
@@ -280,8 +291,8 @@ INVALID_POLICIES = [
         id="rules-not-a-list",
     ),
     pytest.param(
-        {"version": 1, "rules": [VALID_RULE], "approvers": []},
-        "policy.toml: unknown top-level key 'approvers'",
+        {"version": 1, "rules": [VALID_RULE], "approver": {}},
+        "policy.toml: unknown top-level key 'approver'",
         id="unknown-top-level-key",
     ),
     pytest.param(
@@ -326,7 +337,7 @@ INVALID_POLICIES = [
     pytest.param(without("action"), RULE_PREFIX + "action: is required", id="action-missing"),
     pytest.param(
         with_rule(action="allow"),
-        RULE_PREFIX + "action: must be one of 'sign', 'deny', got 'allow'",
+        RULE_PREFIX + "action: must be one of 'sign', 'deny', 'approve', got 'allow'",
         id="action-unknown",
     ),
     # chain_ids
@@ -479,8 +490,1010 @@ def test_parsed_toml_reaches_the_same_validation() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
+# Approvers, quorums and the conditions of issue 3. Addresses are EIP-55's own test vectors (EIP-55,
+# "Test Cases"); selectors are ERC-20's transfer(address,uint256) and approve(address,uint256) (EIP-20).
+
+TOKEN = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+VAULT = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
+OTHER = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB"
+TRANSFER = bytes.fromhex("a9059cbb")
+APPROVE = bytes.fromhex("095ea7b3")
+
+
+def new_public_key() -> bytes:
+    return Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+
+
+PUBLIC_KEYS = {name: new_public_key() for name in ("alice", "bob", "carol", "dave", "erin")}
+GROUPS = {
+    "alice": ["treasury", "admins"],
+    "bob": ["treasury", "admins"],
+    "carol": ["treasury"],
+    "dave": ["security", "admins"],
+}
+
+
+def approvers_table(**groups: list[str]) -> dict[str, Any]:
+    return {name: {"public_key": PUBLIC_KEYS[name].hex(), "groups": g} for name, g in groups.items()}
+
+
+def full_policy(*rules: dict[str, Any], **top: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "version": 4,
+        "approvers": approvers_table(**GROUPS),
+        "admin": {"quorum": [{"group": "admins", "threshold": 2}]},
+        "rules": list(rules),
+    }
+    document.update(top)
+    return document
+
+
+TREASURY_TX = RequestFacts(
+    key_label="treasury",
+    kind=PayloadKind.TRANSACTION,
+    chain_id=1,
+    transaction_type="eip1559",
+    to=TOKEN,
+    value=0,
+    selector=TRANSFER,
+)
+
+APPROVE_RULE: dict[str, Any] = {
+    "name": "treasury",
+    "keys": ["treasury"],
+    "action": "approve",
+    "quorum": [{"group": "treasury", "threshold": 2}],
+}
+
+
+class UsageBook:
+    """A key's usage as the store would report it, recording what evaluation asked for."""
+
+    def __init__(self, count: int = 0, total_value: int = 0) -> None:
+        self.usage = VelocityUsage(count=count, total_value=total_value)
+        self.asked: list[tuple[str, int]] = []
+
+    def __call__(self, key_label: str, window_seconds: int) -> VelocityUsage:
+        self.asked.append((key_label, window_seconds))
+        return self.usage
+
+
+NEW_CONDITION_CASES = [
+    pytest.param(
+        {"destinations": [VAULT, TOKEN]},
+        replace(TREASURY_TX, to=VAULT),
+        replace(TREASURY_TX, to=OTHER),
+        "destinations",
+        id="destinations",
+    ),
+    pytest.param(
+        {"destinations": [VAULT]},
+        replace(TREASURY_TX, to=VAULT.lower()),
+        replace(TREASURY_TX, to=None),
+        "destinations",
+        id="destinations-any-case-and-contract-creation",
+    ),
+    pytest.param(
+        {"contracts": [{"address": TOKEN, "selectors": ["0xa9059cbb", "0x095ea7b3"]}]},
+        replace(TREASURY_TX, selector=APPROVE),
+        replace(TREASURY_TX, selector=bytes.fromhex("23b872dd")),
+        "contracts",
+        id="contracts-selector-not-listed",
+    ),
+    pytest.param(
+        {"contracts": [{"address": TOKEN, "selectors": ["0xA9059CBB"]}]},
+        TREASURY_TX,
+        replace(TREASURY_TX, selector=None, value=5),
+        "contracts",
+        id="contracts-plain-transfer-does-not-match",
+    ),
+    pytest.param(
+        {"contracts": [{"address": TOKEN, "selectors": ["0xa9059cbb"]}]},
+        TREASURY_TX,
+        replace(TREASURY_TX, to=VAULT),
+        "contracts",
+        id="contracts-other-address",
+    ),
+    pytest.param(
+        {"contracts": [{"address": TOKEN, "selectors": ["0xa9059cbb"]}]},
+        TREASURY_TX,
+        replace(TREASURY_TX, to=None),
+        "contracts",
+        id="contracts-no-destination",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "matching", "not_matching", "condition"), NEW_CONDITION_CASES)
+def test_destination_and_contract_conditions(
+    rule: dict[str, Any], matching: RequestFacts, not_matching: RequestFacts, condition: str
+) -> None:
+    policy = Policy.from_mapping(full_policy({**APPROVE_RULE, **rule}), "test.toml")
+    assert policy.evaluate(matching).decision.action == "approve"
+    refused = policy.evaluate(not_matching)
+    assert refused.decision.action == "deny"
+    assert [c.condition for c in refused.trace[0].conditions if not c.matched] == [condition]
+
+
+def test_typed_data_matches_destinations_by_verifying_contract_but_never_a_contract_call() -> None:
+    typed_data = replace(
+        TREASURY_TX, kind=PayloadKind.TYPED_DATA, transaction_type=None, to=VAULT, selector=None
+    )
+    by_destination = Policy.from_mapping(full_policy({**APPROVE_RULE, "destinations": [VAULT]}), "t")
+    assert by_destination.evaluate(typed_data).decision.action == "approve"
+    by_contract = Policy.from_mapping(
+        full_policy({**APPROVE_RULE, "contracts": [{"address": VAULT, "selectors": ["0xa9059cbb"]}]}), "t"
+    )
+    assert by_contract.evaluate(typed_data).decision.action == "deny"
+
+
+VELOCITY = {"window_seconds": 3600, "max_count": 3, "max_value_wei": "1000"}
+
+VELOCITY_EDGE_CASES = [
+    # (usage count, usage total, request value, matched)
+    pytest.param(0, 0, 0, True, id="nothing-used"),
+    pytest.param(2, 0, 0, True, id="count-reaches-limit-exactly"),
+    pytest.param(3, 0, 0, False, id="count-one-over"),
+    pytest.param(0, 999, 1, True, id="value-reaches-limit-exactly"),
+    pytest.param(0, 1000, 0, True, id="value-at-limit-with-zero-value-request"),
+    pytest.param(0, 1000, 1, False, id="value-one-wei-over"),
+    pytest.param(0, 0, 1001, False, id="single-request-over-value"),
+    pytest.param(2, 999, 1, True, id="both-at-limit"),
+    pytest.param(3, 1000, 1, False, id="both-over"),
+]
+
+
+@pytest.mark.parametrize(("count", "total", "value", "matched"), VELOCITY_EDGE_CASES)
+def test_velocity_limit_at_its_edges(count: int, total: int, value: int, matched: bool) -> None:
+    policy = Policy.from_mapping(full_policy({**APPROVE_RULE, "velocity": VELOCITY}), "test.toml")
+    book = UsageBook(count, total)
+    evaluation = policy.evaluate(replace(TREASURY_TX, value=value), book)
+    assert evaluation.decision.action == ("approve" if matched else "deny")
+    (velocity,) = [c for c in evaluation.trace[0].conditions if c.condition == "velocity"]
+    assert velocity.matched is matched
+    assert book.asked == [("treasury", 3600)]
+    assert not evaluation.freeze_key  # freeze_on_breach is not set
+
+
+@pytest.mark.parametrize(
+    ("limit", "usage", "matched"),
+    [
+        pytest.param({"max_count": 1}, VelocityUsage(0, 10**30), True, id="count-only-ignores-value"),
+        pytest.param({"max_count": 1}, VelocityUsage(1, 0), False, id="count-only"),
+        pytest.param({"max_value_wei": 10}, VelocityUsage(10**6, 10), True, id="value-only-ignores-count"),
+        pytest.param({"max_value_wei": 10}, VelocityUsage(0, 11), False, id="value-only"),
+    ],
+)
+def test_velocity_with_one_limit_tests_only_that_limit(
+    limit: dict[str, Any], usage: VelocityUsage, matched: bool
+) -> None:
+    policy = Policy.from_mapping(
+        full_policy({**APPROVE_RULE, "velocity": {"window_seconds": 60, **limit}}), "test.toml"
+    )
+    book = UsageBook(usage.count, usage.total_value)
+    assert policy.evaluate(TREASURY_TX, book).trace[0].matched is matched
+
+
+def test_velocity_detail_says_what_was_exceeded() -> None:
+    policy = Policy.from_mapping(full_policy({**APPROVE_RULE, "velocity": VELOCITY}), "test.toml")
+    (velocity,) = policy.evaluate(replace(TREASURY_TX, value=5), UsageBook(3, 996)).trace[0].conditions[1:]
+    assert velocity.detail == (
+        "in the last 3600 s, this request included: 4 requests would exceed the limit of 3;"
+        " 1001 wei would exceed the limit of 1000 wei"
+    )
+
+
+def test_each_window_is_looked_up_once_per_evaluation() -> None:
+    rules = [
+        {**APPROVE_RULE, "name": "small", "max_value_wei": 0, "velocity": VELOCITY},
+        {**APPROVE_RULE, "name": "same-window", "velocity": {"window_seconds": 3600, "max_count": 1}},
+        {**APPROVE_RULE, "name": "day", "velocity": {"window_seconds": 86400, "max_count": 100}},
+    ]
+    book = UsageBook(5, 0)
+    evaluation = Policy.from_mapping(full_policy(*rules), "t").evaluate(replace(TREASURY_TX, value=1), book)
+    assert evaluation.decision.rule == "day"
+    assert book.asked == [("treasury", 3600), ("treasury", 86400)]
+
+
+def test_velocity_rule_without_usage_lookup_is_an_internal_error() -> None:
+    policy = Policy.from_mapping(full_policy({**APPROVE_RULE, "velocity": VELOCITY}), "test.toml")
+    with pytest.raises(InternalError, match="usage"):
+        policy.evaluate(TREASURY_TX)
+
+
+FREEZING = {**VELOCITY, "freeze_on_breach": True}
+
+FREEZE_CASES = [
+    # (rules, facts, usage, freeze_key, decided by)
+    pytest.param(
+        [{**APPROVE_RULE, "velocity": FREEZING}],
+        TREASURY_TX,
+        UsageBook(3, 0),
+        True,
+        None,
+        id="only-velocity-failed",
+    ),
+    pytest.param(
+        [{**APPROVE_RULE, "velocity": FREEZING}],
+        TREASURY_TX,
+        UsageBook(2, 0),
+        False,
+        "treasury",
+        id="within-limit",
+    ),
+    pytest.param(
+        [{**APPROVE_RULE, "velocity": VELOCITY}],
+        TREASURY_TX,
+        UsageBook(3, 0),
+        False,
+        None,
+        id="not-asked-for",
+    ),
+    pytest.param(
+        [{**APPROVE_RULE, "chain_ids": [10], "velocity": FREEZING}],
+        TREASURY_TX,
+        UsageBook(3, 0),
+        False,
+        None,
+        id="another-condition-also-failed",
+    ),
+    pytest.param(
+        [{**APPROVE_RULE, "velocity": FREEZING}],
+        replace(TREASURY_TX, key_label="ops"),
+        UsageBook(3, 0),
+        False,
+        None,
+        id="other-key",
+    ),
+    pytest.param(
+        [
+            {**APPROVE_RULE, "name": "fast", "velocity": FREEZING},
+            {**APPROVE_RULE, "name": "slow", "quorum": [{"group": "admins", "threshold": 3}]},
+        ],
+        TREASURY_TX,
+        UsageBook(3, 0),
+        True,
+        "slow",
+        id="later-rule-decides-and-key-still-freezes",
+    ),
+    pytest.param(
+        [
+            {"name": "stop", "keys": ["treasury"], "action": "deny"},
+            {**APPROVE_RULE, "velocity": FREEZING},
+        ],
+        TREASURY_TX,
+        UsageBook(3, 0),
+        False,
+        "stop",
+        id="rule-never-reached",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rules", "facts", "book", "freeze", "rule"), FREEZE_CASES)
+def test_freeze_on_breach(
+    rules: list[dict[str, Any]], facts: RequestFacts, book: UsageBook, freeze: bool, rule: str | None
+) -> None:
+    evaluation = Policy.from_mapping(full_policy(*rules), "test.toml").evaluate(facts, book)
+    assert evaluation.freeze_key is freeze
+    assert evaluation.decision.rule == rule
+    if freeze:
+        assert "velocity limit" in evaluation.freeze_reason
+        assert facts.key_label in evaluation.freeze_reason
+    else:
+        assert evaluation.freeze_reason == ""
+
+
+def test_approve_rule_decides_with_its_quorum_lifetime_and_timelock() -> None:
+    rule = {
+        **APPROVE_RULE,
+        "quorum": [{"group": "treasury", "threshold": 2}, {"group": "security", "threshold": 1}],
+        "lifetime_seconds": 7200,
+        "timelock_seconds": 600,
+    }
+    evaluation = Policy.from_mapping(full_policy(rule), "test.toml").evaluate(TREASURY_TX)
+    assert evaluation.decision == Decision(
+        action="approve",
+        rule="treasury",
+        reason="rule 'treasury' needs approval by 2 of treasury AND 1 of security",
+        policy_version=4,
+        quorum=(QuorumTerm("treasury", 2), QuorumTerm("security", 1)),
+        timelock_seconds=600,
+    )
+    assert evaluation.lifetime_seconds == 7200
+
+
+def test_approve_rule_defaults_to_a_day_without_timelock() -> None:
+    evaluation = Policy.from_mapping(full_policy(APPROVE_RULE), "test.toml").evaluate(TREASURY_TX)
+    assert evaluation.lifetime_seconds == 86400
+    assert evaluation.decision.timelock_seconds == 0
+
+
+@pytest.mark.parametrize(
+    ("rule", "facts"),
+    [
+        pytest.param({"name": "s", "keys": ["treasury"], "action": "sign"}, TREASURY_TX, id="sign"),
+        pytest.param({"name": "d", "keys": ["treasury"], "action": "deny"}, TREASURY_TX, id="deny"),
+        pytest.param({"name": "d", "keys": ["ops"], "action": "sign"}, TREASURY_TX, id="deny-by-default"),
+    ],
+)
+def test_non_approve_decisions_have_no_quorum_or_lifetime(rule: dict[str, Any], facts: RequestFacts) -> None:
+    evaluation = Policy.from_mapping(full_policy(rule), "test.toml").evaluate(facts)
+    assert evaluation.decision.quorum == ()
+    assert evaluation.decision.timelock_seconds == 0
+    assert evaluation.lifetime_seconds is None
+
+
+def test_approvers_groups_and_security() -> None:
+    policy = Policy.from_mapping(
+        full_policy(APPROVE_RULE, admin={"quorum": [{"group": "admins", "threshold": 3}]}), "test.toml"
+    )
+    assert set(policy.approvers) == {"alice", "bob", "carol", "dave"}
+    alice = policy.approver("alice")
+    assert alice is not None
+    assert alice.public_key == PUBLIC_KEYS["alice"]
+    assert alice.groups == frozenset({"treasury", "admins"})
+    assert policy.approver("erin") is None
+    assert policy.group_members() == {
+        "treasury": frozenset({"alice", "bob", "carol"}),
+        "admins": frozenset({"alice", "bob", "dave"}),
+        "security": frozenset({"dave"}),
+    }
+    assert policy.security_groups == frozenset({"security"})
+    assert [name for name in ("alice", "bob", "carol", "dave", "erin") if policy.is_security(name)] == [
+        "dave"
+    ]
+    assert policy.admin_quorum == (QuorumTerm("admins", 3),)
+
+
+def test_security_groups_can_be_named() -> None:
+    policy = Policy.from_mapping(
+        full_policy(
+            APPROVE_RULE,
+            admin={"quorum": [{"group": "admins", "threshold": 2}], "security_groups": ["treasury"]},
+        ),
+        "test.toml",
+    )
+    assert [name for name in ("alice", "bob", "carol", "dave") if policy.is_security(name)] == [
+        "alice",
+        "bob",
+        "carol",
+    ]
+
+
+def test_governance_decision_is_the_admin_quorum() -> None:
+    policy = Policy.from_mapping(full_policy(APPROVE_RULE), "test.toml")
+    assert policy.governance_decision() == Decision(
+        action="approve",
+        rule="admin",
+        reason="changes to custody need the admin quorum",
+        policy_version=4,
+        quorum=(QuorumTerm("admins", 2),),
+    )
+
+
+def test_governance_without_approvers_is_denied_rather_than_left_pending_forever() -> None:
+    policy = single_rule_policy(keys=["ops"])
+    decision = policy.governance_decision()
+    assert decision.action == "deny"
+    assert decision.quorum == ()
+    assert "names no approvers" in decision.reason
+
+
+def test_unknown_key_labels() -> None:
+    policy = Policy.from_mapping(
+        full_policy(APPROVE_RULE, {"name": "ops", "keys": ["ops", "hot"], "action": "sign"}), "test.toml"
+    )
+    assert policy.unknown_key_labels(frozenset({"ops", "cold"})) == frozenset({"treasury", "hot"})
+    assert policy.unknown_key_labels(frozenset({"ops", "hot", "treasury"})) == frozenset()
+
+
+def test_trace_json_round_trips_and_is_compact_and_stable() -> None:
+    rules = [
+        {"name": "ops", "keys": ["ops"], "action": "sign"},
+        {**APPROVE_RULE, "velocity": VELOCITY, "destinations": [TOKEN]},
+    ]
+    evaluation = Policy.from_mapping(full_policy(*rules), "t").evaluate(TREASURY_TX, UsageBook(1, 2))
+    text = trace_to_json(evaluation.trace)
+    assert trace_from_json(text) == evaluation.trace
+    assert trace_to_json(trace_from_json(text)) == text
+    document = json.loads(text)
+    assert [rule["rule"] for rule in document["rules"]] == ["ops", "treasury"]
+    assert document["rules"][1]["conditions"][0] == {
+        "condition": "keys",
+        "detail": "key 'treasury' is in 'treasury'",
+        "matched": True,
+    }
+    assert text == json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_empty_trace_round_trips() -> None:
+    assert trace_from_json(trace_to_json(())) == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("not json", id="not-json"),
+        pytest.param("[]", id="not-an-object"),
+        pytest.param('{"rules": {}}', id="rules-not-a-list"),
+        pytest.param('{"rules": [], "extra": 1}', id="extra-key"),
+        pytest.param('{"rules": [{"rule": "a", "matched": 1, "conditions": []}]}', id="matched-not-bool"),
+        pytest.param('{"rules": [{"rule": "a", "matched": true}]}', id="conditions-missing"),
+        pytest.param(
+            '{"rules": [{"rule": "a", "matched": true, "conditions": [{"condition": "keys", "matched": true}]}]}',
+            id="detail-missing",
+        ),
+    ],
+)
+def test_trace_from_json_refuses_anything_else(text: str) -> None:
+    with pytest.raises(InvalidInput, match="policy trace"):
+        trace_from_json(text)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Ed25519 public keys. The low-order encodings are the eight points of order 1, 2, 4 and 8 listed by
+# libsodium's blocklist (src/libsodium/crypto_sign/ed25519/ref10/open.c, "small order" check) and in
+# Chalkias et al., "Taming the many EdDSAs" (2020), table 6.
+
+LOW_ORDER_POINTS = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+]
+FIELD_PRIME = 2**255 - 19
+
+
+def test_generated_public_keys_are_accepted_and_verify_their_signatures() -> None:
+    for _ in range(20):
+        private = Ed25519PrivateKey.generate()
+        raw = private.public_key().public_bytes_raw()
+        assert ed25519_public_key_problem(raw) is None
+        Ed25519PublicKey.from_public_bytes(raw).verify(private.sign(b"statement"), b"statement")
+
+
+@pytest.mark.parametrize("encoded", LOW_ORDER_POINTS)
+def test_low_order_points_are_weak_keys(encoded: str) -> None:
+    assert "weak" in (ed25519_public_key_problem(bytes.fromhex(encoded)) or "")
+
+
+def test_point_with_a_torsion_component_is_a_weak_key() -> None:
+    # Adding the point of order 2, (0, -1), to (x, y) gives (-x, -y): negate y and flip the sign of x.
+    raw = new_public_key()
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    x_sign = raw[31] >> 7
+    mixed = ((FIELD_PRIME - y) | ((1 - x_sign) << 255)).to_bytes(32, "little")
+    assert "weak" in (ed25519_public_key_problem(mixed) or "")
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        pytest.param("02" + "00" * 31, id="y-2-has-no-x"),
+        pytest.param("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", id="y-equals-p"),
+        pytest.param("ff" * 32, id="y-above-p"),
+        pytest.param(
+            "0100000000000000000000000000000000000000000000000000000000000080", id="x-zero-negative"
+        ),
+    ],
+)
+def test_non_points_are_refused(encoded: str) -> None:
+    assert (
+        ed25519_public_key_problem(bytes.fromhex(encoded))
+        == "is not the encoding of a point on the Ed25519 curve"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Validation of approvers, admin and the new rule fields.
+
+APPROVER_PREFIX = "policy.toml: approver 'alice': "
+TREASURY_PREFIX = "policy.toml: rule 'treasury' (rules[0]): "
+
+
+def approve_rule(**changes: Any) -> dict[str, Any]:
+    return full_policy({**APPROVE_RULE, **changes})
+
+
+def with_alice(**changes: Any) -> dict[str, Any]:
+    document = full_policy(APPROVE_RULE)
+    document["approvers"]["alice"] = {**document["approvers"]["alice"], **changes}
+    return document
+
+
+def without_alice_field(field: str) -> dict[str, Any]:
+    document = full_policy(APPROVE_RULE)
+    del document["approvers"]["alice"][field]
+    return document
+
+
+def sign_rule(**changes: Any) -> dict[str, Any]:
+    return full_policy({"name": "treasury", "keys": ["treasury"], "action": "sign", **changes})
+
+
+INVALID_ISSUE3_POLICIES = [
+    # Approvers.
+    pytest.param(
+        full_policy(APPROVE_RULE, approvers=[]),
+        "policy.toml: approvers: must be a table",
+        id="approvers-list",
+    ),
+    pytest.param(
+        full_policy(APPROVE_RULE, approvers={**approvers_table(**GROUPS), "bad id": {}}),
+        "policy.toml: approvers: 'bad id' is not a valid approver id",
+        id="approver-id",
+    ),
+    pytest.param(
+        full_policy(APPROVE_RULE, approvers={**approvers_table(**GROUPS), "erin": "key"}),
+        "policy.toml: approver 'erin': must be a table",
+        id="approver-not-a-table",
+    ),
+    pytest.param(with_alice(role="x"), APPROVER_PREFIX + "unknown key 'role'", id="approver-unknown-key"),
+    pytest.param(
+        without_alice_field("public_key"), APPROVER_PREFIX + "public_key: is required", id="key-missing"
+    ),
+    pytest.param(
+        with_alice(public_key="ab" * 31),
+        APPROVER_PREFIX + "public_key: must be 64 hex digits",
+        id="key-short",
+    ),
+    pytest.param(
+        with_alice(public_key="0x" + "ab" * 31),
+        APPROVER_PREFIX + "public_key: must be 64 hex digits",
+        id="key-0x",
+    ),
+    pytest.param(
+        with_alice(public_key="zz" * 32),
+        APPROVER_PREFIX + "public_key: must be 64 hex digits",
+        id="key-not-hex",
+    ),
+    pytest.param(
+        with_alice(public_key=5), APPROVER_PREFIX + "public_key: must be 64 hex digits", id="key-int"
+    ),
+    pytest.param(
+        with_alice(public_key="02" + "00" * 31),
+        APPROVER_PREFIX + "public_key: is not the encoding of a point on the Ed25519 curve",
+        id="key-not-a-point",
+    ),
+    pytest.param(
+        with_alice(public_key=LOW_ORDER_POINTS[0]),
+        APPROVER_PREFIX + "public_key: is a weak Ed25519 key",
+        id="key-identity",
+    ),
+    pytest.param(
+        full_policy(
+            APPROVE_RULE,
+            approvers={
+                **approvers_table(**GROUPS),
+                "erin": {"public_key": PUBLIC_KEYS["bob"].hex().upper(), "groups": ["treasury"]},
+            },
+        ),
+        "policy.toml: approver 'erin': public_key: is the same key as approver 'bob''s",
+        id="key-shared",
+    ),
+    pytest.param(without_alice_field("groups"), APPROVER_PREFIX + "groups: is required", id="groups-missing"),
+    pytest.param(
+        with_alice(groups=[]), APPROVER_PREFIX + "groups: must list at least one", id="groups-empty"
+    ),
+    pytest.param(
+        with_alice(groups=["Treasury"]),
+        APPROVER_PREFIX + "groups: 'Treasury' is not a valid group name",
+        id="group-name",
+    ),
+    pytest.param(
+        with_alice(groups=["admins", "admins"]),
+        APPROVER_PREFIX + "groups: lists 'admins' twice",
+        id="group-twice",
+    ),
+    # Admin.
+    pytest.param(
+        {k: v for k, v in full_policy(APPROVE_RULE).items() if k != "admin"},
+        "policy.toml: admin: is required when the policy names approvers",
+        id="admin-missing",
+    ),
+    pytest.param(
+        full_policy(APPROVE_RULE, admin=[]), "policy.toml: admin: must be a table", id="admin-not-a-table"
+    ),
+    pytest.param(
+        full_policy(APPROVE_RULE, admin={"quorum": [{"group": "admins", "threshold": 2}], "freeze": ["x"]}),
+        "policy.toml: admin: unknown key 'freeze'",
+        id="admin-unknown-key",
+    ),
+    pytest.param(
+        full_policy(APPROVE_RULE, admin={}), "policy.toml: admin: quorum: is required", id="admin-no-quorum"
+    ),
+    pytest.param(
+        full_policy(APPROVE_RULE, admin={"quorum": []}),
+        "policy.toml: admin: quorum: must name at least one",
+        id="admin-quorum-empty",
+    ),
+    pytest.param(
+        full_policy(APPROVE_RULE, admin={"quorum": [{"group": "admins", "threshold": 4}]}),
+        "policy.toml: admin: quorum[0]: threshold 4 is larger than group 'admins', which has 3 members",
+        id="admin-threshold-too-big",
+    ),
+    pytest.param(
+        full_policy(APPROVE_RULE, admin={"quorum": [{"group": "root", "threshold": 1}]}),
+        "policy.toml: admin: quorum[0]: unknown group 'root': no approver lists it",
+        id="admin-unknown-group",
+    ),
+    pytest.param(
+        full_policy(
+            APPROVE_RULE,
+            admin={"quorum": [{"group": "admins", "threshold": 1}], "security_groups": ["guards"]},
+        ),
+        "policy.toml: admin: security_groups: unknown group 'guards'",
+        id="security-unknown-group",
+    ),
+    pytest.param(
+        full_policy(
+            APPROVE_RULE, admin={"quorum": [{"group": "admins", "threshold": 1}], "security_groups": []}
+        ),
+        "policy.toml: admin: security_groups: must list at least one",
+        id="security-empty",
+    ),
+    pytest.param(
+        {"version": 1, "admin": {"quorum": [{"group": "admins", "threshold": 1}]}, "rules": [VALID_RULE]},
+        "policy.toml: admin: quorum: the policy names no approvers",
+        id="admin-without-approvers",
+    ),
+    # Quorum of approve rules.
+    pytest.param(
+        {k: v for k, v in full_policy(APPROVE_RULE).items() if k not in ("approvers", "admin")},
+        TREASURY_PREFIX + "quorum: the policy names no approvers",
+        id="approve-rule-without-approvers",
+    ),
+    pytest.param(
+        full_policy({k: v for k, v in APPROVE_RULE.items() if k != "quorum"}),
+        TREASURY_PREFIX + "quorum: is required for an approve rule",
+        id="quorum-missing",
+    ),
+    pytest.param(
+        approve_rule(quorum=[]), TREASURY_PREFIX + "quorum: must name at least one", id="quorum-empty"
+    ),
+    pytest.param(
+        approve_rule(quorum={"group": "treasury"}),
+        TREASURY_PREFIX + "quorum: must be a list",
+        id="quorum-table",
+    ),
+    pytest.param(
+        approve_rule(quorum=["treasury"]), TREASURY_PREFIX + "quorum[0]: must be a", id="term-string"
+    ),
+    pytest.param(
+        approve_rule(quorum=[{"group": "treasury"}]),
+        TREASURY_PREFIX + "quorum[0]: must have exactly the keys 'group' and 'threshold'",
+        id="term-no-threshold",
+    ),
+    pytest.param(
+        approve_rule(quorum=[{"group": "treasury", "threshold": 1, "of": 3}]),
+        TREASURY_PREFIX + "quorum[0]: must have exactly the keys",
+        id="term-extra-key",
+    ),
+    pytest.param(
+        approve_rule(quorum=[{"group": "treasury", "threshold": 0}]),
+        TREASURY_PREFIX + "quorum[0]: threshold must be a positive integer, got 0",
+        id="threshold-zero",
+    ),
+    pytest.param(
+        approve_rule(quorum=[{"group": "treasury", "threshold": "2"}]),
+        TREASURY_PREFIX + "quorum[0]: threshold must be a positive integer, got '2'",
+        id="threshold-string",
+    ),
+    pytest.param(
+        approve_rule(quorum=[{"group": "treasury", "threshold": True}]),
+        TREASURY_PREFIX + "quorum[0]: threshold must be a positive integer, got True",
+        id="threshold-bool",
+    ),
+    pytest.param(
+        approve_rule(quorum=[{"group": "treasury", "threshold": 2}, {"group": "security", "threshold": 2}]),
+        TREASURY_PREFIX + "quorum[1]: threshold 2 is larger than group 'security', which has 1 member",
+        id="threshold-larger-than-group",
+    ),
+    pytest.param(
+        approve_rule(quorum=[{"group": "auditors", "threshold": 1}]),
+        TREASURY_PREFIX + "quorum[0]: unknown group 'auditors': no approver lists it (groups are 'admins',"
+        " 'security', 'treasury')",
+        id="unknown-group",
+    ),
+    pytest.param(
+        approve_rule(quorum=[{"group": 5, "threshold": 1}]),
+        TREASURY_PREFIX + "quorum[0]: group must be a group name, got 5",
+        id="group-not-a-string",
+    ),
+    pytest.param(
+        approve_rule(quorum=[{"group": "treasury", "threshold": 1}, {"group": "treasury", "threshold": 1}]),
+        TREASURY_PREFIX + "quorum[1]: names group 'treasury' twice",
+        id="group-twice",
+    ),
+    # Approve-only fields on other rules.
+    pytest.param(
+        sign_rule(quorum=[{"group": "treasury", "threshold": 1}]),
+        TREASURY_PREFIX + 'quorum: belongs to approve rules only, but this rule\'s action is "sign"',
+        id="quorum-on-sign",
+    ),
+    pytest.param(
+        full_policy({"name": "treasury", "keys": ["treasury"], "action": "deny", "lifetime_seconds": 600}),
+        TREASURY_PREFIX + "lifetime_seconds: belongs to approve rules only",
+        id="lifetime-on-deny",
+    ),
+    pytest.param(
+        sign_rule(timelock_seconds=0),
+        TREASURY_PREFIX + "timelock_seconds: belongs to approve rules only",
+        id="timelock-on-sign",
+    ),
+    # Lifetime and time-lock.
+    pytest.param(
+        approve_rule(lifetime_seconds=59),
+        TREASURY_PREFIX + "lifetime_seconds: must be an integer from 60 to 2592000 (30 days), got 59",
+        id="lifetime-too-short",
+    ),
+    pytest.param(
+        approve_rule(lifetime_seconds=2592001),
+        TREASURY_PREFIX + "lifetime_seconds: must be an integer from 60 to 2592000",
+        id="lifetime-too-long",
+    ),
+    pytest.param(
+        approve_rule(lifetime_seconds="1d"),
+        TREASURY_PREFIX + "lifetime_seconds: must be an integer from 60",
+        id="lifetime-string",
+    ),
+    pytest.param(
+        approve_rule(timelock_seconds=-1),
+        TREASURY_PREFIX + "timelock_seconds: must be a non-negative integer, got -1",
+        id="timelock-negative",
+    ),
+    pytest.param(
+        approve_rule(timelock_seconds=1.5),
+        TREASURY_PREFIX + "timelock_seconds: must be a non-negative integer, got 1.5",
+        id="timelock-float",
+    ),
+    pytest.param(
+        approve_rule(lifetime_seconds=3600, timelock_seconds=7200),
+        TREASURY_PREFIX + "lifetime_seconds: 3600 s is not longer than the time-lock of 7200 s",
+        id="lifetime-shorter-than-timelock",
+    ),
+    pytest.param(
+        approve_rule(lifetime_seconds=3600, timelock_seconds=3600),
+        TREASURY_PREFIX + "lifetime_seconds: 3600 s is not longer than the time-lock of 3600 s",
+        id="lifetime-equal-to-timelock",
+    ),
+    pytest.param(
+        approve_rule(timelock_seconds=86400),
+        TREASURY_PREFIX + "lifetime_seconds: 86400 s is not longer than the time-lock of 86400 s",
+        id="timelock-against-default-lifetime",
+    ),
+    # Kinds: governance requests are never decided by rules.
+    pytest.param(
+        approve_rule(kinds=["policy_change"]),
+        TREASURY_PREFIX
+        + "kinds: unknown kind 'policy_change'; allowed are 'message', 'transaction', 'typed_data'",
+        id="kind-policy-change",
+    ),
+    # Destinations.
+    pytest.param(
+        approve_rule(destinations=[]),
+        TREASURY_PREFIX + "destinations: must list at least one",
+        id="dest-empty",
+    ),
+    pytest.param(
+        approve_rule(destinations=TOKEN), TREASURY_PREFIX + "destinations: must be a list", id="dest-string"
+    ),
+    pytest.param(
+        approve_rule(destinations=["0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"]),
+        TREASURY_PREFIX + "destinations: has a wrong EIP-55 checksum",
+        id="dest-bad-checksum",
+    ),
+    pytest.param(
+        approve_rule(destinations=[TOKEN[:-2]]),
+        TREASURY_PREFIX + "destinations: must be 0x followed by 40 hex digits",
+        id="dest-19-bytes",
+    ),
+    pytest.param(
+        approve_rule(destinations=[1]), TREASURY_PREFIX + "destinations: must be a 0x-prefixed", id="dest-int"
+    ),
+    pytest.param(
+        approve_rule(destinations=[TOKEN, TOKEN.lower()]),
+        TREASURY_PREFIX + f"destinations: lists {TOKEN} twice",
+        id="dest-twice",
+    ),
+    # Contracts.
+    pytest.param(
+        approve_rule(contracts=[]),
+        TREASURY_PREFIX + "contracts: must list at least one",
+        id="contracts-empty",
+    ),
+    pytest.param(
+        approve_rule(contracts=TOKEN), TREASURY_PREFIX + "contracts: must be a list", id="contracts-string"
+    ),
+    pytest.param(
+        approve_rule(contracts=[TOKEN]), TREASURY_PREFIX + "contracts[0]: must be a", id="contract-string"
+    ),
+    pytest.param(
+        approve_rule(contracts=[{"address": TOKEN}]),
+        TREASURY_PREFIX + "contracts[0]: must have exactly the keys 'address' and 'selectors'",
+        id="contract-no-selectors",
+    ),
+    pytest.param(
+        approve_rule(contracts=[{"address": TOKEN, "selectors": []}]),
+        TREASURY_PREFIX + "contracts[0].selectors: must list at least one",
+        id="selectors-empty",
+    ),
+    pytest.param(
+        approve_rule(contracts=[{"address": TOKEN.replace("a", "A", 1), "selectors": ["0xa9059cbb"]}]),
+        TREASURY_PREFIX + "contracts[0].address: has a wrong EIP-55 checksum",
+        id="contract-bad-checksum",
+    ),
+    pytest.param(
+        approve_rule(contracts=[{"address": "0x" + "00" * 21, "selectors": ["0xa9059cbb"]}]),
+        TREASURY_PREFIX + "contracts[0].address: must be 0x followed by 40 hex digits",
+        id="contract-21-bytes",
+    ),
+    pytest.param(
+        approve_rule(contracts=[{"address": TOKEN, "selectors": ["a9059cbb"]}]),
+        TREASURY_PREFIX + "contracts[0].selectors: 'a9059cbb' is not a function selector",
+        id="selector-no-0x",
+    ),
+    pytest.param(
+        approve_rule(contracts=[{"address": TOKEN, "selectors": ["0xa9059c"]}]),
+        TREASURY_PREFIX + "contracts[0].selectors: '0xa9059c' is not a function selector",
+        id="selector-short",
+    ),
+    pytest.param(
+        approve_rule(contracts=[{"address": TOKEN, "selectors": ["0xa9059cbb00"]}]),
+        TREASURY_PREFIX + "contracts[0].selectors: '0xa9059cbb00' is not a function selector",
+        id="selector-long",
+    ),
+    pytest.param(
+        approve_rule(contracts=[{"address": TOKEN, "selectors": ["transfer(address,uint256)"]}]),
+        TREASURY_PREFIX + "contracts[0].selectors: 'transfer(address,uint256)' is not a function selector",
+        id="selector-signature",
+    ),
+    pytest.param(
+        approve_rule(contracts=[{"address": TOKEN, "selectors": ["0xa9059cbb", "0xA9059CBB"]}]),
+        TREASURY_PREFIX + "contracts[0].selectors: lists 0xa9059cbb twice",
+        id="selector-twice-any-case",
+    ),
+    pytest.param(
+        approve_rule(
+            contracts=[
+                {"address": TOKEN, "selectors": ["0xa9059cbb"]},
+                {"address": TOKEN.lower(), "selectors": ["0x095ea7b3"]},
+            ]
+        ),
+        TREASURY_PREFIX + f"contracts[1]: lists contract {TOKEN} twice",
+        id="contract-twice",
+    ),
+    # Velocity.
+    pytest.param(approve_rule(velocity=5), TREASURY_PREFIX + "velocity: must be a table", id="velocity-int"),
+    pytest.param(
+        approve_rule(velocity={"window_seconds": 60, "max_count": 1, "per": "key"}),
+        TREASURY_PREFIX + "velocity: unknown key 'per'",
+        id="velocity-unknown-key",
+    ),
+    pytest.param(
+        approve_rule(velocity={"window_seconds": 60}),
+        TREASURY_PREFIX + "velocity: must set max_value_wei, max_count or both",
+        id="velocity-no-limit",
+    ),
+    pytest.param(
+        approve_rule(velocity={"max_count": 1}),
+        TREASURY_PREFIX + "velocity.window_seconds: is required: an integer from 1 to 31622400",
+        id="window-missing",
+    ),
+    pytest.param(
+        approve_rule(velocity={"window_seconds": 0, "max_count": 1}),
+        TREASURY_PREFIX
+        + "velocity.window_seconds: is required: an integer from 1 to 31622400 (366 days), got 0",
+        id="window-zero",
+    ),
+    pytest.param(
+        approve_rule(velocity={"window_seconds": 31622401, "max_count": 1}),
+        TREASURY_PREFIX + "velocity.window_seconds: is required: an integer from 1",
+        id="window-too-long",
+    ),
+    pytest.param(
+        approve_rule(velocity={"window_seconds": 60, "max_count": 0}),
+        TREASURY_PREFIX + "velocity.max_count: must be a positive integer, got 0",
+        id="count-zero",
+    ),
+    pytest.param(
+        approve_rule(velocity={"window_seconds": 60, "max_count": "5"}),
+        TREASURY_PREFIX + "velocity.max_count: must be a positive integer, got '5'",
+        id="count-string",
+    ),
+    pytest.param(
+        approve_rule(velocity={"window_seconds": 60, "max_value_wei": "-5"}),
+        TREASURY_PREFIX + "velocity.max_value_wei: must be between 0 and 2**256-1, got -5",
+        id="velocity-value-negative",
+    ),
+    pytest.param(
+        approve_rule(velocity={"window_seconds": 60, "max_value_wei": "5 ether"}),
+        TREASURY_PREFIX + "velocity.max_value_wei: must be an integer or a string of decimal digits",
+        id="velocity-value-text",
+    ),
+    pytest.param(
+        approve_rule(velocity={"window_seconds": 60, "max_count": 1, "freeze_on_breach": "yes"}),
+        TREASURY_PREFIX + "velocity.freeze_on_breach: must be true or false, got 'yes'",
+        id="freeze-not-bool",
+    ),
+]
+
+
+@pytest.mark.parametrize(("document", "expected_start"), INVALID_ISSUE3_POLICIES)
+def test_invalid_approvers_admin_and_rule_fields_are_refused(
+    document: dict[str, Any], expected_start: str
+) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        Policy.from_mapping(document, "policy.toml")
+    assert raised.value.message.startswith(expected_start), raised.value.message
+    assert "\n" not in raised.value.message
+
+
+def test_full_example_of_the_format_is_valid() -> None:
+    text = f"""
+version = 2
+
+[approvers.alice]
+public_key = "{PUBLIC_KEYS["alice"].hex()}"
+groups = ["treasury", "admins"]
+[approvers.bob]
+public_key = "{PUBLIC_KEYS["bob"].hex()}"
+groups = ["treasury"]
+[approvers.dave]
+public_key = "{PUBLIC_KEYS["dave"].hex()}"
+groups = ["security", "admins"]
+
+[admin]
+quorum = [{{ group = "admins", threshold = 2 }}]
+security_groups = ["security"]
+
+[[rules]]
+name = "treasury-transfers"
+keys = ["treasury"]
+chain_ids = [1, 11155111]
+kinds = ["transaction"]
+transaction_types = ["eip1559"]
+destinations = ["{TOKEN}"]
+contracts = [{{ address = "{TOKEN}", selectors = ["0xa9059cbb", "0x095ea7b3"] }}]
+max_value_wei = "100000000000000000000"
+velocity = {{ window_seconds = 86400, max_value_wei = "5000000000000000000", max_count = 20, freeze_on_breach = true }}
+action = "approve"
+quorum = [{{ group = "treasury", threshold = 2 }}, {{ group = "security", threshold = 1 }}]
+lifetime_seconds = 86400
+timelock_seconds = 3600
+"""
+    policy = parse_policy_text(text, "policy.toml")
+    (rule,) = policy.rules
+    assert rule.velocity == VelocityLimit(86400, 5 * ONE_ETHER, 20, freeze_on_breach=True)
+    evaluation = policy.evaluate(TREASURY_TX, UsageBook(19, 5 * ONE_ETHER))
+    assert evaluation.decision.quorum == (QuorumTerm("treasury", 2), QuorumTerm("security", 1))
+    assert evaluation.decision.timelock_seconds == 3600
+    assert [c.condition for c in evaluation.trace[0].conditions] == [
+        "keys",
+        "chain_ids",
+        "kinds",
+        "transaction_types",
+        "destinations",
+        "contracts",
+        "max_value_wei",
+        "velocity",
+    ]
+    assert all(c.matched for c in evaluation.trace[0].conditions)
+    breached = policy.evaluate(TREASURY_TX, UsageBook(20, 0))
+    assert (breached.decision.action, breached.freeze_key) == ("deny", True)
+
+
+# ----------------------------------------------------------------------------------------------------
 # The development policy: key "ops" signs EIP-1559 and legacy transactions of at most 1 ether on chains 1 and
-# 11155111, and EIP-712 typed data and EIP-191 messages; everything else, "treasury" included, is denied.
+# 11155111, and EIP-712 typed data and EIP-191 messages; "treasury" needs 2 of alice, bob and carol for
+# transactions on those chains and for typed data; dave is the security approver; changes need 2 of all four.
+
+DEV_KEYS = {name: PUBLIC_KEYS[name].hex() for name in ("alice", "bob", "carol", "dave")}
 
 DEV_POLICY_CASES = [
     pytest.param(EIP1559_MAINNET, "sign", "ops-transactions", id="eip1559-1-ether-mainnet"),
@@ -501,21 +1514,84 @@ DEV_POLICY_CASES = [
         id="typed-data-without-chain-id",
     ),
     pytest.param(MESSAGE, "sign", "ops-typed-data-and-messages", id="message"),
-    pytest.param(replace(EIP1559_MAINNET, key_label="treasury", value=1), "deny", None, id="treasury-tx"),
+    pytest.param(
+        replace(EIP1559_MAINNET, key_label="treasury", value=100 * ONE_ETHER),
+        "approve",
+        "treasury-transactions",
+        id="treasury-tx-mainnet",
+    ),
+    pytest.param(
+        replace(EIP1559_MAINNET, key_label="treasury", transaction_type="eip2930", chain_id=11155111),
+        "approve",
+        "treasury-transactions",
+        id="treasury-tx-sepolia-any-type",
+    ),
+    pytest.param(
+        replace(EIP1559_MAINNET, key_label="treasury", chain_id=137), "deny", None, id="treasury-other-chain"
+    ),
+    pytest.param(
+        replace(TYPED_DATA, key_label="treasury"), "approve", "treasury-typed-data", id="treasury-typed-data"
+    ),
     pytest.param(replace(MESSAGE, key_label="treasury"), "deny", None, id="treasury-message"),
 ]
 
 
 @pytest.mark.parametrize(("facts", "action", "rule"), DEV_POLICY_CASES)
 def test_dev_policy_decides_as_described(facts: RequestFacts, action: str, rule: str | None) -> None:
-    policy = parse_policy_text(dev_policy_toml(), "policy.toml")
-    decision = policy.evaluate(facts).decision
+    policy = parse_policy_text(dev_policy_toml(DEV_KEYS), "policy.toml")
+    evaluation = policy.evaluate(facts)
+    decision = evaluation.decision
     assert (decision.action, decision.rule) == (action, rule)
     assert decision.policy_version == 1
+    if action == "approve":
+        assert decision.quorum == (QuorumTerm("treasury", 2),)
+        assert decision.timelock_seconds == 0
+        assert evaluation.lifetime_seconds == 24 * 3600
 
 
-def test_dev_policy_names_only_ops_and_explains_treasury() -> None:
-    text = dev_policy_toml()
-    assert parse_policy_text(text, "policy.toml").key_labels() == frozenset({"ops"})
-    # The file is meant to be read by a new user, so the missing treasury rule is explained in it.
-    assert any(line.startswith("#") and "treasury" in line for line in text.splitlines())
+def test_dev_policy_approvers_admin_quorum_and_security() -> None:
+    policy = parse_policy_text(dev_policy_toml(DEV_KEYS), "policy.toml")
+    assert {name: approver.public_key.hex() for name, approver in policy.approvers.items()} == DEV_KEYS
+    members = policy.group_members()
+    assert members["treasury"] == frozenset({"alice", "bob", "carol"})
+    assert members["admins"] == frozenset({"alice", "bob", "carol", "dave"})
+    assert [name for name in DEV_KEYS if policy.is_security(name)] == ["dave"]
+    assert policy.governance_decision().quorum == (QuorumTerm("admins", 2),)
+    assert policy.key_labels() == frozenset({"ops", "treasury"})
+
+
+def test_dev_policy_is_commented_for_a_new_reader() -> None:
+    lines = dev_policy_toml(DEV_KEYS).splitlines()
+    comments = [line for line in lines if line.startswith("#")]
+    for topic in ("treasury", "quorum", "policy propose", "deny by default", "freeze"):
+        assert any(topic in line for line in comments), topic
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        pytest.param(
+            {k: v for k, v in DEV_KEYS.items() if k != "dave"}, "needs public keys for exactly", id="missing"
+        ),
+        pytest.param({**DEV_KEYS, "erin": DEV_KEYS["bob"]}, "needs public keys for exactly", id="extra"),
+        pytest.param(
+            {**DEV_KEYS, "bob": "ab" * 31}, "bob's approver public key must be 64 hex digits", id="short"
+        ),
+        pytest.param(
+            {**DEV_KEYS, "bob": DEV_KEYS["bob"][:-1] + '"\n[[rules]]'},
+            "bob's approver public key must be 64 hex digits",
+            id="injection",
+        ),
+        pytest.param(
+            {**DEV_KEYS, "bob": DEV_KEYS["alice"]}, "approver 'bob': public_key: is the same key", id="shared"
+        ),
+        pytest.param(
+            {**DEV_KEYS, "bob": "02" + "00" * 31},
+            "public_key: is not the encoding of a point",
+            id="not-a-point",
+        ),
+    ],
+)
+def test_dev_policy_refuses_bad_keys(keys: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(expected)):
+        dev_policy_toml(keys)

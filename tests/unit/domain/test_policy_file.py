@@ -7,16 +7,28 @@ import re
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from custody.domain.errors import ConfigurationError
 from custody.policy_file import dev_policy_toml, load_policy
 
+DEV_KEYS = {
+    name: Ed25519PrivateKey.generate().public_key().public_bytes_raw().hex()
+    for name in ("alice", "bob", "carol", "dave")
+}
+
 
 def test_loads_a_policy_file(tmp_path: Path) -> None:
     path = tmp_path / "policy.toml"
-    path.write_text(dev_policy_toml(), encoding="utf-8")
+    path.write_text(dev_policy_toml(DEV_KEYS), encoding="utf-8")
     policy = load_policy(path)
-    assert [rule.name for rule in policy.rules] == ["ops-transactions", "ops-typed-data-and-messages"]
+    assert [rule.name for rule in policy.rules] == [
+        "ops-transactions",
+        "ops-typed-data-and-messages",
+        "treasury-transactions",
+        "treasury-typed-data",
+    ]
+    assert {name: approver.public_key.hex() for name, approver in policy.approvers.items()} == DEV_KEYS
 
 
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
@@ -30,7 +42,7 @@ def test_missing_file_names_the_file(tmp_path: Path) -> None:
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_unreadable_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "policy.toml"
-    path.write_text(dev_policy_toml(), encoding="utf-8")
+    path.write_text(dev_policy_toml(DEV_KEYS), encoding="utf-8")
     path.chmod(0)
     with pytest.raises(
         ConfigurationError, match=re.escape(f"{path}: cannot read the policy file: Permission")
@@ -63,4 +75,14 @@ def test_validation_errors_name_the_file_path(tmp_path: Path) -> None:
     path = tmp_path / "policy.toml"
     path.write_text("version = 1\n", encoding="utf-8")
     with pytest.raises(ConfigurationError, match=re.escape(f"{path}: rules: a policy needs at least one")):
+        load_policy(path)
+
+
+def test_errors_in_approvers_name_the_file_path(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    text = dev_policy_toml(DEV_KEYS).replace(DEV_KEYS["carol"], "00" * 32)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(
+        ConfigurationError, match=re.escape(f"{path}: approver 'carol': public_key: is a weak Ed25519 key")
+    ):
         load_policy(path)

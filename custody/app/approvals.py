@@ -1,0 +1,257 @@
+"""Use cases for approvers: approve or reject a pending request with a signed approval statement.
+
+Counting a verdict and acting on it is one database transaction: the statement is checked against the
+daemon's own stored request (recomputed, not trusted), the verdict is recorded, and when it completes the
+quorum the request moves to APPROVED and, without a time-lock, the signing claim is taken in the same step.
+Two approvals racing to the threshold therefore cannot both complete it, and only one of them signs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from custody.app.integrity import recompute
+from custody.app.policy import PolicyUseCases, require_request
+from custody.app.signing import ChangeNotifier, SigningUseCases
+from custody.domain.approvals import ApprovalStatement, check_statement, verify_signature
+from custody.domain.errors import Aborted, CustodyError, FailedPrecondition, InvalidInput, PermissionDenied
+from custody.domain.ids import validate_request_id
+from custody.domain.keys import KeyState
+from custody.domain.policy import Policy
+from custody.domain.principals import Principal, Role
+from custody.domain.quorum import TallyOutcome, tally_verdict
+from custody.domain.requests import Approval, PayloadKind, RequestState, SigningRequest, Verdict
+from custody.policy_file import parse_policy_text
+from custody.store.base import Store, StoredPolicy, StoreTransaction
+
+log = logging.getLogger(__name__)
+
+MAX_REASON_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class _Counted:
+    request: SigningRequest
+    sign_now: bool
+
+
+class ApprovalUseCases:
+    def __init__(
+        self,
+        store: Store,
+        policies: PolicyUseCases,
+        signing: SigningUseCases,
+        clock: Callable[[], datetime],
+        notifier: ChangeNotifier,
+    ) -> None:
+        self._store = store
+        self._policies = policies
+        self._signing = signing
+        self._clock = clock
+        self._notifier = notifier
+
+    def approve(
+        self, caller: Principal, request_id: str, statement: bytes, signature: bytes
+    ) -> SigningRequest:
+        return self._verdict(
+            caller,
+            request_id,
+            statement_bytes=statement,
+            signature=signature,
+            verdict=Verdict.APPROVE,
+            reason="",
+        )
+
+    def reject(
+        self, caller: Principal, request_id: str, statement: bytes, signature: bytes, reason: str
+    ) -> SigningRequest:
+        if not reason.strip():
+            raise InvalidInput("say why the request is rejected", field="reason")
+        if len(reason) > MAX_REASON_CHARS:
+            raise InvalidInput(f"must be at most {MAX_REASON_CHARS} characters", field="reason")
+        return self._verdict(
+            caller,
+            request_id,
+            statement_bytes=statement,
+            signature=signature,
+            verdict=Verdict.REJECT,
+            reason=reason,
+        )
+
+    def _verdict(
+        self,
+        caller: Principal,
+        request_id: str,
+        *,
+        statement_bytes: bytes,
+        signature: bytes,
+        verdict: Verdict,
+        reason: str,
+    ) -> SigningRequest:
+        caller.require(Role.APPROVER, f"{verdict.value} requests")
+        validate_request_id(request_id)
+        statement = ApprovalStatement.from_bytes(statement_bytes)
+        if statement.decision is not verdict:
+            raise InvalidInput(
+                f"the statement says {statement.decision.value}, but this call is {verdict.value}",
+                field="statement",
+            )
+        now = self._clock()
+        refusal: CustodyError | None = None
+        with self._store.transaction() as tx:
+            request = require_request(tx, request_id)
+            policy = self._policies.active(tx).policy
+            counted, refusal = self._count(
+                tx,
+                caller,
+                request,
+                policy=policy,
+                statement=statement,
+                statement_bytes=statement_bytes,
+                signature=signature,
+                reason=reason,
+                now=now,
+            )
+        self._notifier.changed()
+        if refusal is not None:
+            # The request was moved to a final state (expired, or its stored row no longer matched) and that
+            # change is committed; the verdict itself did not count.
+            raise refusal
+        assert counted is not None
+        log.info(
+            "%s by %s on request %s: now %s",
+            verdict.value,
+            caller.name,
+            request_id,
+            counted.request.state.value,
+        )
+        if counted.sign_now:
+            return self._signing.sign_if_claimed(counted.request)
+        return counted.request
+
+    def _count(
+        self,
+        tx: StoreTransaction,
+        caller: Principal,
+        request: SigningRequest,
+        *,
+        policy: Policy,
+        statement: ApprovalStatement,
+        statement_bytes: bytes,
+        signature: bytes,
+        reason: str,
+        now: datetime,
+    ) -> tuple[_Counted | None, CustodyError | None]:
+        approver = policy.approver(caller.name)
+        if approver is None:
+            raise PermissionDenied(f"{caller.name} is not an approver in policy version {policy.version}")
+        if (
+            request.state is RequestState.PENDING_APPROVAL
+            and request.expires_at
+            and request.expires_at <= now
+        ):
+            tx.transition_request(
+                request.request_id, request.state, RequestState.EXPIRED, now, error="the request expired"
+            )
+            return None, FailedPrecondition(
+                f"request {request.request_id} expired at {request.expires_at.isoformat()}"
+            )
+        recomputed = recompute(request)
+        if not recomputed.matches(request):
+            if request.state is RequestState.PENDING_APPROVAL:
+                tx.transition_request(
+                    request.request_id,
+                    request.state,
+                    RequestState.FAILED,
+                    now,
+                    error="the stored request no longer matches its payload; its approvals do not count",
+                )
+            return None, FailedPrecondition(
+                f"request {request.request_id} no longer matches its payload; it will not be approved or signed"
+            )
+        check_statement(
+            statement,
+            request,
+            approver=caller.name,
+            expected_digest=recomputed.digest,
+            expected_payload_hash=recomputed.payload_hash,
+            active_policy_version=policy.version,
+            now=int(now.timestamp()),
+        )
+        verify_signature(approver.public_key, statement_bytes, signature, caller.name)
+        approval = Approval(
+            request_id=request.request_id,
+            approver=caller.name,
+            verdict=statement.decision,
+            statement=statement_bytes,
+            signature=signature,
+            reason=reason,
+            created_at=now,
+        )
+        outcome = tally_verdict(
+            request, tx.list_approvals(request.request_id), approval, policy.group_members()
+        )
+        tx.insert_approval(approval)
+        if outcome is TallyOutcome.COUNTED:
+            return _Counted(request=tx.get_request(request.request_id) or request, sign_now=False), None
+        if outcome is TallyOutcome.REJECTED:
+            rejected = tx.transition_request(
+                request.request_id,
+                RequestState.PENDING_APPROVAL,
+                RequestState.REJECTED,
+                now,
+                error=f"rejected by {caller.name}: {reason}",
+            )
+            return _Counted(request=rejected, sign_now=False), None
+        if request.kind.is_governance:
+            self._carry_out(tx, request, now)
+            approved = tx.transition_request(
+                request.request_id, RequestState.PENDING_APPROVAL, RequestState.APPROVED, now
+            )
+            return _Counted(request=approved, sign_now=False), None
+        timelock = request.decision.timelock_seconds
+        approved = tx.transition_request(
+            request.request_id,
+            RequestState.PENDING_APPROVAL,
+            RequestState.APPROVED,
+            now,
+            not_before=now + timedelta(seconds=timelock) if timelock else None,
+        )
+        sign_now = not timelock and self._signing.claim(tx, request.request_id, now)
+        return _Counted(request=approved, sign_now=sign_now), None
+
+    def _carry_out(self, tx: StoreTransaction, request: SigningRequest, now: datetime) -> None:
+        """Make an approved governance request take effect, in the transaction that approves it."""
+        if request.kind is PayloadKind.POLICY_CHANGE:
+            document = request.payload.decode("utf-8")
+            new_policy = parse_policy_text(document, f"policy change {request.request_id}")
+            tx.activate_policy(
+                StoredPolicy(
+                    version=new_policy.version,
+                    document=document,
+                    activated_at=now,
+                    request_id=request.request_id,
+                )
+            )
+            # Requests waiting under the old version were judged by rules and approvers that no longer hold;
+            # they end here and are submitted again under the new policy.
+            for waiting in tx.pending_requests_before_version(new_policy.version):
+                if waiting.request_id == request.request_id:
+                    continue
+                tx.transition_request(
+                    waiting.request_id,
+                    waiting.state,
+                    RequestState.CANCELLED,
+                    now,
+                    error=f"superseded by policy version {new_policy.version}; submit it again",
+                )
+            log.info("policy version %d is active (request %s)", new_policy.version, request.request_id)
+        elif request.kind is PayloadKind.KEY_UNFREEZE:
+            try:
+                tx.set_key_state(request.key_label, KeyState.FROZEN, KeyState.ACTIVE, now)
+            except Aborted:
+                log.info("key %s was not frozen when its unfreeze was approved", request.key_label)
+            log.info("key %s unfrozen (request %s)", request.key_label, request.request_id)

@@ -1,0 +1,209 @@
+"""Use cases for the policy: which version is in force, proposing a new one, explaining a decision.
+
+The database holds the active policy. ``policy.toml`` named by the configuration only seeds an empty database;
+after that a policy changes only through a proposal that the admin quorum of the policy in force approves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from custody.domain.errors import (
+    Aborted,
+    AlreadyExists,
+    ConfigurationError,
+    InvalidInput,
+    NotFound,
+)
+from custody.domain.ids import new_request_id
+from custody.domain.policy import Policy, RuleTrace, trace_from_json
+from custody.domain.principals import Principal, Role
+from custody.domain.requests import Decision, PayloadKind, RequestState, SigningRequest
+from custody.policy_file import parse_policy_text
+from custody.store.base import Store, StoredPolicy, StoreTransaction
+
+log = logging.getLogger(__name__)
+
+# Governance requests (policy changes, unfreezes) wait this long for the admin quorum.
+GOVERNANCE_LIFETIME = timedelta(hours=24)
+MAX_POLICY_DOCUMENT_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ActivePolicy:
+    policy: Policy
+    document: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    decision: Decision
+    rules: tuple[RuleTrace, ...]
+
+
+class PolicyUseCases:
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+        self._store = store
+        self._clock = clock
+        self._parsed: dict[int, ActivePolicy] = {}
+        self._lock = threading.Lock()
+
+    # -- the policy in force ----------------------------------------------------------------------------------
+
+    def active(self, tx: StoreTransaction | None = None) -> ActivePolicy:
+        """The active policy, read from the database each time so every replica sees an activation at once;
+        parsing is cached by version."""
+        stored = (tx or self._store).active_policy()
+        if stored is None:
+            raise ConfigurationError(
+                "the database holds no policy; the daemon seeds it from policy.toml at start"
+            )
+        with self._lock:
+            cached = self._parsed.get(stored.version)
+            if cached is None:
+                cached = ActivePolicy(
+                    policy=parse_policy_text(stored.document, f"policy version {stored.version}"),
+                    document=stored.document,
+                )
+                self._parsed[stored.version] = cached
+        return cached
+
+    def seed(self, document: str, source: str) -> None:
+        """Store ``document`` as the first policy when the database has none; otherwise keep the database's.
+
+        A policy file that differs from the policy in force is reported, never applied: changing the policy
+        takes the admin quorum.
+        """
+        seeded = parse_policy_text(document, source)
+        stored = self._store.active_policy()
+        if stored is None:
+            try:
+                self._store.activate_policy(
+                    StoredPolicy(
+                        version=seeded.version, document=document, activated_at=self._clock(), request_id=None
+                    )
+                )
+                log.info("activated policy version %d from %s", seeded.version, source)
+                return
+            except (Aborted, AlreadyExists):
+                # Another replica seeded the database at the same moment; its policy is the one in force.
+                stored = self._store.active_policy()
+        if stored is not None and stored.document != document:
+            log.warning(
+                "%s differs from the active policy version %d in the database; the database's policy stays in"
+                " force (change it with `custody policy propose`)",
+                source,
+                stored.version,
+            )
+
+    def get(self, caller: Principal) -> ActivePolicy:
+        del caller  # Every authenticated principal may read the rules it is judged by.
+        return self.active()
+
+    # -- proposals --------------------------------------------------------------------------------------------
+
+    def propose(self, caller: Principal, document: str) -> SigningRequest:
+        """Record a policy change that waits for the admin quorum of the policy in force."""
+        caller.require(Role.ADMIN, "propose a policy")
+        if len(document.encode("utf-8")) > MAX_POLICY_DOCUMENT_BYTES:
+            raise InvalidInput(
+                f"a policy document is at most {MAX_POLICY_DOCUMENT_BYTES} bytes", field="document"
+            )
+        try:
+            proposed = parse_policy_text(document, "the proposed policy")
+        except ConfigurationError as exc:
+            raise InvalidInput(exc.message, field="document") from None
+        now = self._clock()
+        with self._store.transaction() as tx:
+            current = self.active(tx).policy
+            if proposed.version != current.version + 1:
+                raise InvalidInput(
+                    f"the proposed policy has version {proposed.version}; the next version is {current.version + 1}",
+                    field="document",
+                )
+            unknown = proposed.unknown_key_labels(frozenset(key.label for key in tx.list_keys()))
+            if unknown:
+                raise InvalidInput(
+                    f"the proposed policy names keys that do not exist: {', '.join(sorted(unknown))}",
+                    field="document",
+                )
+            payload = document.encode("utf-8")
+            request = governance_request(
+                kind=PayloadKind.POLICY_CHANGE,
+                payload=payload,
+                requester=caller.name,
+                key_label="",
+                key_id="",
+                decision=current.governance_decision(),
+                now=now,
+                summary={
+                    "proposed_version": str(proposed.version),
+                    "active_version": str(current.version),
+                    "document_sha256": "0x" + hashlib.sha256(payload).hexdigest(),
+                    "rules": ", ".join(rule.name for rule in proposed.rules),
+                },
+            )
+            tx.insert_request(request)
+        log.info("policy version %d proposed by %s as %s", proposed.version, caller.name, request.request_id)
+        return request
+
+    def explain(self, request: SigningRequest) -> Explanation:
+        rules = trace_from_json(request.policy_trace) if request.policy_trace else ()
+        return Explanation(decision=request.decision, rules=rules)
+
+
+def governance_request(
+    *,
+    kind: PayloadKind,
+    payload: bytes,
+    requester: str,
+    key_label: str,
+    key_id: str,
+    decision: Decision,
+    now: datetime,
+    summary: dict[str, str],
+) -> SigningRequest:
+    """A request for a change to custody itself. Its digest is the payload's SHA-256: approvers sign a statement
+    binding exactly this document or action, and the HSM never signs it."""
+    digest = hashlib.sha256(payload).digest()
+    return SigningRequest(
+        request_id=new_request_id(now.timestamp()),
+        key_label=key_label,
+        key_id=key_id,
+        requester=requester,
+        kind=kind,
+        chain_id=None,
+        payload=payload,
+        payload_hash=digest,
+        digest=digest,
+        decision=decision,
+        state=RequestState.PENDING_APPROVAL,
+        created_at=now,
+        updated_at=now,
+        summary=summary,
+        expires_at=now + GOVERNANCE_LIFETIME,
+    )
+
+
+def unfreeze_payload(key_label: str) -> bytes:
+    return json.dumps(
+        {"action": "unfreeze", "key": key_label}, sort_keys=True, separators=(",", ":")
+    ).encode()
+
+
+def stored_document_or_none(store: Store) -> str | None:
+    stored = store.active_policy()
+    return None if stored is None else stored.document
+
+
+def require_request(tx: StoreTransaction, request_id: str) -> SigningRequest:
+    request = tx.get_request(request_id)
+    if request is None:
+        raise NotFound(f"there is no request {request_id}")
+    return request

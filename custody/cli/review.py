@@ -1,0 +1,360 @@
+"""What an approver sees before signing: the request recomputed from its payload, and a decoded summary.
+
+The daemon's word is not taken for what will be signed. The digest and payload hash are recomputed here from
+the payload bytes the daemon sent, and if the daemon's copies differ the approval stops before anything is
+shown or signed. Everything printed is derived from the payload itself, except what only the daemon knows
+(key label and address, the rule, the quorum, the approvals so far), which is labelled as the daemon's.
+
+Text from a payload (messages, typed data strings, policy documents) is printed with control characters
+escaped, so a payload cannot move the cursor, clear the screen or reverse text to hide what it says.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from custody.api._gen import custody_pb2
+from custody.chains.evm import Message, ParsedPayload, Transaction, TypedData, checksum_address, parse_payload
+from custody.chains.evm.decode import DecodedCall, decode_calldata, safe_operation_name
+from custody.chains.evm.values import format_ether
+from custody.cli.errors import ServerDisagrees
+from custody.cli.output import approval_text, payload_kind_name, quorum_text, request_state_name
+from custody.domain.errors import InvalidInput
+from custody.domain.requests import Decision, PayloadKind, QuorumTerm, RequestState, SigningRequest
+
+# Calldata is printed in full up to this many bytes; beyond, its start and its size.
+MAX_RAW_CALLDATA_BYTES = 1024
+# Typed-data values longer than this are cut in the summary (the digest still covers all of them).
+MAX_VALUE_CHARS = 400
+UNKNOWN_FUNCTION_FLAG = "UNKNOWN FUNCTION -- check the calldata yourself"
+DELEGATECALL_FLAG = (
+    "!!! DELEGATECALL: the target's code runs with the Safe's own storage and funds; it can do anything to"
+    " the Safe !!!"
+)
+
+
+@dataclass(frozen=True)
+class RecomputedHashes:
+    """What the approver's CLI computed from the payload bytes, independently of the daemon."""
+
+    digest: bytes
+    payload_hash: bytes
+    chain_id: int | None
+    parsed: ParsedPayload | None  # None for governance requests, which the HSM never signs
+
+
+def payload_kind(request: custody_pb2.SigningRequest) -> PayloadKind:
+    """The domain payload kind of a proto request; InvalidInput for a kind this CLI does not know."""
+    name = payload_kind_name(request.kind)
+    try:
+        return PayloadKind[name]
+    except KeyError:
+        raise InvalidInput(
+            f"request {request.request_id} has payload kind {name}, which this version of custody cannot review",
+            field="kind",
+        ) from None
+
+
+def recompute_hashes(request: custody_pb2.SigningRequest) -> RecomputedHashes:
+    """The digest and payload hash of ``request`` computed from its payload bytes alone.
+
+    Signing kinds are parsed as the daemon parses them (``custody.chains.evm.parse_payload``); for the
+    governance kinds, which are never signed by the HSM, the digest is the SHA-256 of the payload.
+    """
+    kind = payload_kind(request)
+    payload = bytes(request.payload)
+    payload_hash = hashlib.sha256(payload).digest()
+    if kind.is_governance:
+        return RecomputedHashes(digest=payload_hash, payload_hash=payload_hash, chain_id=None, parsed=None)
+    parsed = parse_payload(kind, payload)
+    return RecomputedHashes(
+        digest=parsed.digest, payload_hash=payload_hash, chain_id=parsed.chain_id, parsed=parsed
+    )
+
+
+def check_server_hashes(request: custody_pb2.SigningRequest, recomputed: RecomputedHashes) -> None:
+    """Raise ServerDisagrees unless the daemon's digest, payload hash and chain id are the recomputed ones."""
+    checks = (
+        ("digest", "0x" + bytes(request.digest).hex(), "0x" + recomputed.digest.hex()),
+        ("payload hash", "0x" + bytes(request.payload_hash).hex(), "0x" + recomputed.payload_hash.hex()),
+        ("chain id", str(request.chain_id or None), str(recomputed.chain_id)),
+    )
+    for name, daemon_value, own_value in checks:
+        if daemon_value != own_value:
+            raise ServerDisagrees(
+                f"the daemon says request {request.request_id} has {name} {daemon_value}, but its payload gives"
+                f" {own_value}; custody signed nothing, so report this to whoever runs the daemon."
+            )
+
+
+def domain_request(request: custody_pb2.SigningRequest, recomputed: RecomputedHashes) -> SigningRequest:
+    """The domain request an approval statement is built from, with the recomputed digest and payload hash.
+
+    Only fields the daemon alone knows (ids, labels, the decision) come from the proto; everything the
+    payload determines comes from ``recomputed``.
+    """
+    state_name = request_state_name(request.state)
+    try:
+        state = RequestState(state_name)
+    except ValueError:
+        raise InvalidInput(
+            f"request {request.request_id} is in state {state_name}, which this version of custody does not know",
+            field="state",
+        ) from None
+    decision = request.decision
+    return SigningRequest(
+        request_id=request.request_id,
+        key_label=request.key_label,
+        key_id=request.key_id,
+        requester=request.requester,
+        kind=payload_kind(request),
+        chain_id=recomputed.chain_id,
+        payload=bytes(request.payload),
+        payload_hash=recomputed.payload_hash,
+        digest=recomputed.digest,
+        decision=Decision(
+            action=decision.action,
+            rule=decision.rule or None,
+            reason=decision.reason,
+            policy_version=decision.policy_version,
+            quorum=tuple(QuorumTerm(group=term.group, threshold=term.threshold) for term in decision.quorum),
+            timelock_seconds=decision.timelock_seconds,
+        ),
+        state=state,
+        created_at=_timestamp(request.created_at, "created_at", request.request_id),
+        updated_at=_timestamp(request.updated_at or request.created_at, "updated_at", request.request_id),
+        summary=dict(request.summary),
+        expires_at=_timestamp(request.expires_at, "expires_at", request.request_id)
+        if request.expires_at
+        else None,
+        not_before=_timestamp(request.not_before, "not_before", request.request_id)
+        if request.not_before
+        else None,
+    )
+
+
+def review_text(
+    request: custody_pb2.SigningRequest,
+    recomputed: RecomputedHashes,
+    *,
+    active_policy: str | None = None,
+) -> str:
+    """The summary an approver reads before deciding; ``active_policy`` (TOML) lets a policy change show a diff."""
+    kind = payload_kind(request)
+    lines = [
+        f"Request {request.request_id} ({payload_kind_name(request.kind)}, {request_state_name(request.state)})"
+    ]
+    lines.append(f"  requested by   {request.requester}")
+    if kind is PayloadKind.POLICY_CHANGE:
+        lines += _policy_change_lines(bytes(request.payload), active_policy)
+    elif kind is PayloadKind.KEY_UNFREEZE:
+        lines += _unfreeze_lines(request)
+    else:
+        lines.append(f"  key            {request.key_label} ({request.address}, according to the daemon)")
+        if isinstance(recomputed.parsed, Transaction):
+            lines += _transaction_lines(recomputed.parsed)
+        elif isinstance(recomputed.parsed, TypedData):
+            lines += _typed_data_lines(recomputed.parsed)
+        elif isinstance(recomputed.parsed, Message):
+            lines += _message_lines(recomputed.parsed)
+    what = "SHA-256 of the payload" if kind.is_governance else "the HSM will sign"
+    lines.append(f"  digest         0x{recomputed.digest.hex()} ({what}; recomputed here from the payload)")
+    lines.append(f"  payload hash   0x{recomputed.payload_hash.hex()}")
+    decision = request.decision
+    rule = decision.rule or "none"
+    lines.append(f"  rule           {rule} (policy version {decision.policy_version}): {decision.reason}")
+    lines.append(f"  quorum         {quorum_text(decision) or 'none'}")
+    if decision.timelock_seconds:
+        lines.append(f"  time-lock      {decision.timelock_seconds} s after the quorum is met")
+    lines.append(f"  progress       {request.quorum_progress or 'no approvals yet'}")
+    if request.approvals:
+        lines += [f"  so far         {approval_text(approval)}" for approval in request.approvals]
+    else:
+        lines.append("  so far         nobody has approved or rejected")
+    if request.expires_at:
+        lines.append(f"  expires        {request.expires_at}")
+    return "\n".join(lines)
+
+
+def _transaction_lines(transaction: Transaction) -> list[str]:
+    lines = [
+        f"  chain id       {transaction.chain_id}",
+        f"  type           {transaction.transaction_type}",
+        f"  to             {transaction.to}",
+        f"  value          {transaction.value} wei = {format_ether(transaction.value)} ether",
+        f"  nonce          {transaction.nonce}",
+        f"  gas limit      {transaction.gas}",
+    ]
+    if transaction.gas_price is not None:
+        lines.append(f"  gas price      {transaction.gas_price} wei")
+    if transaction.max_fee_per_gas is not None:
+        lines.append(f"  max fee        {transaction.max_fee_per_gas} wei per gas")
+    if transaction.max_priority_fee_per_gas is not None:
+        lines.append(f"  priority fee   {transaction.max_priority_fee_per_gas} wei per gas")
+    if transaction.access_list:
+        lines.append(f"  access list    {len(transaction.access_list)} entries")
+    lines.append("  calldata")
+    lines += call_lines(decode_calldata(transaction.data, transaction.to), indent=4)
+    return lines
+
+
+def call_lines(call: DecodedCall, *, indent: int) -> list[str]:
+    """A decoded call as indented lines, nested calls below their parent, flags in capitals."""
+    pad = " " * indent
+    if call.is_plain_transfer:
+        return [f"{pad}none (a plain ether transfer)"]
+    lines: list[str] = []
+    if not call.known:
+        lines.append(f"{pad}{UNKNOWN_FUNCTION_FLAG}")
+        lines.append(f"{pad}selector {call.selector or 'none'}")
+    else:
+        lines.append(f"{pad}{call.function} (selector {call.selector})")
+        lines += [f"{pad}  {argument.name} = {_shorten(argument.value)}" for argument in call.arguments]
+        if call.name in ("approve", "increaseAllowance") and any(
+            argument.value == str(2**256 - 1) for argument in call.arguments
+        ):
+            lines.append(f"{pad}  !!! UNLIMITED allowance: the spender may take every token of this kind !!!")
+        if call.name == "setApprovalForAll" and any(argument.value == "true" for argument in call.arguments):
+            lines.append(f"{pad}  !!! the operator may move EVERY token of this collection !!!")
+    if call.problem:
+        lines.append(f"{pad}UNDECODABLE: {call.problem}")
+    if not call.known or call.problem:
+        lines.append(f"{pad}raw {_raw_calldata(call.data)}")
+    for number, inner in enumerate(call.calls, start=1):
+        lines.append(
+            f"{pad}call {number}: {inner.operation} to {inner.call.to}, value {_wei_and_ether(inner.value)}"
+        )
+        if inner.operation != "CALL":
+            lines.append(
+                f"{pad}  {DELEGATECALL_FLAG if inner.operation == 'DELEGATECALL' else 'UNKNOWN OPERATION'}"
+            )
+        lines += call_lines(inner.call, indent=indent + 2)
+    return lines
+
+
+def _typed_data_lines(typed_data: TypedData) -> list[str]:
+    lines = ["  domain"]
+    lines += [f"    {name} = {_value_text(value)}" for name, value in typed_data.domain.items()]
+    lines.append(f"  {typed_data.primary_type}")
+    lines += [f"    {name} = {_value_text(value)}" for name, value in typed_data.message.items()]
+    if typed_data.primary_type == "SafeTx":
+        lines += _safe_transaction_lines(typed_data.message)
+    return lines
+
+
+def _safe_transaction_lines(message: Mapping[str, Any]) -> list[str]:
+    # The parser already checked these fields when the daemon accepted the request and again here; the
+    # types are checked once more only because the message is a plain JSON mapping.
+    operation = _integer(message.get("operation", 0))
+    to = message.get("to")
+    data_text = message.get("data", "0x")
+    lines = [f"  Safe operation {safe_operation_name(operation)}"]
+    if operation != 0:
+        lines.append(f"    {DELEGATECALL_FLAG if operation == 1 else 'UNKNOWN OPERATION'}")
+    if isinstance(data_text, str) and data_text.startswith("0x") and isinstance(to, str):
+        to = checksum_address(to, "message.to")
+        lines.append(f"  Safe call to {to}, value {_wei_and_ether(_integer(message.get('value', 0)))}")
+        lines += call_lines(decode_calldata(bytes.fromhex(data_text[2:]), to), indent=4)
+    return lines
+
+
+def _message_lines(message: Message) -> list[str]:
+    try:
+        text = message.canonical.decode("utf-8")
+    except UnicodeDecodeError:
+        return [
+            f"  message        {len(message.canonical)} bytes, not UTF-8: {_raw_calldata(message.canonical)}"
+        ]
+    return [f"  message        {len(message.canonical)} bytes of text:"] + [
+        f"    | {_printable(line)}" for line in text.split("\n")
+    ]
+
+
+def _policy_change_lines(payload: bytes, active_policy: str | None) -> list[str]:
+    try:
+        proposed = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return [f"  proposed policy is not UTF-8 text ({len(payload)} bytes); do not approve it"]
+    lines = ["  proposed policy document:"]
+    lines += [f"    | {_printable(line)}" for line in proposed.split("\n")]
+    if active_policy is None:
+        lines.append("  (the active policy could not be fetched, so no comparison is shown)")
+        return lines
+    diff = list(
+        difflib.unified_diff(
+            active_policy.splitlines(), proposed.splitlines(), "active policy", "proposed policy", lineterm=""
+        )
+    )
+    lines.append("  changes against the active policy:" if diff else "  no changes against the active policy")
+    lines += [f"    {_printable(line)}" for line in diff]
+    return lines
+
+
+def _unfreeze_lines(request: custody_pb2.SigningRequest) -> list[str]:
+    try:
+        document = json.loads(bytes(request.payload).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        document = None
+    key = document.get("key") if isinstance(document, dict) else None
+    if not isinstance(key, str):
+        return [
+            f"  payload        {_printable(bytes(request.payload).decode('utf-8', 'replace'))} (not understood)"
+        ]
+    lines = [f"  unfreeze key   {_printable(key)}: once approved it signs again"]
+    if request.address:
+        lines.append(f"  its address    {request.address} (according to the daemon)")
+    return lines
+
+
+def _raw_calldata(data: bytes) -> str:
+    if len(data) <= MAX_RAW_CALLDATA_BYTES:
+        return "0x" + data.hex()
+    return f"0x{data[:MAX_RAW_CALLDATA_BYTES].hex()}... ({len(data)} bytes in all)"
+
+
+def _wei_and_ether(wei: int) -> str:
+    return f"{wei} wei = {format_ether(wei)} ether"
+
+
+def _integer(value: object) -> int:
+    if isinstance(value, bool):
+        raise InvalidInput("must be an integer, not a boolean", field="message")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return int(value, 16) if value.startswith("0x") else int(value)
+    raise InvalidInput("must be an integer", field="message")
+
+
+def _value_text(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return _shorten(_printable(text))
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= MAX_VALUE_CHARS else f"{text[:MAX_VALUE_CHARS]}... ({len(text)} characters)"
+
+
+def _printable(text: str) -> str:
+    """``text`` with every non-printable character (controls, bidi overrides) written as an escape."""
+    return "".join(character if character.isprintable() else _escape(character) for character in text)
+
+
+def _escape(character: str) -> str:
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _timestamp(value: str, field: str, request_id: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"the daemon sent request {request_id} with an unreadable {field} {value[:40]!r}", field=field
+        ) from None
