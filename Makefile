@@ -50,6 +50,7 @@ proto: venv
 
 bench: venv
 	$(PYTHON) bench/signing_rate.py
+	$(PYTHON) bench/approval_latency.py
 
 clean-dev:
 	rm -rf $(DEV_DIR)
