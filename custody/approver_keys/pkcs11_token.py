@@ -36,7 +36,7 @@ from custody.domain.errors import (
     InvalidInput,
     PermissionDenied,
 )
-from custody.hsm.pkcs11 import lock_for_library
+from custody.hsm.pkcs11 import SIGNING_PRIVATE_KEY_TEMPLATE, SIGNING_PUBLIC_KEY_TEMPLATE, lock_for_library
 
 # CKA_EC_PARAMS of an Ed25519 key, in the two forms PKCS#11 3.0 allows: the DER of the curve OID 1.3.101.112
 # and the DER PrintableString "edwards25519". SoftHSM2 2.6 accepts the OID and reports the printable name.
@@ -144,24 +144,8 @@ def generate_token_key(module_path: str, token_label: str, key_label: str, pin: 
                 label=key_label,
                 store=True,
                 mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
-                public_template={
-                    Attribute.TOKEN: True,
-                    Attribute.PRIVATE: False,
-                    Attribute.VERIFY: True,
-                    Attribute.ENCRYPT: False,
-                    Attribute.WRAP: False,
-                    Attribute.DERIVE: False,
-                },
-                private_template={
-                    Attribute.TOKEN: True,
-                    Attribute.PRIVATE: True,
-                    Attribute.SENSITIVE: True,
-                    Attribute.EXTRACTABLE: False,
-                    Attribute.SIGN: True,
-                    Attribute.DECRYPT: False,
-                    Attribute.UNWRAP: False,
-                    Attribute.DERIVE: False,
-                },
+                public_template=SIGNING_PUBLIC_KEY_TEMPLATE,
+                private_template=SIGNING_PRIVATE_KEY_TEMPLATE,
             )
             # A token may silently ignore template attributes it does not support; checking costs little.
             _check_private_key(private_key, key_label)

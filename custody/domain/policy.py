@@ -823,24 +823,25 @@ def _parse_rule(raw_rule: Any, index: int, source: str, group_members: Mapping[s
     if "velocity" in raw_rule:
         velocity = _parse_velocity(raw_rule["velocity"], fail)
 
+    matching: dict[str, Any] = {
+        "name": name,
+        "keys": keys,
+        "action": action,
+        "chain_ids": chain_ids,
+        "kinds": kinds,
+        "transaction_types": transaction_types,
+        "destinations": destinations,
+        "contracts": contracts,
+        "max_value_wei": max_value_wei,
+        "velocity": velocity,
+    }
     if action is not RuleAction.APPROVE:
         for field in _APPROVE_ONLY_RULE_KEYS:
             if field in raw_rule:
                 raise fail(
                     field, f'belongs to approve rules only, but this rule\'s action is "{action.value}"'
                 )
-        return Rule(
-            name=name,
-            keys=keys,
-            action=action,
-            chain_ids=chain_ids,
-            kinds=kinds,
-            transaction_types=transaction_types,
-            destinations=destinations,
-            contracts=contracts,
-            max_value_wei=max_value_wei,
-            velocity=velocity,
-        )
+        return Rule(**matching)
 
     if "quorum" not in raw_rule:
         raise fail(
@@ -870,16 +871,7 @@ def _parse_rule(raw_rule: Any, index: int, source: str, group_members: Mapping[s
             " before it expires",
         )
     return Rule(
-        name=name,
-        keys=keys,
-        action=action,
-        chain_ids=chain_ids,
-        kinds=kinds,
-        transaction_types=transaction_types,
-        destinations=destinations,
-        contracts=contracts,
-        max_value_wei=max_value_wei,
-        velocity=velocity,
+        **matching,
         quorum=quorum,
         lifetime_seconds=int(lifetime),
         timelock_seconds=int(timelock),

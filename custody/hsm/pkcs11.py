@@ -92,6 +92,28 @@ _library_locks: dict[str, threading.Lock] = {}
 _library_locks_guard = threading.Lock()
 
 
+# Templates for every key pair custody generates in a token: the private half is a token object that can sign
+# and do nothing else, sensitive and never extractable, so it cannot leave the HSM; the public half only verifies.
+SIGNING_PUBLIC_KEY_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: False,
+    Attribute.VERIFY: True,
+    Attribute.ENCRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.DERIVE: False,
+}
+SIGNING_PRIVATE_KEY_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.SIGN: True,
+    Attribute.DECRYPT: False,
+    Attribute.UNWRAP: False,
+    Attribute.DERIVE: False,
+}
+
+
 def lock_for_library(module_path: str) -> threading.Lock:
     with _library_locks_guard:
         return _library_locks.setdefault(str(Path(module_path).resolve()), threading.Lock())
@@ -161,24 +183,8 @@ class Pkcs11Hsm:
                 label=label,
                 store=True,
                 mechanism=Mechanism.EC_KEY_PAIR_GEN,
-                public_template={
-                    Attribute.TOKEN: True,
-                    Attribute.PRIVATE: False,
-                    Attribute.VERIFY: True,
-                    Attribute.ENCRYPT: False,
-                    Attribute.WRAP: False,
-                    Attribute.DERIVE: False,
-                },
-                private_template={
-                    Attribute.TOKEN: True,
-                    Attribute.PRIVATE: True,
-                    Attribute.SENSITIVE: True,
-                    Attribute.EXTRACTABLE: False,
-                    Attribute.SIGN: True,
-                    Attribute.DECRYPT: False,
-                    Attribute.UNWRAP: False,
-                    Attribute.DERIVE: False,
-                },
+                public_template=SIGNING_PUBLIC_KEY_TEMPLATE,
+                private_template=SIGNING_PRIVATE_KEY_TEMPLATE,
             )
             # The token is trusted to honour the template, but checking costs little and catches a token
             # that silently ignores attributes it does not support.
