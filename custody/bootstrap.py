@@ -43,8 +43,11 @@ def build_custody(config: ServerConfig) -> Custody:
     except BaseException:
         hsm.close()
         raise
-    custody = Custody(store=store, hsm=hsm, clock=daemon_clock())
+    custody = Custody(
+        store=store, hsm=hsm, clock=daemon_clock(), checkpoint_every=config.limits.audit_checkpoint_every
+    )
     try:
+        custody.audit.open()
         custody.policy.seed(policy_document, str(config.policy_file))
         custody.keys.verify_keys_in_hsm()
     except BaseException:

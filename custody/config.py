@@ -48,6 +48,8 @@ class Limits:
     shutdown_grace_seconds: float = 10.0
     # How often the background worker expires overdue requests and signs time-locked ones that came due.
     worker_interval_seconds: float = 1.0
+    # The worker signs a checkpoint over the audit log's head once this many events followed the last one.
+    audit_checkpoint_every: int = 1000
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,7 @@ def load_server_config(path: Path) -> ServerConfig:
             "max_concurrent_rpcs",
             "shutdown_grace_seconds",
             "worker_interval_seconds",
+            "audit_checkpoint_every",
         },
         required=False,
     )
@@ -226,6 +229,9 @@ def load_server_config(path: Path) -> ServerConfig:
                 defaults.worker_interval_seconds,
                 integer=False,
             )
+        ),
+        audit_checkpoint_every=reader.positive(
+            limits_table, "limits.audit_checkpoint_every", defaults.audit_checkpoint_every
         ),
     )
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 from custody.api._gen import custody_pb2 as pb
+from custody.audit.events import AuditEvent, format_time
 from custody.domain.errors import InvalidInput
 from custody.domain.keys import Key, KeyState
 from custody.domain.quorum import QuorumProgress
@@ -111,6 +113,7 @@ def request_to_pb(
         not_before=timestamp(request.not_before) if request.not_before else "",
         approvals=[approval_to_pb(approval) for approval in approvals],
         quorum_progress=progress.describe() if progress is not None else "",
+        replaces=request.replaces or "",
     )
     if request.result is not None:
         message.signature = request.result.signature
@@ -119,3 +122,30 @@ def request_to_pb(
         if request.result.tx_hash is not None:
             message.tx_hash = request.result.tx_hash
     return message
+
+
+def audit_event_to_pb(event: AuditEvent) -> pb.AuditEvent:
+    """Times and details exactly as they were hashed, so a client can recompute every hash."""
+    return pb.AuditEvent(
+        sequence=event.sequence,
+        time=format_time(event.time),
+        actor=event.actor,
+        kind=event.kind,
+        request_id=event.request_id or "",
+        details_json=json.dumps(
+            dict(event.details), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+        ),
+        previous_hash=event.previous_hash,
+        hash=event.hash,
+    )
+
+
+def parse_timestamp(value: str, field: str) -> datetime | None:
+    """An RFC 3339 time from a request (empty means unset); naive times are taken as UTC."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"not an RFC 3339 time: {value!r}", field=field) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -16,6 +16,7 @@ from custody.api._gen import custody_pb2_grpc as pb_grpc
 from custody.api.auth import CertificateAuthenticator
 from custody.api.errors import status_for
 from custody.app.custody import Custody
+from custody.domain.errors import PermissionDenied, Unauthenticated
 from custody.domain.principals import Principal
 from custody.domain.requests import SigningRequest
 
@@ -31,10 +32,12 @@ def unary(
 
     @functools.wraps(method)
     def handler(self: _Servicer, request: Any, context: grpc.ServicerContext) -> Response:
+        caller: Principal | None = None
         try:
             caller = self.authenticator.authenticate(context)
             return method(self, request, context, caller)
         except Exception as exc:
+            self.audit_refusal(exc, caller, context, method.__name__)
             code, message = status_for(exc)
             context.abort(code, message)
 
@@ -46,10 +49,12 @@ def server_stream(
 ) -> Callable[[Any, Any, grpc.ServicerContext], Iterator[Response]]:
     @functools.wraps(method)
     def handler(self: _Servicer, request: Any, context: grpc.ServicerContext) -> Iterator[Response]:
+        caller: Principal | None = None
         try:
             caller = self.authenticator.authenticate(context)
             yield from method(self, request, context, caller)
         except Exception as exc:
+            self.audit_refusal(exc, caller, context, method.__name__)
             code, message = status_for(exc)
             context.abort(code, message)
 
@@ -61,6 +66,17 @@ class _Servicer:
         self.custody = custody
         self.authenticator = authenticator
         self._addresses: dict[str, str] = {}
+
+    def audit_refusal(
+        self, error: Exception, caller: Principal | None, context: grpc.ServicerContext, method: str
+    ) -> None:
+        """Authentication failures and permission denials go to the audit log (other refusals are the use
+        cases' to record, and mark themselves as recorded)."""
+        if not isinstance(error, (Unauthenticated, PermissionDenied)) or error.audited:
+            return
+        kind = "auth.refused" if isinstance(error, Unauthenticated) else "permission.denied"
+        actor = caller.name if caller is not None else "unauthenticated"
+        self.custody.audit.record_refusal(actor, kind, error, method=method, peer=context.peer())
 
     def request_to_pb(self, request: SigningRequest, *, detailed: bool = True) -> pb.SigningRequest:
         """The request as a message; ``detailed`` adds the verdicts and quorum progress (one more query)."""
@@ -113,7 +129,11 @@ class SigningServicer(_Servicer, pb_grpc.SigningServiceServicer):
         self, request: pb.SubmitRequestRequest, context: grpc.ServicerContext, caller: Principal
     ) -> Any:
         submitted = self.custody.signing.submit(
-            caller, request.key_label, convert.kind_from_pb(request.kind), request.payload
+            caller,
+            request.key_label,
+            convert.kind_from_pb(request.kind),
+            request.payload,
+            replaces=request.replaces_request_id or None,
         )
         return pb.SubmitRequestResponse(request=self.request_to_pb(submitted))
 
@@ -208,7 +228,35 @@ class PolicyServicer(_Servicer, pb_grpc.PolicyServiceServicer):
 
 
 class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
-    """The audit log arrives with its own issue; until then UNIMPLEMENTED."""
+    @unary
+    def ListEvents(
+        self, request: pb.ListEventsRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Any:
+        events = self.custody.audit.list_events(
+            caller,
+            request_id=request.request_id or None,
+            actor=request.actor or None,
+            kind=request.kind or None,
+            since=convert.parse_timestamp(request.since, "since"),
+            until=convert.parse_timestamp(request.until, "until"),
+            after_sequence=request.after_sequence,
+            limit=request.limit or 1000,
+        )
+        return pb.ListEventsResponse(events=[convert.audit_event_to_pb(event) for event in events])
+
+    @unary
+    def VerifyChain(
+        self, request: pb.VerifyChainRequest, context: grpc.ServicerContext, caller: Principal
+    ) -> Any:
+        result = self.custody.audit.verify_chain(caller)
+        return pb.VerifyChainResponse(
+            ok=result.ok,
+            events_checked=result.events_checked,
+            first_bad_sequence=result.first_bad_sequence or 0,
+            problem=result.problem,
+            checkpoints_checked=result.checkpoints_checked,
+            audit_public_key=self.custody.audit.public_key,
+        )
 
 
 def add_servicers(

@@ -8,11 +8,13 @@ Two approvals racing to the threshold therefore cannot both complete it, and onl
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from custody.app.audit import DAEMON_ACTOR, AuditUseCases
 from custody.app.integrity import recompute
 from custody.app.policy import PolicyUseCases, require_request
 from custody.app.signing import ChangeNotifier, SigningUseCases
@@ -42,12 +44,15 @@ class ApprovalUseCases:
     def __init__(
         self,
         store: Store,
+        *,
         policies: PolicyUseCases,
         signing: SigningUseCases,
+        audit: AuditUseCases,
         clock: Callable[[], datetime],
         notifier: ChangeNotifier,
     ) -> None:
         self._store = store
+        self._audit = audit
         self._policies = policies
         self._signing = signing
         self._clock = clock
@@ -82,6 +87,33 @@ class ApprovalUseCases:
         )
 
     def _verdict(
+        self,
+        caller: Principal,
+        request_id: str,
+        *,
+        statement_bytes: bytes,
+        signature: bytes,
+        verdict: Verdict,
+        reason: str,
+    ) -> SigningRequest:
+        try:
+            return self._take_verdict(
+                caller,
+                request_id,
+                statement_bytes=statement_bytes,
+                signature=signature,
+                verdict=verdict,
+                reason=reason,
+            )
+        except CustodyError as error:
+            # A refused verdict changes no request, so it is recorded on its own, with why it was refused.
+            self._audit.record_refusal(
+                caller.name, "approval.refused", error, request_id=request_id, verdict=verdict.value
+            )
+            error.audited = True
+            raise
+
+    def _take_verdict(
         self,
         caller: Principal,
         request_id: str,
@@ -156,6 +188,7 @@ class ApprovalUseCases:
             tx.transition_request(
                 request.request_id, request.state, RequestState.EXPIRED, now, error="the request expired"
             )
+            self._audit.record(tx, DAEMON_ACTOR, "request.expired", request.request_id)
             return None, FailedPrecondition(
                 f"request {request.request_id} expired at {request.expires_at.isoformat()}"
             )
@@ -168,6 +201,9 @@ class ApprovalUseCases:
                     RequestState.FAILED,
                     now,
                     error="the stored request no longer matches its payload; its approvals do not count",
+                )
+                self._audit.record(
+                    tx, DAEMON_ACTOR, "request.failed", request.request_id, reason="the stored row was edited"
                 )
             return None, FailedPrecondition(
                 f"request {request.request_id} no longer matches its payload; it will not be approved or signed"
@@ -195,6 +231,15 @@ class ApprovalUseCases:
             request, tx.list_approvals(request.request_id), approval, policy.group_members()
         )
         tx.insert_approval(approval)
+        self._audit.record(
+            tx,
+            caller.name,
+            "approval.counted",
+            request.request_id,
+            verdict=approval.verdict.value,
+            statement_sha256="0x" + hashlib.sha256(statement_bytes).hexdigest(),
+            outcome=outcome.value,
+        )
         if outcome is TallyOutcome.COUNTED:
             return _Counted(request=tx.get_request(request.request_id) or request, sign_now=False), None
         if outcome is TallyOutcome.REJECTED:
@@ -205,11 +250,15 @@ class ApprovalUseCases:
                 now,
                 error=f"rejected by {caller.name}: {reason}",
             )
+            self._audit.record(tx, caller.name, "request.rejected", request.request_id, reason=reason)
             return _Counted(request=rejected, sign_now=False), None
         if request.kind.is_governance:
             self._carry_out(tx, request, now)
             approved = tx.transition_request(
                 request.request_id, RequestState.PENDING_APPROVAL, RequestState.APPROVED, now
+            )
+            self._audit.record(
+                tx, DAEMON_ACTOR, "request.approved", request.request_id, payload_kind=request.kind.value
             )
             return _Counted(request=approved, sign_now=False), None
         timelock = request.decision.timelock_seconds
@@ -219,6 +268,13 @@ class ApprovalUseCases:
             RequestState.APPROVED,
             now,
             not_before=now + timedelta(seconds=timelock) if timelock else None,
+        )
+        self._audit.record(
+            tx,
+            DAEMON_ACTOR,
+            "request.approved",
+            request.request_id,
+            not_before=approved.not_before.isoformat() if approved.not_before else None,
         )
         sign_now = not timelock and self._signing.claim(tx, request.request_id, now)
         return _Counted(request=approved, sign_now=sign_now), None
@@ -238,20 +294,25 @@ class ApprovalUseCases:
             )
             # Requests waiting under the old version were judged by rules and approvers that no longer hold;
             # they end here and are submitted again under the new policy.
+            self._audit.record(
+                tx, DAEMON_ACTOR, "policy.activated", request.request_id, version=new_policy.version
+            )
             for waiting in tx.pending_requests_before_version(new_policy.version):
                 if waiting.request_id == request.request_id:
                     continue
+                reason = f"superseded by policy version {new_policy.version}; submit it again"
                 tx.transition_request(
-                    waiting.request_id,
-                    waiting.state,
-                    RequestState.CANCELLED,
-                    now,
-                    error=f"superseded by policy version {new_policy.version}; submit it again",
+                    waiting.request_id, waiting.state, RequestState.CANCELLED, now, error=reason
                 )
+                self._audit.record(tx, DAEMON_ACTOR, "request.cancelled", waiting.request_id, reason=reason)
             log.info("policy version %d is active (request %s)", new_policy.version, request.request_id)
         elif request.kind is PayloadKind.KEY_UNFREEZE:
             try:
                 tx.set_key_state(request.key_label, KeyState.FROZEN, KeyState.ACTIVE, now)
             except Aborted:
                 log.info("key %s was not frozen when its unfreeze was approved", request.key_label)
+            else:
+                self._audit.record(
+                    tx, DAEMON_ACTOR, "key.unfrozen", request.request_id, key=request.key_label
+                )
             log.info("key %s unfrozen (request %s)", request.key_label, request.request_id)

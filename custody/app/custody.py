@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from custody.app.approvals import ApprovalUseCases
+from custody.app.audit import AuditUseCases
 from custody.app.keys import KeyUseCases
 from custody.app.policy import PolicyUseCases
 from custody.app.signing import ChangeNotifier, SigningUseCases
@@ -35,14 +36,30 @@ class Health:
 
 
 class Custody:
-    def __init__(self, store: Store, hsm: Hsm, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hsm: Hsm,
+        clock: Callable[[], datetime] = utc_now,
+        checkpoint_every: int = 1000,
+    ) -> None:
         self._store = store
         self._hsm = hsm
         notifier = ChangeNotifier()
-        self.policy = PolicyUseCases(store, clock)
-        self.keys = KeyUseCases(store, hsm, self.policy, clock)
-        self.signing = SigningUseCases(store, hsm, self.policy, clock, notifier)
-        self.approvals = ApprovalUseCases(store, self.policy, self.signing, clock, notifier)
+        self.audit = AuditUseCases(store, hsm, clock, checkpoint_every)
+        self.policy = PolicyUseCases(store, self.audit, clock)
+        self.keys = KeyUseCases(store, hsm, self.policy, self.audit, clock)
+        self.signing = SigningUseCases(
+            store, hsm=hsm, policies=self.policy, audit=self.audit, clock=clock, notifier=notifier
+        )
+        self.approvals = ApprovalUseCases(
+            store,
+            policies=self.policy,
+            signing=self.signing,
+            audit=self.audit,
+            clock=clock,
+            notifier=notifier,
+        )
         self._worker: BackgroundWorker | None = None
 
     def health(self) -> Health:
@@ -56,12 +73,17 @@ class Custody:
         return Health(hsm_ok=hsm_health.ok, store_ok=store_ok, detail=detail)
 
     def start_background_work(self, interval_seconds: float) -> None:
-        self._worker = BackgroundWorker(self.signing, interval_seconds)
+        self._worker = BackgroundWorker(self.signing, self.audit, interval_seconds)
         self._worker.start()
 
     def close(self) -> None:
+        """Stop the worker, sign a last checkpoint over the log's head, and release the HSM and the store."""
         if self._worker is not None:
             self._worker.stop()
+        try:
+            self.audit.checkpoint()
+        except CustodyError as exc:
+            log.error("could not write the shutdown checkpoint: %s", exc.message)
         self._hsm.close()
         self._store.close()
 
@@ -73,8 +95,9 @@ class BackgroundWorker:
     workers exactly one acts on each request. After a restart the worker finds whatever came due meanwhile.
     """
 
-    def __init__(self, signing: SigningUseCases, interval_seconds: float) -> None:
+    def __init__(self, signing: SigningUseCases, audit: AuditUseCases, interval_seconds: float) -> None:
         self._signing = signing
+        self._audit = audit
         self._interval = interval_seconds
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="background-worker", daemon=True)
@@ -89,6 +112,7 @@ class BackgroundWorker:
     def run_once(self) -> None:
         self._signing.expire_overdue()
         self._signing.sign_due()
+        self._audit.checkpoint_if_due()
 
     def _run(self) -> None:
         while not self._stopped.wait(self._interval):

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from custody.app.audit import AuditUseCases
 from custody.app.policy import PolicyUseCases, governance_request, unfreeze_payload
 from custody.chains.evm.address import address_from_public_point
 from custody.domain.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound, PermissionDenied
@@ -22,11 +23,17 @@ log = logging.getLogger(__name__)
 
 class KeyUseCases:
     def __init__(
-        self, store: Store, hsm: Hsm, policies: PolicyUseCases, clock: Callable[[], datetime]
+        self,
+        store: Store,
+        hsm: Hsm,
+        policies: PolicyUseCases,
+        audit: AuditUseCases,
+        clock: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._hsm = hsm
         self._policies = policies
+        self._audit = audit
         self._clock = clock
 
     def create_key(self, caller: Principal, label: str) -> Key:
@@ -47,7 +54,11 @@ class KeyUseCases:
             state=KeyState.ACTIVE,
             created_at=self._clock(),
         )
-        self._store.insert_key(key)
+        with self._store.transaction() as tx:
+            tx.insert_key(key)
+            self._audit.record(
+                tx, caller.name, "key.created", key=label, key_id=key.key_id, address=key.address
+            )
         log.info("created key %s (%s) for %s", label, key.address, caller.name)
         return key
 
@@ -86,6 +97,7 @@ class KeyUseCases:
             if key.state is KeyState.FROZEN:
                 return key
             frozen = tx.set_key_state(label, KeyState.ACTIVE, KeyState.FROZEN, self._clock())
+            self._audit.record(tx, caller.name, "key.frozen", key=label, reason=reason)
         log.warning("key %s frozen by %s: %s", label, caller.name, reason or "no reason given")
         return frozen
 
@@ -116,6 +128,14 @@ class KeyUseCases:
                 summary={"action": "unfreeze", "key": label, "address": key.address, "reason": reason},
             )
             tx.insert_request(request)
+            self._audit.record(
+                tx,
+                caller.name,
+                "request.submitted",
+                request.request_id,
+                payload_kind=request.kind.value,
+                key=label,
+            )
         log.info("unfreeze of key %s requested by %s as %s", label, caller.name, request.request_id)
         return key, request
 

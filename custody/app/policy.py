@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from custody.app.audit import DAEMON_ACTOR, AuditUseCases
 from custody.domain.errors import (
     Aborted,
     AlreadyExists,
@@ -48,8 +49,9 @@ class Explanation:
 
 
 class PolicyUseCases:
-    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(self, store: Store, audit: AuditUseCases, clock: Callable[[], datetime]) -> None:
         self._store = store
+        self._audit = audit
         self._clock = clock
         self._parsed: dict[int, ActivePolicy] = {}
         self._lock = threading.Lock()
@@ -84,11 +86,18 @@ class PolicyUseCases:
         stored = self._store.active_policy()
         if stored is None:
             try:
-                self._store.activate_policy(
-                    StoredPolicy(
-                        version=seeded.version, document=document, activated_at=self._clock(), request_id=None
+                with self._store.transaction() as tx:
+                    tx.activate_policy(
+                        StoredPolicy(
+                            version=seeded.version,
+                            document=document,
+                            activated_at=self._clock(),
+                            request_id=None,
+                        )
                     )
-                )
+                    self._audit.record(
+                        tx, DAEMON_ACTOR, "policy.activated", version=seeded.version, source="bootstrap file"
+                    )
                 log.info("activated policy version %d from %s", seeded.version, source)
                 return
             except (Aborted, AlreadyExists):
@@ -150,6 +159,14 @@ class PolicyUseCases:
                 },
             )
             tx.insert_request(request)
+            self._audit.record(
+                tx,
+                caller.name,
+                "policy.proposed",
+                request.request_id,
+                proposed_version=proposed.version,
+                document_sha256=request.summary["document_sha256"],
+            )
         log.info("policy version %d proposed by %s as %s", proposed.version, caller.name, request.request_id)
         return request
 
@@ -195,11 +212,6 @@ def unfreeze_payload(key_label: str) -> bytes:
     return json.dumps(
         {"action": "unfreeze", "key": key_label}, sort_keys=True, separators=(",", ":")
     ).encode()
-
-
-def stored_document_or_none(store: Store) -> str | None:
-    stored = store.active_policy()
-    return None if stored is None else stored.document
 
 
 def require_request(tx: StoreTransaction, request_id: str) -> SigningRequest:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from custody.app.audit import DAEMON_ACTOR, AuditUseCases
 from custody.app.integrity import Recomputed, recompute, verified_approvers
 from custody.app.policy import PolicyUseCases
 from custody.chains.evm import MAX_PAYLOAD_BYTES, parse_payload
@@ -26,6 +27,7 @@ from custody.domain import policy as policy_rules
 from custody.domain.errors import (
     Aborted,
     CustodyError,
+    FailedPrecondition,
     HsmUnavailable,
     InvalidInput,
     KeyFrozen,
@@ -40,7 +42,7 @@ from custody.domain.principals import Principal, Role
 from custody.domain.quorum import QuorumProgress, quorum_progress
 from custody.domain.requests import SIGNING_KINDS, Approval, PayloadKind, RequestState, SigningRequest
 from custody.hsm.base import Hsm
-from custody.store.base import Store, StoreTransaction
+from custody.store.base import NonceUse, Store, StoreTransaction
 
 log = logging.getLogger(__name__)
 
@@ -98,27 +100,38 @@ class SigningUseCases:
     def __init__(
         self,
         store: Store,
+        *,
         hsm: Hsm,
         policies: PolicyUseCases,
+        audit: AuditUseCases,
         clock: Callable[[], datetime],
         notifier: ChangeNotifier,
     ) -> None:
         self._store = store
         self._hsm = hsm
         self._policies = policies
+        self._audit = audit
         self._clock = clock
         self._notifier = notifier
         self._claimant = claimant_name()
 
     # -- submit -----------------------------------------------------------------------------------------------
 
-    def submit(self, caller: Principal, key_label: str, kind: PayloadKind, payload: bytes) -> SigningRequest:
+    def submit(
+        self,
+        caller: Principal,
+        key_label: str,
+        kind: PayloadKind,
+        payload: bytes,
+        *,
+        replaces: str | None = None,
+    ) -> SigningRequest:
         """Parse the payload, decide by policy, record the request, and sign at once when policy allows.
 
         The daemon computes the digest itself from the parsed payload. A denied request is recorded in state
         DENIED with the reason and returned, not raised: the record is the answer. Policy is evaluated inside
         the transaction that records the request, so velocity limits count every request exactly once even
-        when many arrive together.
+        when many arrive together. The nonce the payload uses is checked and held in that same transaction.
         """
         validate_key_label(key_label)
         caller.require_key_grant(key_label)
@@ -128,7 +141,14 @@ class SigningUseCases:
             raise InvalidInput(
                 f"the payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}", field="payload"
             )
+        if replaces is not None:
+            validate_request_id(replaces)
         parsed = parse_payload(kind, payload)
+        payload_hash = hashlib.sha256(parsed.canonical).digest()
+        if replaces is not None and parsed.nonce_slot is None:
+            raise InvalidInput(
+                "only transactions, which use a nonce, can replace a request", field="replaces"
+            )
         now = self._clock()
         facts = policy_rules.RequestFacts(
             key_label=key_label,
@@ -138,6 +158,7 @@ class SigningUseCases:
             to=parsed.to,
             value=parsed.value,
             selector=parsed.selector,
+            replacement=replaces is not None,
         )
         with self._store.transaction() as tx:
             key = tx.get_key(key_label)
@@ -145,6 +166,15 @@ class SigningUseCases:
                 raise NotFound(f"there is no key labelled {key_label!r}")
             if key.state is KeyState.FROZEN:
                 raise KeyFrozen(f"key {key_label!r} is frozen and signs nothing until it is unfrozen")
+            nonce_use = None
+            if parsed.nonce_slot is not None and parsed.chain_id is not None:
+                scope, nonce = parsed.nonce_slot
+                nonce_use = NonceUse(key.key_id, parsed.chain_id, scope, nonce, "", payload_hash, now)
+                earlier = self._nonce_check(tx, nonce_use, key_label, replaces)
+                if earlier is not None:
+                    # The same payload again: the answer is the request that already holds the nonce, with
+                    # its stored signature when it has one. Nothing new is recorded or signed.
+                    return earlier
             active = self._policies.active(tx).policy
             evaluation = active.evaluate(facts, velocity_lookup(tx, now))
             decision = evaluation.decision
@@ -161,7 +191,7 @@ class SigningUseCases:
                 kind=parsed.kind,
                 chain_id=parsed.chain_id,
                 payload=parsed.canonical,
-                payload_hash=hashlib.sha256(parsed.canonical).digest(),
+                payload_hash=payload_hash,
                 digest=parsed.digest,
                 decision=decision,
                 state=state,
@@ -171,10 +201,35 @@ class SigningUseCases:
                 expires_at=now + timedelta(seconds=lifetime) if lifetime else None,
                 policy_trace=policy_rules.trace_to_json(evaluation.trace),
                 value=parsed.value,
+                replaces=replaces,
             )
             tx.insert_request(request)
+            self._audit.record(
+                tx,
+                caller.name,
+                "request.submitted",
+                request.request_id,
+                key=key_label,
+                payload_kind=request.kind.value,
+                chain_id=request.chain_id,
+                digest="0x" + request.digest.hex(),
+                payload_sha256="0x" + payload_hash.hex(),
+                decision=decision.action,
+                rule=decision.rule,
+                policy_version=decision.policy_version,
+                replaces=replaces,
+            )
+            if state is RequestState.DENIED:
+                self._audit.record(
+                    tx, DAEMON_ACTOR, "request.denied", request.request_id, reason=decision.reason
+                )
+            elif nonce_use is not None:
+                self._hold_nonce(tx, nonce_use, request, replaces, now)
             if evaluation.freeze_key:
                 tx.set_key_state(key_label, KeyState.ACTIVE, KeyState.FROZEN, now)
+                self._audit.record(
+                    tx, DAEMON_ACTOR, "key.frozen", key=key_label, reason=evaluation.freeze_reason
+                )
                 log.warning("froze key %s: %s", key_label, evaluation.freeze_reason)
             claimed = state is RequestState.APPROVED and self.claim(tx, request.request_id, now)
         self._notifier.changed()
@@ -190,6 +245,63 @@ class SigningUseCases:
             return self._sign_claimed(request, key, recompute(request))
         return request
 
+    def _nonce_check(
+        self, tx: StoreTransaction, use: NonceUse, key_label: str, replaces: str | None
+    ) -> SigningRequest | None:
+        """Refuse a second payload for a nonce unless it explicitly replaces the holder; return the holder when
+        the payload is the same one again."""
+        holder = tx.nonce_holder(use.key_id, use.chain_id, use.scope, use.nonce)
+        where = f"nonce {use.nonce} of key {key_label!r} on chain {use.chain_id}"
+        if replaces is None:
+            if holder is None:
+                return None
+            if holder.payload_hash == use.payload_hash:
+                return tx.get_request(holder.request_id)
+            raise FailedPrecondition(
+                f"{where} is already used by request {holder.request_id} with a different payload;"
+                " to change it, submit a replacement of that request"
+            )
+        if holder is None or holder.request_id != replaces:
+            raise FailedPrecondition(
+                f"request {replaces} does not hold {where}, so there is nothing to replace"
+            )
+        if holder.payload_hash == use.payload_hash:
+            raise InvalidInput(f"the payload is identical to request {replaces}, which it claims to replace")
+        return None
+
+    def _hold_nonce(
+        self,
+        tx: StoreTransaction,
+        use: NonceUse,
+        request: SigningRequest,
+        replaces: str | None,
+        now: datetime,
+    ) -> None:
+        held = NonceUse(
+            use.key_id, use.chain_id, use.scope, use.nonce, request.request_id, use.payload_hash, now
+        )
+        if replaces is None:
+            tx.reserve_nonce(held)
+            return
+        tx.move_nonce(held, from_request_id=replaces)
+        replaced = tx.get_request(replaces)
+        if replaced is not None and not replaced.is_final:
+            # The replaced request must never be signed now that its nonce belongs to the replacement.
+            tx.transition_request(
+                replaces,
+                replaced.state,
+                RequestState.CANCELLED,
+                now,
+                error=f"replaced by request {request.request_id}",
+            )
+            self._audit.record(
+                tx,
+                request.requester,
+                "request.cancelled",
+                replaces,
+                reason=f"replaced by {request.request_id}",
+            )
+
     # -- the signing path -------------------------------------------------------------------------------------
 
     def sign_if_due(self, request_id: str) -> SigningRequest | None:
@@ -204,13 +316,15 @@ class SigningUseCases:
             if request is None or request.state is not RequestState.APPROVED or request.kind.is_governance:
                 return None
             if request.expires_at is not None and request.expires_at <= now:
-                return tx.transition_request(
+                expired = tx.transition_request(
                     request_id,
                     RequestState.APPROVED,
                     RequestState.EXPIRED,
                     now,
                     error="the request expired before it could be signed",
                 )
+                self._audit.record(tx, DAEMON_ACTOR, "request.expired", request_id)
+                return expired
             if request.not_before is not None and request.not_before > now:
                 return None
             if not self.claim(tx, request_id, now):
@@ -260,9 +374,23 @@ class SigningUseCases:
         except CustodyError as exc:
             self._fail(request, f"signing failed: {exc.message}")
             raise
-        signed = self._store.transition_request(
-            request.request_id, RequestState.APPROVED, RequestState.SIGNED, self._clock(), result=result
-        )
+        # The signature and its audit event commit together; if either cannot be written, the signature is
+        # dropped and never returned (the request stays APPROVED and its claim lapses for a later retry).
+        with self._store.transaction() as tx:
+            signed = tx.transition_request(
+                request.request_id, RequestState.APPROVED, RequestState.SIGNED, self._clock(), result=result
+            )
+            self._audit.record(
+                tx,
+                DAEMON_ACTOR,
+                "request.signed",
+                request.request_id,
+                key=key.label,
+                address=key.address,
+                digest="0x" + recomputed.digest.hex(),
+                signature="0x" + result.signature.hex(),
+                tx_hash="0x" + result.tx_hash.hex() if result.tx_hash else None,
+            )
         self._notifier.changed()
         log.info("request %s signed with key %s", request.request_id, key.label)
         return signed
@@ -284,9 +412,15 @@ class SigningUseCases:
 
     def _fail(self, request: SigningRequest, reason: str) -> None:
         try:
-            self._store.transition_request(
-                request.request_id, RequestState.APPROVED, RequestState.FAILED, self._clock(), error=reason
-            )
+            with self._store.transaction() as tx:
+                tx.transition_request(
+                    request.request_id,
+                    RequestState.APPROVED,
+                    RequestState.FAILED,
+                    self._clock(),
+                    error=reason,
+                )
+                self._audit.record(tx, DAEMON_ACTOR, "request.failed", request.request_id, reason=reason)
             self._notifier.changed()
         except (Aborted, Unavailable) as exc:
             # The request stays APPROVED without a signature: it is never reported as signed, and the caller
@@ -301,9 +435,15 @@ class SigningUseCases:
         moved = 0
         for request in self._store.expired_requests(now, limit):
             try:
-                self._store.transition_request(
-                    request.request_id, request.state, RequestState.EXPIRED, now, error="the request expired"
-                )
+                with self._store.transaction() as tx:
+                    tx.transition_request(
+                        request.request_id,
+                        request.state,
+                        RequestState.EXPIRED,
+                        now,
+                        error="the request expired",
+                    )
+                    self._audit.record(tx, DAEMON_ACTOR, "request.expired", request.request_id)
                 moved += 1
             except (Aborted, WrongState):
                 continue  # Another worker or an approval moved it first.
@@ -388,13 +528,15 @@ class SigningUseCases:
             raise InvalidInput("must be at most 1000 characters", field="reason")
         if request.is_final:
             raise WrongState(f"request {request_id} is {request.state.value} and can no longer be cancelled")
-        cancelled = self._store.transition_request(
-            request.request_id,
-            request.state,
-            RequestState.CANCELLED,
-            self._clock(),
-            error=f"cancelled by {caller.name}" + (f": {reason}" if reason else ""),
-        )
+        with self._store.transaction() as tx:
+            cancelled = tx.transition_request(
+                request.request_id,
+                request.state,
+                RequestState.CANCELLED,
+                self._clock(),
+                error=f"cancelled by {caller.name}" + (f": {reason}" if reason else ""),
+            )
+            self._audit.record(tx, caller.name, "request.cancelled", request.request_id, reason=reason)
         self._notifier.changed()
         return cancelled
 

@@ -36,12 +36,16 @@ from custody.domain.errors import (
     InvalidInput,
     PermissionDenied,
 )
-from custody.hsm.pkcs11 import SIGNING_PRIVATE_KEY_TEMPLATE, SIGNING_PUBLIC_KEY_TEMPLATE, lock_for_library
+from custody.hsm.pkcs11 import (
+    ED25519_EC_PARAMS_NAME,
+    ED25519_EC_PARAMS_OID,
+    SIGNING_PRIVATE_KEY_TEMPLATE,
+    SIGNING_PUBLIC_KEY_TEMPLATE,
+    lock_for_library,
+)
 
 # CKA_EC_PARAMS of an Ed25519 key, in the two forms PKCS#11 3.0 allows: the DER of the curve OID 1.3.101.112
 # and the DER PrintableString "edwards25519". SoftHSM2 2.6 accepts the OID and reports the printable name.
-ED25519_EC_PARAMS_OID = bytes.fromhex("06032b6570")
-ED25519_EC_PARAMS_NAME = b"\x13\x0cedwards25519"
 _ED25519_EC_PARAMS = frozenset({ED25519_EC_PARAMS_OID, ED25519_EC_PARAMS_NAME})
 
 _PUBLIC_KEY_BYTES = 32

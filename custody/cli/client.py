@@ -63,6 +63,7 @@ _KEY_SERVICE_STUB: Any = custody_pb2_grpc.KeyServiceStub
 _SIGNING_SERVICE_STUB: Any = custody_pb2_grpc.SigningServiceStub
 _APPROVAL_SERVICE_STUB: Any = custody_pb2_grpc.ApprovalServiceStub
 _POLICY_SERVICE_STUB: Any = custody_pb2_grpc.PolicyServiceStub
+_AUDIT_SERVICE_STUB: Any = custody_pb2_grpc.AuditServiceStub
 
 # What grpcio says for a method the server does not know, or whose servicer is still the generated stub; the
 # daemon's own UNIMPLEMENTED answers are sentences and are shown as they are.
@@ -86,6 +87,7 @@ class Connection:
     signing: custody_pb2_grpc.SigningServiceStub
     approvals: custody_pb2_grpc.ApprovalServiceStub
     policy: custody_pb2_grpc.PolicyServiceStub
+    audit: custody_pb2_grpc.AuditServiceStub
 
 
 def secure_channel(profile: ClientProfile, address: str) -> grpc.Channel:
@@ -119,6 +121,7 @@ def connect(options: ClientOptions) -> Iterator[Connection]:
             signing=_SIGNING_SERVICE_STUB(channel),
             approvals=_APPROVAL_SERVICE_STUB(channel),
             policy=_POLICY_SERVICE_STUB(channel),
+            audit=_AUDIT_SERVICE_STUB(channel),
         )
     except grpc.RpcError as error:
         raise custody_error_from_rpc(error, address=address, profile=profile) from None

@@ -9,6 +9,7 @@ import click
 import grpc
 
 from custody.cli.approve import approve, reject
+from custody.cli.audit import audit_group
 from custody.cli.client import client_options, custody_error_from_rpc
 from custody.cli.dev import dev_group
 from custody.cli.errors import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
@@ -38,6 +39,7 @@ cli.add_command(requests_group)
 cli.add_command(approve)
 cli.add_command(reject)
 cli.add_command(policy_group)
+cli.add_command(audit_group)
 
 
 def run(arguments: Sequence[str] | None = None) -> int:

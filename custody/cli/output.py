@@ -84,6 +84,7 @@ def request_to_json(request: custody_pb2.SigningRequest) -> dict[str, Any]:
         "kind": kind,
         # The proto uses zero for "no chain id"; no chain has id zero, so null says it plainly.
         "chain_id": request.chain_id or None,
+        "replaces": request.replaces or None,
         "payload_hash": hex_bytes(request.payload_hash),
         "digest": hex_bytes(request.digest),
         "decision": decision_to_json(request.decision),
@@ -181,6 +182,8 @@ def request_text(request: custody_pb2.SigningRequest) -> str:
         ("kind", payload_kind_name(request.kind)),
         ("chain", str(request.chain_id) if request.chain_id else "none"),
     ]
+    if request.replaces:
+        lines.append(("replaces", f"{request.replaces} (same nonce, explicit replacement)"))
     lines += [(name, value) for name, value in sorted(request.summary.items())]
     lines += [("digest", hex_bytes(request.digest)), ("decision", decision_line)]
     if request.decision.quorum:

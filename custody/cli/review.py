@@ -136,6 +136,7 @@ def domain_request(request: custody_pb2.SigningRequest, recomputed: RecomputedHa
         not_before=_timestamp(request.not_before, "not_before", request.request_id)
         if request.not_before
         else None,
+        replaces=request.replaces or None,
     )
 
 
@@ -157,6 +158,11 @@ def review_text(
         lines += _unfreeze_lines(request)
     else:
         lines.append(f"  key            {request.key_label} ({request.address}, according to the daemon)")
+        if request.replaces:
+            # An approver must know that signing this one puts a second payload on a nonce already in use.
+            lines.append(
+                f"  REPLACES       request {request.replaces} (same nonce; only one of them can be mined)"
+            )
         if isinstance(recomputed.parsed, Transaction):
             lines += _transaction_lines(recomputed.parsed)
         elif isinstance(recomputed.parsed, TypedData):

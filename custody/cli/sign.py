@@ -36,11 +36,29 @@ def sign_group() -> None:
 @click.option(
     "--file", "file_name", required=True, help="Transaction JSON (eth-account field names); - for stdin."
 )
+@click.option(
+    "--replaces",
+    "replaces_request_id",
+    metavar="REQUEST_ID",
+    help="Replace this earlier request for the same nonce (a fee bump or a cancellation); the policy must"
+    " allow replacements.",
+)
 @_wait_option
 @click.pass_context
-def sign_transaction(context: click.Context, key_label: str, file_name: str, wait: bool) -> None:
+def sign_transaction(
+    context: click.Context, key_label: str, file_name: str, replaces_request_id: str | None, wait: bool
+) -> None:
     """Sign a legacy, EIP-2930 or EIP-1559 transaction."""
-    _submit(context, key_label, custody_pb2.PAYLOAD_KIND_TRANSACTION, read_payload(file_name), wait=wait)
+    _submit(
+        context,
+        submit_request(
+            key_label,
+            custody_pb2.PAYLOAD_KIND_TRANSACTION,
+            read_payload(file_name),
+            replaces_request_id=replaces_request_id,
+        ),
+        wait=wait,
+    )
 
 
 @sign_group.command("typed-data")
@@ -51,7 +69,11 @@ def sign_transaction(context: click.Context, key_label: str, file_name: str, wai
 @click.pass_context
 def sign_typed_data(context: click.Context, key_label: str, file_name: str, wait: bool) -> None:
     """Sign EIP-712 typed data (eth_signTypedData_v4)."""
-    _submit(context, key_label, custody_pb2.PAYLOAD_KIND_TYPED_DATA, read_payload(file_name), wait=wait)
+    _submit(
+        context,
+        submit_request(key_label, custody_pb2.PAYLOAD_KIND_TYPED_DATA, read_payload(file_name)),
+        wait=wait,
+    )
 
 
 @sign_group.command("message")
@@ -72,7 +94,7 @@ def sign_message(
         payload = read_payload(file_name)
     else:
         raise click.UsageError("give the message with exactly one of --text or --file.")
-    _submit(context, key_label, custody_pb2.PAYLOAD_KIND_MESSAGE, payload, wait=wait)
+    _submit(context, submit_request(key_label, custody_pb2.PAYLOAD_KIND_MESSAGE, payload), wait=wait)
 
 
 def read_payload(file_name: str) -> bytes:
@@ -97,12 +119,26 @@ def _check_size(size: int, field: str) -> None:
         )
 
 
-def _submit(
-    context: click.Context, key_label: str, kind: custody_pb2.PayloadKind, payload: bytes, *, wait: bool
-) -> None:
+def submit_request(
+    key_label: str,
+    kind: custody_pb2.PayloadKind,
+    payload: bytes,
+    *,
+    replaces_request_id: str | None = None,
+) -> custody_pb2.SubmitRequestRequest:
+    """The SubmitRequest message the command sends; ``replaces_request_id`` None means no replacement.
+
+    A blank id is refused: the proto reads an empty string as "no replacement", so sending it would quietly
+    submit a second payload for the nonce instead of the replacement that was asked for.
+    """
+    if replaces_request_id is not None and not replaces_request_id.strip():
+        raise InvalidInput("the request id to replace is empty", field="--replaces")
+    return custody_pb2.SubmitRequestRequest(
+        key_label=key_label, kind=kind, payload=payload, replaces_request_id=replaces_request_id or ""
+    )
+
+
+def _submit(context: click.Context, message: custody_pb2.SubmitRequestRequest, *, wait: bool) -> None:
     with connect(options_of(context)) as connection:
-        response = connection.signing.SubmitRequest(
-            custody_pb2.SubmitRequestRequest(key_label=key_label, kind=kind, payload=payload),
-            timeout=UNARY_TIMEOUT_SECONDS,
-        )
+        response = connection.signing.SubmitRequest(message, timeout=UNARY_TIMEOUT_SECONDS)
         conclude(context, connection, response.request, wait=wait)

@@ -8,7 +8,7 @@ import time
 
 from custody.domain.errors import InvalidInput
 
-_REQUEST_ID_PATTERN = re.compile(r"^req_[0-9a-f]{12}[0-9a-f]{20}$")
+_REQUEST_ID_PATTERN = re.compile(r"req_[0-9a-f]{32}")
 
 
 def new_request_id(now_seconds: float | None = None) -> str:
@@ -18,6 +18,6 @@ def new_request_id(now_seconds: float | None = None) -> str:
 
 
 def validate_request_id(request_id: str) -> str:
-    if not _REQUEST_ID_PATTERN.match(request_id):
+    if not _REQUEST_ID_PATTERN.fullmatch(request_id):
         raise InvalidInput(f"not a request id: {request_id!r}", field="request_id")
     return request_id

@@ -70,6 +70,7 @@ _RULE_KEYS = frozenset(
         "contracts",
         "max_value_wei",
         "velocity",
+        "allow_replacement",
         "action",
         "quorum",
         "lifetime_seconds",
@@ -102,6 +103,8 @@ class RequestFacts:
     value: int  # wei moved by the request; 0 for typed data and messages
     # The first 4 bytes of a transaction's calldata; None when it has fewer or the payload is no transaction.
     selector: bytes | None = None
+    # The request explicitly replaces an earlier one holding the same nonce (a second payload for that nonce).
+    replacement: bool = False
 
 
 @dataclass(frozen=True)
@@ -276,6 +279,23 @@ class MaxValueCondition:
 
 
 @dataclass(frozen=True)
+class ReplacementCondition:
+    """A second payload for a nonce already used is the one way custody could sign two different transactions
+    for one nonce, so only rules that say so explicitly let replacements through."""
+
+    allow_replacement: bool
+
+    def check(self, facts: RequestFacts) -> ConditionTrace:
+        if self.allow_replacement:
+            return ConditionTrace("replacement", True, "the request is a replacement, which this rule allows")
+        return ConditionTrace(
+            "replacement",
+            False,
+            "the request replaces an earlier one, and this rule has no allow_replacement",
+        )
+
+
+@dataclass(frozen=True)
 class VelocityLimit:
     """At most ``max_count`` requests and ``max_value_wei`` wei per key within a sliding window, this one
     included. Unlike the other conditions it needs the key's past usage, which the caller looks up."""
@@ -324,6 +344,7 @@ class Rule:
     contracts: tuple[AllowedContract, ...] | None = None
     max_value_wei: int | None = None
     velocity: VelocityLimit | None = None
+    allow_replacement: bool = False
     quorum: tuple[QuorumTerm, ...] = ()
     lifetime_seconds: int | None = None
     timelock_seconds: int = 0
@@ -349,6 +370,10 @@ class Rule:
         # Every condition is checked, not only up to the first failure, so an explanation lists all the
         # reasons a rule did not match.
         outcomes = [condition.check(facts) for condition in self.conditions()]
+        # Only a replacement is tested against allow_replacement; for every other request the condition would
+        # say nothing, so it stays out of the trace.
+        if facts.replacement:
+            outcomes.append(ReplacementCondition(self.allow_replacement).check(facts))
         if self.velocity is not None:
             if velocity is None:
                 raise InternalError(
@@ -823,7 +848,12 @@ def _parse_rule(raw_rule: Any, index: int, source: str, group_members: Mapping[s
     if "velocity" in raw_rule:
         velocity = _parse_velocity(raw_rule["velocity"], fail)
 
+    allow_replacement = raw_rule.get("allow_replacement", False)
+    if not isinstance(allow_replacement, bool):
+        raise fail("allow_replacement", f"must be true or false, got {allow_replacement!r}")
+
     matching: dict[str, Any] = {
+        "allow_replacement": allow_replacement,
         "name": name,
         "keys": keys,
         "action": action,

@@ -148,6 +148,7 @@ class SigningRequest:
     # ``policy explain``: it shows what was decided at submission, not what today's data would say.
     policy_trace: str = ""
     value: int = 0  # wei the request moves (transactions); counted by velocity limits
+    replaces: str | None = None  # the request whose nonce this one explicitly takes over
 
     @property
     def is_final(self) -> bool:

@@ -37,6 +37,13 @@ class Hsm(Protocol):
     def sign_digest(self, key_id: bytes, digest: bytes) -> bytes:
         """ECDSA over a 32-byte digest; returns r || s (64 bytes), s as the HSM made it (maybe high)."""
 
+    def ensure_ed25519_key(self, label: str) -> tuple[bytes, bytes]:
+        """Find the Ed25519 key pair labelled ``label`` in the token, or generate it there (sensitive, not
+        extractable); returns (key_id, raw 32-byte public key). Used for the audit log's checkpoints."""
+
+    def sign_ed25519(self, key_id: bytes, data: bytes) -> bytes:
+        """Pure Ed25519 (CKM_EDDSA) over ``data``; returns the 64-byte signature."""
+
     def health(self) -> HsmHealth: ...
 
     def close(self) -> None: ...

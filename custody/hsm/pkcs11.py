@@ -23,10 +23,12 @@ import secrets
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pkcs11
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
@@ -47,6 +49,11 @@ T = TypeVar("T")
 
 # DER encoding of the named-curve OID 1.3.132.0.10 (secp256k1), the value of CKA_EC_PARAMS.
 SECP256K1_EC_PARAMS = bytes.fromhex("06052b8104000a")
+# CKA_EC_PARAMS of an Ed25519 key, in the two forms PKCS#11 3.0 allows: the DER of the curve OID 1.3.101.112
+# and the DER PrintableString "edwards25519". SoftHSM2 2.6 accepts the OID and reports the printable name.
+ED25519_EC_PARAMS_OID = bytes.fromhex("06032b6570")
+ED25519_EC_PARAMS_NAME = b"\x13\x0cedwards25519"
+_ED25519_EC_PARAMS = frozenset({ED25519_EC_PARAMS_OID, ED25519_EC_PARAMS_NAME})
 
 _KEY_ID_BYTES = 16
 _MAX_KEY_ID_BYTES = 64
@@ -54,6 +61,8 @@ _MAX_KEY_LABEL_BYTES = 255
 _DIGEST_BYTES = 32
 _SIGNATURE_BYTES = 64
 _UNCOMPRESSED_POINT_BYTES = 65
+_ED25519_PUBLIC_KEY_BYTES = 32
+_ED25519_SIGNATURE_BYTES = 64
 _HEALTH_LOCK_TIMEOUT_SECONDS = 10.0
 
 # Errors after which reopening the session and logging in again can succeed: the session, its login or the
@@ -120,6 +129,8 @@ def lock_for_library(module_path: str) -> threading.Lock:
 
 
 SessionWrapper = Callable[[Any], Any]
+# The curves custody checks private keys for: secp256k1 for Ethereum signing, Ed25519 for the audit key.
+_Curve = Literal["secp256k1", "ed25519"]
 
 
 class Pkcs11Hsm:
@@ -144,8 +155,12 @@ class Pkcs11Hsm:
         self._closed = False
         # Private key objects found in the current session, by CKA_ID; valid only for that session.
         self._private_keys: dict[bytes, Any] = {}
-        # Key ids whose private key passed the sensitivity checks in the current session.
-        self._checked_key_ids: set[bytes] = set()
+        # Key ids whose private key passed the checks in the current session, with the curve it was checked
+        # for: a key checked as the Ed25519 audit key must still be refused for secp256k1 signing.
+        self._checked_key_ids: dict[bytes, _Curve] = {}
+        # Raw Ed25519 public keys by key id. They are plain bytes, not session handles, so a reopened session
+        # keeps them; every Ed25519 signature is verified against them before it is returned.
+        self._ed25519_public_keys: dict[bytes, bytes] = {}
         if not Path(module_path).is_file():
             raise ConfigurationError(f"the PKCS#11 library {module_path} does not exist")
         with self._lock:
@@ -166,10 +181,7 @@ class Pkcs11Hsm:
 
     def generate_secp256k1_key(self, label: str) -> GeneratedKey:
         """Generate a secp256k1 key pair in the token; the private half is sensitive and not extractable."""
-        if not isinstance(label, str) or not label or len(label.encode("utf-8")) > _MAX_KEY_LABEL_BYTES:
-            raise InvalidInput(
-                f"a key label is 1 to {_MAX_KEY_LABEL_BYTES} bytes of UTF-8 text", field="label"
-            )
+        _validate_label(label)
 
         def generate() -> GeneratedKey:
             # A fresh id per attempt: if a first attempt created a pair before the session was lost, the
@@ -192,7 +204,7 @@ class Pkcs11Hsm:
             point = _checked_public_point(public_key[Attribute.EC_POINT], key_id)
             # The object handle is not cached: signing finds the key through the session (and so through a
             # session wrapper, when there is one) like any other key.
-            self._checked_key_ids.add(key_id)
+            self._checked_key_ids[key_id] = "secp256k1"
             return GeneratedKey(key_id=key_id, public_point=point)
 
         generated = self._call(generate, f"generate key {label!r}")
@@ -215,8 +227,8 @@ class Pkcs11Hsm:
 
         def check() -> None:
             # An explicit check always reads the attributes again rather than trusting the cache.
-            self._checked_key_ids.discard(key_id)
-            self._usable_private_key(key_id)
+            self._checked_key_ids.pop(key_id, None)
+            self._usable_private_key(key_id, "secp256k1")
 
         self._call(check, f"check key {key_id.hex()}")
 
@@ -228,7 +240,7 @@ class Pkcs11Hsm:
             raise InvalidInput(f"a digest to sign is exactly 32 bytes; got {length}", field="digest")
 
         def sign() -> bytes:
-            private_key = self._usable_private_key(key_id)
+            private_key = self._usable_private_key(key_id, "secp256k1")
             signature: bytes = private_key.sign(digest, mechanism=Mechanism.ECDSA)
             if len(signature) != _SIGNATURE_BYTES:
                 raise InternalError(
@@ -238,6 +250,76 @@ class Pkcs11Hsm:
             return signature
 
         return self._call(sign, f"sign with key {key_id.hex()}")
+
+    def ensure_ed25519_key(self, label: str) -> tuple[bytes, bytes]:
+        """Find the Ed25519 key pair labelled ``label``, or generate it; returns (key_id, raw public key).
+
+        The private half is sensitive and not extractable, checked like a secp256k1 key whether it was found
+        or just made. An object with that label that is not such a key pair is refused, never replaced: the
+        audit key's identity is what makes old checkpoints verifiable.
+        """
+        _validate_label(label)
+
+        def find_or_generate() -> tuple[bytes, bytes]:
+            # Looking first also makes the retry after a lost session safe: a pair that the first attempt
+            # generated before the session went away is found instead of being made twice.
+            found = self._find_ed25519_pair(label)
+            if found is not None:
+                return found
+            key_id = secrets.token_bytes(_KEY_ID_BYTES)
+            parameters = self._session.create_domain_parameters(
+                KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: ED25519_EC_PARAMS_OID}, local=True
+            )
+            public_key, private_key = parameters.generate_keypair(
+                id=key_id,
+                label=label,
+                store=True,
+                mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
+                public_template=SIGNING_PUBLIC_KEY_TEMPLATE,
+                private_template=SIGNING_PRIVATE_KEY_TEMPLATE,
+            )
+            _check_ed25519_private_key(private_key, key_id)
+            raw = _checked_ed25519_public_key(public_key[Attribute.EC_POINT], key_id)
+            self._checked_key_ids[key_id] = "ed25519"
+            logger.info("generated Ed25519 key %r with id %s", label, key_id.hex())
+            return key_id, raw
+
+        key_id, raw = self._call(find_or_generate, f"find or generate the Ed25519 key {label!r}")
+        self._ed25519_public_keys[key_id] = raw
+        return key_id, raw
+
+    def sign_ed25519(self, key_id: bytes, data: bytes) -> bytes:
+        """Pure Ed25519 (CKM_EDDSA) over ``data``; the signature is verified before it is returned."""
+        _validate_key_id(key_id)
+        if not isinstance(data, bytes):
+            raise InvalidInput("the data to sign with Ed25519 must be bytes", field="data")
+
+        def sign() -> tuple[bytes, bytes]:
+            private_key = self._usable_private_key(key_id, "ed25519")
+            public_key = self._ed25519_public_keys.get(key_id)
+            if public_key is None:
+                public_object = self._find_one(ObjectClass.PUBLIC_KEY, key_id)
+                public_key = _checked_ed25519_public_key(public_object[Attribute.EC_POINT], key_id)
+            signature = bytes(private_key.sign(data, mechanism=Mechanism.EDDSA))
+            return public_key, signature
+
+        public_key, signature = self._call(sign, f"sign with the Ed25519 key {key_id.hex()}")
+        self._ed25519_public_keys[key_id] = public_key
+        if len(signature) != _ED25519_SIGNATURE_BYTES:
+            raise InternalError(
+                f"the HSM returned a {len(signature)}-byte signature for the Ed25519 key {key_id.hex()};"
+                " an Ed25519 signature is 64 bytes"
+            )
+        # A token whose public and private objects do not belong together would make checkpoints that no
+        # one can verify later; checking now costs a fraction of a millisecond and catches it at once.
+        try:
+            Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+        except InvalidSignature:
+            raise InternalError(
+                f"the HSM made an Ed25519 signature with key {key_id.hex()} that does not verify with that"
+                " key's public key object; the token's key objects do not match"
+            ) from None
+        return signature
 
     def health(self) -> HsmHealth:
         """Report whether the library is loaded, the token present and the session logged in; never raises."""
@@ -400,15 +482,49 @@ class Pkcs11Hsm:
             )
         return found[0]
 
-    def _usable_private_key(self, key_id: bytes) -> Any:
+    def _usable_private_key(self, key_id: bytes, curve: _Curve) -> Any:
         private_key = self._private_keys.get(key_id)
         if private_key is None:
             private_key = self._find_one(ObjectClass.PRIVATE_KEY, key_id)
             self._private_keys[key_id] = private_key
-        if key_id not in self._checked_key_ids:
-            _check_private_key(private_key, key_id)
-            self._checked_key_ids.add(key_id)
+        if self._checked_key_ids.get(key_id) != curve:
+            if curve == "secp256k1":
+                _check_private_key(private_key, key_id)
+            else:
+                _check_ed25519_private_key(private_key, key_id)
+            self._checked_key_ids[key_id] = curve
         return private_key
+
+    def _find_ed25519_pair(self, label: str) -> tuple[bytes, bytes] | None:
+        """The (key_id, raw public key) of the checked Ed25519 pair labelled ``label``; None if absent."""
+        private_keys = list(
+            self._session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label})
+        )
+        if not private_keys:
+            if list(self._session.get_objects({Attribute.LABEL: label})):
+                raise FailedPrecondition(
+                    f"the HSM holds objects labelled {label!r} but no private key with that label, so custody"
+                    " will neither use nor replace them"
+                )
+            return None
+        if len(private_keys) > 1:
+            raise FailedPrecondition(
+                f"the HSM holds {len(private_keys)} private keys labelled {label!r}, so custody cannot tell"
+                " which one to use"
+            )
+        private_key = private_keys[0]
+        key_id = bytes(private_key[Attribute.ID])
+        if not 0 < len(key_id) <= _MAX_KEY_ID_BYTES:
+            raise FailedPrecondition(
+                f"the private key labelled {label!r} has an id of {len(key_id)} bytes; custody needs 1 to"
+                f" {_MAX_KEY_ID_BYTES}"
+            )
+        _check_ed25519_private_key(private_key, key_id)
+        public_key = self._find_one(ObjectClass.PUBLIC_KEY, key_id)
+        raw = _checked_ed25519_public_key(public_key[Attribute.EC_POINT], key_id)
+        self._private_keys[key_id] = private_key
+        self._checked_key_ids[key_id] = "ed25519"
+        return key_id, raw
 
     def _health_locked(self) -> HsmHealth:
         if self._closed:
@@ -444,6 +560,11 @@ class Pkcs11Hsm:
         probe_object.destroy()
 
 
+def _validate_label(label: str) -> None:
+    if not isinstance(label, str) or not label or len(label.encode("utf-8")) > _MAX_KEY_LABEL_BYTES:
+        raise InvalidInput(f"a key label is 1 to {_MAX_KEY_LABEL_BYTES} bytes of UTF-8 text", field="label")
+
+
 def _validate_key_id(key_id: bytes) -> None:
     if not isinstance(key_id, bytes) or not 0 < len(key_id) <= _MAX_KEY_ID_BYTES:
         raise InvalidInput(f"a key id is 1 to {_MAX_KEY_ID_BYTES} bytes", field="key_id")
@@ -456,6 +577,21 @@ def _check_private_key(private_key: Any, key_id: bytes) -> None:
         raise FailedPrecondition(f"key {name} is not an elliptic-curve key, so it cannot sign for Ethereum")
     if bytes(private_key[Attribute.EC_PARAMS]) != SECP256K1_EC_PARAMS:
         raise FailedPrecondition(f"key {name} is not on the secp256k1 curve, so it cannot sign for Ethereum")
+    _check_cannot_leave(private_key, name)
+
+
+def _check_ed25519_private_key(private_key: Any, key_id: bytes) -> None:
+    """Raise FailedPrecondition unless the key is an Ed25519 signing key that cannot leave the HSM."""
+    name = key_id.hex()
+    if private_key[Attribute.KEY_TYPE] != KeyType.EC_EDWARDS:
+        raise FailedPrecondition(f"key {name} is not an Edwards-curve key, so it cannot sign with Ed25519")
+    if bytes(private_key[Attribute.EC_PARAMS]) not in _ED25519_EC_PARAMS:
+        raise FailedPrecondition(f"key {name} is not on edwards25519, so it cannot sign with Ed25519")
+    _check_cannot_leave(private_key, name)
+
+
+def _check_cannot_leave(private_key: Any, name: str) -> None:
+    """Raise FailedPrecondition unless the private key is sensitive, never extractable and may sign."""
     if not private_key[Attribute.SENSITIVE]:
         raise FailedPrecondition(
             f"key {name} is not marked sensitive; custody refuses keys whose private half can be read out"
@@ -515,6 +651,26 @@ def _checked_public_point(encoded: bytes, key_id: bytes) -> bytes:
     return point
 
 
+def _checked_ed25519_public_key(encoded: bytes, key_id: bytes) -> bytes:
+    """The 32-byte key from CKA_EC_POINT, which PKCS#11 stores as a DER OCTET STRING (some tokens raw)."""
+    encoded = bytes(encoded)
+    if len(encoded) == _ED25519_PUBLIC_KEY_BYTES + 2 and encoded[:2] == bytes(
+        [0x04, _ED25519_PUBLIC_KEY_BYTES]
+    ):
+        raw = encoded[2:]
+    elif len(encoded) == _ED25519_PUBLIC_KEY_BYTES:
+        raw = encoded
+    else:
+        raise FailedPrecondition(
+            f"the public key {key_id.hex()} has a CKA_EC_POINT of {len(encoded)} bytes, not an Ed25519 key"
+        )
+    try:
+        Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        raise FailedPrecondition(f"the public key {key_id.hex()} is not a valid Ed25519 key") from None
+    return raw
+
+
 def _translate(exc: p11.PKCS11Error, action: str) -> CustodyError:
     """Map a python-pkcs11 exception to custody's error for the person who asked to ``action``."""
     name = type(exc).__name__
@@ -525,7 +681,9 @@ def _translate(exc: p11.PKCS11Error, action: str) -> CustodyError:
     if isinstance(exc, (*_PIN_REFUSED_ERRORS, p11.PinLocked, p11.PinExpired)):
         return ConfigurationError(f"could not {action}: the HSM refused the PIN ({name})")
     if isinstance(exc, p11.MechanismInvalid | p11.DomainParamsInvalid | p11.FunctionNotSupported):
-        return FailedPrecondition(f"could not {action}: the HSM does not support secp256k1 ECDSA ({name})")
+        return FailedPrecondition(
+            f"could not {action}: the HSM does not support this key type or mechanism ({name})"
+        )
     if isinstance(exc, p11.TokenWriteProtected | p11.SessionReadOnly):
         return FailedPrecondition(f"could not {action}: the token is read-only ({name})")
     if isinstance(exc, p11.ArgumentsBad | p11.DataInvalid | p11.DataLenRange | p11.AttributeValueInvalid):

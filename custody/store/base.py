@@ -14,12 +14,13 @@ signature is part of the same update that marks the request SIGNED and is commit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from custody.audit.events import AuditDraft, AuditEvent
 from custody.domain.keys import Key, KeyState
 from custody.domain.requests import Approval, RequestState, SignatureResult, SigningRequest
 
@@ -36,6 +37,20 @@ class StoredPolicy:
     document: str  # the TOML text exactly as proposed
     activated_at: datetime
     request_id: str | None  # the policy-change request that activated it; None for the bootstrap policy
+
+
+@dataclass(frozen=True)
+class NonceUse:
+    """Which request holds a nonce. ``scope`` is "account" for an account's transaction nonce; a Safe's own
+    nonce will use "safe:<address>", so one table serves both."""
+
+    key_id: str
+    chain_id: int
+    scope: str
+    nonce: int
+    request_id: str
+    payload_hash: bytes
+    created_at: datetime
 
 
 class StoreTransaction(Protocol):
@@ -101,6 +116,39 @@ class StoreTransaction(Protocol):
     def list_approvals(self, request_id: str) -> Sequence[Approval]:
         """In the order they were counted."""
 
+    # Nonces. A nonce is held by a request that is waiting, approved or signed; when the holder ends unsigned
+    # (denied, rejected, expired, cancelled, failed) the store releases the nonce in that same transition.
+    def nonce_holder(self, key_id: str, chain_id: int, scope: str, nonce: int) -> NonceUse | None: ...
+
+    def reserve_nonce(self, use: NonceUse) -> None:
+        """Record that ``use.request_id`` holds the nonce; raises AlreadyExists when another request holds it
+        (a unique constraint backs the caller's check)."""
+
+    def move_nonce(self, use: NonceUse, from_request_id: str) -> None:
+        """Hand a held nonce to a replacement request; raises Aborted unless ``from_request_id`` holds it."""
+
+    # Audit log.
+    def append_audit(self, draft: AuditDraft) -> AuditEvent:
+        """Chain an event after the current head, in this transaction: if it cannot be written, nothing in the
+        transaction is (fail closed)."""
+
+    def audit_head(self) -> AuditEvent | None: ...
+
+    def list_audit_events(
+        self,
+        *,
+        request_id: str | None = None,
+        actor: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_sequence: int = 0,
+        limit: int = 1000,
+    ) -> Sequence[AuditEvent]:
+        """Ascending by sequence; ``limit`` clamped to 1..10000."""
+
+    def last_audit_event_of_kind(self, kind: str) -> AuditEvent | None: ...
+
     # Policy versions.
     def active_policy(self) -> StoredPolicy | None:
         """The newest activated policy; None before the first one is stored."""
@@ -111,6 +159,9 @@ class StoreTransaction(Protocol):
 
 class Store(StoreTransaction, Protocol):
     def transaction(self) -> AbstractContextManager[StoreTransaction]: ...
+
+    def iter_audit_events(self, after_sequence: int = 0) -> Iterator[AuditEvent]:
+        """Every event after ``after_sequence`` in ascending order, read in batches (for verification)."""
 
     def list_requests(
         self,

@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from custody.audit.events import AuditDraft, AuditEvent, format_time
 from custody.domain.errors import InvalidInput
 from custody.domain.keys import Key, KeyState
 from custody.domain.requests import (
@@ -22,7 +23,7 @@ from custody.domain.requests import (
     SigningRequest,
     Verdict,
 )
-from custody.store.base import StoredPolicy
+from custody.store.base import NonceUse, StoredPolicy
 
 
 class Row(Protocol):
@@ -39,6 +40,9 @@ _MAX_BIGINT = 2**63 - 1
 
 # Wei amounts are stored as decimal text; an Ethereum value is a 256-bit unsigned integer.
 _MAX_WEI = 2**256 - 1
+
+# Nonces are decimal text too: an account nonce reaches 2**64 - 1 and a Safe's nonce is a 256-bit integer.
+_MAX_NONCE = 2**256 - 1
 
 KEY_COLUMNS = ("key_id", "label", "address", "public_key", "state", "created_at", "updated_at")
 
@@ -70,11 +74,16 @@ REQUEST_COLUMNS = (
     "value_wei",
     "quorum",
     "timelock_seconds",
+    "replaces",
 )
 
 APPROVAL_COLUMNS = ("request_id", "approver", "verdict", "statement", "signature", "reason", "created_at")
 
 POLICY_COLUMNS = ("version", "document", "activated_at", "request_id")
+
+AUDIT_COLUMNS = ("sequence", "time", "actor", "kind", "request_id", "details", "previous_hash", "hash")
+
+NONCE_COLUMNS = ("key_id", "chain_id", "scope", "nonce", "request_id", "payload_hash", "created_at")
 
 
 def encode_time(value: datetime, field: str) -> str:
@@ -180,6 +189,7 @@ def request_to_row(request: SigningRequest) -> dict[str, Any]:
         "value_wei": _encode_wei(request.value, "value"),
         "quorum": _encode_quorum(request.decision.quorum),
         "timelock_seconds": _check_bigint(request.decision.timelock_seconds, "timelock_seconds"),
+        "replaces": request.replaces,
     }
 
 
@@ -226,6 +236,7 @@ def request_from_row(row: Row) -> SigningRequest:
         not_before=_decode_optional_time(row["not_before"]),
         policy_trace=row["policy_trace"],
         value=int(row["value_wei"]),
+        replaces=row["replaces"],
     )
 
 
@@ -268,4 +279,82 @@ def policy_from_row(row: Row) -> StoredPolicy:
         document=row["document"],
         activated_at=decode_time(row["activated_at"]),
         request_id=row["request_id"],
+    )
+
+
+def encode_audit_details(draft: AuditDraft) -> str:
+    """The details as the event hash covers them: compact JSON with sorted keys, ASCII only.
+
+    Stored in exactly this form, so that reading the row back and encoding the details again gives the same
+    bytes and the stored hash recomputes. A draft that could not be hashed (a naive time, details that are not
+    JSON) is refused here, before anything is written.
+    """
+    if draft.time.tzinfo is None or draft.time.utcoffset() is None:
+        raise InvalidInput(
+            f"the time of a {draft.kind} audit event has no time zone; pass an aware datetime", field="time"
+        )
+    try:
+        return json.dumps(
+            dict(draft.details), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"the details of a {draft.kind} audit event must be JSON values under text keys: {exc}",
+            field="details",
+        ) from exc
+
+
+def audit_event_to_row(event: AuditEvent, details: str) -> dict[str, Any]:
+    return {
+        "sequence": _check_bigint(event.sequence, "sequence"),
+        "time": format_time(event.time),
+        "actor": event.actor,
+        "kind": event.kind,
+        "request_id": event.request_id,
+        "details": details,
+        "previous_hash": event.previous_hash,
+        "hash": event.hash,
+    }
+
+
+def audit_event_from_row(row: Row) -> AuditEvent:
+    return AuditEvent(
+        sequence=row["sequence"],
+        time=decode_time(row["time"]),
+        actor=row["actor"],
+        kind=row["kind"],
+        request_id=row["request_id"],
+        details=json.loads(row["details"]),
+        previous_hash=bytes(row["previous_hash"]),
+        hash=bytes(row["hash"]),
+    )
+
+
+def encode_nonce(nonce: int) -> str:
+    if not 0 <= nonce <= _MAX_NONCE:
+        raise InvalidInput(f"must be a nonce between 0 and 2**256 - 1, got {nonce}", field="nonce")
+    return str(nonce)
+
+
+def nonce_to_row(use: NonceUse) -> dict[str, Any]:
+    return {
+        "key_id": use.key_id,
+        "chain_id": _check_bigint(use.chain_id, "chain_id"),
+        "scope": use.scope,
+        "nonce": encode_nonce(use.nonce),
+        "request_id": use.request_id,
+        "payload_hash": use.payload_hash,
+        "created_at": encode_time(use.created_at, "created_at"),
+    }
+
+
+def nonce_from_row(row: Row) -> NonceUse:
+    return NonceUse(
+        key_id=row["key_id"],
+        chain_id=row["chain_id"],
+        scope=row["scope"],
+        nonce=int(row["nonce"]),
+        request_id=row["request_id"],
+        payload_hash=bytes(row["payload_hash"]),
+        created_at=decode_time(row["created_at"]),
     )

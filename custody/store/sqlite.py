@@ -1,4 +1,4 @@
-"""The SQLite store: keys, requests, approvals and policy versions in one local database file.
+"""The SQLite store: keys, requests, approvals, policy versions, nonces and the audit log in one local file.
 
 The file runs in WAL mode with ``synchronous=FULL``, so a committed transaction survives a power cut and
 readers never block the single writer. Every write starts with ``BEGIN IMMEDIATE``: the write lock is taken
@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from custody.audit.events import GENESIS_HASH, AuditDraft, AuditEvent, chain_event
 from custody.domain.errors import (
     Aborted,
     AlreadyExists,
@@ -38,6 +39,7 @@ from custody.domain.errors import (
 )
 from custody.domain.keys import Key, KeyState
 from custody.domain.requests import (
+    FINAL_STATES,
     GOVERNANCE_KINDS,
     INITIAL_STATES,
     SIGNING_KINDS,
@@ -49,13 +51,17 @@ from custody.domain.requests import (
     check_transition,
 )
 from custody.store import codec
-from custody.store.base import StoredPolicy, StoreTransaction, VelocityUsage
+from custody.store.base import NonceUse, StoredPolicy, StoreTransaction, VelocityUsage
 from custody.store.migrate import load_migrations
 
 _URL_PREFIX = "sqlite:///"
 _DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
 _MAX_IDLE_CONNECTIONS = 16
 _MAX_LIST_LIMIT = 1000
+_MAX_AUDIT_LIST_LIMIT = 10000
+# Events read per statement while streaming the whole log: enough to make per-statement cost negligible,
+# few enough that memory stays small however long the log grows.
+_AUDIT_BATCH_SIZE = 5000
 _WAL_SWITCH_RETRY_SECONDS = 0.01
 
 # SQL lists of the kinds, built from the domain's own sets so that the queries follow the domain. They hold
@@ -66,6 +72,8 @@ _SIGNING_KINDS_SQL = ", ".join(
 _GOVERNANCE_KINDS_SQL = ", ".join(
     f"'{kind.value}'" for kind in sorted(GOVERNANCE_KINDS, key=lambda kind: kind.value)
 )
+# The final states a request reaches without a signature: its nonce is free again for another request.
+_UNSIGNED_FINAL_STATES = FINAL_STATES - {RequestState.SIGNED}
 
 # Primary SQLite result codes (the low byte of an extended code) that say the database cannot be used now.
 _SQLITE_PERM = 3
@@ -192,6 +200,10 @@ class _SqliteTransaction:
                     f"the key with id {request.key_id} is labelled {key_row[0]}, not {request.key_label}",
                     field="key_label",
                 )
+        if request.replaces is not None and self._request_row(request.replaces) is None:
+            raise NotFound(
+                f"request {request.request_id} replaces request {request.replaces}, which does not exist"
+            )
         self._insert("requests", codec.REQUEST_COLUMNS, row)
 
     @_operation("read the request")
@@ -284,6 +296,9 @@ class _SqliteTransaction:
             raise Aborted(
                 f"the request {request_id} is no longer in state {expected.value}; it is now {current['state']}"
             )
+        if new in _UNSIGNED_FINAL_STATES:
+            # The request will never be signed, so the nonce it held goes back for another request to take.
+            self._connection.execute("DELETE FROM nonces WHERE request_id = ?", (request_id,))
         row = self._request_row(request_id)
         return codec.request_from_row(row)
 
@@ -379,6 +394,124 @@ class _SqliteTransaction:
         ).fetchall()
         return [codec.approval_from_row(row) for row in rows]
 
+    # Nonces.
+
+    @_operation("read the nonce's holder")
+    def nonce_holder(self, key_id: str, chain_id: int, scope: str, nonce: int) -> NonceUse | None:
+        row = self._connection.execute(
+            "SELECT * FROM nonces WHERE key_id = ? AND chain_id = ? AND scope = ? AND nonce = ?",
+            (key_id, chain_id, scope, codec.encode_nonce(nonce)),
+        ).fetchone()
+        return None if row is None else codec.nonce_from_row(row)
+
+    @_operation("reserve the nonce")
+    def reserve_nonce(self, use: NonceUse) -> None:
+        row = codec.nonce_to_row(use)
+        if self._request_row(use.request_id) is None:
+            raise NotFound(f"there is no request with id {use.request_id} to hold nonce {use.nonce}")
+        try:
+            self._insert("nonces", codec.NONCE_COLUMNS, row)
+        except sqlite3.IntegrityError:
+            # The request exists, so what the database refused is a second holder for the nonce: its primary
+            # key is the check, and this names the request that holds it.
+            holder = self.nonce_holder(use.key_id, use.chain_id, use.scope, use.nonce)
+            if holder is None:
+                raise
+            raise AlreadyExists(
+                f"nonce {use.nonce} of key {use.key_id} on chain {use.chain_id} is already held by request"
+                f" {holder.request_id}"
+            ) from None
+
+    @_operation("hand the nonce to the replacement request")
+    def move_nonce(self, use: NonceUse, from_request_id: str) -> None:
+        row = codec.nonce_to_row(use)
+        if self._request_row(use.request_id) is None:
+            raise NotFound(f"there is no request with id {use.request_id} to take over nonce {use.nonce}")
+        cursor = self._connection.execute(
+            "UPDATE nonces SET request_id = ?, payload_hash = ?, created_at = ?"
+            " WHERE key_id = ? AND chain_id = ? AND scope = ? AND nonce = ? AND request_id = ?",
+            (
+                row["request_id"],
+                row["payload_hash"],
+                row["created_at"],
+                row["key_id"],
+                row["chain_id"],
+                row["scope"],
+                row["nonce"],
+                from_request_id,
+            ),
+        )
+        if cursor.rowcount == 0:
+            holder = self.nonce_holder(use.key_id, use.chain_id, use.scope, use.nonce)
+            held = "nobody holds it" if holder is None else f"request {holder.request_id} holds it"
+            raise Aborted(
+                f"nonce {use.nonce} of key {use.key_id} on chain {use.chain_id} is not held by request"
+                f" {from_request_id}; {held}"
+            )
+
+    # Audit log.
+
+    @_operation("write the audit event")
+    def append_audit(self, draft: AuditDraft) -> AuditEvent:
+        details = codec.encode_audit_details(draft)
+        # The head is read inside the caller's BEGIN IMMEDIATE, so no other writer can append between this
+        # read and the insert: the chain never forks, and the primary key on sequence backs that up.
+        head = self._connection.execute(
+            "SELECT sequence, hash FROM audit_events ORDER BY sequence DESC LIMIT 1"
+        ).fetchone()
+        sequence, previous_hash = (1, GENESIS_HASH) if head is None else (head[0] + 1, bytes(head[1]))
+        row = codec.audit_event_to_row(chain_event(draft, sequence, previous_hash), details)
+        self._insert("audit_events", codec.AUDIT_COLUMNS, row)
+        # Returned as it reads back from the database (UTC time, details parsed from the stored JSON), so the
+        # caller holds exactly what a later reader will see.
+        return codec.audit_event_from_row(row)
+
+    @_operation("read the head of the audit log")
+    def audit_head(self) -> AuditEvent | None:
+        row = self._connection.execute("SELECT * FROM audit_events ORDER BY sequence DESC LIMIT 1").fetchone()
+        return None if row is None else codec.audit_event_from_row(row)
+
+    @_operation("list the audit events")
+    def list_audit_events(
+        self,
+        *,
+        request_id: str | None = None,
+        actor: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_sequence: int = 0,
+        limit: int = 1000,
+    ) -> Sequence[AuditEvent]:
+        # Each filter pairs a fixed condition with a bound value, so the query text never contains input.
+        # Times are fixed-width UTC text, so comparing the text compares the times.
+        conditions = ["sequence > ?"]
+        parameters: list[Any] = [after_sequence]
+        for condition, value in (
+            ("request_id = ?", request_id),
+            ("actor = ?", actor),
+            ("kind = ?", kind),
+            ("time >= ?", codec.encode_optional_time(since, "since")),
+            ("time < ?", codec.encode_optional_time(until, "until")),
+        ):
+            if value is not None:
+                conditions.append(condition)
+                parameters.append(value)
+        parameters.append(min(max(limit, 1), _MAX_AUDIT_LIST_LIMIT))
+        query = (
+            f"SELECT * FROM audit_events WHERE {' AND '.join(conditions)}"  # noqa: S608
+            " ORDER BY sequence LIMIT ?"
+        )
+        # Converted row by row from the cursor, so a long page never exists twice in memory.
+        return [codec.audit_event_from_row(row) for row in self._connection.execute(query, parameters)]
+
+    @_operation("read the last audit event of a kind")
+    def last_audit_event_of_kind(self, kind: str) -> AuditEvent | None:
+        row = self._connection.execute(
+            "SELECT * FROM audit_events WHERE kind = ? ORDER BY sequence DESC LIMIT 1", (kind,)
+        ).fetchone()
+        return None if row is None else codec.audit_event_from_row(row)
+
     # Policy versions.
 
     @_operation("read the active policy")
@@ -440,6 +573,9 @@ class SqliteStore:
         self._writing = threading.local()
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
+        # The class new connections are made of: sqlite3's own, unless custody.store.faults has swapped in a
+        # subclass that fails chosen writes on purpose.
+        self._connection_factory: type[sqlite3.Connection] = sqlite3.Connection
         self._migrations = load_migrations()
         try:
             with self._connection() as connection, _translated_errors("read the database schema version"):
@@ -563,6 +699,69 @@ class SqliteStore:
     def list_approvals(self, request_id: str) -> Sequence[Approval]:
         return self._read(_SqliteTransaction.list_approvals, request_id)
 
+    # Nonces.
+
+    def nonce_holder(self, key_id: str, chain_id: int, scope: str, nonce: int) -> NonceUse | None:
+        return self._read(_SqliteTransaction.nonce_holder, key_id, chain_id, scope, nonce)
+
+    def reserve_nonce(self, use: NonceUse) -> None:
+        self._write(_SqliteTransaction.reserve_nonce, use)
+
+    def move_nonce(self, use: NonceUse, from_request_id: str) -> None:
+        self._write(_SqliteTransaction.move_nonce, use, from_request_id)
+
+    # Audit log.
+
+    def append_audit(self, draft: AuditDraft) -> AuditEvent:
+        return self._write(_SqliteTransaction.append_audit, draft)
+
+    def audit_head(self) -> AuditEvent | None:
+        return self._read(_SqliteTransaction.audit_head)
+
+    def list_audit_events(
+        self,
+        *,
+        request_id: str | None = None,
+        actor: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_sequence: int = 0,
+        limit: int = 1000,
+    ) -> Sequence[AuditEvent]:
+        return self._read(
+            _SqliteTransaction.list_audit_events,
+            request_id=request_id,
+            actor=actor,
+            kind=kind,
+            since=since,
+            until=until,
+            after_sequence=after_sequence,
+            limit=limit,
+        )
+
+    def last_audit_event_of_kind(self, kind: str) -> AuditEvent | None:
+        return self._read(_SqliteTransaction.last_audit_event_of_kind, kind)
+
+    def iter_audit_events(self, after_sequence: int = 0) -> Iterator[AuditEvent]:
+        """Every event after ``after_sequence``, ascending, one batch per statement.
+
+        No connection is held between batches, so a slow consumer blocks nobody. The log is append-only, so
+        batches read from successive snapshots still form one unbroken run of sequence numbers.
+        """
+        last = after_sequence
+        more = True
+        while more:
+            batch = self._read(
+                _SqliteTransaction.list_audit_events, after_sequence=last, limit=_AUDIT_BATCH_SIZE
+            )
+            more = len(batch) == _AUDIT_BATCH_SIZE
+            if batch:
+                last = batch[-1].sequence
+            yield from batch
+            # Dropped before the next batch is read, so that two batches are never held at once.
+            del batch
+
     # Policy versions.
 
     def active_policy(self) -> StoredPolicy | None:
@@ -586,6 +785,14 @@ class SqliteStore:
             connection.close()
 
     # Internals.
+
+    def _use_connection_factory(self, factory: type[sqlite3.Connection]) -> None:
+        """Make every later operation run on a connection of class ``factory``; for custody.store.faults."""
+        with self._lock:
+            self._connection_factory = factory
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
 
     def _write(
         self,
@@ -665,6 +872,7 @@ class SqliteStore:
                 timeout=self._busy_timeout_seconds,
                 isolation_level=None,
                 check_same_thread=False,
+                factory=self._connection_factory,
             )
             try:
                 connection.row_factory = sqlite3.Row
@@ -714,7 +922,10 @@ class SqliteStore:
         # A connection left inside a transaction (a failed ROLLBACK) is not safe to hand to the next caller.
         reusable = not connection.in_transaction
         with self._lock:
-            if reusable and not self._closed and len(self._idle) < _MAX_IDLE_CONNECTIONS:
+            # One made before the connection factory last changed is closed, so the change reaches every
+            # later operation.
+            current = type(connection) is self._connection_factory
+            if reusable and current and not self._closed and len(self._idle) < _MAX_IDLE_CONNECTIONS:
                 self._idle.append(connection)
                 return
         connection.close()

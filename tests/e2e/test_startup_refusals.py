@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from eth_utils import keccak, to_checksum_address
 
 from .conftest import CUSTODY, DevEnv, start_daemon, stop_daemon
 
@@ -83,3 +86,72 @@ def test_a_second_daemon_on_a_taken_port_says_so(fresh_env: DevEnv, tmp_path: Pa
         assert stop_daemon(first) == 0
     assert result.returncode == 2
     assert f"cannot listen on {first.address}" in result.stderr
+
+
+def test_a_missing_token_is_named(fresh_env: DevEnv) -> None:
+    config = fresh_env.config
+    config.write_text(
+        config.read_text().replace('token_label = "custody-dev"', 'token_label = "no-such-token"')
+    )
+    result = serve_until_exit(fresh_env)
+    assert result.returncode == 2
+    assert "no-such-token" in result.stderr
+
+
+def test_a_database_schema_newer_than_the_code_is_refused(fresh_env: DevEnv, tmp_path: Path) -> None:
+    first = start_daemon(fresh_env, tmp_path / "first.log")
+    assert stop_daemon(first) == 0
+    with sqlite3.connect(fresh_env.directory / "custody.db") as database:
+        database.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (99, '2030-01-01T00:00:00.000000Z')"
+        )
+    result = serve_until_exit(fresh_env)
+    assert result.returncode == 2
+    assert "99" in result.stderr and "schema" in result.stderr
+
+
+# Run in a child process: SoftHSM2 reads its configuration once per process, and this test needs the dev
+# environment's token. It creates an EXTRACTABLE secp256k1 key pair, which custody must never use.
+EXTRACTABLE_KEY_SCRIPT = r"""
+import sys
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism
+from pkcs11.util.ec import encode_named_curve_parameters
+from custody.hsm.pkcs11 import unwrap_ec_point
+lib = pkcs11.lib(sys.argv[1])
+token = lib.get_token(token_label="custody-dev")
+with token.open(user_pin=sys.stdin.readline().strip(), rw=True) as session:
+    params = session.create_domain_parameters(
+        KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("1.3.132.0.10")}, local=True)
+    public, private = params.generate_keypair(
+        id=bytes.fromhex("0badc0de0badc0de0badc0de0badc0de"), label="leaky", store=True,
+        private_template={Attribute.EXTRACTABLE: True, Attribute.SENSITIVE: False, Attribute.SIGN: True})
+    print(unwrap_ec_point(public[Attribute.EC_POINT]).hex())
+"""
+
+
+def test_a_key_that_could_leave_the_hsm_is_refused_at_start(fresh_env: DevEnv, tmp_path: Path) -> None:
+    first = start_daemon(fresh_env, tmp_path / "first.log")
+    assert stop_daemon(first) == 0
+    server_toml = fresh_env.config.read_text()
+    module = next(line.split('"')[1] for line in server_toml.splitlines() if line.startswith("module"))
+    made = subprocess.run(
+        [sys.executable, "-c", EXTRACTABLE_KEY_SCRIPT, module],
+        input=(fresh_env.directory / "secrets" / "hsm.pin").read_text(),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SOFTHSM2_CONF": str(fresh_env.directory / "softhsm" / "softhsm2.conf")},
+        check=True,
+    )
+    point = bytes.fromhex(made.stdout.strip())
+    address = to_checksum_address(keccak(point[1:])[-20:])
+    with sqlite3.connect(fresh_env.directory / "custody.db") as database:
+        database.execute(
+            "INSERT INTO keys (key_id, label, address, public_key, state, created_at, updated_at)"
+            " VALUES (?, 'leaky', ?, ?, 'ACTIVE', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')",
+            ("0badc0de0badc0de0badc0de0badc0de", address, point),
+        )
+    result = serve_until_exit(fresh_env)
+    assert result.returncode == 2
+    assert "0badc0de0badc0de0badc0de0badc0de" in result.stderr
+    assert "extractable" in result.stderr or "sensitive" in result.stderr

@@ -173,7 +173,7 @@ class ApprovalRecord(_message.Message):
     def __init__(self, approver: _Optional[str] = ..., verdict: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[str] = ..., statement: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class SigningRequest(_message.Message):
-    __slots__ = ("request_id", "key_label", "key_id", "address", "requester", "kind", "chain_id", "payload", "payload_hash", "digest", "decision", "state", "signature", "signed_tx", "tx_hash", "error", "created_at", "updated_at", "summary", "expires_at", "not_before", "approvals", "quorum_progress")
+    __slots__ = ("request_id", "key_label", "key_id", "address", "requester", "kind", "chain_id", "payload", "payload_hash", "digest", "decision", "state", "signature", "signed_tx", "tx_hash", "error", "created_at", "updated_at", "summary", "expires_at", "not_before", "approvals", "quorum_progress", "replaces")
     class SummaryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +204,7 @@ class SigningRequest(_message.Message):
     NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
     APPROVALS_FIELD_NUMBER: _ClassVar[int]
     QUORUM_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     key_label: str
     key_id: str
@@ -227,17 +228,20 @@ class SigningRequest(_message.Message):
     not_before: str
     approvals: _containers.RepeatedCompositeFieldContainer[ApprovalRecord]
     quorum_progress: str
-    def __init__(self, request_id: _Optional[str] = ..., key_label: _Optional[str] = ..., key_id: _Optional[str] = ..., address: _Optional[str] = ..., requester: _Optional[str] = ..., kind: _Optional[_Union[PayloadKind, str]] = ..., chain_id: _Optional[int] = ..., payload: _Optional[bytes] = ..., payload_hash: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., state: _Optional[_Union[RequestState, str]] = ..., signature: _Optional[bytes] = ..., signed_tx: _Optional[bytes] = ..., tx_hash: _Optional[bytes] = ..., error: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., summary: _Optional[_Mapping[str, str]] = ..., expires_at: _Optional[str] = ..., not_before: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[ApprovalRecord, _Mapping]]] = ..., quorum_progress: _Optional[str] = ...) -> None: ...
+    replaces: str
+    def __init__(self, request_id: _Optional[str] = ..., key_label: _Optional[str] = ..., key_id: _Optional[str] = ..., address: _Optional[str] = ..., requester: _Optional[str] = ..., kind: _Optional[_Union[PayloadKind, str]] = ..., chain_id: _Optional[int] = ..., payload: _Optional[bytes] = ..., payload_hash: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ..., state: _Optional[_Union[RequestState, str]] = ..., signature: _Optional[bytes] = ..., signed_tx: _Optional[bytes] = ..., tx_hash: _Optional[bytes] = ..., error: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., summary: _Optional[_Mapping[str, str]] = ..., expires_at: _Optional[str] = ..., not_before: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[ApprovalRecord, _Mapping]]] = ..., quorum_progress: _Optional[str] = ..., replaces: _Optional[str] = ...) -> None: ...
 
 class SubmitRequestRequest(_message.Message):
-    __slots__ = ("key_label", "kind", "payload")
+    __slots__ = ("key_label", "kind", "payload", "replaces_request_id")
     KEY_LABEL_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     key_label: str
     kind: PayloadKind
     payload: bytes
-    def __init__(self, key_label: _Optional[str] = ..., kind: _Optional[_Union[PayloadKind, str]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    replaces_request_id: str
+    def __init__(self, key_label: _Optional[str] = ..., kind: _Optional[_Union[PayloadKind, str]] = ..., payload: _Optional[bytes] = ..., replaces_request_id: _Optional[str] = ...) -> None: ...
 
 class SubmitRequestResponse(_message.Message):
     __slots__ = ("request",)
@@ -436,13 +440,17 @@ class VerifyChainRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class VerifyChainResponse(_message.Message):
-    __slots__ = ("ok", "events_checked", "first_bad_sequence", "problem")
+    __slots__ = ("ok", "events_checked", "first_bad_sequence", "problem", "checkpoints_checked", "audit_public_key")
     OK_FIELD_NUMBER: _ClassVar[int]
     EVENTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     FIRST_BAD_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     events_checked: int
     first_bad_sequence: int
     problem: str
-    def __init__(self, ok: _Optional[bool] = ..., events_checked: _Optional[int] = ..., first_bad_sequence: _Optional[int] = ..., problem: _Optional[str] = ...) -> None: ...
+    checkpoints_checked: int
+    audit_public_key: bytes
+    def __init__(self, ok: _Optional[bool] = ..., events_checked: _Optional[int] = ..., first_bad_sequence: _Optional[int] = ..., problem: _Optional[str] = ..., checkpoints_checked: _Optional[int] = ..., audit_public_key: _Optional[bytes] = ...) -> None: ...

@@ -34,6 +34,11 @@ class ParsedPayload(Protocol):
         """The 4-byte function selector a transaction calls (start of its calldata); None otherwise."""
 
     @property
+    def nonce_slot(self) -> tuple[str, int] | None:
+        """(scope, nonce) this payload consumes: ("account", n) for a transaction; None for payloads that use
+        no nonce custody tracks yet."""
+
+    @property
     def canonical(self) -> bytes:
         """The bytes to store; parsing them again gives the same digest."""
 

@@ -101,6 +101,10 @@ class Transaction:
     def selector(self) -> bytes | None:
         return self.data[:4] if len(self.data) >= 4 else None
 
+    @property
+    def nonce_slot(self) -> tuple[str, int] | None:
+        return ("account", self.nonce)
+
     def _json_fields(self) -> dict[str, Any]:
         """The eth-account-style dict of this transaction, quantities as 0x-hex (the JSON-RPC convention)."""
         fields: dict[str, Any] = {

@@ -1,10 +1,12 @@
-"""Domain objects for the store tests: real secp256k1 accounts and signatures made with eth-account, and real
-Ed25519 approver keys and approval signatures made with cryptography."""
+"""Domain objects for the store tests: real secp256k1 accounts and signatures made with eth-account, real
+Ed25519 approver keys and approval signatures made with cryptography, and audit drafts with a chain checker
+that recomputes every hash independently of the code under test."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +17,7 @@ from eth_account.messages import _hash_eip191_message, encode_defunct
 from eth_account.signers.local import LocalAccount
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 
+from custody.audit.events import GENESIS_HASH, AuditDraft, AuditEvent, event_hash
 from custody.domain.keys import Key, KeyState
 from custody.domain.requests import (
     Approval,
@@ -259,3 +262,54 @@ def verify_approval(approval: Approval, public_key: Ed25519PublicKey) -> None:
     assert fields["request_id"] == approval.request_id
     assert fields["approver"] == approval.approver
     assert fields["decision"] == approval.verdict.value
+
+
+def make_draft(
+    index: int,
+    *,
+    kind: str = "request.submitted",
+    actor: str = "backend",
+    request_id: str | None = None,
+    at: datetime | None = None,
+) -> AuditDraft:
+    """An audit draft whose details exercise the encoding: nesting, a list, a big integer, non-ASCII text."""
+    return AuditDraft(
+        time=at if at is not None else BASE_TIME + timedelta(seconds=index),
+        actor=actor,
+        kind=kind,
+        request_id=request_id,
+        details={
+            "index": index,
+            "value_wei": 2**200 + index,
+            "reason": f"event {index} for Zoë ✓",
+            "nested": {"b": [1, 2, {"c": None}], "a": True},
+        },
+    )
+
+
+def check_chain(events: Sequence[AuditEvent], first_sequence: int = 1) -> None:
+    """Recompute every hash from the stored fields and check that each event links to the one before it."""
+    previous = GENESIS_HASH
+    for offset, event in enumerate(events):
+        assert event.sequence == first_sequence + offset
+        if offset or first_sequence == 1:
+            assert event.previous_hash == previous, f"event {event.sequence} does not link to its predecessor"
+        recomputed = hashlib.sha256(
+            b"custody audit event v1\n"
+            + json.dumps(
+                {
+                    "sequence": event.sequence,
+                    "time": event.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "actor": event.actor,
+                    "kind": event.kind,
+                    "request_id": event.request_id,
+                    "details": dict(event.details),
+                    "previous_hash": event.previous_hash.hex(),
+                },
+                sort_keys=True,
+                separators=(",", ":"),
+                ensure_ascii=True,
+            ).encode()
+        ).digest()
+        assert recomputed == event.hash == event_hash(event.sequence, event, event.previous_hash)
+        previous = event.hash

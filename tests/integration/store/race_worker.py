@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -10,7 +11,7 @@ from custody.domain.errors import Aborted, AlreadyExists
 from custody.domain.requests import RequestState, SignatureResult
 from custody.store.sqlite import SqliteStore
 
-from .helpers import Approver, later, make_approval
+from .helpers import Approver, later, make_approval, make_draft
 
 
 def race_for_requests(db_path: str, racer: int, request_ids: list[str], start: Any, results: Any) -> None:
@@ -81,3 +82,28 @@ def race_to_approve(
 
 def approver_name(racer: int) -> str:
     return f"approver-{racer}"
+
+
+def append_audit_events(db_path: str, racer: int, count: int, start: Any, results: Any) -> None:
+    """Append ``count`` audit events as actor ``racer-N``, half alone and half inside a transaction that also
+    reads the head; report the sequence numbers the store gave them."""
+    store = SqliteStore(db_path)
+    sequences: list[int] = []
+    try:
+        start.wait(timeout=60)
+        for index in range(count):
+            draft = make_draft(index, actor=f"racer-{racer}")
+            if index % 2:
+                sequences.append(store.append_audit(draft).sequence)
+            else:
+                with store.transaction() as tx:
+                    head = tx.audit_head()
+                    event = tx.append_audit(draft)
+                    assert event.sequence == (0 if head is None else head.sequence) + 1
+                    sequences.append(event.sequence)
+            # A pause between appends, so that the other process, asleep in SQLite's busy handler, gets the
+            # lock now and then and the two really interleave.
+            time.sleep(0.002)
+    finally:
+        store.close()
+    results.put((racer, sequences))

@@ -1595,3 +1595,38 @@ def test_dev_policy_is_commented_for_a_new_reader() -> None:
 def test_dev_policy_refuses_bad_keys(keys: dict[str, str], expected: str) -> None:
     with pytest.raises(ConfigurationError, match=re.escape(expected)):
         dev_policy_toml(keys)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Replacements: a second payload for a nonce already used passes only rules that allow it explicitly.
+
+
+def test_a_replacement_matches_only_a_rule_that_allows_replacements() -> None:
+    policy = Policy.from_mapping(
+        {
+            "version": 1,
+            "rules": [
+                {"name": "plain", "keys": ["ops"], "action": "sign"},
+                {"name": "fee-bumps", "keys": ["ops"], "action": "sign", "allow_replacement": True},
+            ],
+        },
+        "test.toml",
+    )
+    assert policy.evaluate(EIP1559_MAINNET).decision.rule == "plain"
+    replacement = policy.evaluate(replace(EIP1559_MAINNET, replacement=True))
+    assert replacement.decision.rule == "fee-bumps"
+    refused = replacement.trace[0].conditions[-1]
+    assert (refused.condition, refused.matched) == ("replacement", False)
+
+
+def test_a_replacement_is_denied_by_default_without_such_a_rule() -> None:
+    policy = single_rule_policy(keys=["ops"])
+    evaluation = policy.evaluate(replace(EIP1559_MAINNET, replacement=True))
+    assert evaluation.decision.action == "deny"
+    # Requests that replace nothing are not burdened with the condition in their trace.
+    assert [c.condition for c in policy.evaluate(EIP1559_MAINNET).trace[0].conditions] == ["keys"]
+
+
+def test_allow_replacement_must_be_a_boolean() -> None:
+    with pytest.raises(ConfigurationError, match="allow_replacement: must be true or false"):
+        single_rule_policy(keys=["ops"], allow_replacement="yes")

@@ -1,0 +1,186 @@
+"""The audit log as the use cases write and read it.
+
+Use cases record each state change with ``record(tx, ...)`` inside the transaction that makes the change: if
+the event cannot be written, the transaction and the change roll back, and the caller gets UNAVAILABLE (fail
+closed). Refusals change nothing, so they are recorded in a transaction of their own after the refusal.
+Checkpoints sign the chain's head with the audit key in the HSM every ``checkpoint_every`` events and at
+shutdown, so a log rewritten by someone with database access no longer verifies against the HSM's key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from custody.audit.chain import (
+    CHECKPOINT_KIND,
+    ChainVerification,
+    checkpoint_draft,
+    checkpoint_statement,
+    verify_events,
+)
+from custody.audit.events import AuditDraft, AuditEvent
+from custody.domain.errors import (
+    ConfigurationError,
+    CustodyError,
+    InternalError,
+    InvalidInput,
+    PermissionDenied,
+)
+from custody.domain.principals import Principal, Role
+from custody.hsm.base import Hsm
+from custody.store.base import Store, StoreTransaction
+
+log = logging.getLogger(__name__)
+
+AUDIT_KEY_LABEL = "custody-audit"
+DAEMON_ACTOR = "custody"
+DEFAULT_CHECKPOINT_EVERY = 1000
+MAX_LIST_LIMIT = 10_000
+
+
+class AuditUseCases:
+    def __init__(
+        self,
+        store: Store,
+        hsm: Hsm,
+        clock: Callable[[], datetime],
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    ) -> None:
+        self._store = store
+        self._hsm = hsm
+        self._clock = clock
+        self._checkpoint_every = checkpoint_every
+        self._key_id: bytes | None = None
+        self._public_key: bytes | None = None
+
+    # -- writing ----------------------------------------------------------------------------------------------
+
+    def record(
+        self, tx: StoreTransaction, actor: str, kind: str, request_id: str | None = None, **details: Any
+    ) -> AuditEvent:
+        """Chain an event in ``tx``; the caller's change and this event commit together or not at all."""
+        return tx.append_audit(
+            AuditDraft(time=self._clock(), actor=actor, kind=kind, request_id=request_id, details=details)
+        )
+
+    def record_refusal(self, actor: str, kind: str, error: CustodyError, **details: Any) -> None:
+        """Record a refused call (it changed nothing). A log that cannot be written is reported, and the caller
+        still gets the refusal it earned."""
+        try:
+            with self._store.transaction() as tx:
+                self.record(tx, actor, kind, reason=error.message, error=type(error).__name__, **details)
+        except CustodyError as exc:
+            log.error("could not record a refused call by %s in the audit log: %s", actor, exc.message)
+
+    # -- checkpoints ------------------------------------------------------------------------------------------
+
+    @property
+    def public_key(self) -> bytes:
+        if self._public_key is None:
+            raise ConfigurationError("the audit key has not been loaded from the HSM")
+        return self._public_key
+
+    def open(self) -> None:
+        """At start: find or create the audit key in the HSM, then verify the chain's head (the last checkpoint
+        and every event after it) before serving anything."""
+        self._key_id, self._public_key = self._hsm.ensure_ed25519_key(AUDIT_KEY_LABEL)
+        verification = self.verify_head()
+        if not verification.ok:
+            raise ConfigurationError(
+                f"the audit log does not verify at sequence {verification.first_bad_sequence}:"
+                f" {verification.problem}; refusing to start"
+            )
+
+    def checkpoint_if_due(self) -> None:
+        head = self._store.audit_head()
+        last = self._store.last_audit_event_of_kind(CHECKPOINT_KIND)
+        since = head.sequence - (last.sequence if last else 0) if head else 0
+        if since >= self._checkpoint_every:
+            self.checkpoint()
+
+    def checkpoint(self) -> AuditEvent | None:
+        """Sign the current head with the audit key and chain the signature as the next event."""
+        if self._key_id is None:
+            return None
+        with self._store.transaction() as tx:
+            head = tx.audit_head()
+            if head is None or head.kind == CHECKPOINT_KIND:
+                return None
+            signature = self._hsm.sign_ed25519(self._key_id, checkpoint_statement(head.sequence, head.hash))
+            try:
+                draft = checkpoint_draft(head, self.public_key, signature, self._clock())
+            except ValueError:
+                # Stored, a checkpoint that does not verify would stop the next start; it is never written.
+                raise InternalError("the HSM's signature over the audit log's head did not verify") from None
+            return tx.append_audit(draft)
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    def verify_head(self) -> ChainVerification:
+        """The last checkpoint and everything around it: cheap enough for every start, whatever the log's size.
+
+        Verification starts at the event the checkpoint covers, recomputing its hash, so an edit of the signed
+        head itself is caught, and runs to the end of the log.
+        """
+        last = self._store.last_audit_event_of_kind(CHECKPOINT_KIND)
+        if last is None:
+            return verify_events(self._store.iter_audit_events(), public_key=self.public_key)
+        covered = int(last.details.get("covers_sequence", 0))
+        start_after = None
+        if covered > 1:
+            before = self._store.list_audit_events(after_sequence=covered - 2, limit=1)
+            if not before or before[0].sequence != covered - 1:
+                return ChainVerification(
+                    ok=False,
+                    events_checked=0,
+                    checkpoints_checked=0,
+                    first_bad_sequence=covered - 1,
+                    problem=f"event {covered - 1}, before the last checkpoint, is missing",
+                    last_event=None,
+                    unsigned_tail=0,
+                )
+            start_after = before[0]
+        return verify_events(
+            self._store.iter_audit_events(after_sequence=covered - 1),
+            public_key=self.public_key,
+            start_after=start_after,
+        )
+
+    def verify_chain(self, caller: Principal) -> ChainVerification:
+        self._require_reader(caller)
+        return verify_events(self._store.iter_audit_events(), public_key=self.public_key)
+
+    def list_events(
+        self,
+        caller: Principal,
+        *,
+        request_id: str | None = None,
+        actor: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_sequence: int = 0,
+        limit: int = 1000,
+    ) -> Sequence[AuditEvent]:
+        self._require_reader(caller)
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidInput(f"must be between 1 and {MAX_LIST_LIMIT}, got {limit}", field="limit")
+        return self._store.list_audit_events(
+            request_id=request_id,
+            actor=actor,
+            kind=kind,
+            since=since,
+            until=until,
+            after_sequence=after_sequence,
+            limit=limit,
+        )
+
+    @staticmethod
+    def _require_reader(caller: Principal) -> None:
+        if not (caller.has(Role.AUDITOR) or caller.has(Role.ADMIN)):
+            raise PermissionDenied(
+                f"{caller.name} may not read the audit log: that needs the auditor or admin role"
+            )
