@@ -51,6 +51,7 @@ proto: venv
 bench: venv
 	$(PYTHON) bench/signing_rate.py
 	$(PYTHON) bench/approval_latency.py
+	$(PYTHON) bench/audit_verify.py
 
 clean-dev:
 	rm -rf $(DEV_DIR)

@@ -17,6 +17,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from eth_account.messages import _hash_eip191_message, encode_defunct
@@ -382,24 +383,10 @@ _DOMAIN_TYPES = {
     "verifyingContract": "address",
     "salt": "bytes32",
 }
-_SAFE_TX_TYPES = {
-    "EIP712Domain": [
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ],
-    "SafeTx": [
-        {"name": "to", "type": "address"},
-        {"name": "value", "type": "uint256"},
-        {"name": "data", "type": "bytes"},
-        {"name": "operation", "type": "uint8"},
-        {"name": "safeTxGas", "type": "uint256"},
-        {"name": "baseGas", "type": "uint256"},
-        {"name": "gasPrice", "type": "uint256"},
-        {"name": "gasToken", "type": "address"},
-        {"name": "refundReceiver", "type": "address"},
-        {"name": "nonce", "type": "uint256"},
-    ],
-}
+# The Safe transaction types, from the vector file that names their source.
+_SAFE_TX_TYPES = json.loads((Path(__file__).parents[2] / "vectors" / "safe_tx_types.json").read_text())[
+    "types"
+]
 
 _SEEDS = st.integers(min_value=0, max_value=2**64)
 _BOOLEANS = st.booleans()

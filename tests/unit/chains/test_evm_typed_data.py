@@ -42,24 +42,7 @@ DOMAIN = {
 }
 
 SAFE_TX = {
-    "types": {
-        "EIP712Domain": [
-            {"name": "chainId", "type": "uint256"},
-            {"name": "verifyingContract", "type": "address"},
-        ],
-        "SafeTx": [
-            {"name": "to", "type": "address"},
-            {"name": "value", "type": "uint256"},
-            {"name": "data", "type": "bytes"},
-            {"name": "operation", "type": "uint8"},
-            {"name": "safeTxGas", "type": "uint256"},
-            {"name": "baseGas", "type": "uint256"},
-            {"name": "gasPrice", "type": "uint256"},
-            {"name": "gasToken", "type": "address"},
-            {"name": "refundReceiver", "type": "address"},
-            {"name": "nonce", "type": "uint256"},
-        ],
-    },
+    "types": json.loads((Path(__file__).parents[2] / "vectors" / "safe_tx_types.json").read_text())["types"],
     "primaryType": "SafeTx",
     "domain": {"chainId": 1, "verifyingContract": "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"},
     "message": {

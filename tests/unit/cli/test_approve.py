@@ -464,24 +464,9 @@ def test_the_summary_flags_an_unlimited_allowance() -> None:
 def test_a_safe_transaction_by_delegatecall_is_flagged_loudly() -> None:
     inner = bytes.fromhex("a9059cbb") + encode(["address", "uint256"], [RECIPIENT, 9])
     safe_tx = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "SafeTx": [
-                {"name": "to", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "data", "type": "bytes"},
-                {"name": "operation", "type": "uint8"},
-                {"name": "safeTxGas", "type": "uint256"},
-                {"name": "baseGas", "type": "uint256"},
-                {"name": "gasPrice", "type": "uint256"},
-                {"name": "gasToken", "type": "address"},
-                {"name": "refundReceiver", "type": "address"},
-                {"name": "nonce", "type": "uint256"},
-            ],
-        },
+        "types": json.loads((Path(__file__).parents[2] / "vectors" / "safe_tx_types.json").read_text())[
+            "types"
+        ],
         "primaryType": "SafeTx",
         "domain": {"chainId": 1, "verifyingContract": ADDRESS},
         "message": {
