@@ -40,10 +40,7 @@ lint: venv
 	$(VENV)/bin/ruff check custody tests bench
 	$(VENV)/bin/ruff format --check custody tests bench
 	$(VENV)/bin/mypy
-	@tmp=$$(mktemp -d) && PYTHON=$(PYTHON) bash scripts/gen-proto.sh $$tmp && \
-	  if diff -r $$tmp/custody/api/_gen custody/api/_gen >/dev/null; then echo "generated gRPC code is up to date"; \
-	  else echo "custody/api/_gen differs from proto/: run 'make proto' and commit the result" >&2; rm -rf $$tmp; exit 1; fi; \
-	  rm -rf $$tmp
+	PYTHON=$(PYTHON) bash scripts/check-proto.sh
 
 proto: venv
 	PYTHON=$(PYTHON) bash scripts/gen-proto.sh

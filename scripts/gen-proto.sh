@@ -6,6 +6,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root}
 python=${PYTHON:-$root/.venv/bin/python}
+# The generator runs from the output folder, so a relative interpreter path is made absolute first.
+case $python in /*) ;; *) python="$PWD/$python" ;; esac
 mkdir -p "$out/custody/api/_gen"
 rm -f "$out"/custody/api/_gen/custody_pb2*.py "$out"/custody/api/_gen/custody_pb2*.pyi
 cd "$out"
