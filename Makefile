@@ -49,6 +49,7 @@ bench: venv
 	$(PYTHON) bench/signing_rate.py
 	$(PYTHON) bench/approval_latency.py
 	$(PYTHON) bench/audit_verify.py
+	$(PYTHON) bench/hsm_lanes.py
 
 clean-dev:
 	rm -rf $(DEV_DIR)

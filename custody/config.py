@@ -4,11 +4,17 @@ Every problem is reported as one ConfigurationError naming the file, the key and
 can fix it without reading code. Relative paths resolve against the directory of the configuration file, so
 an environment can be moved as a whole. Secrets are never stored in this file: the HSM PIN comes from a file
 (mode 0600) or an environment variable.
+
+Values that name files (the PIN file, TLS files, the policy file, the PKCS#11 module, values of
+[hsm.environment]) and the database URL may contain ``${NAME}``, replaced at start by the environment variable
+NAME: systemd's ``${CREDENTIALS_DIRECTORY}`` or a container's secret mount can so be named without writing the
+path (or a database password) into this file. An unset or empty variable is a configuration error.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -18,10 +24,15 @@ from typing import Any
 
 from custody.domain.errors import ConfigurationError
 from custody.domain.principals import Principal, Role
+from custody.observability.logs import LogFormat, default_format
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 # Payloads are capped at 128 KiB by the parsers; the transport limit leaves room for the envelope.
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
+DATABASE_URL_PREFIXES = ("sqlite:///", "postgresql://", "postgres://")
+MAX_HSM_LANES = 16
+_ENVIRONMENT_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+_ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,11 @@ class HsmConfig:
     pin_file: Path | None
     pin_env: str | None
     environment: Mapping[str, str] = field(default_factory=dict)
+    # Start the gRPC server at once and keep trying the token every wait_seconds, instead of refusing to start.
+    wait_for_token: bool = False
+    wait_seconds: float = 2.0
+    # Worker processes that call the HSM, each with its own library initialization and login.
+    lanes: int = 1
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,16 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    listen: str | None = None  # HOST:PORT of the Prometheus listener; None serves no metrics
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    format: LogFormat = "json"
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     path: Path
     listen: str
@@ -62,13 +88,15 @@ class ServerConfig:
     policy_file: Path
     principals: Mapping[str, Principal]
     limits: Limits
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
 
 
-_TOP_LEVEL_KEYS = {"listen", "tls", "hsm", "database", "policy", "principals", "limits"}
+_TOP_LEVEL_KEYS = {"listen", "tls", "hsm", "database", "policy", "principals", "limits", "metrics", "logging"}
 
 
 class _Reader:
@@ -98,6 +126,12 @@ class _Reader:
             )
         return value
 
+    def boolean(self, data: Mapping[str, Any], key: str, default: bool) -> bool:
+        value = data.get(key.rsplit(".", 1)[-1], default)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, got {value!r}")
+        return value
+
     def string(self, data: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
         value = data.get(key.rsplit(".", 1)[-1])
         if value is None:
@@ -108,10 +142,24 @@ class _Reader:
             raise self.fail(key, "must be a non-empty string")
         return value
 
+    def expanded(self, key: str, value: str) -> str:
+        """``value`` with every ${NAME} replaced by the environment variable NAME."""
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if not _ENVIRONMENT_NAME.fullmatch(name):
+                raise self.fail(key, f"${{{name}}} is not a valid environment variable reference")
+            found = os.environ.get(name, "")
+            if not found:
+                raise self.fail(key, f"the environment variable {name} is not set (or empty)")
+            return found
+
+        return _ENVIRONMENT_REFERENCE.sub(replace, value)
+
     def path_value(self, data: Mapping[str, Any], key: str, *, must_exist: bool = True) -> Path:
         raw = self.string(data, key)
         assert raw is not None
-        resolved = self.resolve(raw)
+        resolved = self.resolve(self.expanded(key, raw))
         if must_exist and not resolved.is_file():
             raise self.fail(key, f"file {resolved} does not exist")
         return resolved
@@ -157,7 +205,20 @@ def load_server_config(path: Path) -> ServerConfig:
         key_file=reader.path_value(tls_table, "tls.key_file"),
     )
 
-    hsm_table = reader.table(data, "hsm", {"module", "token_label", "pin_file", "pin_env", "environment"})
+    hsm_table = reader.table(
+        data,
+        "hsm",
+        {
+            "module",
+            "token_label",
+            "pin_file",
+            "pin_env",
+            "environment",
+            "wait_for_token",
+            "wait_seconds",
+            "lanes",
+        },
+    )
     pin_file_raw = reader.string(hsm_table, "hsm.pin_file", required=False)
     pin_env = reader.string(hsm_table, "hsm.pin_env", required=False)
     if (pin_file_raw is None) == (pin_env is None):
@@ -169,27 +230,35 @@ def load_server_config(path: Path) -> ServerConfig:
         raise reader.fail("hsm.environment", "must be a table of string values")
     # Values that name files (SOFTHSM2_CONF, vendor client configs) are resolved like every other path, so a
     # relative entry means the same thing wherever the daemon is started from.
-    environment = {
-        name: str(reader.resolve(value)) if _looks_like_path(value) else value
-        for name, value in environment_raw.items()
-    }
+    environment = {}
+    for name, raw_value in environment_raw.items():
+        value = reader.expanded(f"hsm.environment.{name}", raw_value)
+        environment[name] = str(reader.resolve(value)) if _looks_like_path(value) else value
     module = reader.string(hsm_table, "hsm.module")
     token_label = reader.string(hsm_table, "hsm.token_label")
     assert module is not None and token_label is not None
+    lanes = reader.positive(hsm_table, "hsm.lanes", 1)
+    if lanes > MAX_HSM_LANES:
+        raise reader.fail("hsm.lanes", f"must be at most {MAX_HSM_LANES}, got {lanes}")
     hsm = HsmConfig(
-        module=module,
+        module=reader.expanded("hsm.module", module),
         token_label=token_label,
-        pin_file=reader.resolve(pin_file_raw) if pin_file_raw else None,
+        pin_file=reader.resolve(reader.expanded("hsm.pin_file", pin_file_raw)) if pin_file_raw else None,
         pin_env=pin_env,
         environment=environment,
+        wait_for_token=reader.boolean(hsm_table, "hsm.wait_for_token", False),
+        wait_seconds=float(reader.positive(hsm_table, "hsm.wait_seconds", 2.0, integer=False)),
+        lanes=lanes,
     )
 
     database_table = reader.table(data, "database", {"url"})
-    database_url = reader.string(database_table, "database.url")
-    assert database_url is not None
-    if not database_url.startswith("sqlite:///"):
+    database_url_raw = reader.string(database_table, "database.url")
+    assert database_url_raw is not None
+    database_url = reader.expanded("database.url", database_url_raw)
+    if not database_url.startswith(DATABASE_URL_PREFIXES):
+        # The URL may hold a password, so the message describes it without repeating it.
         raise reader.fail(
-            "database.url", "must be a sqlite:///PATH URL (PostgreSQL arrives in a later version)"
+            "database.url", "must be a sqlite:///PATH or postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DB URL"
         )
 
     policy_table = reader.table(data, "policy", {"file"})
@@ -235,6 +304,16 @@ def load_server_config(path: Path) -> ServerConfig:
         ),
     )
 
+    metrics_table = reader.table(data, "metrics", {"listen"}, required=False)
+    metrics_listen = reader.string(metrics_table, "metrics.listen", required=False)
+    if metrics_listen is not None:
+        _check_address(reader, "metrics.listen", metrics_listen, allow_any_port=True)
+
+    logging_table = reader.table(data, "logging", {"format"}, required=False)
+    log_format = reader.string(logging_table, "logging.format", required=False) or default_format()
+    if log_format not in ("json", "text"):
+        raise reader.fail("logging.format", f'must be "json" or "text", got {log_format!r}')
+
     principals = _read_principals(reader, data.get("principals"))
     return ServerConfig(
         path=path,
@@ -245,6 +324,8 @@ def load_server_config(path: Path) -> ServerConfig:
         policy_file=policy_file,
         principals=principals,
         limits=limits,
+        metrics=MetricsConfig(listen=metrics_listen),
+        logging=LoggingConfig(format="json" if log_format == "json" else "text"),
     )
 
 
@@ -281,9 +362,11 @@ def _read_principals(reader: _Reader, raw: Any) -> dict[str, Principal]:
     return principals
 
 
-def _check_address(reader: _Reader, key: str, address: str) -> None:
+def _check_address(reader: _Reader, key: str, address: str, *, allow_any_port: bool = False) -> None:
+    """HOST:PORT; ``allow_any_port`` admits port 0, which lets the system pick a free port."""
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    lowest = 0 if allow_any_port else 1
+    if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
         raise reader.fail(key, f"must be HOST:PORT, got {address!r}")
 
 

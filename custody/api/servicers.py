@@ -1,10 +1,15 @@
-"""gRPC servicers: authenticate, translate, call a use case, translate back. No rules live here."""
+"""gRPC servicers: authenticate, translate, call a use case, translate back. No rules live here.
+
+Every call runs in a logging context that tags each line it logs with the request id the call names (or a
+fresh correlation id), and ends with one line saying who called what and how it ended.
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -16,13 +21,38 @@ from custody.api._gen import custody_pb2_grpc as pb_grpc
 from custody.api.auth import CertificateAuthenticator
 from custody.api.errors import status_for
 from custody.app.custody import Custody
-from custody.domain.errors import PermissionDenied, Unauthenticated
+from custody.domain.errors import CustodyError, InvalidInput, PermissionDenied, Unauthenticated
+from custody.domain.ids import validate_request_id
 from custody.domain.principals import Principal
 from custody.domain.requests import SigningRequest
+from custody.observability.logs import request_context
 
 log = logging.getLogger(__name__)
 
 Response = TypeVar("Response")
+# Gives the application for a call; raises Unavailable while the daemon is not ready to serve yet.
+CustodySource = Callable[[], Custody]
+
+
+def _named_request_id(request: Any) -> str | None:
+    """The request id a call names, when it is a well-formed one (anything else must not reach a log line)."""
+    named = getattr(request, "request_id", "")
+    if not named:
+        return None
+    try:
+        return validate_request_id(named)
+    except InvalidInput:
+        return None
+
+
+def _log_call(method: str, caller: Principal | None, outcome: str, started: float) -> None:
+    log.info(
+        "%s by %s: %s in %.1f ms",
+        method,
+        caller.name if caller is not None else "unauthenticated caller",
+        outcome,
+        (time.perf_counter() - started) * 1000,
+    )
 
 
 def unary(
@@ -32,14 +62,20 @@ def unary(
 
     @functools.wraps(method)
     def handler(self: _Servicer, request: Any, context: grpc.ServicerContext) -> Response:
-        caller: Principal | None = None
-        try:
-            caller = self.authenticator.authenticate(context)
-            return method(self, request, context, caller)
-        except Exception as exc:
-            self.audit_refusal(exc, caller, context, method.__name__)
-            code, message = status_for(exc)
-            context.abort(code, message)
+        with request_context(_named_request_id(request)):
+            started = time.perf_counter()
+            caller: Principal | None = None
+            outcome = "OK"
+            try:
+                caller = self.authenticator.authenticate(context)
+                return method(self, request, context, caller)
+            except Exception as exc:
+                self.audit_refusal(exc, caller, context, method.__name__)
+                code, message = status_for(exc)
+                outcome = code.name
+                context.abort(code, message)
+            finally:
+                _log_call(method.__name__, caller, outcome, started)
 
     return handler
 
@@ -49,23 +85,33 @@ def server_stream(
 ) -> Callable[[Any, Any, grpc.ServicerContext], Iterator[Response]]:
     @functools.wraps(method)
     def handler(self: _Servicer, request: Any, context: grpc.ServicerContext) -> Iterator[Response]:
-        caller: Principal | None = None
-        try:
-            caller = self.authenticator.authenticate(context)
-            yield from method(self, request, context, caller)
-        except Exception as exc:
-            self.audit_refusal(exc, caller, context, method.__name__)
-            code, message = status_for(exc)
-            context.abort(code, message)
+        with request_context(_named_request_id(request)):
+            started = time.perf_counter()
+            caller: Principal | None = None
+            outcome = "OK"
+            try:
+                caller = self.authenticator.authenticate(context)
+                yield from method(self, request, context, caller)
+            except Exception as exc:
+                self.audit_refusal(exc, caller, context, method.__name__)
+                code, message = status_for(exc)
+                outcome = code.name
+                context.abort(code, message)
+            finally:
+                _log_call(method.__name__, caller, outcome, started)
 
     return handler
 
 
 class _Servicer:
-    def __init__(self, custody: Custody, authenticator: CertificateAuthenticator) -> None:
-        self.custody = custody
+    def __init__(self, custody: CustodySource, authenticator: CertificateAuthenticator) -> None:
+        self._custody = custody
         self.authenticator = authenticator
         self._addresses: dict[str, str] = {}
+
+    @property
+    def custody(self) -> Custody:
+        return self._custody()
 
     def audit_refusal(
         self, error: Exception, caller: Principal | None, context: grpc.ServicerContext, method: str
@@ -76,7 +122,13 @@ class _Servicer:
             return
         kind = "auth.refused" if isinstance(error, Unauthenticated) else "permission.denied"
         actor = caller.name if caller is not None else "unauthenticated"
-        self.custody.audit.record_refusal(actor, kind, error, method=method, peer=context.peer())
+        try:
+            custody = self.custody
+        except CustodyError as exc:
+            # Before the daemon has its HSM there is no audit log to write to; the refusal still stands.
+            log.warning("could not record a refused call by %s in the audit log: %s", actor, exc.message)
+            return
+        custody.audit.record_refusal(actor, kind, error, method=method, peer=context.peer())
 
     def request_to_pb(self, request: SigningRequest, *, detailed: bool = True) -> pb.SigningRequest:
         """The request as a message; ``detailed`` adds the verdicts and quorum progress (one more query)."""
@@ -260,7 +312,7 @@ class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
 
 
 def add_servicers(
-    server: grpc.Server, custody: Custody, authenticator: CertificateAuthenticator
+    server: grpc.Server, custody: CustodySource, authenticator: CertificateAuthenticator
 ) -> list[str]:
     """Register every custody service; returns the full service names (for health and reflection)."""
     pb_grpc.add_KeyServiceServicer_to_server(KeyServicer(custody, authenticator), server)

@@ -86,7 +86,10 @@ class AuditUseCases:
     def open(self) -> None:
         """At start: find or create the audit key in the HSM, then verify the chain's head (the last checkpoint
         and every event after it) before serving anything."""
-        self._key_id, self._public_key = self._hsm.ensure_ed25519_key(AUDIT_KEY_LABEL)
+        # Finding or creating the key happens under the database's write lock: replicas sharing one database
+        # and one token start at the same time, and two of them must not each create an audit key.
+        with self._store.transaction():
+            self._key_id, self._public_key = self._hsm.ensure_ed25519_key(AUDIT_KEY_LABEL)
         verification = self.verify_head()
         if not verification.ok:
             raise ConfigurationError(

@@ -366,7 +366,9 @@ class SigningUseCases:
             raw_signature = self._hsm.sign_digest(bytes.fromhex(key.key_id), recomputed.digest)
             r, s, y_parity = recoverable_signature(raw_signature, recomputed.digest, key.public_key)
             result = recomputed.parsed.assemble(r, s, y_parity)
-        except HsmUnavailable as exc:
+        except (HsmUnavailable, NotFound) as exc:
+            # The store knows this key, so an HSM that cannot find it is an HSM in trouble (a token that went
+            # away), not a request for an unknown key: the caller gets UNAVAILABLE either way.
             self._fail(request, f"the HSM could not sign: {exc.message}")
             raise HsmUnavailable(
                 f"the HSM is unavailable; request {request.request_id} was not signed and is marked FAILED"

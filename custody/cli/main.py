@@ -13,6 +13,7 @@ from custody.cli.audit import audit_group
 from custody.cli.client import client_options, custody_error_from_rpc
 from custody.cli.dev import dev_group
 from custody.cli.errors import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
+from custody.cli.health import health
 from custody.cli.keys import keys_group
 from custody.cli.policy import policy_group
 from custody.cli.requests import requests_group
@@ -40,6 +41,7 @@ cli.add_command(approve)
 cli.add_command(reject)
 cli.add_command(policy_group)
 cli.add_command(audit_group)
+cli.add_command(health)
 
 
 def run(arguments: Sequence[str] | None = None) -> int:

@@ -18,11 +18,15 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pkcs11
-from pkcs11.exceptions import PKCS11Error, SessionClosed
+from pkcs11.exceptions import DeviceError, DeviceRemoved, GeneralError, PKCS11Error, SessionClosed
+
+# The errors a network HSM really returns when it drops a connection or fails: the first two make the adapter
+# reopen its session and retry once, the last two are reported as unavailable at once.
+TRANSIENT_FAULTS: tuple[type[PKCS11Error], ...] = (SessionClosed, DeviceRemoved, DeviceError, GeneralError)
 
 
 class SignFaults:
@@ -43,7 +47,7 @@ class SignFaults:
         self._pending_failures = 0
         self._pending_error: type[PKCS11Error] = SessionClosed
         self._rate = 0.0
-        self._rate_error: type[PKCS11Error] = SessionClosed
+        self._rate_errors: tuple[type[PKCS11Error], ...] = (SessionClosed,)
         # The adapter serializes its calls already; this lock keeps the plan consistent when a test changes it
         # from another thread while signatures are running.
         self._plan_lock = threading.Lock()
@@ -56,13 +60,21 @@ class SignFaults:
             self._pending_failures = count
             self._pending_error = error
 
-    def fail_at_rate(self, rate: float, error: type[PKCS11Error] = SessionClosed) -> None:
-        """Make each sign call raise ``error`` with probability ``rate``, drawn from the seeded generator."""
+    def fail_at_rate(
+        self, rate: float, error: type[PKCS11Error] | Sequence[type[PKCS11Error]] = SessionClosed
+    ) -> None:
+        """Make each sign call raise ``error`` with probability ``rate``, drawn from the seeded generator.
+
+        Given several error classes, each injected fault is one of them, chosen by the same generator.
+        """
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate must be between 0 and 1")
+        errors = (error,) if isinstance(error, type) else tuple(error)
+        if not errors:
+            raise ValueError("at least one error class is needed")
         with self._plan_lock:
             self._rate = rate
-            self._rate_error = error
+            self._rate_errors = errors
 
     def __call__(self, session: pkcs11.Session) -> FaultySession:
         self.sessions.append(session)
@@ -77,7 +89,9 @@ class SignFaults:
                 self._pending_failures -= 1
                 error = self._pending_error
             elif self._rate > 0.0 and self._random.random() < self._rate:
-                error = self._rate_error
+                # A single error class draws nothing more, so a seed gives the schedule it always gave.
+                errors = self._rate_errors
+                error = errors[0] if len(errors) == 1 else self._random.choice(errors)
             if error is not None:
                 self.injected_faults += 1
         if self.delay_seconds:

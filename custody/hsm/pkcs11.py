@@ -369,6 +369,10 @@ class Pkcs11Hsm:
         with self._lock:
             if self._closed:
                 raise HsmUnavailable(f"could not {action}: this HSM connection has been closed")
+            if self._session is None:
+                # An earlier reconnect failed (the token was away); try again before the operation, so the
+                # adapter recovers on its own once the token is back.
+                self._reconnect(action)
             return self._run_with_one_retry(operation, action)
 
     def _run_with_one_retry(self, operation: Callable[[], T], action: str) -> T:

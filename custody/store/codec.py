@@ -14,6 +14,9 @@ from custody.audit.events import AuditDraft, AuditEvent, format_time
 from custody.domain.errors import InvalidInput
 from custody.domain.keys import Key, KeyState
 from custody.domain.requests import (
+    FINAL_STATES,
+    GOVERNANCE_KINDS,
+    SIGNING_KINDS,
     Approval,
     Decision,
     PayloadKind,
@@ -43,6 +46,18 @@ _MAX_WEI = 2**256 - 1
 
 # Nonces are decimal text too: an account nonce reaches 2**64 - 1 and a Safe's nonce is a 256-bit integer.
 _MAX_NONCE = 2**256 - 1
+
+# SQL lists of the kinds, built from the domain's own sets so that the queries follow the domain. They hold
+# fixed enum values only, never input, so writing them into query text is safe.
+SIGNING_KINDS_SQL = ", ".join(
+    f"'{kind.value}'" for kind in sorted(SIGNING_KINDS, key=lambda kind: kind.value)
+)
+GOVERNANCE_KINDS_SQL = ", ".join(
+    f"'{kind.value}'" for kind in sorted(GOVERNANCE_KINDS, key=lambda kind: kind.value)
+)
+
+# The final states a request reaches without a signature: its nonce is free again for another request.
+UNSIGNED_FINAL_STATES = FINAL_STATES - {RequestState.SIGNED}
 
 KEY_COLUMNS = ("key_id", "label", "address", "public_key", "state", "created_at", "updated_at")
 
@@ -157,6 +172,19 @@ def key_from_row(row: Row) -> Key:
         state=KeyState(row["state"]),
         created_at=decode_time(row["created_at"]),
     )
+
+
+def check_key_reference(request: SigningRequest) -> None:
+    """A policy change concerns no key and names none; every other request names its key by id and label."""
+    if request.kind is PayloadKind.POLICY_CHANGE:
+        if request.key_id or request.key_label:
+            raise InvalidInput(
+                "a policy change concerns no key; leave key_id and key_label empty", field="key_id"
+            )
+    elif not request.key_id or not request.key_label:
+        raise InvalidInput(
+            f"a {request.kind.value} request must name its key by id and label", field="key_id"
+        )
 
 
 def request_to_row(request: SigningRequest) -> dict[str, Any]:

@@ -3,6 +3,9 @@
 Each migration is a file ``NNNN_description.sql``; its number is the schema version it produces. The files are
 plain SQL shared by every database adapter, so this module only reads and splits them; each adapter applies
 them in its own transactions and records the version in the ``schema_version`` table.
+
+The files are written in SQLite's words and run on SQLite exactly as written; ``for_postgresql`` translates the
+two column types PostgreSQL needs said differently (see there).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from custody.domain.errors import InternalError
 
 _MIGRATIONS_PACKAGE = "custody.store.migrations"
 _FILE_NAME_PATTERN = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# Whole-word matches, so that a column or index whose name merely contains the letters is left alone.
+_BLOB_TYPE = re.compile(r"\bBLOB\b")
+_TEXT_TYPE = re.compile(r"\bTEXT\b")
 
 
 @dataclass(frozen=True)
@@ -61,3 +67,22 @@ def load_migrations() -> tuple[Migration, ...]:
 def latest_version() -> int:
     """The schema version this code knows how to produce."""
     return len(load_migrations())
+
+
+def for_postgresql(migration: Migration) -> Migration:
+    """The migration as PostgreSQL runs it: BLOB columns become BYTEA, PostgreSQL's binary type, and TEXT
+    columns compare byte by byte (collation "C").
+
+    SQLite compares text byte by byte, and custody relies on it: times are fixed-width text that sorts in time
+    order, and lists are ordered by label and id. A PostgreSQL database created with a language's collation
+    (en_US, say) would otherwise order and compare that text by the language's rules. The files keep SQLite's
+    spelling so that existing SQLite databases migrate exactly as they always have.
+    """
+    return Migration(
+        version=migration.version,
+        name=migration.name,
+        statements=tuple(
+            _TEXT_TYPE.sub('TEXT COLLATE "C"', _BLOB_TYPE.sub("BYTEA", statement))
+            for statement in migration.statements
+        ),
+    )

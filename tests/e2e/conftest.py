@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
+import psycopg
 import pytest
 
 from custody.api._gen import custody_pb2_grpc as pb_grpc
@@ -33,13 +37,37 @@ class Daemon:
         return self.log_path.read_text(errors="replace")
 
 
+# The end-to-end suite runs once per database backend; CUSTODY_TEST_BACKENDS narrows it (e.g. "sqlite").
+BACKENDS = tuple(os.environ.get("CUSTODY_TEST_BACKENDS", "sqlite,postgresql").split(","))
+# Tests create and drop databases of their own on the PostgreSQL server CI and developers have locally; the
+# store tests read the same variable (an administrative URL ending in a database name).
+POSTGRES_SERVER = os.environ.get(
+    "CUSTODY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+).rsplit("/", 1)[0]
+
+
 @dataclass
 class DevEnv:
     directory: Path
+    database_url: str | None = None  # None: the default SQLite file in the directory
 
     @property
     def config(self) -> Path:
         return self.directory / "server.toml"
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.database_url else "sqlite"
+
+    def sql(self, statement: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement directly on the environment's database, behind the daemon's back (tests of
+        tampering and of start-up refusals). Placeholders are written "?"."""
+        if self.database_url is None:
+            with sqlite3.connect(self.directory / "custody.db") as connection:
+                return connection.execute(statement, tuple(parameters)).fetchall()
+        with psycopg.connect(self.database_url, autocommit=True) as connection:
+            cursor = connection.execute(statement.replace("?", "%s"), tuple(parameters))  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
 
     def profile(self, identity: str) -> Path:
         return self.directory / "profiles" / f"{identity}.toml"
@@ -131,14 +159,51 @@ def channel_for(
     return grpc.secure_channel(daemon.address, credentials)
 
 
+@dataclass
+class Databases:
+    """PostgreSQL databases made for this test session, dropped at its end."""
+
+    made: list[str] = field(default_factory=list)
+
+    def create(self) -> str:
+        name = f"custody_e2e_{secrets.token_hex(6)}"
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        self.made.append(name)
+        return f"{POSTGRES_SERVER}/{name}"
+
+    def drop_all(self) -> None:
+        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as connection:
+            for name in self.made:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
-def dev_env(tmp_path_factory: pytest.TempPathFactory) -> DevEnv:
-    directory = tmp_path_factory.mktemp("e2e") / "env"
-    result = subprocess.run(
-        [CUSTODY, "dev", "init", str(directory)], capture_output=True, text=True, timeout=120, check=False
-    )
+def databases() -> Iterator[Databases]:
+    made = Databases()
+    yield made
+    made.drop_all()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def make_dev_env(directory: Path, backend: str, databases: Databases) -> DevEnv:
+    """`custody dev init DIR` (with --database for PostgreSQL), as a new user runs it."""
+    database_url = databases.create() if backend == "postgresql" else None
+    command = [CUSTODY, "dev", "init", str(directory)]
+    if database_url:
+        command += ["--database", database_url]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
-    return DevEnv(directory)
+    return DevEnv(directory, database_url)
+
+
+@pytest.fixture(scope="session")
+def dev_env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases) -> DevEnv:
+    return make_dev_env(tmp_path_factory.mktemp("e2e") / "env", backend, databases)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,10 @@
-"""Approvals racing to the threshold give exactly one signature: threads on one daemon, and two daemon processes
-sharing one SQLite file, 100 rounds each way."""
+"""Approvals racing to the threshold give exactly one signature and one signing audit event: threads on one
+daemon, and three replicas sharing one database (each approver through a different replica), 100 rounds each
+way, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,31 +14,29 @@ import pytest
 from custody.api._gen import custody_pb2 as pb
 
 from .approvals_support import Approvers, approver_key, assert_signed_by, get_request, submit_tx, treasury_tx
-from .conftest import CUSTODY, Daemon, DevEnv, cli_json, start_daemon, stop_daemon
+from .conftest import Daemon, Databases, DevEnv, cli_json, make_dev_env, start_daemon, stop_daemon
 
 ROUNDS = 100
 APPROVERS = ("alice", "bob", "carol")
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> DevEnv:
-    directory = tmp_path_factory.mktemp("races") / "env"
-    subprocess.run([CUSTODY, "dev", "init", str(directory)], check=True, capture_output=True, timeout=120)
-    return DevEnv(directory)
+def env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases) -> DevEnv:
+    env = make_dev_env(tmp_path_factory.mktemp("races") / "env", backend, databases)
+    return env
 
 
 @pytest.fixture(scope="module")
-def daemons(env: DevEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Daemon]]:
+def daemons(env: DevEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, ...]]:
     logs = tmp_path_factory.mktemp("race-logs")
-    first = start_daemon(env, logs / "first.log")
-    second = start_daemon(env, logs / "second.log")
-    yield first, second
-    assert stop_daemon(first) == 0
-    assert stop_daemon(second) == 0
+    replicas = tuple(start_daemon(env, logs / f"replica-{index}.log") for index in range(3))
+    yield replicas
+    for replica in replicas:
+        assert stop_daemon(replica) == 0
 
 
 @pytest.fixture(scope="module")
-def treasury(env: DevEnv, daemons: tuple[Daemon, Daemon]) -> dict[str, str]:
+def treasury(env: DevEnv, daemons: tuple[Daemon, ...]) -> dict[str, str]:
     return cli_json(env, daemons[0], "admin", "keys", "create", "--label", "treasury")  # type: ignore[return-value]
 
 
@@ -75,9 +73,9 @@ def race_round(
     return request, outcomes
 
 
-@pytest.mark.parametrize("spread", ["threads-on-one-daemon", "two-daemon-processes"])
+@pytest.mark.parametrize("spread", ["threads-on-one-daemon", "three-replicas"])
 def test_racing_approvals_sign_exactly_once(
-    env: DevEnv, daemons: tuple[Daemon, Daemon], treasury: dict[str, str], spread: str
+    env: DevEnv, daemons: tuple[Daemon, ...], treasury: dict[str, str], spread: str
 ) -> None:
     targets = [daemons[0]] if spread == "threads-on-one-daemon" else list(daemons)
     approvers = Approvers(env, daemons[0])
@@ -93,3 +91,8 @@ def test_racing_approvals_sign_exactly_once(
         assert refused == [grpc.StatusCode.FAILED_PRECONDITION], outcomes
         assert len(final.approvals) == 2
         assert signing_log_lines(daemons, request.request_id) == 1, f"round {round_number}"
+        signing_events = env.sql(
+            "SELECT COUNT(*) FROM audit_events WHERE kind = 'request.signed' AND request_id = ?",
+            (request.request_id,),
+        )
+        assert signing_events[0][0] == 1, f"round {round_number}"

@@ -4,8 +4,6 @@ tampering, and expiry. A real daemon on its own dev environment; every signature
 from __future__ import annotations
 
 import json
-import sqlite3
-import subprocess
 from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
@@ -27,7 +25,16 @@ from .approvals_support import (
     treasury_tx,
     wait_for_state,
 )
-from .conftest import CUSTODY, Daemon, DevEnv, cli_json, run_cli, start_daemon, stop_daemon
+from .conftest import (
+    Daemon,
+    Databases,
+    DevEnv,
+    cli_json,
+    make_dev_env,
+    run_cli,
+    start_daemon,
+    stop_daemon,
+)
 
 NONCES = count(100)
 
@@ -40,12 +47,12 @@ def clock_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> DevEnv:
-    directory = tmp_path_factory.mktemp("approvals") / "env"
-    subprocess.run([CUSTODY, "dev", "init", str(directory)], check=True, capture_output=True, timeout=120)
+def env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases) -> DevEnv:
+    env = make_dev_env(tmp_path_factory.mktemp("approvals") / "env", backend, databases)
+    directory = env.directory
     config = directory / "server.toml"
     config.write_text(config.read_text() + "\n[limits]\nworker_interval_seconds = 0.2\n")
-    return DevEnv(directory)
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -233,11 +240,10 @@ def test_an_edited_row_gathers_no_approvals_and_is_not_signed(
     approvers.approve(request, "alice")
     tampered = json.loads(request.payload)
     tampered["to"] = "0x000000000000000000000000000000000000dEaD"
-    with sqlite3.connect(env.directory / "custody.db") as database:
-        database.execute(
-            "UPDATE requests SET payload = ? WHERE request_id = ?",
-            (json.dumps(tampered, sort_keys=True, separators=(",", ":")).encode(), request.request_id),
-        )
+    env.sql(
+        "UPDATE requests SET payload = ? WHERE request_id = ?",
+        (json.dumps(tampered, sort_keys=True, separators=(",", ":")).encode(), request.request_id),
+    )
     with pytest.raises(grpc.RpcError) as refused:
         approvers.approve(request, "bob")
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION

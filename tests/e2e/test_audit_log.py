@@ -5,7 +5,6 @@ on a log whose head does not verify."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,21 +19,32 @@ from custody.audit.chain import checkpoint_statement
 from custody.tls.certificates import IssuedCertificate, issue_client_certificate
 
 from .approvals_support import Approvers, assert_signed_by, submit_tx, treasury_tx
-from .conftest import CUSTODY, Daemon, DevEnv, channel_for, cli_json, run_cli, start_daemon, stop_daemon
+from .conftest import (
+    CUSTODY,
+    Daemon,
+    Databases,
+    DevEnv,
+    channel_for,
+    cli_json,
+    make_dev_env,
+    run_cli,
+    start_daemon,
+    stop_daemon,
+)
 
 CHECKPOINT_EVERY = 5
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> DevEnv:
-    directory = tmp_path_factory.mktemp("audit") / "env"
-    subprocess.run([CUSTODY, "dev", "init", str(directory)], check=True, capture_output=True, timeout=120)
+def env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases) -> DevEnv:
+    env = make_dev_env(tmp_path_factory.mktemp("audit") / "env", backend, databases)
+    directory = env.directory
     config = directory / "server.toml"
     config.write_text(
         config.read_text()
         + f"\n[limits]\nworker_interval_seconds = 0.2\naudit_checkpoint_every = {CHECKPOINT_EVERY}\n"
     )
-    return DevEnv(directory)
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -165,24 +175,17 @@ def test_an_edited_database_event_is_named_by_online_verification(
     env: DevEnv, daemon: Daemon, activity: dict
 ) -> None:
     target = events(env, daemon, kind="request.denied")[0]
-    database = env.directory / "custody.db"
-    with sqlite3.connect(database) as connection:
-        original = connection.execute(
-            "SELECT details FROM audit_events WHERE sequence = ?", (target.sequence,)
-        ).fetchone()[0]
-        connection.execute(
-            "UPDATE audit_events SET details = ? WHERE sequence = ?",
-            (original.replace("deny by default", "allowed"), target.sequence),
-        )
+    original = env.sql("SELECT details FROM audit_events WHERE sequence = ?", (target.sequence,))[0][0]
+    env.sql(
+        "UPDATE audit_events SET details = ? WHERE sequence = ?",
+        (original.replace("deny by default", "allowed"), target.sequence),
+    )
     try:
         verified = json.loads(run_cli(env, daemon, "admin", "--json", "audit", "verify", check=False).stdout)
         assert verified["ok"] is False
         assert verified["first_bad_sequence"] == target.sequence
     finally:
-        with sqlite3.connect(database) as connection:
-            connection.execute(
-                "UPDATE audit_events SET details = ? WHERE sequence = ?", (original, target.sequence)
-            )
+        env.sql("UPDATE audit_events SET details = ? WHERE sequence = ?", (original, target.sequence))
     assert cli_json(env, daemon, "admin", "audit", "verify")["ok"] is True  # type: ignore[index]
 
 
@@ -196,14 +199,8 @@ def test_shutdown_checkpoints_and_a_tampered_head_stops_the_next_start(
     last = events(env, daemon)[-1]
     assert last.kind == "audit.checkpoint"
 
-    database = env.directory / "custody.db"
-    with sqlite3.connect(database) as connection:
-        original_actor = connection.execute(
-            "SELECT actor FROM audit_events WHERE sequence = ?", (last.sequence - 1,)
-        ).fetchone()[0]
-        connection.execute(
-            "UPDATE audit_events SET actor = 'mallory' WHERE sequence = ?", (last.sequence - 1,)
-        )
+    original_actor = env.sql("SELECT actor FROM audit_events WHERE sequence = ?", (last.sequence - 1,))[0][0]
+    env.sql("UPDATE audit_events SET actor = 'mallory' WHERE sequence = ?", (last.sequence - 1,))
     try:
         result = subprocess.run(
             [CUSTODY, "serve", "--config", str(env.config), "--listen", "127.0.0.1:0"],
@@ -216,7 +213,4 @@ def test_shutdown_checkpoints_and_a_tampered_head_stops_the_next_start(
         assert "audit log does not verify" in result.stderr
         assert str(last.sequence - 1) in result.stderr
     finally:
-        with sqlite3.connect(database) as connection:
-            connection.execute(
-                "UPDATE audit_events SET actor = ? WHERE sequence = ?", (original_actor, last.sequence - 1)
-            )
+        env.sql("UPDATE audit_events SET actor = ? WHERE sequence = ?", (original_actor, last.sequence - 1))

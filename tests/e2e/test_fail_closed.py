@@ -18,16 +18,24 @@ from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
 
 from .approvals_support import assert_signed_by, submit_tx, treasury_tx
-from .conftest import CUSTODY, Daemon, DevEnv, channel_for, cli_json, start_daemon, stop_daemon
+from .conftest import (
+    Daemon,
+    Databases,
+    DevEnv,
+    channel_for,
+    cli_json,
+    make_dev_env,
+    start_daemon,
+    stop_daemon,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr (e2fsprogs) is not installed")
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> DevEnv:
-    directory = tmp_path_factory.mktemp("fail-closed") / "env"
-    subprocess.run([CUSTODY, "dev", "init", str(directory)], check=True, capture_output=True, timeout=120)
-    return DevEnv(directory)
+def env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases) -> DevEnv:
+    env = make_dev_env(tmp_path_factory.mktemp("fail-closed") / "env", backend, databases)
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +62,10 @@ def count_requests(env: DevEnv, daemon: Daemon) -> int:
 
 
 def test_an_unwritable_database_signs_nothing_and_service_resumes(env: DevEnv, daemon: Daemon) -> None:
+    if env.backend != "sqlite":
+        pytest.skip(
+            "the database files are only on this machine's disk for SQLite; the store tests cover PostgreSQL"
+        )
     ops = cli_json(env, daemon, "admin", "keys", "create", "--label", "ops")
     assert_signed_by(submit_tx(env, daemon, "backend", "ops", treasury_tx(1)), ops["address"])  # type: ignore[index]
     before = count_requests(env, daemon)

@@ -6,7 +6,6 @@ The tests in this module run in order on one environment: each builds on the pol
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
@@ -26,7 +25,17 @@ from .approvals_support import (
     treasury_tx,
     wait_for_state,
 )
-from .conftest import CUSTODY, Daemon, DevEnv, channel_for, cli_json, run_cli, start_daemon, stop_daemon
+from .conftest import (
+    Daemon,
+    Databases,
+    DevEnv,
+    channel_for,
+    cli_json,
+    make_dev_env,
+    run_cli,
+    start_daemon,
+    stop_daemon,
+)
 
 NONCES = count(500)
 TIMELOCK_SECONDS = 3600
@@ -56,12 +65,12 @@ class Running:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> DevEnv:
-    directory = tmp_path_factory.mktemp("governance") / "env"
-    subprocess.run([CUSTODY, "dev", "init", str(directory)], check=True, capture_output=True, timeout=120)
+def env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases) -> DevEnv:
+    env = make_dev_env(tmp_path_factory.mktemp("governance") / "env", backend, databases)
+    directory = env.directory
     config = directory / "server.toml"
     config.write_text(config.read_text() + "\n[limits]\nworker_interval_seconds = 0.2\n")
-    return DevEnv(directory)
+    return env
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 
 import grpc
@@ -16,7 +15,16 @@ from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
 
 from .approvals_support import assert_signed_by, submit_tx, treasury_tx
-from .conftest import CUSTODY, Daemon, DevEnv, channel_for, cli_json, start_daemon, stop_daemon
+from .conftest import (
+    Daemon,
+    Databases,
+    DevEnv,
+    channel_for,
+    cli_json,
+    make_dev_env,
+    start_daemon,
+    stop_daemon,
+)
 
 # Fee bumps for ops: a replacement of an earlier ops transaction is signed at once. The rule goes first, so a
 # plain request is still decided by the dev policy's own rules.
@@ -32,14 +40,14 @@ action = "sign"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> DevEnv:
-    directory = tmp_path_factory.mktemp("nonces") / "env"
-    subprocess.run([CUSTODY, "dev", "init", str(directory)], check=True, capture_output=True, timeout=120)
+def env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases) -> DevEnv:
+    env = make_dev_env(tmp_path_factory.mktemp("nonces") / "env", backend, databases)
+    directory = env.directory
     policy = directory / "policy.toml"
     document = policy.read_text()
     first_rule = document.index("[[rules]]")
     policy.write_text(document[:first_rule] + FEE_BUMP_RULE.lstrip() + "\n" + document[first_rule:])
-    return DevEnv(directory)
+    return env
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +10,12 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak, to_checksum_address
 
-from .conftest import CUSTODY, DevEnv, start_daemon, stop_daemon
+from .conftest import CUSTODY, Databases, DevEnv, make_dev_env, start_daemon, stop_daemon
 
 
 @pytest.fixture
-def fresh_env(tmp_path: Path) -> DevEnv:
-    directory = tmp_path / "env"
-    result = subprocess.run(
-        [CUSTODY, "dev", "init", str(directory)], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    return DevEnv(directory)
+def fresh_env(tmp_path: Path, backend: str, databases: Databases) -> DevEnv:
+    return make_dev_env(tmp_path / "env", backend, databases)
 
 
 def serve_until_exit(env: DevEnv) -> subprocess.CompletedProcess[str]:
@@ -101,10 +95,9 @@ def test_a_missing_token_is_named(fresh_env: DevEnv) -> None:
 def test_a_database_schema_newer_than_the_code_is_refused(fresh_env: DevEnv, tmp_path: Path) -> None:
     first = start_daemon(fresh_env, tmp_path / "first.log")
     assert stop_daemon(first) == 0
-    with sqlite3.connect(fresh_env.directory / "custody.db") as database:
-        database.execute(
-            "INSERT INTO schema_version (version, applied_at) VALUES (99, '2030-01-01T00:00:00.000000Z')"
-        )
+    fresh_env.sql(
+        "INSERT INTO schema_version (version, applied_at) VALUES (99, '2030-01-01T00:00:00.000000Z')"
+    )
     result = serve_until_exit(fresh_env)
     assert result.returncode == 2
     assert "99" in result.stderr and "schema" in result.stderr
@@ -145,12 +138,11 @@ def test_a_key_that_could_leave_the_hsm_is_refused_at_start(fresh_env: DevEnv, t
     )
     point = bytes.fromhex(made.stdout.strip())
     address = to_checksum_address(keccak(point[1:])[-20:])
-    with sqlite3.connect(fresh_env.directory / "custody.db") as database:
-        database.execute(
-            "INSERT INTO keys (key_id, label, address, public_key, state, created_at, updated_at)"
-            " VALUES (?, 'leaky', ?, ?, 'ACTIVE', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')",
-            ("0badc0de0badc0de0badc0de0badc0de", address, point),
-        )
+    fresh_env.sql(
+        "INSERT INTO keys (key_id, label, address, public_key, state, created_at, updated_at)"
+        " VALUES (?, 'leaky', ?, ?, 'ACTIVE', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')",
+        ("0badc0de0badc0de0badc0de0badc0de", address, point),
+    )
     result = serve_until_exit(fresh_env)
     assert result.returncode == 2
     assert "0badc0de0badc0de0badc0de0badc0de" in result.stderr

@@ -3,7 +3,6 @@ freeze_on_breach the circuit breaker freezes it automatically."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 
 import grpc
@@ -12,22 +11,22 @@ import pytest
 from custody.api._gen import custody_pb2 as pb
 
 from .approvals_support import assert_signed_by, submit_tx, treasury_tx
-from .conftest import CUSTODY, Daemon, DevEnv, cli_json, start_daemon, stop_daemon
+from .conftest import Daemon, Databases, DevEnv, cli_json, make_dev_env, start_daemon, stop_daemon
 
 VELOCITY = "velocity = { window_seconds = 3600, max_count = 2, freeze_on_breach = true }\n"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> DevEnv:
-    directory = tmp_path_factory.mktemp("velocity") / "env"
-    subprocess.run([CUSTODY, "dev", "init", str(directory)], check=True, capture_output=True, timeout=120)
+def env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases) -> DevEnv:
+    env = make_dev_env(tmp_path_factory.mktemp("velocity") / "env", backend, databases)
+    directory = env.directory
     # policy.toml seeds the database at the first start, so editing it before then sets the policy in force.
     policy = directory / "policy.toml"
     document = policy.read_text()
     cap = 'max_value_wei = "1000000000000000000"  # 1 ether\n'
     assert cap in document
     policy.write_text(document.replace(cap, cap + VELOCITY, 1))
-    return DevEnv(directory)
+    return env
 
 
 @pytest.fixture(scope="module")

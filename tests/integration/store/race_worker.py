@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from custody.domain.errors import Aborted, AlreadyExists
 from custody.domain.requests import RequestState, SignatureResult
-from custody.store.sqlite import SqliteStore
+from custody.store import open_store
 
 from .helpers import Approver, later, make_approval, make_draft
 
 
-def race_for_requests(db_path: str, racer: int, request_ids: list[str], start: Any, results: Any) -> None:
+def race_for_requests(url: str, racer: int, request_ids: list[str], start: Any, results: Any) -> None:
     """Try to sign every request; report the ids this process won and how many it lost to the other racer.
 
     The signature bytes carry the racer's number, so the parent can tell whose signature was stored.
     """
-    store = SqliteStore(db_path)
+    store = open_store(url, Path("/"))
     won: list[str] = []
     lost = 0
     try:
@@ -47,7 +48,7 @@ def racer_signature(racer: int) -> bytes:
 
 
 def race_to_approve(
-    db_path: str, racer: int, private_key: bytes, request_ids: list[str], start: Any, results: Any
+    url: str, racer: int, private_key: bytes, request_ids: list[str], start: Any, results: Any
 ) -> None:
     """For every request, record this racer's approval and move the request PENDING_APPROVAL -> APPROVED in one
     transaction; report the ids this process won and how many attempts it lost.
@@ -58,7 +59,7 @@ def race_to_approve(
     approver = Approver(
         name=approver_name(racer), private_key=Ed25519PrivateKey.from_private_bytes(private_key)
     )
-    store = SqliteStore(db_path)
+    store = open_store(url, Path("/"))
     won: list[str] = []
     lost = 0
     try:
@@ -84,10 +85,10 @@ def approver_name(racer: int) -> str:
     return f"approver-{racer}"
 
 
-def append_audit_events(db_path: str, racer: int, count: int, start: Any, results: Any) -> None:
+def append_audit_events(url: str, racer: int, count: int, start: Any, results: Any) -> None:
     """Append ``count`` audit events as actor ``racer-N``, half alone and half inside a transaction that also
     reads the head; report the sequence numbers the store gave them."""
-    store = SqliteStore(db_path)
+    store = open_store(url, Path("/"))
     sequences: list[int] = []
     try:
         start.wait(timeout=60)
@@ -101,8 +102,8 @@ def append_audit_events(db_path: str, racer: int, count: int, start: Any, result
                     event = tx.append_audit(draft)
                     assert event.sequence == (0 if head is None else head.sequence) + 1
                     sequences.append(event.sequence)
-            # A pause between appends, so that the other process, asleep in SQLite's busy handler, gets the
-            # lock now and then and the two really interleave.
+            # A pause between appends, so that the other process, waiting for the write lock (asleep in
+            # SQLite's busy handler, say), gets it now and then and the two really interleave.
             time.sleep(0.002)
     finally:
         store.close()

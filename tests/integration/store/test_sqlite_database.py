@@ -20,6 +20,12 @@ from custody.store.sqlite import SqliteStore
 from .helpers import later, make_key, make_message_request, sign_message
 
 
+@pytest.fixture
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    """This file tests what only SQLite has, so its store is always a SQLite file."""
+    return sqlite_store
+
+
 def _table_names(db_path: Path) -> set[str]:
     with sqlite3.connect(db_path) as connection:
         rows = connection.execute(
@@ -225,3 +231,39 @@ def test_read_only_database_refuses_writes_and_changes_nothing(
 def test_in_memory_database_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="an in-memory SQLite database cannot hold custody's state"):
         SqliteStore(":memory:")
+
+
+def test_from_url_relative_and_absolute(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    relative = SqliteStore.from_url("sqlite:///state/custody.db", base_dir=tmp_path)
+    try:
+        assert relative.path == tmp_path / "state" / "custody.db"
+        assert relative.path.exists()
+    finally:
+        relative.close()
+
+    absolute_path = tmp_path / "absolute.db"
+    absolute = SqliteStore.from_url(f"sqlite:///{absolute_path}", base_dir=Path("/nonexistent"))
+    try:
+        assert absolute.path == absolute_path
+        assert absolute_path.exists()
+    finally:
+        absolute.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("postgresql://localhost/custody", "is not a SQLite URL"),
+        ("sqlite://custody.db", "is not a SQLite URL"),
+        ("custody.db", "is not a SQLite URL"),
+        ("sqlite:///", "does not name a file"),
+        ("sqlite:///dir/", "does not name a file"),
+        ("sqlite:///custody.db?mode=ro", "has options"),
+        ("sqlite:///:memory:", "in-memory SQLite database"),
+    ],
+)
+def test_from_url_refuses_other_urls(tmp_path: Path, url: str, complaint: str) -> None:
+    with pytest.raises(ConfigurationError, match=complaint):
+        SqliteStore.from_url(url, base_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []

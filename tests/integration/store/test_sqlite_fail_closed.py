@@ -29,6 +29,12 @@ from custody.store.sqlite import SqliteStore
 from .helpers import TestKey, check_chain, later, make_key, make_message_request, sign_message
 
 
+@pytest.fixture
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    """This file tests what only SQLite has, so its store is always a SQLite file."""
+    return sqlite_store
+
+
 def _prepare(store: SqliteStore) -> tuple[TestKey, SigningRequest, AuditEvent]:
     """A key, an APPROVED request and the audit event of its submission."""
     test_key = make_key("ops")

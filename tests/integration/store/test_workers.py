@@ -7,15 +7,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from custody.domain.errors import InvalidInput
 from custody.domain.requests import PayloadKind, RequestState, SignatureResult, SigningRequest
-from custody.store.base import VelocityUsage
-from custody.store.sqlite import SqliteStore
+from custody.store.base import Store, VelocityUsage
 
+from .conftest import Database
 from .helpers import (
     BASE_TIME,
     TestKey,
@@ -31,14 +30,14 @@ LEASE = timedelta(minutes=5)
 
 
 @pytest.fixture
-def ops(store: SqliteStore) -> TestKey:
+def ops(store: Store) -> TestKey:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     return test_key
 
 
 def _approved(
-    store: SqliteStore,
+    store: Store,
     test_key: TestKey,
     suffix: int,
     *,
@@ -71,7 +70,7 @@ def _ids(requests: object) -> list[str]:
 # Signing claims.
 
 
-def test_claim_is_taken_once_and_held(store: SqliteStore, ops: TestKey) -> None:
+def test_claim_is_taken_once_and_held(store: Store, ops: TestKey) -> None:
     request = _approved(store, ops, 1)
 
     assert store.claim_signing(request.request_id, "worker-a", later(1), later(1) + LEASE) is True
@@ -85,7 +84,7 @@ def test_claim_is_taken_once_and_held(store: SqliteStore, ops: TestKey) -> None:
     assert store.claim_signing(request.request_id, "worker-a", lapsed, lapsed + LEASE) is False
 
 
-def test_only_an_approved_signing_request_can_be_claimed(store: SqliteStore, ops: TestKey) -> None:
+def test_only_an_approved_signing_request_can_be_claimed(store: Store, ops: TestKey) -> None:
     pending = make_transaction_request(ops, suffix=1)
     denied = make_message_request(ops, suffix=2, state=RequestState.DENIED)
     unfreeze = make_governance_request(PayloadKind.KEY_UNFREEZE, ops, suffix=3)
@@ -99,21 +98,21 @@ def test_only_an_approved_signing_request_can_be_claimed(store: SqliteStore, ops
         assert store.claim_signing(request_id, "worker-a", later(2), later(2) + LEASE) is False
 
 
-def test_a_time_locked_request_is_claimed_only_when_due(store: SqliteStore, ops: TestKey) -> None:
+def test_a_time_locked_request_is_claimed_only_when_due(store: Store, ops: TestKey) -> None:
     request = _approved(store, ops, 1, not_before=later(60))
 
     assert store.claim_signing(request.request_id, "worker-a", later(59), later(59) + LEASE) is False
     assert store.claim_signing(request.request_id, "worker-a", later(60), later(60) + LEASE) is True
 
 
-def test_an_expired_request_cannot_be_claimed(store: SqliteStore, ops: TestKey) -> None:
+def test_an_expired_request_cannot_be_claimed(store: Store, ops: TestKey) -> None:
     request = _approved(store, ops, 1, expires_at=later(30))
 
     assert store.claim_signing(request.request_id, "worker-a", later(30), later(30) + LEASE) is False
     assert store.claim_signing(request.request_id, "worker-a", later(29), later(29) + LEASE) is True
 
 
-def test_a_claim_must_last(store: SqliteStore, ops: TestKey) -> None:
+def test_a_claim_must_last(store: Store, ops: TestKey) -> None:
     request = _approved(store, ops, 1)
 
     for lease_until in (later(1), later(0)):
@@ -122,7 +121,7 @@ def test_a_claim_must_last(store: SqliteStore, ops: TestKey) -> None:
     assert store.claim_signing(request.request_id, "worker-a", later(1), later(1) + LEASE) is True
 
 
-def _race_claims(stores: list[SqliteStore], request_id: str, now: datetime) -> list[bool]:
+def _race_claims(stores: list[Store], request_id: str, now: datetime) -> list[bool]:
     start = threading.Barrier(len(stores))
 
     def attempt(racer: int) -> bool:
@@ -134,12 +133,12 @@ def _race_claims(stores: list[SqliteStore], request_id: str, now: datetime) -> l
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["one store object", "a store object each"])
-def test_racing_claims_have_one_winner(db_path: Path, shared: bool) -> None:
-    setup = SqliteStore(db_path)
+def test_racing_claims_have_one_winner(database: Database, shared: bool) -> None:
+    setup = database.open()
     test_key = make_key("ops")
     setup.insert_key(test_key.key)
     request_ids = [_approved(setup, test_key, suffix).request_id for suffix in range(20)]
-    racers = [setup] * RACERS if shared else [SqliteStore(db_path) for _ in range(RACERS)]
+    racers = [setup] * RACERS if shared else [database.open() for _ in range(RACERS)]
     try:
         for request_id in request_ids:
             assert _race_claims(racers, request_id, later(1)).count(True) == 1
@@ -154,7 +153,7 @@ def test_racing_claims_have_one_winner(db_path: Path, shared: bool) -> None:
 # Due requests.
 
 
-def test_due_requests_at_the_edge_of_the_time_lock(store: SqliteStore, ops: TestKey) -> None:
+def test_due_requests_at_the_edge_of_the_time_lock(store: Store, ops: TestKey) -> None:
     unlocked = _approved(store, ops, 1, created_at=later(0))
     due_now = _approved(store, ops, 2, created_at=later(1), not_before=later(60))
     due_later = _approved(
@@ -171,9 +170,7 @@ def test_due_requests_at_the_edge_of_the_time_lock(store: SqliteStore, ops: Test
     assert _ids(store.due_requests(later(61), 2)) == [unlocked.request_id, due_now.request_id]
 
 
-def test_due_requests_leave_out_claimed_expired_unapproved_and_governance(
-    store: SqliteStore, ops: TestKey
-) -> None:
+def test_due_requests_leave_out_claimed_expired_unapproved_and_governance(store: Store, ops: TestKey) -> None:
     claimed = _approved(store, ops, 1, created_at=later(0))
     free = _approved(store, ops, 2, created_at=later(1))
     expired = _approved(store, ops, 3, created_at=later(2), expires_at=later(10))
@@ -194,7 +191,7 @@ def test_due_requests_leave_out_claimed_expired_unapproved_and_governance(
 # Expired requests.
 
 
-def test_expired_requests_at_the_edge_of_the_lifetime(store: SqliteStore, ops: TestKey) -> None:
+def test_expired_requests_at_the_edge_of_the_lifetime(store: Store, ops: TestKey) -> None:
     pending = replace(make_transaction_request(ops, suffix=1), expires_at=later(30))
     store.insert_request(pending)
     approved = _approved(store, ops, 2, expires_at=later(30) + timedelta(microseconds=1))
@@ -206,7 +203,7 @@ def test_expired_requests_at_the_edge_of_the_lifetime(store: SqliteStore, ops: T
     assert _ids(store.expired_requests(later(31), 1)) == [pending.request_id]
 
 
-def test_expired_requests_leave_out_final_and_governance_approved(store: SqliteStore, ops: TestKey) -> None:
+def test_expired_requests_leave_out_final_and_governance_approved(store: Store, ops: TestKey) -> None:
     signed_away = replace(make_transaction_request(ops, suffix=1), expires_at=later(30))
     store.insert_request(signed_away)
     store.transition_request(
@@ -227,7 +224,7 @@ def test_expired_requests_leave_out_final_and_governance_approved(store: SqliteS
 # Velocity.
 
 
-def test_velocity_sums_values_beyond_64_bits(store: SqliteStore, ops: TestKey) -> None:
+def test_velocity_sums_values_beyond_64_bits(store: Store, ops: TestKey) -> None:
     values = [2**64 + 5, 2**200, 3 * 10**18]
     for suffix, value in enumerate(values):
         store.insert_request(
@@ -238,7 +235,7 @@ def test_velocity_sums_values_beyond_64_bits(store: SqliteStore, ops: TestKey) -
     assert store.velocity_usage("other", BASE_TIME) == VelocityUsage(count=0, total_value=0)
 
 
-def test_velocity_window_includes_its_start(store: SqliteStore, ops: TestKey) -> None:
+def test_velocity_window_includes_its_start(store: Store, ops: TestKey) -> None:
     for minute in (0, 10, 20):
         request = make_transaction_request(
             ops, suffix=minute, created_at=later(minute), state=RequestState.APPROVED
@@ -252,7 +249,7 @@ def test_velocity_window_includes_its_start(store: SqliteStore, ops: TestKey) ->
     assert store.velocity_usage("ops", later(20) + timedelta(microseconds=1)) == VelocityUsage(0, 0)
 
 
-def test_velocity_counts_approved_and_signed_only(store: SqliteStore, ops: TestKey) -> None:
+def test_velocity_counts_approved_and_signed_only(store: Store, ops: TestKey) -> None:
     value = 7 * 10**17
     states = {
         1: RequestState.APPROVED,  # counts
@@ -290,7 +287,7 @@ def test_velocity_counts_approved_and_signed_only(store: SqliteStore, ops: TestK
 # Requests superseded by a new policy version.
 
 
-def test_pending_requests_before_version(store: SqliteStore, ops: TestKey) -> None:
+def test_pending_requests_before_version(store: Store, ops: TestKey) -> None:
     def under(
         version: int, suffix: int, state: RequestState, kind: PayloadKind = PayloadKind.MESSAGE
     ) -> SigningRequest:

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from eth_account import Account
 
 from custody.domain.errors import Aborted, AlreadyExists, InvalidInput, NotFound
 from custody.domain.requests import RequestState, SigningRequest
-from custody.store.base import NonceUse
-from custody.store.sqlite import SqliteStore
+from custody.store.base import NonceUse, Store
 
+from .conftest import Database
 from .helpers import TRANSACTION, TestKey, later, make_key, make_transaction_request, sign_transaction
 
 CHAIN = TRANSACTION["chainId"]
@@ -38,7 +36,7 @@ def _use(
     )
 
 
-def _requests(store: SqliteStore, test_key: TestKey, count: int, *, first: int = 10) -> list[SigningRequest]:
+def _requests(store: Store, test_key: TestKey, count: int, *, first: int = 10) -> list[SigningRequest]:
     made = []
     for suffix in range(first, first + count):
         request = make_transaction_request(test_key, suffix=suffix)
@@ -51,13 +49,13 @@ def _requests(store: SqliteStore, test_key: TestKey, count: int, *, first: int =
 
 
 @pytest.fixture
-def treasury(store: SqliteStore) -> TestKey:
+def treasury(store: Store) -> TestKey:
     test_key = make_key("treasury")
     store.insert_key(test_key.key)
     return test_key
 
 
-def test_reserve_and_read_the_holder(store: SqliteStore, treasury: TestKey) -> None:
+def test_reserve_and_read_the_holder(store: Store, treasury: TestKey) -> None:
     (request,) = _requests(store, treasury, 1)
     assert store.nonce_holder(request.key_id, CHAIN, "account", NONCE) is None
     store.reserve_nonce(_use(request))
@@ -69,7 +67,7 @@ def test_reserve_and_read_the_holder(store: SqliteStore, treasury: TestKey) -> N
     assert store.nonce_holder("another-key", CHAIN, "account", NONCE) is None
 
 
-def test_a_second_holder_is_refused_naming_the_first(store: SqliteStore, treasury: TestKey) -> None:
+def test_a_second_holder_is_refused_naming_the_first(store: Store, treasury: TestKey) -> None:
     first, second = _requests(store, treasury, 2)
     store.reserve_nonce(_use(first))
     message = (
@@ -88,7 +86,7 @@ def test_a_second_holder_is_refused_naming_the_first(store: SqliteStore, treasur
     store.reserve_nonce(_use(second, scope="safe:0x" + "22" * 20))
 
 
-def test_nonces_up_to_256_bits_are_distinct_rows(store: SqliteStore, treasury: TestKey) -> None:
+def test_nonces_up_to_256_bits_are_distinct_rows(store: Store, treasury: TestKey) -> None:
     requests = _requests(store, treasury, 4)
     nonces = [0, 2**64 - 1, 2**64, 2**256 - 1]
     for request, nonce in zip(requests, nonces, strict=True):
@@ -103,7 +101,7 @@ def test_nonces_up_to_256_bits_are_distinct_rows(store: SqliteStore, treasury: T
             store.nonce_holder(treasury.key.key_id, CHAIN, "account", bad)
 
 
-def test_an_unknown_request_cannot_hold_a_nonce(store: SqliteStore, treasury: TestKey) -> None:
+def test_an_unknown_request_cannot_hold_a_nonce(store: Store, treasury: TestKey) -> None:
     (request,) = _requests(store, treasury, 1)
     ghost = dataclasses.replace(_use(request), request_id="req_ghost")
     with pytest.raises(NotFound, match="there is no request with id req_ghost to hold nonce 7"):
@@ -112,7 +110,7 @@ def test_an_unknown_request_cannot_hold_a_nonce(store: SqliteStore, treasury: Te
         store.move_nonce(ghost, request.request_id)
 
 
-def test_move_hands_the_nonce_to_the_replacement(store: SqliteStore, treasury: TestKey) -> None:
+def test_move_hands_the_nonce_to_the_replacement(store: Store, treasury: TestKey) -> None:
     original, replacement, bystander = _requests(store, treasury, 3)
     store.reserve_nonce(_use(original))
     store.move_nonce(_use(replacement, minutes=5), original.request_id)
@@ -145,7 +143,7 @@ def test_move_hands_the_nonce_to_the_replacement(store: SqliteStore, treasury: T
     ],
 )
 def test_a_holder_ending_unsigned_releases_its_nonce(
-    store: SqliteStore, treasury: TestKey, path: list[RequestState], final: RequestState
+    store: Store, treasury: TestKey, path: list[RequestState], final: RequestState
 ) -> None:
     holder, other, next_taker = _requests(store, treasury, 3)
     store.reserve_nonce(_use(holder))
@@ -163,7 +161,7 @@ def test_a_holder_ending_unsigned_releases_its_nonce(
     store.reserve_nonce(_use(next_taker))
 
 
-def test_a_signed_holder_keeps_its_nonce(store: SqliteStore, treasury: TestKey) -> None:
+def test_a_signed_holder_keeps_its_nonce(store: Store, treasury: TestKey) -> None:
     request = make_transaction_request(treasury, suffix=50, state=RequestState.APPROVED)
     store.insert_request(request)
     store.reserve_nonce(_use(request))
@@ -179,7 +177,7 @@ def test_a_signed_holder_keeps_its_nonce(store: SqliteStore, treasury: TestKey) 
     assert store.nonce_holder(treasury.key.key_id, CHAIN, "account", NONCE) == _use(request)
 
 
-def test_the_release_rolls_back_with_its_transaction(store: SqliteStore, treasury: TestKey) -> None:
+def test_the_release_rolls_back_with_its_transaction(store: Store, treasury: TestKey) -> None:
     (request,) = _requests(store, treasury, 1)
     store.reserve_nonce(_use(request))
 
@@ -197,7 +195,7 @@ def test_the_release_rolls_back_with_its_transaction(store: SqliteStore, treasur
     assert store.nonce_holder(treasury.key.key_id, CHAIN, "account", NONCE) == _use(request)
 
 
-def test_replacement_in_one_transaction(store: SqliteStore, treasury: TestKey) -> None:
+def test_replacement_in_one_transaction(store: Store, treasury: TestKey) -> None:
     """The daemon's replacement flow: store the new request marked as replacing the old one, hand it the
     nonce, and cancel the old one, all at once. The cancellation does not release the nonce that moved."""
     (original,) = _requests(store, treasury, 1)
@@ -215,7 +213,7 @@ def test_replacement_in_one_transaction(store: SqliteStore, treasury: TestKey) -
     assert store.nonce_holder(treasury.key.key_id, CHAIN, "account", NONCE) == _use(replacement, minutes=2)
 
 
-def test_replaces_round_trips_and_must_name_a_request(store: SqliteStore, treasury: TestKey) -> None:
+def test_replaces_round_trips_and_must_name_a_request(store: Store, treasury: TestKey) -> None:
     (original,) = _requests(store, treasury, 1)
     assert original.replaces is None
     assert store.get_request(original.request_id) == original
@@ -239,14 +237,14 @@ RACERS = 16
 ROUNDS = 20
 
 
-def test_racing_threads_get_one_holder_per_nonce(db_path: Path) -> None:
-    setup = SqliteStore(db_path)
+def test_racing_threads_get_one_holder_per_nonce(database: Database) -> None:
+    setup = database.open()
     test_key = make_key("treasury")
     setup.insert_key(test_key.key)
     requests = _requests(setup, test_key, RACERS)
     # Separate store objects, so the threads meet at SQLite's own lock and the primary key, not only at the
     # in-process write lock.
-    stores = [SqliteStore(db_path) for _ in range(RACERS)]
+    stores = [database.open() for _ in range(RACERS)]
     try:
         for round_number in range(ROUNDS):
             start = threading.Barrier(RACERS)
@@ -272,17 +270,13 @@ def test_racing_threads_get_one_holder_per_nonce(db_path: Path) -> None:
 
 
 def test_the_primary_key_refuses_a_second_holder_written_past_the_store(
-    store: SqliteStore, treasury: TestKey, db_path: Path
+    store: Store, treasury: TestKey, database: Database
 ) -> None:
     first, second = _requests(store, treasury, 2)
     store.reserve_nonce(_use(first))
-    connection = sqlite3.connect(db_path)
-    try:
-        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed: nonces"):
-            connection.execute(
-                "INSERT INTO nonces (key_id, chain_id, scope, nonce, request_id, payload_hash, created_at)"
-                " VALUES (?, ?, 'account', ?, ?, ?, ?)",
-                (treasury.key.key_id, CHAIN, str(NONCE), second.request_id, second.payload_hash, "x"),
-            )
-    finally:
-        connection.close()
+    with pytest.raises(database.integrity_error, match=r"UNIQUE constraint failed: nonces|nonces_pkey"):
+        database.execute(
+            "INSERT INTO nonces (key_id, chain_id, scope, nonce, request_id, payload_hash, created_at)"
+            " VALUES (?, ?, 'account', ?, ?, ?, ?)",
+            (treasury.key.key_id, CHAIN, str(NONCE), second.request_id, second.payload_hash, "x"),
+        )

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import sqlite3
 import weakref
 from datetime import timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from custody.audit.events import GENESIS_HASH, AuditDraft, AuditEvent, event_hash
 from custody.domain.errors import Aborted, InvalidInput
 from custody.domain.requests import RequestState
-from custody.store.sqlite import SqliteStore
+from custody.store.base import Store
 
+from .conftest import Database
 from .helpers import BASE_TIME, check_chain, later, make_draft, make_key, make_message_request
 
 
-def test_an_empty_log_has_no_head(store: SqliteStore) -> None:
+def test_an_empty_log_has_no_head(store: Store) -> None:
     assert store.audit_head() is None
     assert store.list_audit_events() == []
     assert store.last_audit_event_of_kind("request.submitted") is None
     assert list(store.iter_audit_events()) == []
 
 
-def test_appended_events_read_back_exactly_and_chain(store: SqliteStore) -> None:
+def test_appended_events_read_back_exactly_and_chain(store: Store) -> None:
     appended = [store.append_audit(make_draft(index)) for index in range(1, 6)]
 
     assert [event.sequence for event in appended] == [1, 2, 3, 4, 5]
@@ -46,23 +45,20 @@ def test_appended_events_read_back_exactly_and_chain(store: SqliteStore) -> None
     }
 
 
-def test_the_stored_details_are_the_json_the_hash_covers(store: SqliteStore, db_path: Path) -> None:
+def test_the_stored_details_are_the_json_the_hash_covers(store: Store, database: Database) -> None:
     event = store.append_audit(make_draft(1))
-    with sqlite3.connect(db_path) as connection:
-        row = connection.execute(
-            "SELECT time, details, previous_hash, hash FROM audit_events WHERE sequence = 1"
-        ).fetchone()
-    assert row[0] == "2024-05-01T12:00:01.123456Z"
+    [row] = database.rows("SELECT time, details, previous_hash, hash FROM audit_events WHERE sequence = 1")
+    assert row["time"] == "2024-05-01T12:00:01.123456Z"
     # Compact, sorted keys, ASCII escapes: exactly the bytes inside the canonical encoding.
-    assert row[1] == (
+    assert row["details"] == (
         '{"index":1,"nested":{"a":true,"b":[1,2,{"c":null}]},'
         '"reason":"event 1 for Zo\\u00eb \\u2713","value_wei":' + str(2**200 + 1) + "}"
     )
-    assert bytes(row[2]) == GENESIS_HASH
-    assert bytes(row[3]) == event.hash == event_hash(1, make_draft(1), GENESIS_HASH)
+    assert bytes(row["previous_hash"]) == GENESIS_HASH
+    assert bytes(row["hash"]) == event.hash == event_hash(1, make_draft(1), GENESIS_HASH)
 
 
-def test_a_time_in_another_zone_is_stored_as_utc_with_the_same_hash(store: SqliteStore) -> None:
+def test_a_time_in_another_zone_is_stored_as_utc_with_the_same_hash(store: Store) -> None:
     elsewhere = BASE_TIME.astimezone(timezone(timedelta(hours=-5)))
     draft = AuditDraft(time=elsewhere, actor="alice", kind="key.frozen", details={"label": "ops"})
     event = store.append_audit(draft)
@@ -71,7 +67,7 @@ def test_a_time_in_another_zone_is_stored_as_utc_with_the_same_hash(store: Sqlit
     check_chain(store.list_audit_events())
 
 
-def test_drafts_that_cannot_be_hashed_are_refused_before_writing(store: SqliteStore) -> None:
+def test_drafts_that_cannot_be_hashed_are_refused_before_writing(store: Store) -> None:
     naive = AuditDraft(time=BASE_TIME.replace(tzinfo=None), actor="custody", kind="daemon.started")
     with pytest.raises(InvalidInput, match=r"the time of a daemon\.started audit event has no time zone"):
         store.append_audit(naive)
@@ -86,7 +82,7 @@ def test_drafts_that_cannot_be_hashed_are_refused_before_writing(store: SqliteSt
     assert store.audit_head() is None
 
 
-def test_events_in_a_transaction_commit_with_it_or_not_at_all(store: SqliteStore) -> None:
+def test_events_in_a_transaction_commit_with_it_or_not_at_all(store: Store) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     request = make_message_request(test_key, state=RequestState.PENDING_APPROVAL)
@@ -114,7 +110,7 @@ def test_events_in_a_transaction_commit_with_it_or_not_at_all(store: SqliteStore
     check_chain(store.list_audit_events())
 
 
-def _fill(store: SqliteStore) -> list[str]:
+def _fill(store: Store) -> list[str]:
     """Twelve events over two requests, three actors and four kinds, a minute apart."""
     requests = ["req_a", "req_b"]
     with store.transaction() as tx:
@@ -133,7 +129,7 @@ def _fill(store: SqliteStore) -> list[str]:
     return requests
 
 
-def test_filters(store: SqliteStore) -> None:
+def test_filters(store: Store) -> None:
     _fill(store)
     events = store.list_audit_events()
     assert [event.sequence for event in events] == list(range(1, 13))
@@ -159,7 +155,7 @@ def test_filters(store: SqliteStore) -> None:
         store.list_audit_events(since=BASE_TIME.replace(tzinfo=None))
 
 
-def test_list_limit_is_clamped_to_ten_thousand(store: SqliteStore) -> None:
+def test_list_limit_is_clamped_to_ten_thousand(store: Store) -> None:
     with store.transaction() as tx:
         for index in range(10_005):
             tx.append_audit(AuditDraft(time=BASE_TIME, actor="custody", kind="tick", details={"i": index}))
@@ -173,7 +169,7 @@ def test_list_limit_is_clamped_to_ten_thousand(store: SqliteStore) -> None:
     ]
 
 
-def test_last_event_of_kind(store: SqliteStore) -> None:
+def test_last_event_of_kind(store: Store) -> None:
     _fill(store)
     last_signed = store.last_audit_event_of_kind("request.signed")
     assert last_signed is not None and last_signed.sequence == 11
@@ -197,7 +193,7 @@ def test_last_event_of_kind(store: SqliteStore) -> None:
 EVENTS_TO_STREAM = 20_000
 
 
-def test_iter_audit_events_streams_twenty_thousand_events(store: SqliteStore) -> None:
+def test_iter_audit_events_streams_twenty_thousand_events(store: Store) -> None:
     with store.transaction() as tx:
         for index in range(EVENTS_TO_STREAM):
             tx.append_audit(make_draft(index, request_id=f"req_{index % 97}"))
@@ -236,7 +232,7 @@ def test_iter_audit_events_streams_twenty_thousand_events(store: SqliteStore) ->
     assert most_alive == 5_000
 
 
-def test_iteration_holds_no_lock_between_batches(store: SqliteStore) -> None:
+def test_iteration_holds_no_lock_between_batches(store: Store) -> None:
     with store.transaction() as tx:
         for index in range(12_000):
             tx.append_audit(make_draft(index))

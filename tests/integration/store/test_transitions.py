@@ -7,7 +7,7 @@ from eth_account import Account
 
 from custody.domain.errors import Aborted, InvalidInput, NotFound, WrongState
 from custody.domain.requests import ALLOWED_TRANSITIONS, INITIAL_STATES, RequestState, SigningRequest
-from custody.store.sqlite import SqliteStore
+from custody.store.base import Store
 
 from .helpers import TestKey, later, make_key, make_message_request, sign_message
 
@@ -26,13 +26,13 @@ FORBIDDEN_FROM_INITIAL = [
 
 
 @pytest.fixture
-def ops(store: SqliteStore) -> TestKey:
+def ops(store: Store) -> TestKey:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     return test_key
 
 
-def _insert(store: SqliteStore, test_key: TestKey, state: RequestState) -> SigningRequest:
+def _insert(store: Store, test_key: TestKey, state: RequestState) -> SigningRequest:
     request = make_message_request(test_key, state=state)
     store.insert_request(request)
     return request
@@ -40,7 +40,7 @@ def _insert(store: SqliteStore, test_key: TestKey, state: RequestState) -> Signi
 
 @pytest.mark.parametrize(("source", "target"), ALLOWED_FROM_INITIAL, ids=str)
 def test_allowed_transition_succeeds(
-    store: SqliteStore, ops: TestKey, source: RequestState, target: RequestState
+    store: Store, ops: TestKey, source: RequestState, target: RequestState
 ) -> None:
     request = _insert(store, ops, source)
     result = sign_message(ops) if target is RequestState.SIGNED else None
@@ -54,7 +54,7 @@ def test_allowed_transition_succeeds(
         assert Account._recover_hash(request.digest, signature=result.signature) == ops.key.address
 
 
-def test_two_step_path_to_signed(store: SqliteStore, ops: TestKey) -> None:
+def test_two_step_path_to_signed(store: Store, ops: TestKey) -> None:
     request = _insert(store, ops, RequestState.PENDING_APPROVAL)
     store.transition_request(
         request.request_id, RequestState.PENDING_APPROVAL, RequestState.APPROVED, later(1)
@@ -72,7 +72,7 @@ def test_two_step_path_to_signed(store: SqliteStore, ops: TestKey) -> None:
 
 @pytest.mark.parametrize(("source", "target"), FORBIDDEN_FROM_INITIAL, ids=str)
 def test_forbidden_transition_raises_wrong_state_and_leaves_the_row(
-    store: SqliteStore, ops: TestKey, source: RequestState, target: RequestState
+    store: Store, ops: TestKey, source: RequestState, target: RequestState
 ) -> None:
     request = _insert(store, ops, source)
     result = sign_message(ops) if target is RequestState.SIGNED else None
@@ -82,7 +82,7 @@ def test_forbidden_transition_raises_wrong_state_and_leaves_the_row(
     assert store.get_request(request.request_id) == request
 
 
-def test_final_states_cannot_move(store: SqliteStore, ops: TestKey) -> None:
+def test_final_states_cannot_move(store: Store, ops: TestKey) -> None:
     request = _insert(store, ops, RequestState.APPROVED)
     store.transition_request(
         request.request_id, RequestState.APPROVED, RequestState.SIGNED, later(1), result=sign_message(ops)
@@ -95,7 +95,7 @@ def test_final_states_cannot_move(store: SqliteStore, ops: TestKey) -> None:
     assert store.get_request(request.request_id) == signed
 
 
-def test_stale_expected_state_is_aborted(store: SqliteStore, ops: TestKey) -> None:
+def test_stale_expected_state_is_aborted(store: Store, ops: TestKey) -> None:
     request = _insert(store, ops, RequestState.PENDING_APPROVAL)
     cancelled = store.transition_request(
         request.request_id, RequestState.PENDING_APPROVAL, RequestState.CANCELLED, later(1)
@@ -111,7 +111,7 @@ def test_stale_expected_state_is_aborted(store: SqliteStore, ops: TestKey) -> No
     assert store.get_request(request.request_id) == cancelled
 
 
-def test_losing_signer_does_not_overwrite_the_signature(store: SqliteStore, ops: TestKey) -> None:
+def test_losing_signer_does_not_overwrite_the_signature(store: Store, ops: TestKey) -> None:
     request = _insert(store, ops, RequestState.APPROVED)
     first = sign_message(ops)
     other_key = make_key("other")
@@ -129,14 +129,14 @@ def test_losing_signer_does_not_overwrite_the_signature(store: SqliteStore, ops:
     assert Account._recover_hash(stored.digest, signature=stored.result.signature) == ops.key.address
 
 
-def test_unknown_request_is_not_found(store: SqliteStore) -> None:
+def test_unknown_request_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound, match="there is no request with id req_missing"):
         store.transition_request(
             "req_missing", RequestState.PENDING_APPROVAL, RequestState.APPROVED, later(1)
         )
 
 
-def test_signed_needs_a_result(store: SqliteStore, ops: TestKey) -> None:
+def test_signed_needs_a_result(store: Store, ops: TestKey) -> None:
     request = _insert(store, ops, RequestState.APPROVED)
 
     with pytest.raises(
@@ -146,7 +146,7 @@ def test_signed_needs_a_result(store: SqliteStore, ops: TestKey) -> None:
     assert store.get_request(request.request_id) == request
 
 
-def test_only_signed_carries_a_result(store: SqliteStore, ops: TestKey) -> None:
+def test_only_signed_carries_a_result(store: Store, ops: TestKey) -> None:
     request = _insert(store, ops, RequestState.APPROVED)
 
     with pytest.raises(InvalidInput, match="result: a request becoming FAILED cannot carry a signature"):
@@ -156,7 +156,7 @@ def test_only_signed_carries_a_result(store: SqliteStore, ops: TestKey) -> None:
     assert store.get_request(request.request_id) == request
 
 
-def test_naive_transition_time_is_refused(store: SqliteStore, ops: TestKey) -> None:
+def test_naive_transition_time_is_refused(store: Store, ops: TestKey) -> None:
     request = _insert(store, ops, RequestState.PENDING_APPROVAL)
 
     with pytest.raises(InvalidInput, match="at: a time without a time zone"):

@@ -12,9 +12,10 @@ import pytest
 from custody.domain.errors import AlreadyExists, InternalError, StoreUnavailable
 from custody.domain.keys import KeyState
 from custody.domain.requests import RequestState
-from custody.store.base import StoredPolicy, StoreTransaction
+from custody.store.base import Store, StoredPolicy, StoreTransaction
 from custody.store.sqlite import SqliteStore
 
+from .conftest import Database
 from .helpers import (
     BASE_TIME,
     later,
@@ -30,7 +31,7 @@ class _Interrupted(Exception):
     """Raised by a test inside a transaction block, after its writes."""
 
 
-def test_an_exception_after_two_writes_leaves_neither(store: SqliteStore) -> None:
+def test_an_exception_after_two_writes_leaves_neither(store: Store) -> None:
     treasury = make_key("treasury")
     store.insert_key(treasury.key)
     request = make_transaction_request(treasury)
@@ -48,7 +49,7 @@ def test_an_exception_after_two_writes_leaves_neither(store: SqliteStore) -> Non
     assert store.get_request(request.request_id) == request
 
 
-def test_a_custody_error_inside_the_block_rolls_back_too(store: SqliteStore) -> None:
+def test_a_custody_error_inside_the_block_rolls_back_too(store: Store) -> None:
     treasury = make_key("treasury")
 
     with (
@@ -61,13 +62,13 @@ def test_a_custody_error_inside_the_block_rolls_back_too(store: SqliteStore) -> 
     assert store.list_keys() == []
 
 
-def test_reads_in_a_transaction_see_its_own_writes(store: SqliteStore, db_path: Path) -> None:
+def test_reads_in_a_transaction_see_its_own_writes(store: Store, database: Database) -> None:
     treasury = make_key("treasury")
     request = make_transaction_request(treasury)
     alice = make_approver("alice")
     approval = make_approval(request, alice, created_at=later(1))
     policy = StoredPolicy(version=1, document="version = 1\n", activated_at=BASE_TIME, request_id=None)
-    outside = SqliteStore(db_path)
+    outside = database.open()
     try:
         with store.transaction() as tx:
             tx.insert_key(treasury.key)
@@ -97,13 +98,13 @@ def test_reads_in_a_transaction_see_its_own_writes(store: SqliteStore, db_path: 
         outside.close()
 
 
-def test_the_transaction_object_is_a_store_transaction(store: SqliteStore) -> None:
+def test_the_transaction_object_is_a_store_transaction(store: Store) -> None:
     with store.transaction() as tx:
         accepted: StoreTransaction = tx
         assert accepted.active_policy() is None
 
 
-def test_nested_transaction_in_one_thread_is_refused(store: SqliteStore) -> None:
+def test_nested_transaction_in_one_thread_is_refused(store: Store) -> None:
     treasury = make_key("treasury")
 
     with pytest.raises(InternalError, match="this thread already has a store transaction open"):
@@ -124,7 +125,7 @@ def test_nested_transaction_in_one_thread_is_refused(store: SqliteStore) -> None
     assert store.list_keys() == [treasury.key]
 
 
-def test_an_ended_transaction_refuses_use(store: SqliteStore) -> None:
+def test_an_ended_transaction_refuses_use(store: Store) -> None:
     treasury = make_key("treasury")
     with store.transaction() as tx:
         tx.insert_key(treasury.key)
@@ -140,7 +141,7 @@ def test_an_ended_transaction_refuses_use(store: SqliteStore) -> None:
     assert store.list_keys() == [treasury.key]
 
 
-def test_other_threads_wait_for_the_transaction_and_then_see_it(store: SqliteStore) -> None:
+def test_other_threads_wait_for_the_transaction_and_then_see_it(store: Store) -> None:
     treasury = make_key("treasury")
     store.insert_key(treasury.key)
     inside = threading.Event()

@@ -8,12 +8,10 @@ import itertools
 import multiprocessing
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from custody.store.sqlite import SqliteStore
-
+from .conftest import Database
 from .helpers import check_chain, make_draft
 from .race_worker import append_audit_events
 
@@ -22,9 +20,9 @@ EVENTS_PER_WRITER = 50
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["one store", "a store per thread"])
-def test_sixteen_threads_appending_at_once(db_path: Path, shared: bool) -> None:
-    setup = SqliteStore(db_path)
-    stores = [setup] * THREADS if shared else [SqliteStore(db_path) for _ in range(THREADS)]
+def test_sixteen_threads_appending_at_once(database: Database, shared: bool) -> None:
+    setup = database.open()
+    stores = [setup] * THREADS if shared else [database.open() for _ in range(THREADS)]
     start = threading.Barrier(THREADS)
 
     def append(writer: int) -> list[int]:
@@ -51,14 +49,14 @@ def test_sixteen_threads_appending_at_once(db_path: Path, shared: bool) -> None:
             store.close()
 
 
-def test_two_processes_appending_to_one_file(db_path: Path) -> None:
-    SqliteStore(db_path).close()
+def test_two_processes_appending_to_one_file(database: Database) -> None:
+    database.open().close()
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(2)
     results = context.Queue()
     processes = [
         context.Process(
-            target=append_audit_events, args=(str(db_path), racer, EVENTS_PER_WRITER * 4, start, results)
+            target=append_audit_events, args=(database.url, racer, EVENTS_PER_WRITER * 4, start, results)
         )
         for racer in (1, 2)
     ]
@@ -71,7 +69,7 @@ def test_two_processes_appending_to_one_file(db_path: Path) -> None:
 
     total = 2 * EVENTS_PER_WRITER * 4
     assert sorted(reports[1] + reports[2]) == list(range(1, total + 1))
-    store = SqliteStore(db_path)
+    store = database.open()
     try:
         events = list(store.iter_audit_events())
         check_chain(events)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -20,8 +19,9 @@ from custody.domain.requests import (
     SignatureResult,
     SigningRequest,
 )
-from custody.store.sqlite import SqliteStore
+from custody.store.base import Store
 
+from .conftest import Database
 from .helpers import (
     BASE_TIME,
     TestKey,
@@ -35,17 +35,14 @@ from .helpers import (
 
 
 @pytest.fixture
-def treasury(store: SqliteStore) -> TestKey:
+def treasury(store: Store) -> TestKey:
     test_key = make_key("treasury")
     store.insert_key(test_key.key)
     return test_key
 
 
-def _raw_row(db_path: Path, request_id: str) -> sqlite3.Row:
-    with sqlite3.connect(db_path) as connection:
-        connection.row_factory = sqlite3.Row
-        row = connection.execute("SELECT * FROM requests WHERE request_id = ?", (request_id,)).fetchone()
-    assert isinstance(row, sqlite3.Row)
+def _raw_row(database: Database, request_id: str) -> dict[str, Any]:
+    [row] = database.rows("SELECT * FROM requests WHERE request_id = ?", (request_id,))
     return row
 
 
@@ -74,7 +71,7 @@ def _with_approval_terms(request: SigningRequest, value: int) -> SigningRequest:
     ids=["zero", "0.1 ether", "above 64 bits", "above 255 bits", "largest uint256"],
 )
 def test_new_request_fields_round_trip(
-    store: SqliteStore, db_path: Path, treasury: TestKey, value: int
+    store: Store, database: Database, treasury: TestKey, value: int
 ) -> None:
     request = _with_approval_terms(make_transaction_request(treasury), value)
     store.insert_request(request)
@@ -87,7 +84,7 @@ def test_new_request_fields_round_trip(
     assert stored.decision.timelock_seconds == 3600
     assert stored.expires_at == later(24 * 60)
     assert stored.not_before is None
-    raw = _raw_row(db_path, request.request_id)
+    raw = _raw_row(database, request.request_id)
     # The value is decimal text: no database integer type holds a uint256.
     assert raw["value_wei"] == str(value)
     assert json.loads(raw["quorum"]) == [
@@ -96,7 +93,7 @@ def test_new_request_fields_round_trip(
     ]
 
 
-def test_a_request_without_approvals_keeps_the_defaults(store: SqliteStore, treasury: TestKey) -> None:
+def test_a_request_without_approvals_keeps_the_defaults(store: Store, treasury: TestKey) -> None:
     request = make_message_request(treasury)
     store.insert_request(request)
 
@@ -111,9 +108,7 @@ def test_a_request_without_approvals_keeps_the_defaults(store: SqliteStore, trea
 
 
 @pytest.mark.parametrize(("value", "shown"), [(2**256, str(2**256)), (-1, "-1")])
-def test_value_outside_uint256_is_refused(
-    store: SqliteStore, treasury: TestKey, value: int, shown: str
-) -> None:
+def test_value_outside_uint256_is_refused(store: Store, treasury: TestKey, value: int, shown: str) -> None:
     request = replace(make_transaction_request(treasury), value=value)
 
     with pytest.raises(
@@ -123,7 +118,7 @@ def test_value_outside_uint256_is_refused(
     assert store.list_requests() == []
 
 
-def test_policy_change_names_no_key(store: SqliteStore, db_path: Path) -> None:
+def test_policy_change_names_no_key(store: Store, database: Database) -> None:
     request = make_governance_request(PayloadKind.POLICY_CHANGE)
     store.insert_request(request)
 
@@ -131,7 +126,7 @@ def test_policy_change_names_no_key(store: SqliteStore, db_path: Path) -> None:
     assert stored == request
     assert stored is not None
     assert (stored.key_id, stored.key_label) == ("", "")
-    raw = _raw_row(db_path, request.request_id)
+    raw = _raw_row(database, request.request_id)
     # NULL in the database, so that the foreign key to keys holds for every request that names a key.
     assert raw["key_id"] is None
     assert raw["key_label"] is None
@@ -139,16 +134,16 @@ def test_policy_change_names_no_key(store: SqliteStore, db_path: Path) -> None:
     assert store.list_requests() == [request]
 
 
-def test_key_unfreeze_names_its_key(store: SqliteStore, db_path: Path, treasury: TestKey) -> None:
+def test_key_unfreeze_names_its_key(store: Store, database: Database, treasury: TestKey) -> None:
     request = make_governance_request(PayloadKind.KEY_UNFREEZE, treasury, payload=b'{"key":"treasury"}')
     store.insert_request(request)
 
     assert store.get_request(request.request_id) == request
-    assert _raw_row(db_path, request.request_id)["key_id"] == treasury.key.key_id
+    assert _raw_row(database, request.request_id)["key_id"] == treasury.key.key_id
     assert store.list_requests(key_label="treasury") == [request]
 
 
-def test_policy_change_that_names_a_key_is_refused(store: SqliteStore, treasury: TestKey) -> None:
+def test_policy_change_that_names_a_key_is_refused(store: Store, treasury: TestKey) -> None:
     request = replace(
         make_governance_request(PayloadKind.POLICY_CHANGE),
         key_id=treasury.key.key_id,
@@ -163,7 +158,7 @@ def test_policy_change_that_names_a_key_is_refused(store: SqliteStore, treasury:
 
 
 @pytest.mark.parametrize("kind", [PayloadKind.MESSAGE, PayloadKind.KEY_UNFREEZE])
-def test_other_requests_must_name_a_key(store: SqliteStore, treasury: TestKey, kind: PayloadKind) -> None:
+def test_other_requests_must_name_a_key(store: Store, treasury: TestKey, kind: PayloadKind) -> None:
     request = replace(make_governance_request(kind, treasury), key_id="", key_label="")
 
     with pytest.raises(
@@ -173,7 +168,7 @@ def test_other_requests_must_name_a_key(store: SqliteStore, treasury: TestKey, k
     assert store.list_requests() == []
 
 
-def test_approval_under_a_time_lock_stores_not_before(store: SqliteStore, treasury: TestKey) -> None:
+def test_approval_under_a_time_lock_stores_not_before(store: Store, treasury: TestKey) -> None:
     request = _with_approval_terms(make_transaction_request(treasury), 10**17)
     store.insert_request(request)
     unlock = later(60)
@@ -193,7 +188,7 @@ def test_approval_under_a_time_lock_stores_not_before(store: SqliteStore, treasu
 
 
 @pytest.mark.parametrize("target", [RequestState.REJECTED, RequestState.CANCELLED, RequestState.EXPIRED])
-def test_only_approval_takes_a_time_lock(store: SqliteStore, treasury: TestKey, target: RequestState) -> None:
+def test_only_approval_takes_a_time_lock(store: Store, treasury: TestKey, target: RequestState) -> None:
     request = make_transaction_request(treasury)
     store.insert_request(request)
 
@@ -209,7 +204,7 @@ def test_only_approval_takes_a_time_lock(store: SqliteStore, treasury: TestKey, 
 
 @pytest.mark.parametrize("kind", [PayloadKind.POLICY_CHANGE, PayloadKind.KEY_UNFREEZE])
 def test_governance_request_is_final_once_approved(
-    store: SqliteStore, treasury: TestKey, kind: PayloadKind
+    store: Store, treasury: TestKey, kind: PayloadKind
 ) -> None:
     request = make_governance_request(kind, None if kind is PayloadKind.POLICY_CHANGE else treasury)
     store.insert_request(request)
@@ -233,7 +228,7 @@ def test_governance_request_is_final_once_approved(
 
 
 @pytest.mark.parametrize("target", [RequestState.REJECTED, RequestState.EXPIRED, RequestState.CANCELLED])
-def test_governance_request_can_end_while_pending(store: SqliteStore, target: RequestState) -> None:
+def test_governance_request_can_end_while_pending(store: Store, target: RequestState) -> None:
     request = make_governance_request(PayloadKind.POLICY_CHANGE)
     store.insert_request(request)
 
@@ -243,12 +238,12 @@ def test_governance_request_can_end_while_pending(store: SqliteStore, target: Re
 
 @pytest.mark.parametrize("target", [RequestState.SIGNED, RequestState.FAILED, RequestState.CANCELLED])
 def test_leaving_approved_clears_the_claim(
-    store: SqliteStore, db_path: Path, treasury: TestKey, target: RequestState
+    store: Store, database: Database, treasury: TestKey, target: RequestState
 ) -> None:
     request = make_message_request(treasury)
     store.insert_request(request)
     assert store.claim_signing(request.request_id, "worker-1", BASE_TIME, BASE_TIME + timedelta(minutes=5))
-    raw = _raw_row(db_path, request.request_id)
+    raw = _raw_row(database, request.request_id)
     assert (raw["claim_holder"], raw["claim_until"]) == ("worker-1", "2024-05-01T12:05:00.123456Z")
 
     result = sign_message(treasury) if target is RequestState.SIGNED else None
@@ -259,5 +254,5 @@ def test_leaving_approved_clears_the_claim(
     if moved.result is not None:
         assert Account._recover_hash(moved.digest, signature=moved.result.signature) == treasury.key.address
 
-    raw = _raw_row(db_path, request.request_id)
+    raw = _raw_row(database, request.request_id)
     assert (raw["claim_holder"], raw["claim_until"]) == (None, None)

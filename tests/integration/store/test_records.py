@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -14,15 +13,15 @@ from eth_utils.crypto import keccak
 from custody.domain.errors import (
     Aborted,
     AlreadyExists,
-    ConfigurationError,
     InvalidInput,
     NotFound,
     WrongState,
 )
 from custody.domain.keys import KeyState
 from custody.domain.requests import INITIAL_STATES, RequestState
-from custody.store.sqlite import SqliteStore
+from custody.store.base import Store
 
+from .conftest import Database
 from .helpers import (
     BASE_TIME,
     later,
@@ -34,24 +33,24 @@ from .helpers import (
 )
 
 
-def test_key_round_trip(store: SqliteStore, db_path: Path) -> None:
+def test_key_round_trip(store: Store, database: Database) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
 
     assert store.get_key("ops") == test_key.key
     # A second store on the same file reads what the first one committed.
-    other = SqliteStore(db_path)
+    other = database.open()
     try:
         assert other.get_key("ops") == test_key.key
     finally:
         other.close()
 
 
-def test_unknown_key_is_none(store: SqliteStore) -> None:
+def test_unknown_key_is_none(store: Store) -> None:
     assert store.get_key("nobody") is None
 
 
-def test_list_keys_by_label(store: SqliteStore) -> None:
+def test_list_keys_by_label(store: Store) -> None:
     keys = [make_key(label).key for label in ("treasury", "ops", "grants")]
     for key in keys:
         store.insert_key(key)
@@ -60,7 +59,7 @@ def test_list_keys_by_label(store: SqliteStore) -> None:
     assert set(store.list_keys()) == set(keys)
 
 
-def test_duplicate_label_is_refused(store: SqliteStore) -> None:
+def test_duplicate_label_is_refused(store: Store) -> None:
     first = make_key("ops").key
     store.insert_key(first)
     clash = replace(make_key("other").key, label="ops")
@@ -70,7 +69,7 @@ def test_duplicate_label_is_refused(store: SqliteStore) -> None:
     assert store.list_keys() == [first]
 
 
-def test_duplicate_key_id_is_refused(store: SqliteStore) -> None:
+def test_duplicate_key_id_is_refused(store: Store) -> None:
     first = make_key("ops").key
     store.insert_key(first)
 
@@ -79,7 +78,7 @@ def test_duplicate_key_id_is_refused(store: SqliteStore) -> None:
     assert store.list_keys() == [first]
 
 
-def test_key_state_changes_conditionally(store: SqliteStore) -> None:
+def test_key_state_changes_conditionally(store: Store) -> None:
     store.insert_key(make_key("ops").key)
 
     frozen = store.set_key_state("ops", KeyState.ACTIVE, KeyState.FROZEN, later(1))
@@ -94,7 +93,7 @@ def test_key_state_changes_conditionally(store: SqliteStore) -> None:
     assert store.set_key_state("ops", KeyState.FROZEN, KeyState.ACTIVE, later(3)).state is KeyState.ACTIVE
 
 
-def test_request_without_result_round_trip(store: SqliteStore) -> None:
+def test_request_without_result_round_trip(store: Store) -> None:
     test_key = make_key("treasury")
     store.insert_key(test_key.key)
     request = make_transaction_request(test_key, state=RequestState.PENDING_APPROVAL)
@@ -108,7 +107,7 @@ def test_request_without_result_round_trip(store: SqliteStore) -> None:
     assert stored.decision.rule is None
 
 
-def test_signed_transaction_round_trip(store: SqliteStore) -> None:
+def test_signed_transaction_round_trip(store: Store) -> None:
     test_key = make_key("treasury")
     store.insert_key(test_key.key)
     request = make_transaction_request(test_key, state=RequestState.APPROVED)
@@ -134,7 +133,7 @@ def test_signed_transaction_round_trip(store: SqliteStore) -> None:
     assert stored.result.tx_hash == keccak(stored.result.signed_tx)
 
 
-def test_signed_message_round_trip(store: SqliteStore) -> None:
+def test_signed_message_round_trip(store: Store) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     request = make_message_request(test_key, text="gm", summary={"text": "gm", "note": "ünïcode ✓"})
@@ -156,7 +155,7 @@ def test_signed_message_round_trip(store: SqliteStore) -> None:
     assert Account._recover_hash(stored.digest, signature=stored.result.signature) == test_key.key.address
 
 
-def test_times_come_back_as_aware_utc_with_microseconds(store: SqliteStore) -> None:
+def test_times_come_back_as_aware_utc_with_microseconds(store: Store) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     # The same instant written in UTC+2: it must come back as UTC, not as a shifted wall-clock time.
@@ -172,7 +171,7 @@ def test_times_come_back_as_aware_utc_with_microseconds(store: SqliteStore) -> N
     assert stored.created_at.microsecond == 654321
 
 
-def test_naive_times_are_refused(store: SqliteStore) -> None:
+def test_naive_times_are_refused(store: Store) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     naive = make_message_request(test_key, created_at=datetime(2024, 5, 1, 12, 0))
@@ -186,7 +185,7 @@ def test_naive_times_are_refused(store: SqliteStore) -> None:
     assert key is not None and key.state is KeyState.ACTIVE
 
 
-def test_duplicate_request_id_is_refused(store: SqliteStore) -> None:
+def test_duplicate_request_id_is_refused(store: Store) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     request = make_message_request(test_key)
@@ -198,7 +197,7 @@ def test_duplicate_request_id_is_refused(store: SqliteStore) -> None:
 
 
 @pytest.mark.parametrize("state", [state for state in RequestState if state not in INITIAL_STATES])
-def test_request_must_start_in_an_initial_state(store: SqliteStore, state: RequestState) -> None:
+def test_request_must_start_in_an_initial_state(store: Store, state: RequestState) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
 
@@ -208,7 +207,7 @@ def test_request_must_start_in_an_initial_state(store: SqliteStore, state: Reque
 
 
 @pytest.mark.parametrize("state", [RequestState.PENDING_APPROVAL, RequestState.APPROVED, RequestState.DENIED])
-def test_initial_states_are_accepted(store: SqliteStore, state: RequestState) -> None:
+def test_initial_states_are_accepted(store: Store, state: RequestState) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     request = make_message_request(test_key, state=state)
@@ -216,7 +215,7 @@ def test_initial_states_are_accepted(store: SqliteStore, state: RequestState) ->
     assert store.get_request(request.request_id) == request
 
 
-def test_new_request_cannot_carry_a_signature(store: SqliteStore) -> None:
+def test_new_request_cannot_carry_a_signature(store: Store) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     request = replace(make_message_request(test_key), result=sign_message(test_key))
@@ -226,7 +225,7 @@ def test_new_request_cannot_carry_a_signature(store: SqliteStore) -> None:
     assert store.list_requests() == []
 
 
-def test_request_for_unknown_key_is_refused(store: SqliteStore) -> None:
+def test_request_for_unknown_key_is_refused(store: Store) -> None:
     test_key = make_key("ops")  # never inserted
 
     with pytest.raises(NotFound, match=f"no key with id {test_key.key.key_id}"):
@@ -234,7 +233,7 @@ def test_request_for_unknown_key_is_refused(store: SqliteStore) -> None:
     assert store.list_requests() == []
 
 
-def test_request_with_mismatched_label_is_refused(store: SqliteStore) -> None:
+def test_request_with_mismatched_label_is_refused(store: Store) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     request = replace(make_message_request(test_key), key_label="treasury")
@@ -243,7 +242,7 @@ def test_request_with_mismatched_label_is_refused(store: SqliteStore) -> None:
         store.insert_request(request)
 
 
-def test_chain_id_beyond_bigint_is_refused(store: SqliteStore) -> None:
+def test_chain_id_beyond_bigint_is_refused(store: Store) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     request = replace(make_transaction_request(test_key), chain_id=2**64)
@@ -252,12 +251,12 @@ def test_chain_id_beyond_bigint_is_refused(store: SqliteStore) -> None:
         store.insert_request(request)
 
 
-def test_unknown_request_is_none(store: SqliteStore) -> None:
+def test_unknown_request_is_none(store: Store) -> None:
     assert store.get_request("req_0000000000000000000000000000000") is None
 
 
 @pytest.fixture
-def populated(store: SqliteStore) -> SqliteStore:
+def populated(store: Store) -> Store:
     """Requests over two keys, two requesters and three states, each created a minute after the last."""
     ops, treasury = make_key("ops"), make_key("treasury")
     store.insert_key(ops.key)
@@ -288,41 +287,41 @@ def _texts(requests: object) -> list[str]:
     return [request.payload.decode() for request in requests]  # type: ignore[attr-defined]
 
 
-def test_list_all_newest_first(populated: SqliteStore) -> None:
+def test_list_all_newest_first(populated: Store) -> None:
     assert _texts(populated.list_requests()) == ["m5", "m4", "m3", "m2", "m1", "m0"]
 
 
-def test_list_by_state(populated: SqliteStore) -> None:
+def test_list_by_state(populated: Store) -> None:
     assert _texts(populated.list_requests(state=RequestState.PENDING_APPROVAL)) == ["m4", "m3", "m1"]
     assert _texts(populated.list_requests(state=RequestState.DENIED)) == ["m2"]
     assert populated.list_requests(state=RequestState.SIGNED) == []
 
 
-def test_list_by_key(populated: SqliteStore) -> None:
+def test_list_by_key(populated: Store) -> None:
     assert _texts(populated.list_requests(key_label="ops")) == ["m4", "m2", "m0"]
     assert _texts(populated.list_requests(key_label="treasury")) == ["m5", "m3", "m1"]
     assert populated.list_requests(key_label="unknown") == []
 
 
-def test_list_by_requester(populated: SqliteStore) -> None:
+def test_list_by_requester(populated: Store) -> None:
     assert _texts(populated.list_requests(requester="carol")) == ["m3", "m2"]
 
 
-def test_list_filters_combine(populated: SqliteStore) -> None:
+def test_list_filters_combine(populated: Store) -> None:
     found = populated.list_requests(
         state=RequestState.PENDING_APPROVAL, key_label="treasury", requester="backend"
     )
     assert _texts(found) == ["m1"]
 
 
-def test_list_limit_is_clamped(populated: SqliteStore) -> None:
+def test_list_limit_is_clamped(populated: Store) -> None:
     assert _texts(populated.list_requests(limit=2)) == ["m5", "m4"]
     assert _texts(populated.list_requests(limit=0)) == ["m5"]
     assert _texts(populated.list_requests(limit=-3)) == ["m5"]
     assert len(populated.list_requests(limit=10**9)) == 6
 
 
-def test_list_limit_caps_at_one_thousand(store: SqliteStore) -> None:
+def test_list_limit_caps_at_one_thousand(store: Store) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     for index in range(1005):
@@ -330,45 +329,9 @@ def test_list_limit_caps_at_one_thousand(store: SqliteStore) -> None:
     assert len(store.list_requests(limit=5000)) == 1000
 
 
-def test_equal_times_order_by_request_id_descending(store: SqliteStore) -> None:
+def test_equal_times_order_by_request_id_descending(store: Store) -> None:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     for suffix in (3, 1, 2):
         store.insert_request(make_message_request(test_key, suffix=suffix, created_at=BASE_TIME))
     assert [request.request_id[-1] for request in store.list_requests()] == ["3", "2", "1"]
-
-
-def test_from_url_relative_and_absolute(tmp_path: Path) -> None:
-    (tmp_path / "state").mkdir()
-    relative = SqliteStore.from_url("sqlite:///state/custody.db", base_dir=tmp_path)
-    try:
-        assert relative.path == tmp_path / "state" / "custody.db"
-        assert relative.path.exists()
-    finally:
-        relative.close()
-
-    absolute_path = tmp_path / "absolute.db"
-    absolute = SqliteStore.from_url(f"sqlite:///{absolute_path}", base_dir=Path("/nonexistent"))
-    try:
-        assert absolute.path == absolute_path
-        assert absolute_path.exists()
-    finally:
-        absolute.close()
-
-
-@pytest.mark.parametrize(
-    ("url", "complaint"),
-    [
-        ("postgresql://localhost/custody", "is not a SQLite URL"),
-        ("sqlite://custody.db", "is not a SQLite URL"),
-        ("custody.db", "is not a SQLite URL"),
-        ("sqlite:///", "does not name a file"),
-        ("sqlite:///dir/", "does not name a file"),
-        ("sqlite:///custody.db?mode=ro", "has options"),
-        ("sqlite:///:memory:", "in-memory SQLite database"),
-    ],
-)
-def test_from_url_refuses_other_urls(tmp_path: Path, url: str, complaint: str) -> None:
-    with pytest.raises(ConfigurationError, match=complaint):
-        SqliteStore.from_url(url, base_dir=tmp_path)
-    assert list(tmp_path.iterdir()) == []

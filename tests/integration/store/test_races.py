@@ -5,12 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from custody.domain.errors import Aborted
 from custody.domain.requests import RequestState, SignatureResult
-from custody.store.sqlite import SqliteStore
+from custody.store.base import Store
 
+from .conftest import Database
 from .helpers import (
     later,
     make_approver,
@@ -25,7 +25,7 @@ RACERS = 16
 REQUESTS = 50
 
 
-def _approved_requests(store: SqliteStore, count: int) -> list[str]:
+def _approved_requests(store: Store, count: int) -> list[str]:
     test_key = make_key("ops")
     store.insert_key(test_key.key)
     request_ids = []
@@ -36,7 +36,7 @@ def _approved_requests(store: SqliteStore, count: int) -> list[str]:
     return request_ids
 
 
-def _race(stores: list[SqliteStore], request_ids: list[str]) -> None:
+def _race(stores: list[Store], request_ids: list[str]) -> None:
     """Race len(stores) threads on each request, all released together, and check the outcome per request."""
     start = threading.Barrier(len(stores))
 
@@ -67,10 +67,10 @@ def _race(stores: list[SqliteStore], request_ids: list[str]) -> None:
             assert stored.result == SignatureResult(signature=racer_signature(winner))
 
 
-def test_threads_with_their_own_store_objects(db_path: Path) -> None:
-    setup = SqliteStore(db_path)
+def test_threads_with_their_own_store_objects(database: Database) -> None:
+    setup = database.open()
     request_ids = _approved_requests(setup, REQUESTS)
-    stores = [SqliteStore(db_path) for _ in range(RACERS)]
+    stores = [database.open() for _ in range(RACERS)]
     try:
         _race(stores, request_ids)
     finally:
@@ -78,13 +78,13 @@ def test_threads_with_their_own_store_objects(db_path: Path) -> None:
             store.close()
 
 
-def test_threads_sharing_one_store_object(store: SqliteStore) -> None:
+def test_threads_sharing_one_store_object(store: Store) -> None:
     request_ids = _approved_requests(store, REQUESTS)
     _race([store] * RACERS, request_ids)
 
 
-def test_two_processes_on_one_file(db_path: Path) -> None:
-    setup = SqliteStore(db_path)
+def test_two_processes_on_one_file(database: Database) -> None:
+    setup = database.open()
     request_ids = _approved_requests(setup, REQUESTS)
     setup.close()
     context = multiprocessing.get_context("spawn")
@@ -95,7 +95,7 @@ def test_two_processes_on_one_file(db_path: Path) -> None:
     orders = [request_ids + request_ids[::-1], request_ids[::-1] + request_ids]
     processes = [
         context.Process(
-            target=race_for_requests, args=(str(db_path), racer + 1, orders[racer], start, results)
+            target=race_for_requests, args=(database.url, racer + 1, orders[racer], start, results)
         )
         for racer in range(2)
     ]
@@ -111,7 +111,7 @@ def test_two_processes_on_one_file(db_path: Path) -> None:
     assert won_by[1] | won_by[2] == set(request_ids)
     # Each process tried each request twice, so every attempt but one per request was aborted.
     assert sum(lost for _racer, _won, lost in reports) == 2 * 2 * REQUESTS - REQUESTS
-    check = SqliteStore(db_path)
+    check = database.open()
     try:
         for racer, won in won_by.items():
             for request_id in won:
@@ -122,8 +122,8 @@ def test_two_processes_on_one_file(db_path: Path) -> None:
         check.close()
 
 
-def test_two_processes_approving_one_request_in_a_transaction(db_path: Path) -> None:
-    setup = SqliteStore(db_path)
+def test_two_processes_approving_one_request_in_a_transaction(database: Database) -> None:
+    setup = database.open()
     test_key = make_key("treasury")
     setup.insert_key(test_key.key)
     request_ids = []
@@ -141,7 +141,7 @@ def test_two_processes_approving_one_request_in_a_transaction(db_path: Path) -> 
         context.Process(
             target=race_to_approve,
             args=(
-                str(db_path),
+                database.url,
                 racer,
                 approvers[racer].private_key.private_bytes_raw(),
                 orders[racer],
@@ -162,7 +162,7 @@ def test_two_processes_approving_one_request_in_a_transaction(db_path: Path) -> 
     assert won_by[1].isdisjoint(won_by[2])
     assert won_by[1] | won_by[2] == set(request_ids)
     assert sum(lost for _racer, _won, lost in reports) == 2 * 2 * REQUESTS - REQUESTS
-    check = SqliteStore(db_path)
+    check = database.open()
     try:
         for racer, won in won_by.items():
             for request_id in won:

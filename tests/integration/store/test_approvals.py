@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -14,9 +12,9 @@ from cryptography.exceptions import InvalidSignature
 from custody.domain.errors import Aborted, AlreadyExists, InvalidInput, NotFound
 from custody.domain.requests import Approval, PayloadKind, Verdict
 from custody.store import codec
-from custody.store.base import StoredPolicy
-from custody.store.sqlite import SqliteStore
+from custody.store.base import Store, StoredPolicy
 
+from .conftest import Database
 from .helpers import (
     BASE_TIME,
     TestKey,
@@ -33,13 +31,13 @@ RACERS = 16
 
 
 @pytest.fixture
-def treasury(store: SqliteStore) -> TestKey:
+def treasury(store: Store) -> TestKey:
     test_key = make_key("treasury")
     store.insert_key(test_key.key)
     return test_key
 
 
-def test_approvals_round_trip_in_the_order_counted(store: SqliteStore, treasury: TestKey) -> None:
+def test_approvals_round_trip_in_the_order_counted(store: Store, treasury: TestKey) -> None:
     request = make_transaction_request(treasury)
     store.insert_request(request)
     alice, bob, carol = make_approver("alice"), make_approver("bob"), make_approver("carol")
@@ -66,7 +64,7 @@ def test_approvals_round_trip_in_the_order_counted(store: SqliteStore, treasury:
         bob.public_key.verify(stored[0].signature, stored[0].statement)
 
 
-def test_approvals_of_a_governance_request(store: SqliteStore) -> None:
+def test_approvals_of_a_governance_request(store: Store) -> None:
     request = make_governance_request(PayloadKind.POLICY_CHANGE)
     store.insert_request(request)
     dave = make_approver("dave")
@@ -79,14 +77,14 @@ def test_approvals_of_a_governance_request(store: SqliteStore) -> None:
     assert b'"key_id":""' in stored.statement
 
 
-def test_no_approvals_is_an_empty_list(store: SqliteStore, treasury: TestKey) -> None:
+def test_no_approvals_is_an_empty_list(store: Store, treasury: TestKey) -> None:
     request = make_transaction_request(treasury)
     store.insert_request(request)
     assert store.list_approvals(request.request_id) == []
     assert store.list_approvals("req_unknown") == []
 
 
-def test_an_approver_gives_one_verdict(store: SqliteStore, treasury: TestKey) -> None:
+def test_an_approver_gives_one_verdict(store: Store, treasury: TestKey) -> None:
     request = make_transaction_request(treasury)
     store.insert_request(request)
     alice = make_approver("alice")
@@ -101,7 +99,7 @@ def test_an_approver_gives_one_verdict(store: SqliteStore, treasury: TestKey) ->
     assert store.list_approvals(request.request_id) == [first]
 
 
-def test_the_same_approver_may_judge_two_requests(store: SqliteStore, treasury: TestKey) -> None:
+def test_the_same_approver_may_judge_two_requests(store: Store, treasury: TestKey) -> None:
     first = make_transaction_request(treasury, suffix=1)
     second = make_transaction_request(treasury, suffix=2)
     store.insert_request(first)
@@ -113,14 +111,14 @@ def test_the_same_approver_may_judge_two_requests(store: SqliteStore, treasury: 
     assert len(store.list_approvals(first.request_id)) == len(store.list_approvals(second.request_id)) == 1
 
 
-def test_approval_of_an_unknown_request_is_not_found(store: SqliteStore, treasury: TestKey) -> None:
+def test_approval_of_an_unknown_request_is_not_found(store: Store, treasury: TestKey) -> None:
     request = make_transaction_request(treasury)  # never inserted
 
     with pytest.raises(NotFound, match=f"there is no request with id {request.request_id}"):
         store.insert_approval(make_approval(request, make_approver("alice")))
 
 
-def test_naive_approval_time_is_refused(store: SqliteStore, treasury: TestKey) -> None:
+def test_naive_approval_time_is_refused(store: Store, treasury: TestKey) -> None:
     request = make_transaction_request(treasury)
     store.insert_request(request)
     approval = replace(
@@ -132,7 +130,7 @@ def test_naive_approval_time_is_refused(store: SqliteStore, treasury: TestKey) -
     assert store.list_approvals(request.request_id) == []
 
 
-def _race_inserts(stores: list[SqliteStore], verdicts: list[Approval]) -> list[str]:
+def _race_inserts(stores: list[Store], verdicts: list[Approval]) -> list[str]:
     """Insert verdicts[i] through stores[i], all threads released together; say which were stored."""
     start = threading.Barrier(len(stores))
 
@@ -149,14 +147,14 @@ def _race_inserts(stores: list[SqliteStore], verdicts: list[Approval]) -> list[s
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["one store object", "a store object each"])
-def test_racing_approvals_count_each_approver_once(db_path: Path, shared: bool) -> None:
-    setup = SqliteStore(db_path)
+def test_racing_approvals_count_each_approver_once(database: Database, shared: bool) -> None:
+    setup = database.open()
     treasury = make_key("treasury")
     setup.insert_key(treasury.key)
     request = make_transaction_request(treasury)
     setup.insert_request(request)
     approvers = [make_approver(name) for name in ("alice", "bob", "carol")]
-    racers = [setup] * RACERS if shared else [SqliteStore(db_path) for _ in range(RACERS)]
+    racers = [setup] * RACERS if shared else [database.open() for _ in range(RACERS)]
     try:
         for approver in approvers:
             # Every racer holds a verdict of its own (different times and reasons), all for the same approver.
@@ -184,11 +182,11 @@ def _policy(version: int, request_id: str | None = None) -> StoredPolicy:
     )
 
 
-def test_no_policy_before_the_first(store: SqliteStore) -> None:
+def test_no_policy_before_the_first(store: Store) -> None:
     assert store.active_policy() is None
 
 
-def test_policy_versions_activate_in_order(store: SqliteStore) -> None:
+def test_policy_versions_activate_in_order(store: Store) -> None:
     bootstrap = _policy(1)
     store.activate_policy(bootstrap)
     assert store.active_policy() == bootstrap
@@ -203,7 +201,7 @@ def test_policy_versions_activate_in_order(store: SqliteStore) -> None:
     assert store.active_policy() == fifth
 
 
-def test_an_older_policy_version_is_aborted(store: SqliteStore) -> None:
+def test_an_older_policy_version_is_aborted(store: Store) -> None:
     store.activate_policy(_policy(3))
 
     with pytest.raises(Aborted, match="policy version 2 is older than the active version 3"):
@@ -211,7 +209,7 @@ def test_an_older_policy_version_is_aborted(store: SqliteStore) -> None:
     assert store.active_policy() == _policy(3)
 
 
-def test_an_existing_policy_version_already_exists(store: SqliteStore) -> None:
+def test_an_existing_policy_version_already_exists(store: Store) -> None:
     store.activate_policy(_policy(1))
     store.activate_policy(_policy(2))
 
@@ -221,8 +219,8 @@ def test_an_existing_policy_version_already_exists(store: SqliteStore) -> None:
     assert store.active_policy() == _policy(2)
 
 
-def test_racing_activations_of_one_version_have_one_winner(db_path: Path) -> None:
-    stores = [SqliteStore(db_path) for _ in range(RACERS)]
+def test_racing_activations_of_one_version_have_one_winner(database: Database) -> None:
+    stores = [database.open() for _ in range(RACERS)]
     stores[0].activate_policy(_policy(1))
     start = threading.Barrier(RACERS)
 
@@ -246,7 +244,7 @@ def test_racing_activations_of_one_version_have_one_winner(db_path: Path) -> Non
             opened.close()
 
 
-def test_naive_activation_time_is_refused(store: SqliteStore) -> None:
+def test_naive_activation_time_is_refused(store: Store) -> None:
     policy = replace(_policy(1), activated_at=BASE_TIME.replace(tzinfo=None))
 
     with pytest.raises(InvalidInput, match="activated_at: a time without a time zone"):
@@ -255,7 +253,7 @@ def test_naive_activation_time_is_refused(store: SqliteStore) -> None:
 
 
 def test_the_schema_itself_counts_an_approver_once(
-    store: SqliteStore, db_path: Path, treasury: TestKey
+    store: Store, database: Database, treasury: TestKey
 ) -> None:
     request = make_transaction_request(treasury)
     store.insert_request(request)
@@ -263,14 +261,10 @@ def test_the_schema_itself_counts_an_approver_once(
     store.insert_approval(make_approval(request, alice))
     again = codec.approval_to_row(make_approval(request, alice, created_at=later(1)))
 
-    connection = sqlite3.connect(db_path)
-    try:
-        # Written past the store's own check, so that only the constraint stands in the way.
-        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed"):
-            connection.execute(
-                f"INSERT INTO approvals ({', '.join(again)}) VALUES ({', '.join('?' for _ in again)})",
-                list(again.values()),
-            )
-    finally:
-        connection.close()
+    # Written past the store's own check, so that only the constraint stands in the way.
+    with pytest.raises(database.integrity_error, match=r"UNIQUE constraint failed|duplicate key value"):
+        database.execute(
+            f"INSERT INTO approvals ({', '.join(again)}) VALUES ({', '.join('?' for _ in again)})",
+            list(again.values()),
+        )
     assert len(store.list_approvals(request.request_id)) == 1
