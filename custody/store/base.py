@@ -71,6 +71,16 @@ class StoreTransaction(Protocol):
 
     def get_request(self, request_id: str) -> SigningRequest | None: ...
 
+    def list_requests(
+        self,
+        *,
+        state: RequestState | None = None,
+        key_label: str | None = None,
+        requester: str | None = None,
+        limit: int = 100,
+    ) -> Sequence[SigningRequest]:
+        """Newest first."""
+
     def transition_request(
         self,
         request_id: str,
@@ -162,16 +172,6 @@ class Store(StoreTransaction, Protocol):
 
     def iter_audit_events(self, after_sequence: int = 0) -> Iterator[AuditEvent]:
         """Every event after ``after_sequence`` in ascending order, read in batches (for verification)."""
-
-    def list_requests(
-        self,
-        *,
-        state: RequestState | None = None,
-        key_label: str | None = None,
-        requester: str | None = None,
-        limit: int = 100,
-    ) -> Sequence[SigningRequest]:
-        """Newest first."""
 
     def schema_version(self) -> int: ...
 

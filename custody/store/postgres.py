@@ -55,6 +55,7 @@ from custody.domain.requests import (
 )
 from custody.store import codec
 from custody.store.base import NonceUse, StoredPolicy, StoreTransaction, VelocityUsage
+from custody.store.delegating import TransactionDelegatingStore
 from custody.store.migrate import Migration, for_postgresql, load_migrations
 
 _URL_SCHEMES = ("postgresql://", "postgres://")
@@ -559,8 +560,10 @@ class _PostgresTransaction:
         return None if row is None else codec.nonce_from_row(row)
 
 
-class PostgresStore:
+class PostgresStore(TransactionDelegatingStore):
     """The Store port over one PostgreSQL database; safe to share between threads, processes and replicas."""
+
+    _transaction_type = _PostgresTransaction
 
     def __init__(
         self,
@@ -602,160 +605,6 @@ class PostgresStore:
         """One transaction holding the write lock: everything done through the yielded object commits together
         when the block ends, or is rolled back when it raises."""
         return self._write_transaction("write to the database")
-
-    # Keys.
-
-    def insert_key(self, key: Key) -> None:
-        self._write(_PostgresTransaction.insert_key, key)
-
-    def get_key(self, label: str) -> Key | None:
-        return self._read(_PostgresTransaction.get_key, label)
-
-    def list_keys(self) -> Sequence[Key]:
-        return self._read(_PostgresTransaction.list_keys)
-
-    def set_key_state(self, label: str, expected: KeyState, new: KeyState, at: datetime) -> Key:
-        return self._write(_PostgresTransaction.set_key_state, label, expected, new, at)
-
-    # Requests.
-
-    def insert_request(self, request: SigningRequest) -> None:
-        self._write(_PostgresTransaction.insert_request, request)
-
-    def get_request(self, request_id: str) -> SigningRequest | None:
-        return self._read(_PostgresTransaction.get_request, request_id)
-
-    def list_requests(
-        self,
-        *,
-        state: RequestState | None = None,
-        key_label: str | None = None,
-        requester: str | None = None,
-        limit: int = 100,
-    ) -> Sequence[SigningRequest]:
-        return self._read(
-            _PostgresTransaction.list_requests,
-            state=state,
-            key_label=key_label,
-            requester=requester,
-            limit=limit,
-        )
-
-    def transition_request(
-        self,
-        request_id: str,
-        expected: RequestState,
-        new: RequestState,
-        at: datetime,
-        *,
-        result: SignatureResult | None = None,
-        error: str | None = None,
-        not_before: datetime | None = None,
-    ) -> SigningRequest:
-        return self._write(
-            _PostgresTransaction.transition_request,
-            request_id,
-            expected,
-            new,
-            at,
-            result=result,
-            error=error,
-            not_before=not_before,
-        )
-
-    def claim_signing(self, request_id: str, claimant: str, now: datetime, lease_until: datetime) -> bool:
-        return self._write(_PostgresTransaction.claim_signing, request_id, claimant, now, lease_until)
-
-    def due_requests(self, now: datetime, limit: int) -> Sequence[SigningRequest]:
-        return self._read(_PostgresTransaction.due_requests, now, limit)
-
-    def expired_requests(self, now: datetime, limit: int) -> Sequence[SigningRequest]:
-        return self._read(_PostgresTransaction.expired_requests, now, limit)
-
-    def velocity_usage(self, key_label: str, since: datetime) -> VelocityUsage:
-        return self._read(_PostgresTransaction.velocity_usage, key_label, since)
-
-    def pending_requests_before_version(self, version: int) -> Sequence[SigningRequest]:
-        return self._read(_PostgresTransaction.pending_requests_before_version, version)
-
-    # Approvals.
-
-    def insert_approval(self, approval: Approval) -> None:
-        self._write(_PostgresTransaction.insert_approval, approval)
-
-    def list_approvals(self, request_id: str) -> Sequence[Approval]:
-        return self._read(_PostgresTransaction.list_approvals, request_id)
-
-    # Nonces.
-
-    def nonce_holder(self, key_id: str, chain_id: int, scope: str, nonce: int) -> NonceUse | None:
-        return self._read(_PostgresTransaction.nonce_holder, key_id, chain_id, scope, nonce)
-
-    def reserve_nonce(self, use: NonceUse) -> None:
-        self._write(_PostgresTransaction.reserve_nonce, use)
-
-    def move_nonce(self, use: NonceUse, from_request_id: str) -> None:
-        self._write(_PostgresTransaction.move_nonce, use, from_request_id)
-
-    # Audit log.
-
-    def append_audit(self, draft: AuditDraft) -> AuditEvent:
-        return self._write(_PostgresTransaction.append_audit, draft)
-
-    def audit_head(self) -> AuditEvent | None:
-        return self._read(_PostgresTransaction.audit_head)
-
-    def list_audit_events(
-        self,
-        *,
-        request_id: str | None = None,
-        actor: str | None = None,
-        kind: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after_sequence: int = 0,
-        limit: int = 1000,
-    ) -> Sequence[AuditEvent]:
-        return self._read(
-            _PostgresTransaction.list_audit_events,
-            request_id=request_id,
-            actor=actor,
-            kind=kind,
-            since=since,
-            until=until,
-            after_sequence=after_sequence,
-            limit=limit,
-        )
-
-    def last_audit_event_of_kind(self, kind: str) -> AuditEvent | None:
-        return self._read(_PostgresTransaction.last_audit_event_of_kind, kind)
-
-    def iter_audit_events(self, after_sequence: int = 0) -> Iterator[AuditEvent]:
-        """Every event after ``after_sequence``, ascending, one batch per statement.
-
-        No connection is held between batches, so a slow consumer blocks nobody. The log is append-only, so
-        batches read from successive snapshots still form one unbroken run of sequence numbers.
-        """
-        last = after_sequence
-        more = True
-        while more:
-            batch = self._read(
-                _PostgresTransaction.list_audit_events, after_sequence=last, limit=_AUDIT_BATCH_SIZE
-            )
-            more = len(batch) == _AUDIT_BATCH_SIZE
-            if batch:
-                last = batch[-1].sequence
-            yield from batch
-            # Dropped before the next batch is read, so that two batches are never held at once.
-            del batch
-
-    # Policy versions.
-
-    def active_policy(self) -> StoredPolicy | None:
-        return self._read(_PostgresTransaction.active_policy)
-
-    def activate_policy(self, policy: StoredPolicy) -> None:
-        self._write(_PostgresTransaction.activate_policy, policy)
 
     # Housekeeping.
 

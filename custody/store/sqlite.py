@@ -52,6 +52,7 @@ from custody.domain.requests import (
 )
 from custody.store import codec
 from custody.store.base import NonceUse, StoredPolicy, StoreTransaction, VelocityUsage
+from custody.store.delegating import TransactionDelegatingStore
 from custody.store.migrate import load_migrations
 
 _URL_PREFIX = "sqlite:///"
@@ -552,8 +553,10 @@ class _SqliteTransaction:
         return [codec.request_from_row(row) for row in self._connection.execute(query, parameters).fetchall()]
 
 
-class SqliteStore:
+class SqliteStore(TransactionDelegatingStore):
     """The Store port over one SQLite file; safe to share between threads and between processes."""
+
+    _transaction_type = _SqliteTransaction
 
     def __init__(
         self, path: Path | str, *, busy_timeout_seconds: float = _DEFAULT_BUSY_TIMEOUT_SECONDS
@@ -615,160 +618,6 @@ class SqliteStore:
         """One ``BEGIN IMMEDIATE ... COMMIT`` holding the write lock: everything done through the yielded
         object commits together when the block ends, or is rolled back when it raises."""
         return self._write_transaction("write to the database")
-
-    # Keys.
-
-    def insert_key(self, key: Key) -> None:
-        self._write(_SqliteTransaction.insert_key, key)
-
-    def get_key(self, label: str) -> Key | None:
-        return self._read(_SqliteTransaction.get_key, label)
-
-    def list_keys(self) -> Sequence[Key]:
-        return self._read(_SqliteTransaction.list_keys)
-
-    def set_key_state(self, label: str, expected: KeyState, new: KeyState, at: datetime) -> Key:
-        return self._write(_SqliteTransaction.set_key_state, label, expected, new, at)
-
-    # Requests.
-
-    def insert_request(self, request: SigningRequest) -> None:
-        self._write(_SqliteTransaction.insert_request, request)
-
-    def get_request(self, request_id: str) -> SigningRequest | None:
-        return self._read(_SqliteTransaction.get_request, request_id)
-
-    def list_requests(
-        self,
-        *,
-        state: RequestState | None = None,
-        key_label: str | None = None,
-        requester: str | None = None,
-        limit: int = 100,
-    ) -> Sequence[SigningRequest]:
-        return self._read(
-            _SqliteTransaction.list_requests,
-            state=state,
-            key_label=key_label,
-            requester=requester,
-            limit=limit,
-        )
-
-    def transition_request(
-        self,
-        request_id: str,
-        expected: RequestState,
-        new: RequestState,
-        at: datetime,
-        *,
-        result: SignatureResult | None = None,
-        error: str | None = None,
-        not_before: datetime | None = None,
-    ) -> SigningRequest:
-        return self._write(
-            _SqliteTransaction.transition_request,
-            request_id,
-            expected,
-            new,
-            at,
-            result=result,
-            error=error,
-            not_before=not_before,
-        )
-
-    def claim_signing(self, request_id: str, claimant: str, now: datetime, lease_until: datetime) -> bool:
-        return self._write(_SqliteTransaction.claim_signing, request_id, claimant, now, lease_until)
-
-    def due_requests(self, now: datetime, limit: int) -> Sequence[SigningRequest]:
-        return self._read(_SqliteTransaction.due_requests, now, limit)
-
-    def expired_requests(self, now: datetime, limit: int) -> Sequence[SigningRequest]:
-        return self._read(_SqliteTransaction.expired_requests, now, limit)
-
-    def velocity_usage(self, key_label: str, since: datetime) -> VelocityUsage:
-        return self._read(_SqliteTransaction.velocity_usage, key_label, since)
-
-    def pending_requests_before_version(self, version: int) -> Sequence[SigningRequest]:
-        return self._read(_SqliteTransaction.pending_requests_before_version, version)
-
-    # Approvals.
-
-    def insert_approval(self, approval: Approval) -> None:
-        self._write(_SqliteTransaction.insert_approval, approval)
-
-    def list_approvals(self, request_id: str) -> Sequence[Approval]:
-        return self._read(_SqliteTransaction.list_approvals, request_id)
-
-    # Nonces.
-
-    def nonce_holder(self, key_id: str, chain_id: int, scope: str, nonce: int) -> NonceUse | None:
-        return self._read(_SqliteTransaction.nonce_holder, key_id, chain_id, scope, nonce)
-
-    def reserve_nonce(self, use: NonceUse) -> None:
-        self._write(_SqliteTransaction.reserve_nonce, use)
-
-    def move_nonce(self, use: NonceUse, from_request_id: str) -> None:
-        self._write(_SqliteTransaction.move_nonce, use, from_request_id)
-
-    # Audit log.
-
-    def append_audit(self, draft: AuditDraft) -> AuditEvent:
-        return self._write(_SqliteTransaction.append_audit, draft)
-
-    def audit_head(self) -> AuditEvent | None:
-        return self._read(_SqliteTransaction.audit_head)
-
-    def list_audit_events(
-        self,
-        *,
-        request_id: str | None = None,
-        actor: str | None = None,
-        kind: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after_sequence: int = 0,
-        limit: int = 1000,
-    ) -> Sequence[AuditEvent]:
-        return self._read(
-            _SqliteTransaction.list_audit_events,
-            request_id=request_id,
-            actor=actor,
-            kind=kind,
-            since=since,
-            until=until,
-            after_sequence=after_sequence,
-            limit=limit,
-        )
-
-    def last_audit_event_of_kind(self, kind: str) -> AuditEvent | None:
-        return self._read(_SqliteTransaction.last_audit_event_of_kind, kind)
-
-    def iter_audit_events(self, after_sequence: int = 0) -> Iterator[AuditEvent]:
-        """Every event after ``after_sequence``, ascending, one batch per statement.
-
-        No connection is held between batches, so a slow consumer blocks nobody. The log is append-only, so
-        batches read from successive snapshots still form one unbroken run of sequence numbers.
-        """
-        last = after_sequence
-        more = True
-        while more:
-            batch = self._read(
-                _SqliteTransaction.list_audit_events, after_sequence=last, limit=_AUDIT_BATCH_SIZE
-            )
-            more = len(batch) == _AUDIT_BATCH_SIZE
-            if batch:
-                last = batch[-1].sequence
-            yield from batch
-            # Dropped before the next batch is read, so that two batches are never held at once.
-            del batch
-
-    # Policy versions.
-
-    def active_policy(self) -> StoredPolicy | None:
-        return self._read(_SqliteTransaction.active_policy)
-
-    def activate_policy(self, policy: StoredPolicy) -> None:
-        self._write(_SqliteTransaction.activate_policy, policy)
 
     # Housekeeping.
 
