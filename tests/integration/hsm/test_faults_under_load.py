@@ -32,7 +32,10 @@ from custody.domain.requests import PayloadKind, RequestState, SigningRequest
 from custody.hsm.faults import TRANSIENT_FAULTS, SignFaults
 from custody.hsm.pkcs11 import Pkcs11Hsm
 from custody.policy_file import DEV_APPROVERS, dev_policy_toml
-from custody.store.sqlite import SqliteStore
+from custody.store import open_store
+from custody.store.base import Store
+from tests.integration.store.conftest import BACKENDS
+from tests.integration.store.postgres_databases import postgres_database
 
 from .conftest import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 from .verify import SECP256K1_ORDER
@@ -47,16 +50,26 @@ RECOVERY_REQUESTS = 20
 @dataclass
 class Application:
     custody: Custody
-    store: SqliteStore
+    store: Store
     faults: SignFaults
     key: Key
 
 
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The application's database: a SQLite file, or a PostgreSQL database made for this test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
 @pytest.fixture
-def application(softhsm: SoftHsmSetup, tmp_path: Path) -> Iterator[Application]:
+def application(softhsm: SoftHsmSetup, database_url: str, tmp_path: Path) -> Iterator[Application]:
     faults = SignFaults(seed=20250105)
     hsm = Pkcs11Hsm(softhsm.module_path, MAIN_TOKEN_LABEL, MAIN_PIN, session_wrapper=faults)
-    store = SqliteStore(tmp_path / "state.db")
+    store = open_store(database_url, tmp_path)
     custody = Custody(store=store, hsm=hsm)
     try:
         custody.audit.open()
