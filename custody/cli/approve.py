@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import click
 import grpc
@@ -195,53 +196,74 @@ def profile_identity(profile: ClientProfile) -> str:
     return certificate_identity(read_profile_file(profile, "cert_file", profile.cert_file))
 
 
-def load_approver_signer(profile: ClientProfile) -> ApproverSigner:
-    """The approver key the profile names, unlocked with its passphrase or PIN (file, environment or prompt)."""
+def approver_key_kind(profile: ClientProfile) -> Literal["file", "token"]:
+    """Which kind of approver key the profile names; refuses a profile that names both kinds, or neither, or
+    a token without the labels that find the key in it."""
     if profile.approver_key_file is not None and profile.approver_pkcs11_module is not None:
         raise ConfigurationError(
             f"client profile {profile.path} names both approver_key_file and approver_pkcs11_module;"
             " keep the one that holds your approver key."
         )
     if profile.approver_key_file is not None:
-        from custody.approver_keys.pkcs8_file import Pkcs8FileSigner
-
-        passphrase = _secret(
-            profile.approver_passphrase_file,
-            PASSPHRASE_ENVIRONMENT_VARIABLE,
-            f"Passphrase for approver key {profile.approver_key_file}: ",
-        )
-        return Pkcs8FileSigner(profile.approver_key_file, passphrase)
+        return "file"
     if profile.approver_pkcs11_module is not None:
         if profile.approver_token_label is None or profile.approver_key_label is None:
             raise ConfigurationError(
                 f"client profile {profile.path} names approver_pkcs11_module but not both approver_token_label"
                 " and approver_key_label."
             )
-        # Imported here so that approvers with a key file never load a PKCS#11 library.
-        from custody.approver_keys.pkcs11_token import Pkcs11TokenSigner
-
-        pin_bytes = _secret(
-            profile.approver_pin_file,
-            PIN_ENVIRONMENT_VARIABLE,
-            f"PIN of token {profile.approver_token_label}: ",
-        )
-        try:
-            pin = pin_bytes.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ConfigurationError(
-                f"the PIN for token {profile.approver_token_label} is not UTF-8 text."
-            ) from None
-        return Pkcs11TokenSigner(
-            profile.approver_pkcs11_module, profile.approver_token_label, profile.approver_key_label, pin
-        )
+        return "token"
     raise ConfigurationError(
         f"client profile {profile.path} names no approver key; add approver_key_file (an encrypted Ed25519"
         " PKCS#8 file) or approver_pkcs11_module, approver_token_label and approver_key_label."
     )
 
 
-def _secret(file: Path | None, environment_variable: str, prompt: str) -> bytes:
-    # The profile's file wins, then the environment, then a prompt: the same order for passphrases and PINs.
+def load_approver_signer(profile: ClientProfile) -> ApproverSigner:
+    """The approver key the profile names, unlocked with its passphrase or PIN (file, environment or prompt)."""
+    key_file = profile.approver_key_file
+    if approver_key_kind(profile) == "file" and key_file is not None:
+        from custody.approver_keys.pkcs8_file import Pkcs8FileSigner
+
+        passphrase = secret_from_profile(
+            profile.approver_passphrase_file,
+            PASSPHRASE_ENVIRONMENT_VARIABLE,
+            f"Passphrase for approver key {key_file}: ",
+        )
+        return Pkcs8FileSigner(key_file, passphrase)
+    # Imported here so that approvers with a key file never load a PKCS#11 library.
+    from custody.approver_keys.pkcs11_token import Pkcs11TokenSigner
+
+    module, token_label, key_label = token_settings(profile)
+    return Pkcs11TokenSigner(module, token_label, key_label, token_pin(profile))
+
+
+def token_settings(profile: ClientProfile) -> tuple[str, str, str]:
+    """The PKCS#11 module, token label and key label of a profile whose approver key is in a token."""
+    module, token_label, key_label = (
+        profile.approver_pkcs11_module,
+        profile.approver_token_label,
+        profile.approver_key_label,
+    )
+    if approver_key_kind(profile) != "token" or module is None or token_label is None or key_label is None:
+        raise ConfigurationError(f"client profile {profile.path} names no approver key in a PKCS#11 token.")
+    return module, token_label, key_label
+
+
+def token_pin(profile: ClientProfile) -> str:
+    """The PIN of the approver's token, from the profile's file, the environment or a prompt."""
+    _, token_label, _ = token_settings(profile)
+    pin = secret_from_profile(
+        profile.approver_pin_file, PIN_ENVIRONMENT_VARIABLE, f"PIN of token {token_label}: "
+    )
+    try:
+        return pin.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"the PIN for token {token_label} is not UTF-8 text.") from None
+
+
+def secret_from_profile(file: Path | None, environment_variable: str, prompt: str) -> bytes:
+    """A passphrase or PIN: the profile's file wins, then the environment, then a prompt."""
     if file is not None:
         return read_secret(file=file, env=None, prompt=None)
     if environment_variable in os.environ:

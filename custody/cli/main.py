@@ -9,6 +9,7 @@ import click
 import grpc
 
 from custody.cli.approve import approve, reject
+from custody.cli.approver_key import approver_key_group
 from custody.cli.audit import audit_group
 from custody.cli.client import client_options, custody_error_from_rpc
 from custody.cli.dev import dev_group
@@ -39,6 +40,7 @@ cli.add_command(sign_group)
 cli.add_command(requests_group)
 cli.add_command(approve)
 cli.add_command(reject)
+cli.add_command(approver_key_group)
 cli.add_command(policy_group)
 cli.add_command(audit_group)
 cli.add_command(health)

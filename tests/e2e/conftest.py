@@ -83,6 +83,7 @@ def run_cli(
     *args: str,
     stdin: str | None = None,
     check: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `custody` console script as a user would."""
     command = [CUSTODY]
@@ -97,7 +98,7 @@ def run_cli(
         text=True,
         input=stdin,
         timeout=120,
-        env={**os.environ, "CUSTODY_PROFILE": ""},
+        env={**os.environ, "CUSTODY_PROFILE": "", **(extra_env or {})},
         check=False,
     )
     if check and result.returncode != 0:
