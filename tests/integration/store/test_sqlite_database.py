@@ -119,7 +119,7 @@ def test_split_statements_drops_comments_and_blank_statements() -> None:
 
 def test_connections_use_wal_and_full_sync(store: SqliteStore, db_path: Path) -> None:
     # Several connections at once, so the check covers more than the first one the pool made.
-    with store._connection() as first, store._connection() as second:
+    with store._connection("check the settings") as first, store._connection("check the settings") as second:
         for connection in (first, second):
             assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2
