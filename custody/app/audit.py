@@ -105,19 +105,33 @@ class AuditUseCases:
             self.checkpoint()
 
     def checkpoint(self) -> AuditEvent | None:
-        """Sign the current head with the audit key and chain the signature as the next event."""
+        """Sign the current head with the audit key and chain the signature as the next event.
+
+        The HSM signs outside the store's write transaction: that transaction is the write lock of every
+        replica sharing the database, and a slow or stalled HSM must not hold up every writer. The checkpoint
+        is then appended only if the head it covers is still the head, since a checkpoint must follow the
+        event it covers. Returns None when there is nothing to sign or another writer moved the head
+        meanwhile; the next call (the worker's, or the next shutdown's) tries again.
+        """
         if self._key_id is None:
             return None
+        head = self._store.audit_head()
+        if head is None or head.kind == CHECKPOINT_KIND:
+            return None
+        signature = self._hsm.sign_ed25519(self._key_id, checkpoint_statement(head.sequence, head.hash))
+        try:
+            draft = checkpoint_draft(head, self.public_key, signature, self._clock())
+        except ValueError:
+            # Stored, a checkpoint that does not verify would stop the next start; it is never written.
+            raise InternalError("the HSM's signature over the audit log's head did not verify") from None
         with self._store.transaction() as tx:
-            head = tx.audit_head()
-            if head is None or head.kind == CHECKPOINT_KIND:
+            current = tx.audit_head()
+            if current is None or (current.sequence, current.hash) != (head.sequence, head.hash):
+                log.info(
+                    "the audit log grew past event %d while its checkpoint was signed; trying again later",
+                    head.sequence,
+                )
                 return None
-            signature = self._hsm.sign_ed25519(self._key_id, checkpoint_statement(head.sequence, head.hash))
-            try:
-                draft = checkpoint_draft(head, self.public_key, signature, self._clock())
-            except ValueError:
-                # Stored, a checkpoint that does not verify would stop the next start; it is never written.
-                raise InternalError("the HSM's signature over the audit log's head did not verify") from None
             return tx.append_audit(draft)
 
     # -- reading ----------------------------------------------------------------------------------------------
@@ -131,7 +145,11 @@ class AuditUseCases:
         last = self._store.last_audit_event_of_kind(CHECKPOINT_KIND)
         if last is None:
             return verify_events(self._store.iter_audit_events(), public_key=self.public_key)
-        covered = int(last.details.get("covers_sequence", 0))
+        # Every checkpoint covers the event just before it (the daemon writes it so, and verification refuses
+        # any other), so the place to start follows from the checkpoint's own sequence. Its details are not
+        # read here: they are what verification checks, and an edited checkpoint must be reported as a log
+        # that does not verify, not crash the start.
+        covered = last.sequence - 1
         start_after = None
         if covered > 1:
             before = self._store.list_audit_events(after_sequence=covered - 2, limit=1)

@@ -15,6 +15,10 @@ the audit public key. Events after the last checkpoint are chained but not yet s
 result reports how many there are as ``unsigned_tail``. Cutting events off the end of the log is therefore
 detectable only by comparing the head with a known one (``ChainVerification.last_event``).
 
+Offline, an export is worth only what its checkpoints prove: anyone can compute a hash chain over events of
+their own making, so ``verify_json_lines`` does not accept an export unless at least one checkpoint signed by
+the given public key covers its events. An empty export proves nothing either and is not accepted.
+
 The export is one JSON object per line with the keys sequence, time, actor, kind, request_id, details,
 previous_hash and hash. Parsing is strict: a line must be exactly what ``event_to_json_line`` writes for the
 event it describes, so that a change to any byte of an exported line either fails to parse or changes the
@@ -297,7 +301,9 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def verify_json_lines(lines: Iterable[str], public_key: bytes) -> ChainVerification:
-    """Verify an export offline with the audit public key alone; a malformed line fails it like a bad event."""
+    """Verify an export offline with the audit public key alone; a malformed line fails it like a bad event,
+    and an intact chain that no checkpoint signed by ``public_key`` covers is not verified (see
+    ``require_signed_checkpoint``)."""
     refusals: list[InvalidInput] = []
 
     def parsed() -> Iterator[AuditEvent]:
@@ -317,4 +323,25 @@ def verify_json_lines(lines: Iterable[str], public_key: bytes) -> ChainVerificat
             first_bad_sequence=head.sequence + 1 if head is not None else 1,
             problem=refusals[0].message,
         )
-    return outcome
+    return require_signed_checkpoint(outcome)
+
+
+def require_signed_checkpoint(outcome: ChainVerification) -> ChainVerification:
+    """An intact chain that no checkpoint covers, turned into a failure: ``ok`` false, no bad sequence (nothing
+    in it is provably altered) and a problem sentence saying why it is not verified.
+
+    Holding only the public key, a verifier learns nothing from a chain whose hashes check out, since a forger
+    computes those as easily as the daemon; only a checkpoint signed by the key ties the events to the HSM.
+    ``outcome`` must come from ``verify_events`` with the public key given, so that every checkpoint counted
+    was signed by that key.
+    """
+    if not outcome.ok or outcome.checkpoints_checked > 0:
+        return outcome
+    if outcome.events_checked == 0:
+        problem = "the export holds no events, so there is nothing to verify"
+    else:
+        problem = (
+            f"no checkpoint signed by the audit public key covers these {outcome.events_checked} events, and"
+            " anyone can compute a hash chain, so nothing in them is proven"
+        )
+    return replace(outcome, ok=False, problem=problem)

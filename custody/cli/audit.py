@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+import grpc
 
 from custody.api._gen import custody_pb2
 from custody.audit.chain import ChainVerification, event_to_json_line, verify_json_lines
@@ -25,11 +26,12 @@ from custody.audit.events import AuditEvent, format_time
 from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, client_options, connect, options_of
 from custody.cli.errors import EXIT_ERROR
 from custody.cli.output import emit_json, hex_bytes, mapping_text
-from custody.domain.errors import AlreadyExists, InvalidInput
+from custody.domain.errors import AlreadyExists, InvalidInput, ResourceExhausted
 
-# Events per ListEvents call: large enough that a million-event export takes a few hundred calls, small enough
-# that one page stays far below the client's 4 MiB message limit.
-EXPORT_PAGE_SIZE = 5000
+# Events asked for per ListEvents call: a million-event export takes two thousand calls, and a page of typical
+# events (about 300 bytes each) stays well under the daemon's default 512 KiB message limit. The daemon also
+# stops a page early by its encoded size, so unusually large events only make pages shorter.
+EXPORT_PAGE_SIZE = 500
 # A line on stderr this often, so a long run visibly makes progress.
 PROGRESS_EVERY = 100_000
 ED25519_PUBLIC_KEY_BYTES = 32
@@ -61,7 +63,9 @@ def verify(context: click.Context, file_name: str | None, public_key: str | None
     """Recompute the hash chain and check the signed checkpoints; exit 1 if the log was tampered with.
 
     Without --file the daemon verifies its own log and names its audit public key; with --file and
-    --public-key an export is verified here, offline.
+    --public-key an export is verified here, offline. An export is verified only if a checkpoint signed by
+    that key covers its events: one without such a checkpoint, or an empty one, exits 1 as NOT VERIFIED.
+    Events after the last checkpoint are reported as the unsigned tail.
     """
     json_output = options_of(context).json_output
     if file_name is None and public_key is None:
@@ -71,6 +75,7 @@ def verify(context: click.Context, file_name: str | None, public_key: str | None
             )
         report = online_verification_to_json(response)
         ok = response.ok
+        hint = "(verify an export offline with `custody audit verify --file F --public-key KEY`)"
     elif file_name is not None and public_key is not None:
         key = parse_public_key(public_key)
         with open_export(file_name) as lines:
@@ -79,12 +84,13 @@ def verify(context: click.Context, file_name: str | None, public_key: str | None
             )
         report = offline_verification_to_json(verification, key)
         ok = verification.ok
+        hint = ""
     else:
         raise click.UsageError("--file and --public-key go together: give both to verify an export offline.")
     if json_output:
         emit_json(report)
     else:
-        click.echo(verification_text(report))
+        click.echo(verification_text(report) + (f"\n{hint}" if hint else ""))
     if not ok:
         context.exit(EXIT_ERROR)
 
@@ -164,12 +170,34 @@ def fetch_events(
     page_query = custody_pb2.ListEventsRequest()
     page_query.CopyFrom(query)
     while True:
-        response = connection.audit.ListEvents(page_query, timeout=UNARY_TIMEOUT_SECONDS)
+        try:
+            response = connection.audit.ListEvents(page_query, timeout=UNARY_TIMEOUT_SECONDS)
+        except grpc.RpcError as error:
+            if isinstance(error, grpc.Call) and error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise _export_stopped(page_query.after_sequence, error.details() or "") from None
+            raise
         # Only an empty page ends the export: the daemon may cap the page below the limit asked for.
         if not response.events:
             return
         yield from response.events
         page_query.after_sequence = response.events[-1].sequence
+
+
+# gRPC's own wording when a message passes the sender's or the receiver's size limit.
+_MESSAGE_TOO_LARGE = "message larger than max"
+
+
+def _export_stopped(after_sequence: int, details: str) -> ResourceExhausted:
+    """One sentence for a RESOURCE_EXHAUSTED answer, which stops the export after ``after_sequence``."""
+    where = f"the export stopped after event {after_sequence}"
+    reason = details.strip().rstrip(".!") or "without details"
+    if _MESSAGE_TOO_LARGE in details.lower():
+        return ResourceExhausted(
+            f"{where}: a page of audit events was larger than a gRPC message may be ({reason}); a current"
+            " daemon keeps its pages under that limit, so upgrade the daemon or raise limits.max_message_bytes"
+            " in its configuration, then export again"
+        )
+    return ResourceExhausted(f"{where}: the daemon refused the next page ({reason})")
 
 
 def audit_event_from_proto(event: custody_pb2.AuditEvent) -> AuditEvent:
@@ -317,10 +345,14 @@ def online_verification_to_json(response: custody_pb2.VerifyChainResponse) -> di
         "first_bad_sequence": response.first_bad_sequence or None,
         "problem": response.problem or None,
         "audit_public_key": hex_bytes(response.audit_public_key),
+        "last_sequence": response.last_sequence or None,
+        "head_hash": hex_bytes(response.head_hash) if response.head_hash else None,
+        "unsigned_tail": response.unsigned_tail,
     }
 
 
 def offline_verification_to_json(verification: ChainVerification, public_key: bytes) -> dict[str, Any]:
+    head = verification.last_event
     return {
         "ok": verification.ok,
         "events_checked": verification.events_checked,
@@ -328,7 +360,8 @@ def offline_verification_to_json(verification: ChainVerification, public_key: by
         "first_bad_sequence": verification.first_bad_sequence or None,
         "problem": verification.problem or None,
         "audit_public_key": hex_bytes(public_key),
-        "last_sequence": verification.last_event.sequence if verification.last_event is not None else None,
+        "last_sequence": head.sequence if head is not None else None,
+        "head_hash": hex_bytes(head.hash) if head is not None else None,
         "unsigned_tail": verification.unsigned_tail,
     }
 
@@ -344,13 +377,24 @@ def verification_text(report: dict[str, Any]) -> str:
         "audit log": verdict,
         "events checked": str(report["events_checked"]),
         "checkpoints checked": str(report["checkpoints_checked"]),
-        "audit public key": report["audit_public_key"],
     }
-    if report.get("unsigned_tail"):
-        fields["unsigned tail"] = (
-            f"{report['unsigned_tail']} events after the last checkpoint are chained but not yet signed"
-        )
-    text = mapping_text(fields)
-    if "last_sequence" not in report:
-        text += "\n(verify an export offline with `custody audit verify --file F --public-key KEY`)"
-    return text
+    # After a failure the head reached is only the last event before the bad one, which the verdict names.
+    if report["first_bad_sequence"] is None and report["last_sequence"] is not None:
+        fields["last sequence"] = str(report["last_sequence"])
+        fields["head hash"] = report["head_hash"]
+        fields["unsigned tail"] = _unsigned_tail_text(report)
+    fields["audit public key"] = report["audit_public_key"]
+    return mapping_text(fields)
+
+
+def _unsigned_tail_text(report: dict[str, Any]) -> str:
+    tail = report["unsigned_tail"]
+    if tail == 0:
+        return "none: a checkpoint covers the last event"
+    if report["checkpoints_checked"] == 0:
+        return f"{tail} events are chained but no checkpoint signs them"
+    last_checkpoint = report["last_sequence"] - tail
+    return (
+        f"{tail} events after the last checkpoint are chained but not yet signed (the last checkpoint is"
+        f" event {last_checkpoint})"
+    )

@@ -440,17 +440,23 @@ class VerifyChainRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class VerifyChainResponse(_message.Message):
-    __slots__ = ("ok", "events_checked", "first_bad_sequence", "problem", "checkpoints_checked", "audit_public_key")
+    __slots__ = ("ok", "events_checked", "first_bad_sequence", "problem", "checkpoints_checked", "audit_public_key", "unsigned_tail", "last_sequence", "head_hash")
     OK_FIELD_NUMBER: _ClassVar[int]
     EVENTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     FIRST_BAD_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PROBLEM_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINTS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     AUDIT_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    UNSIGNED_TAIL_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     events_checked: int
     first_bad_sequence: int
     problem: str
     checkpoints_checked: int
     audit_public_key: bytes
-    def __init__(self, ok: _Optional[bool] = ..., events_checked: _Optional[int] = ..., first_bad_sequence: _Optional[int] = ..., problem: _Optional[str] = ..., checkpoints_checked: _Optional[int] = ..., audit_public_key: _Optional[bytes] = ...) -> None: ...
+    unsigned_tail: int
+    last_sequence: int
+    head_hash: bytes
+    def __init__(self, ok: _Optional[bool] = ..., events_checked: _Optional[int] = ..., first_bad_sequence: _Optional[int] = ..., problem: _Optional[str] = ..., checkpoints_checked: _Optional[int] = ..., audit_public_key: _Optional[bytes] = ..., unsigned_tail: _Optional[int] = ..., last_sequence: _Optional[int] = ..., head_hash: _Optional[bytes] = ...) -> None: ...

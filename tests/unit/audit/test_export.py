@@ -25,7 +25,7 @@ from custody.audit.chain import (
     verify_json_lines,
 )
 from custody.domain.errors import InvalidInput
-from tests.unit.audit.logs import build_log, raw_public_key
+from tests.unit.audit.logs import build_log, raw_public_key, rechain
 
 AUDIT_KEY = Ed25519PrivateKey.generate()
 PUBLIC_KEY = raw_public_key(AUDIT_KEY)
@@ -89,9 +89,33 @@ def test_an_export_verified_with_another_public_key_fails_at_the_first_checkpoin
     assert not result.ok and result.first_bad_sequence == 5 and "audit public key" in result.problem
 
 
-def test_an_empty_export_verifies() -> None:
+def test_an_empty_export_is_not_verified_as_there_is_nothing_to_verify() -> None:
     result = verify_json_lines([], PUBLIC_KEY)
-    assert result.ok and result.events_checked == 0
+    assert not result.ok and result.events_checked == 0 and result.first_bad_sequence is None
+    assert result.problem == "the export holds no events, so there is nothing to verify"
+
+
+def test_an_export_cut_before_the_first_checkpoint_is_not_verified() -> None:
+    # The four events are the daemon's own and their chain is intact, but nothing signed proves that.
+    result = verify_json_lines(LINES[:4], PUBLIC_KEY)
+    assert not result.ok and result.first_bad_sequence is None
+    assert result.events_checked == 4 and result.unsigned_tail == 4 and result.checkpoints_checked == 0
+    assert result.last_event == LOG[3]
+    assert "no checkpoint signed by the audit public key covers these 4 events" in result.problem
+
+
+def test_a_forged_log_without_checkpoints_is_not_verified() -> None:
+    # Anyone can chain events of their own making; without the audit key they cannot add a checkpoint.
+    forged = rechain([replace(event, actor="mallory") for event in LOG[:4]], 0)
+    assert verify_events(iter(forged), public_key=PUBLIC_KEY).ok
+    result = verify_json_lines([event_to_json_line(event) for event in forged], PUBLIC_KEY)
+    assert not result.ok and result.first_bad_sequence is None and result.checkpoints_checked == 0
+    assert "no checkpoint signed by the audit public key" in result.problem
+
+
+def test_a_tampered_export_without_checkpoints_names_the_bad_event_not_the_missing_checkpoint() -> None:
+    result = verify_json_lines([*LINES[:2], LINES[3]], PUBLIC_KEY)
+    assert not result.ok and result.first_bad_sequence == 3 and "expected event 3" in result.problem
 
 
 def with_field(line_sequence: int, **changes: object) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from custody.app.dev_env import DevEnvironment, init_dev_environment
 from custody.audit.chain import event_to_json_line
 from custody.audit.events import GENESIS_HASH, AuditDraft, AuditEvent, chain_event, event_hash, format_time
 from custody.cli.audit import (
+    EXPORT_PAGE_SIZE,
     PROGRESS_EVERY,
     audit_event_from_proto,
     list_events_query,
@@ -166,6 +168,8 @@ def test_an_untouched_export_verifies_offline_without_a_profile(
     assert report["first_bad_sequence"] is None
     assert report["audit_public_key"] == "0x" + key
     assert report["last_sequence"] == len(chain)
+    assert report["head_hash"] == "0x" + chain[-1].hash.hex()
+    assert report["unsigned_tail"] == 0
 
 
 def test_events_after_the_last_checkpoint_are_reported_as_unsigned(
@@ -174,9 +178,54 @@ def test_events_after_the_last_checkpoint_are_reported_as_unsigned(
     export = write_export(no_profile / "tail.jsonl", build_chain(6, audit_key, final_checkpoint=False))
     key = raw_public_key(audit_key).hex()
     assert run(["audit", "verify", "--file", str(export), "--public-key", key]) == 0
-    assert "2 events after the last checkpoint are chained but not yet signed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert (
+        "unsigned tail:       2 events after the last checkpoint are chained but not yet signed"
+        " (the last checkpoint is event 5)" in out
+    )
+    assert "last sequence:       7" in out
     assert run(["audit", "verify", "--file", str(export), "--public-key", key, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["unsigned_tail"] == 2
+
+
+def test_an_export_without_a_checkpoint_is_not_verified(
+    audit_key: Ed25519PrivateKey, no_profile: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The first three events of a real log, cut before its first checkpoint: an intact chain, but one that
+    # anyone could have computed, so it proves nothing and the command says so and exits 1.
+    events = build_chain(3, audit_key, final_checkpoint=False)
+    export = write_export(no_profile / "unsigned.jsonl", events)
+    key = raw_public_key(audit_key).hex()
+    assert run(["audit", "verify", "--file", str(export), "--public-key", key]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "audit log:           NOT VERIFIED: no checkpoint signed by the audit public key covers these 3 events"
+        in out
+    )
+    assert "unsigned tail:       3 events are chained but no checkpoint signs them" in out
+    assert "TAMPERED" not in out
+
+    assert run(["audit", "verify", "--file", str(export), "--public-key", key, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["first_bad_sequence"] is None
+    assert report["events_checked"] == 3 and report["checkpoints_checked"] == 0
+    assert report["unsigned_tail"] == 3 and report["last_sequence"] == 3
+
+
+def test_an_empty_export_says_there_is_nothing_to_verify_and_exits_1(
+    audit_key: Ed25519PrivateKey, no_profile: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = no_profile / "empty.jsonl"
+    export.write_text("")
+    key = raw_public_key(audit_key).hex()
+    assert run(["audit", "verify", "--file", str(export), "--public-key", key]) == 1
+    out = capsys.readouterr().out
+    assert "NOT VERIFIED: the export holds no events, so there is nothing to verify" in out
+    assert "last sequence" not in out
+    assert run(["audit", "verify", "--file", str(export), "--public-key", key, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["events_checked"] == 0
+    assert report["last_sequence"] is None and report["head_hash"] is None
 
 
 def test_an_edited_event_fails_and_is_named_by_sequence(
@@ -325,7 +374,7 @@ def test_the_export_query_normalises_times_to_the_stored_form() -> None:
     assert query.actor == ""
     assert query.since == "2024-05-01T00:00:00.000000Z"
     assert query.until == "2024-05-02T00:00:00.000000Z"
-    assert query.limit == 5000
+    assert query.limit == EXPORT_PAGE_SIZE == 500
     assert query.after_sequence == 0
     with pytest.raises(InvalidInput, match="--since: 'yesterday' is not an ISO 8601 time"):
         list_events_query(since="yesterday")
@@ -375,11 +424,15 @@ class ListAuditService(custody_pb2_grpc.AuditServiceServicer):  # type: ignore[m
     verification: custody_pb2.VerifyChainResponse
     page_cap: int = 3
     queries: list[custody_pb2.ListEventsRequest] = field(default_factory=list)
+    # Answer RESOURCE_EXHAUSTED with these details to a query after this sequence, as an overloaded daemon does.
+    exhausted_after: tuple[int, str] | None = None
 
     def ListEvents(
         self, request: custody_pb2.ListEventsRequest, context: grpc.ServicerContext
     ) -> custody_pb2.ListEventsResponse:
         self.queries.append(request)
+        if self.exhausted_after is not None and request.after_sequence >= self.exhausted_after[0]:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self.exhausted_after[1])
         after = [event for event in self.events if event.sequence > request.after_sequence]
         if request.kind:
             after = [event for event in after if event.kind == request.kind]
@@ -397,16 +450,34 @@ def environment(tmp_path_factory: pytest.TempPathFactory) -> DevEnvironment:
     return init_dev_environment(tmp_path_factory.mktemp("audit-cli") / "env", None)
 
 
-@pytest.fixture
-def audit_server(
-    environment: DevEnvironment, chain: list[AuditEvent], audit_key: Ed25519PrivateKey
-) -> Iterator[tuple[str, ListAuditService]]:
+@contextmanager
+def serving(
+    environment: DevEnvironment, service: ListAuditService, max_send_message_length: int | None = None
+) -> Iterator[str]:
+    """``service`` on a real mTLS gRPC server with the dev environment's certificates; yields its address."""
     pki = environment.directory / "pki"
     credentials = grpc.ssl_server_credentials(
         [((pki / "server.key").read_bytes(), (pki / "server.pem").read_bytes())],
         root_certificates=(pki / "ca.pem").read_bytes(),
         require_client_auth=True,
     )
+    options = (
+        [] if max_send_message_length is None else [("grpc.max_send_message_length", max_send_message_length)]
+    )
+    server = grpc.server(thread_pool=ThreadPoolExecutor(max_workers=2), options=options)
+    custody_pb2_grpc.add_AuditServiceServicer_to_server(service, server)
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None)
+
+
+@pytest.fixture
+def audit_server(
+    environment: DevEnvironment, chain: list[AuditEvent], audit_key: Ed25519PrivateKey
+) -> Iterator[tuple[str, ListAuditService]]:
     service = ListAuditService(
         events=chain,
         verification=custody_pb2.VerifyChainResponse(
@@ -414,16 +485,13 @@ def audit_server(
             events_checked=len(chain),
             checkpoints_checked=3,
             audit_public_key=raw_public_key(audit_key),
+            unsigned_tail=0,
+            last_sequence=chain[-1].sequence,
+            head_hash=chain[-1].hash,
         ),
     )
-    server = grpc.server(thread_pool=ThreadPoolExecutor(max_workers=2))
-    custody_pb2_grpc.add_AuditServiceServicer_to_server(service, server)
-    port = server.add_secure_port("127.0.0.1:0", credentials)
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}", service
-    finally:
-        server.stop(grace=None)
+    with serving(environment, service) as address:
+        yield address, service
 
 
 def test_a_full_export_pages_through_everything_and_verifies_offline(
@@ -441,7 +509,7 @@ def test_a_full_export_pages_through_everything_and_verifies_offline(
     # 13 events in pages of at most 3: the last, empty page is what ends the export.
     assert len(chain) == 13
     assert [query.after_sequence for query in service.queries] == [0, 3, 6, 9, 12, 13]
-    assert all(query.limit == 5000 for query in service.queries)
+    assert all(query.limit == EXPORT_PAGE_SIZE for query in service.queries)
     lines = out.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["sequence"] for line in lines] == list(range(1, len(chain) + 1))
     assert list(tmp_path.iterdir()) == [out]  # no partial file left behind
@@ -475,6 +543,7 @@ def test_a_filtered_export_to_stdout_sends_the_filter(
 def test_online_verification_prints_the_result_and_the_public_key(
     environment: DevEnvironment,
     audit_server: tuple[str, ListAuditService],
+    chain: list[AuditEvent],
     audit_key: Ed25519PrivateKey,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -485,7 +554,28 @@ def test_online_verification_prints_the_result_and_the_public_key(
     out = capsys.readouterr().out
     assert "audit log:           ok" in out
     assert f"audit public key:    {key}" in out
+    assert f"last sequence:       {len(chain)}" in out
+    assert f"head hash:           0x{chain[-1].hash.hex()}" in out
+    assert "unsigned tail:       none: a checkpoint covers the last event" in out
     assert "custody audit verify --file F --public-key KEY" in out
+    assert run([*arguments, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["last_sequence"] == len(chain) and report["unsigned_tail"] == 0
+    assert report["head_hash"] == "0x" + chain[-1].hash.hex()
+
+    service.verification = custody_pb2.VerifyChainResponse(
+        ok=True,
+        events_checked=len(chain) + 2,
+        checkpoints_checked=3,
+        audit_public_key=raw_public_key(audit_key),
+        unsigned_tail=2,
+        last_sequence=len(chain) + 2,
+        head_hash=bytes(range(32)),
+    )
+    assert run(arguments) == 0
+    out = capsys.readouterr().out
+    assert "unsigned tail:       2 events after the last checkpoint are chained but not yet signed" in out
+    assert f"head hash:           0x{bytes(range(32)).hex()}" in out
 
     service.verification = custody_pb2.VerifyChainResponse(
         ok=False,
@@ -493,6 +583,9 @@ def test_online_verification_prints_the_result_and_the_public_key(
         first_bad_sequence=5,
         problem="event 5's hash does not match its contents",
         audit_public_key=raw_public_key(audit_key),
+        unsigned_tail=4,
+        last_sequence=4,
+        head_hash=chain[3].hash,
     )
     assert run([*arguments, "--json"]) == 1
     assert json.loads(capsys.readouterr().out) == {
@@ -502,9 +595,65 @@ def test_online_verification_prints_the_result_and_the_public_key(
         "first_bad_sequence": 5,
         "problem": "event 5's hash does not match its contents",
         "audit_public_key": key,
+        "last_sequence": 4,
+        "head_hash": "0x" + chain[3].hash.hex(),
+        "unsigned_tail": 4,
     }
     assert run(arguments) == 1
     assert "TAMPERED at sequence 5: event 5's hash does not match its contents" in capsys.readouterr().out
+
+
+def test_a_page_over_the_message_limit_is_one_sentence_and_leaves_no_file(
+    environment: DevEnvironment,
+    chain: list[AuditEvent],
+    audit_key: Ed25519PrivateKey,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A daemon that caps pages by count alone, with a send limit below one page: gRPC itself refuses to send.
+    service = ListAuditService(
+        events=chain, verification=custody_pb2.VerifyChainResponse(), page_cap=len(chain)
+    )
+    with serving(environment, service, max_send_message_length=2000) as address:
+        out = tmp_path / "audit.jsonl"
+        arguments = ["--profile", str(environment.profiles["admin"]), "--server", address, "audit", "export"]
+        assert run([*arguments, "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(
+            "error: the export stopped after event 0: a page of audit events was larger than a gRPC message"
+            " may be (SERVER: Sent message larger than max ("
+        )
+        assert "vs. 2000)); a current daemon keeps its pages under that limit" in err
+        assert "raise limits.max_message_bytes" in err and err.count("\n") == 1
+        assert list(tmp_path.iterdir()) == []
+
+        # To stdout nothing but events is ever written: the sentence goes to stderr.
+        assert run(arguments) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.startswith("error: the export stopped after event 0")
+
+
+def test_an_overloaded_daemon_stops_the_export_in_one_sentence_naming_where(
+    environment: DevEnvironment,
+    chain: list[AuditEvent],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    service = ListAuditService(
+        events=chain,
+        verification=custody_pb2.VerifyChainResponse(),
+        exhausted_after=(6, "Concurrent RPC limit exceeded!"),
+    )
+    with serving(environment, service) as address:
+        arguments = ["--profile", str(environment.profiles["admin"]), "--server", address, "audit", "export"]
+        assert run(arguments) == 1
+        captured = capsys.readouterr()
+    assert captured.err == (
+        "error: the export stopped after event 6: the daemon refused the next page"
+        " (Concurrent RPC limit exceeded).\n"
+    )
+    # The events before the refusal were written; an export to stdout cannot take them back.
+    assert [json.loads(line)["sequence"] for line in captured.out.splitlines()] == list(range(1, 7))
 
 
 # --- sign tx --replaces ------------------------------------------------------------------------------------
