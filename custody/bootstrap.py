@@ -25,8 +25,9 @@ from types import FrameType
 
 from custody.api.server import RunningServer, start_server
 from custody.app.custody import Custody, Health, utc_now
+from custody.cli.errors import EXIT_START_REFUSED, EXIT_START_TEMPORARY_FAILURE
 from custody.config import HsmConfig, ServerConfig, load_server_config, read_hsm_pin
-from custody.domain.errors import ConfigurationError, CustodyError, HsmUnavailable
+from custody.domain.errors import ConfigurationError, CustodyError, HsmUnavailable, Unavailable
 from custody.hsm.base import Hsm
 from custody.hsm.instrumented import InstrumentedHsm
 from custody.observability.logs import configure_logging, default_format
@@ -194,7 +195,9 @@ class Daemon:
 
 
 def serve(config_path: Path, listen: str | None) -> int:
-    """Run the daemon in the foreground. Returns the process exit code: 0 after a clean SIGTERM or SIGINT."""
+    """Run the daemon in the foreground. Returns the process exit code: 0 after a clean SIGTERM or SIGINT,
+    EXIT_START_TEMPORARY_FAILURE (75) when the HSM or the database could not be reached at start, and
+    EXIT_START_REFUSED (2) for every other refusal to start."""
     level = os.environ.get(LOG_LEVEL_VARIABLE, "INFO")
     configure_logging(default_format(), level)
     stop = threading.Event()
@@ -215,7 +218,9 @@ def serve(config_path: Path, listen: str | None) -> int:
         # One plain line, whatever the log format: it may come before the configuration could be read.
         print(f"custody: cannot start: {exc.message}", file=sys.stderr, flush=True)
         notifier.send(f"STATUS=cannot start: {exc.message}")
-        return 2
+        # An unreachable HSM or database may be back in a minute, and a restart then starts the daemon; a
+        # restart cannot fix anything else (and retrying a wrong PIN would spend the token's login attempts).
+        return EXIT_START_TEMPORARY_FAILURE if isinstance(exc, Unavailable) else EXIT_START_REFUSED
 
 
 def _run(config: ServerConfig, address: str, stop: threading.Event, notifier: SystemdNotifier) -> int:
@@ -257,7 +262,10 @@ def _run(config: ServerConfig, address: str, stop: threading.Event, notifier: Sy
         daemon.custody.start_background_work(config.limits.worker_interval_seconds)
         running.health_monitor.check()
         notifier.ready(f"serving on {host}:{running.port}")
-        notifier.start_watchdog(lambda: running is not None and running.health_monitor.serving)
+        # The watchdog is fed while the health monitor's loop turns, not while the checks pass: an HSM or
+        # database outage is reported by the health service and ridden out, since a restart during one would
+        # only fail to start; a daemon whose loop is stuck is hung, and systemd restarts it.
+        notifier.start_watchdog(running.health_monitor.working)
         # A timed wait keeps the main thread returning to the interpreter, where signal handlers run.
         while not stop.wait(1.0):
             pass

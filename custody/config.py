@@ -66,6 +66,13 @@ class Limits:
     worker_interval_seconds: float = 1.0
     # The worker signs a checkpoint over the audit log's head once this many events followed the last one.
     audit_checkpoint_every: int = 1000
+    # Watch streams (WatchRequest, the health service's Watch) open at once. Each holds one of the max_workers
+    # threads for as long as it is open, so they are capped well below it and the rest stay free for unary
+    # calls (approvals, health checks). When unset: a quarter of max_workers, at least 1.
+    max_watches: int = 4
+    # A WatchRequest stream ends after this many seconds even when the request is not final yet; the CLI
+    # subscribes again. A watch therefore never keeps a thread indefinitely.
+    watch_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -274,15 +281,33 @@ def load_server_config(path: Path) -> ServerConfig:
             "shutdown_grace_seconds",
             "worker_interval_seconds",
             "audit_checkpoint_every",
+            "max_watches",
+            "watch_seconds",
         },
         required=False,
     )
     defaults = Limits()
+    max_workers = reader.positive(limits_table, "limits.max_workers", defaults.max_workers)
+    max_watches = reader.positive(limits_table, "limits.max_watches", default_max_watches(max_workers))
+    if max_watches >= max_workers:
+        # Watches that could take every thread would leave none for approvals and health checks: the daemon
+        # would look alive and answer nothing.
+        if "max_watches" not in limits_table:
+            raise reader.fail(
+                "limits.max_workers",
+                f"must be at least 2, got {max_workers}: one thread serves watch streams and the others"
+                " serve every other call",
+            )
+        raise reader.fail(
+            "limits.max_watches",
+            f"must be below max_workers ({max_workers}) so that watch streams cannot take every thread,"
+            f" got {max_watches}",
+        )
     limits = Limits(
         max_message_bytes=reader.positive(
             limits_table, "limits.max_message_bytes", defaults.max_message_bytes
         ),
-        max_workers=reader.positive(limits_table, "limits.max_workers", defaults.max_workers),
+        max_workers=max_workers,
         max_concurrent_rpcs=reader.positive(
             limits_table, "limits.max_concurrent_rpcs", defaults.max_concurrent_rpcs
         ),
@@ -301,6 +326,10 @@ def load_server_config(path: Path) -> ServerConfig:
         ),
         audit_checkpoint_every=reader.positive(
             limits_table, "limits.audit_checkpoint_every", defaults.audit_checkpoint_every
+        ),
+        max_watches=max_watches,
+        watch_seconds=float(
+            reader.positive(limits_table, "limits.watch_seconds", defaults.watch_seconds, integer=False)
         ),
     )
 
@@ -327,6 +356,11 @@ def load_server_config(path: Path) -> ServerConfig:
         metrics=MetricsConfig(listen=metrics_listen),
         logging=LoggingConfig(format="json" if log_format == "json" else "text"),
     )
+
+
+def default_max_watches(max_workers: int) -> int:
+    """The [limits] max_watches that applies when the file sets none: a quarter of the threads, at least 1."""
+    return max(1, max_workers // 4)
 
 
 def _read_principals(reader: _Reader, raw: Any) -> dict[str, Principal]:

@@ -1,17 +1,26 @@
-"""The gRPC server: mTLS, message limits, custody's services, standard health and reflection."""
+"""The gRPC server: mTLS, message limits, custody's services, standard health and reflection.
+
+Watch streams are bounded here, in the transport: a server stream holds one of the ``[limits] max_workers``
+threads for as long as it is open, so ``WatchLimiter`` admits at most ``[limits] max_watches`` of them at once
+(refusing more with RESOURCE_EXHAUSTED) and ends each WatchRequest after ``[limits] watch_seconds``. The other
+threads stay free for approvals, health checks and every other unary call, however many clients wait.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from custody.api._gen import custody_pb2
 from custody.api.auth import CertificateAuthenticator
 from custody.api.servicers import CustodySource, add_servicers
 from custody.app.custody import Health
@@ -21,6 +30,13 @@ from custody.domain.errors import ConfigurationError
 log = logging.getLogger(__name__)
 
 HEALTH_CHECK_INTERVAL_SECONDS = 2.0
+# How long one health check may run before the monitor's loop counts as stuck. Checks against an unreachable
+# HSM or database fail within seconds (the PostgreSQL connect timeout is 5 s); a check still running after
+# this long is hung in a library call, and the daemon with it.
+HEALTH_CHECK_STALL_SECONDS = 30.0
+
+WATCH_REQUEST_METHOD = f"/{custody_pb2.DESCRIPTOR.services_by_name['SigningService'].full_name}/WatchRequest"
+HEALTH_WATCH_METHOD = f"/{health_pb2.DESCRIPTOR.services_by_name['Health'].full_name}/Watch"
 
 
 @dataclass
@@ -51,24 +67,35 @@ class HealthMonitor:
         services: list[str],
         *,
         interval: float = HEALTH_CHECK_INTERVAL_SECONDS,
+        stall_seconds: float = HEALTH_CHECK_STALL_SECONDS,
         on_change: Callable[[Health], None] | None = None,
     ) -> None:
         self._check_health = check_health
         self._servicer = servicer
         self._services = ["", *services]
         self._interval = interval
+        self._stall_seconds = stall_seconds
         self._on_change = on_change
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health-monitor", daemon=True)
         self._serving: bool | None = None
+        self._last_pass = time.monotonic()
 
     @property
     def serving(self) -> bool:
         """The last published answer (False before the first check)."""
         return bool(self._serving)
 
+    def working(self) -> bool:
+        """Whether the monitor's loop is turning: a check finished, whatever it found, within the last
+        ``interval`` plus ``stall_seconds``. This is the daemon's liveness (what systemd's watchdog is fed
+        on), as opposed to its health: an HSM or database that answers "unavailable" leaves the loop working,
+        a library call that never returns does not."""
+        return time.monotonic() - self._last_pass <= self._interval + self._stall_seconds
+
     def start(self) -> None:
         self.check()
+        self._last_pass = time.monotonic()
         self._thread.start()
 
     def check(self) -> None:
@@ -102,6 +129,97 @@ class HealthMonitor:
                 self.check()
             except Exception:  # The monitor must outlive any one failed check.
                 log.exception("health check failed")
+            self._last_pass = time.monotonic()
+
+
+class _TimeBoundContext:
+    """The call's context, except that ``is_active`` turns False once ``ends_at`` (monotonic) has passed.
+
+    The watch use case stops at its next look at ``is_active`` (it looks at least every half second), so the
+    stream ends normally, with status OK, and the servicer and the use case need not know about the limit.
+    """
+
+    def __init__(self, context: grpc.ServicerContext, ends_at: float) -> None:
+        self._context = context
+        self._ends_at = ends_at
+
+    def is_active(self) -> bool:
+        return time.monotonic() < self._ends_at and self._context.is_active()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+class WatchLimiter(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic only in the stubs
+    """Admits at most ``max_watches`` watch streams at once and ends each WatchRequest after ``watch_seconds``.
+
+    A watch over the limit is refused at once with RESOURCE_EXHAUSTED rather than queued: a queued watch would
+    wait for a thread that another watch holds, and the caller can poll GetRequest meanwhile. The health
+    service's Watch counts against the same limit, since it holds a thread just the same; it is not cut short
+    (its clients expect one long stream, and it costs nothing but the thread the limit already accounts for).
+    """
+
+    def __init__(self, max_watches: int, watch_seconds: float) -> None:
+        self._slots = threading.BoundedSemaphore(max_watches)
+        self._max_watches = max_watches
+        self._watch_seconds = watch_seconds
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or handler.unary_stream is None:
+            return handler
+        if method == WATCH_REQUEST_METHOD:
+            time_limit: float | None = self._watch_seconds
+            instead = "poll GetRequest"
+        elif method == HEALTH_WATCH_METHOD:
+            time_limit = None
+            instead = "call Check"
+        else:
+            return handler
+        return grpc.unary_stream_rpc_method_handler(
+            self._bounded(handler.unary_stream, method, time_limit, instead),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _bounded(
+        self,
+        behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
+        method: str,
+        time_limit: float | None,
+        instead: str,
+    ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+        def watch(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            # This is a generator, so the slot is taken when gRPC first asks for a message, on the thread
+            # that serves the stream, and given back in ``finally`` however the stream ends (a client that
+            # leaves included). A generator gRPC never started would never run ``finally``: taking the slot
+            # before it starts could leak it.
+            if not self._slots.acquire(blocking=False):
+                log.warning(
+                    "refused %s: %d watch streams are open, the limit ([limits] max_watches)",
+                    method.rsplit("/", 1)[-1],
+                    self._max_watches,
+                )
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the daemon already serves {self._max_watches} watch streams, its limit; retry in a few"
+                    f" seconds, or {instead} meanwhile",
+                )
+            try:
+                if time_limit is None:
+                    yield from behaviour(request, context)
+                else:
+                    bounded: Any = _TimeBoundContext(context, time.monotonic() + time_limit)
+                    yield from behaviour(request, bounded)
+            finally:
+                self._slots.release()
+
+        return watch
 
 
 def _read_file(path: object, what: str) -> bytes:
@@ -129,12 +247,23 @@ def start_server(
         # One listener per address: a second daemon on the same port must fail, not share it.
         ("grpc.so_reuseport", 0),
     ]
+    if limits.max_watches >= limits.max_workers:
+        # The configuration loader refuses this too; a server built from a hand-made config must not either.
+        raise ConfigurationError(
+            f"[limits] max_watches ({limits.max_watches}) must be below max_workers ({limits.max_workers})"
+        )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=limits.max_workers, thread_name_prefix="rpc"),
+        interceptors=[WatchLimiter(limits.max_watches, limits.watch_seconds)],
         options=options,
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
-    services = add_servicers(server, custody, CertificateAuthenticator(config.principals))
+    services = add_servicers(
+        server,
+        custody,
+        CertificateAuthenticator(config.principals),
+        max_message_bytes=limits.max_message_bytes,
+    )
 
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -21,7 +21,14 @@ from custody.api._gen import custody_pb2_grpc as pb_grpc
 from custody.api.auth import CertificateAuthenticator
 from custody.api.errors import status_for
 from custody.app.custody import Custody
-from custody.domain.errors import CustodyError, InvalidInput, PermissionDenied, Unauthenticated
+from custody.config import DEFAULT_MAX_MESSAGE_BYTES
+from custody.domain.errors import (
+    CustodyError,
+    InvalidInput,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from custody.domain.ids import validate_request_id
 from custody.domain.principals import Principal
 from custody.domain.requests import SigningRequest
@@ -280,6 +287,23 @@ class PolicyServicer(_Servicer, pb_grpc.PolicyServiceServicer):
 
 
 class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
+    """The audit log over gRPC. A ListEvents page stops growing before its encoded size passes half the
+    daemon's message limit, and never passes 1 MiB, well under the 4 MiB that gRPC clients (the CLI among
+    them) accept by default: events differ in size, so an event count alone cannot keep a page under a limit,
+    and a page over one fails as a whole. The client pages on from the last sequence it received."""
+
+    PAGE_BUDGET_CAP_BYTES = 1024 * 1024
+
+    def __init__(
+        self,
+        custody: CustodySource,
+        authenticator: CertificateAuthenticator,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        super().__init__(custody, authenticator)
+        self._max_message_bytes = max_message_bytes
+        self._page_budget_bytes = min(max_message_bytes // 2, self.PAGE_BUDGET_CAP_BYTES)
+
     @unary
     def ListEvents(
         self, request: pb.ListEventsRequest, context: grpc.ServicerContext, caller: Principal
@@ -294,13 +318,36 @@ class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
             after_sequence=request.after_sequence,
             limit=request.limit or 1000,
         )
-        return pb.ListEventsResponse(events=[convert.audit_event_to_pb(event) for event in events])
+        page: list[pb.AuditEvent] = []
+        page_bytes = 0
+        for event in events:
+            encoded = convert.audit_event_to_pb(event)
+            entry_bytes = self._repeated_entry_bytes(encoded.ByteSize())
+            if page and page_bytes + entry_bytes > self._page_budget_bytes:
+                break
+            # The first event always goes out, however large: an empty page would tell the client that the
+            # log ends here. Only an event that cannot be sent at all is refused, by name.
+            if entry_bytes > self._max_message_bytes:
+                raise ResourceExhausted(
+                    f"audit event {event.sequence} is {entry_bytes} bytes encoded, more than the daemon's"
+                    f" message limit of {self._max_message_bytes} bytes (limits.max_message_bytes)"
+                )
+            page.append(encoded)
+            page_bytes += entry_bytes
+        return pb.ListEventsResponse(events=page)
+
+    @staticmethod
+    def _repeated_entry_bytes(message_bytes: int) -> int:
+        """What one element of a repeated message field adds to the encoding: a one-byte tag (field 1), the
+        length as a varint of seven bits a byte, and the message itself."""
+        return 1 + max(1, (message_bytes.bit_length() + 6) // 7) + message_bytes
 
     @unary
     def VerifyChain(
         self, request: pb.VerifyChainRequest, context: grpc.ServicerContext, caller: Principal
     ) -> Any:
         result = self.custody.audit.verify_chain(caller)
+        head = result.last_event
         return pb.VerifyChainResponse(
             ok=result.ok,
             events_checked=result.events_checked,
@@ -308,16 +355,24 @@ class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
             problem=result.problem,
             checkpoints_checked=result.checkpoints_checked,
             audit_public_key=self.custody.audit.public_key,
+            unsigned_tail=result.unsigned_tail,
+            last_sequence=head.sequence if head is not None else 0,
+            head_hash=head.hash if head is not None else b"",
         )
 
 
 def add_servicers(
-    server: grpc.Server, custody: CustodySource, authenticator: CertificateAuthenticator
+    server: grpc.Server,
+    custody: CustodySource,
+    authenticator: CertificateAuthenticator,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> list[str]:
     """Register every custody service; returns the full service names (for health and reflection)."""
     pb_grpc.add_KeyServiceServicer_to_server(KeyServicer(custody, authenticator), server)
     pb_grpc.add_SigningServiceServicer_to_server(SigningServicer(custody, authenticator), server)
     pb_grpc.add_ApprovalServiceServicer_to_server(ApprovalServicer(custody, authenticator), server)
     pb_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(custody, authenticator), server)
-    pb_grpc.add_AuditServiceServicer_to_server(AuditServicer(custody, authenticator), server)
+    pb_grpc.add_AuditServiceServicer_to_server(
+        AuditServicer(custody, authenticator, max_message_bytes), server
+    )
     return [service.full_name for service in pb.DESCRIPTOR.services_by_name.values()]

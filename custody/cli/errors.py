@@ -13,6 +13,11 @@ EXIT_USAGE = 2
 EXIT_REQUEST_UNSIGNED = 3
 EXIT_UNAVAILABLE = 4
 EXIT_INTERRUPTED = 130
+# `custody serve` has codes of its own, for the service manager: 2 is a refusal to start that only a person
+# can fix (configuration, PIN, audit log), so systemd must not restart it; 75 (EX_TEMPFAIL from sysexits.h)
+# is a dependency that was unreachable at start (HSM, database), which a restart a little later may find back.
+EXIT_START_REFUSED = 2
+EXIT_START_TEMPORARY_FAILURE = 75
 
 EXIT_CODES_EPILOG = (
     "\b\nExit codes:\n"
@@ -22,6 +27,16 @@ EXIT_CODES_EPILOG = (
     "  2  usage error, or no client profile was given\n"
     "  3  the request ended unsigned (DENIED, REJECTED, EXPIRED, CANCELLED or FAILED)\n"
     "  4  the daemon or one of its dependencies is unavailable"
+)
+
+SERVE_EXIT_CODES_EPILOG = (
+    "\b\nExit codes:\n"
+    "  0   stopped cleanly (SIGTERM or Ctrl-C)\n"
+    "  2   refused to start: the configuration, a file it names, the PIN (wrong or\n"
+    "      locked), a key in the HSM or the audit log is wrong; a restart cannot fix\n"
+    "      it, so systemd does not restart the daemon after code 2\n"
+    "  75  the HSM or the database could not be reached at start (EX_TEMPFAIL);\n"
+    "      systemd restarts the daemon, which starts once they are back"
 )
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import random
+import time
+
 import click
+import grpc
 
 from custody.api._gen import custody_pb2
 from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, client_options, connect, options_of
@@ -11,13 +15,11 @@ from custody.cli.output import (
     emit_json,
     ended_unsigned,
     is_final,
-    request_state_name,
     request_state_value,
     request_text,
     request_to_json,
     requests_table,
 )
-from custody.domain.errors import Unavailable
 
 _STATE_NAMES = (
     "PENDING_APPROVAL",
@@ -30,6 +32,12 @@ _STATE_NAMES = (
     "FAILED",
 )
 _MAX_LIST_LIMIT = 1000
+# While the daemon refuses more watch streams, the request is read with GetRequest this often (seconds, drawn
+# at random in the range so that many waiting clients do not poll in step), and a watch is tried again.
+_POLL_SECONDS = (1.0, 2.0)
+# A watch that ended sooner than this is not followed at once by the next: a daemon configured with a very
+# short [limits] watch_seconds must not turn waiting into a busy loop.
+_MIN_SUBSCRIPTION_SECONDS = 1.0
 
 
 @click.group("requests")
@@ -130,23 +138,42 @@ def follow_to_final_state(
     """The request as it is once final, following WatchRequest; a request already final is returned as is.
 
     A governance request (policy change, unfreeze) is final once APPROVED: the change has taken effect.
+
+    The daemon ends every watch after [limits] watch_seconds, and refuses one with RESOURCE_EXHAUSTED when it
+    already serves as many as it allows; either way this keeps waiting, subscribing again or reading the
+    request with GetRequest until a watch is admitted, so the caller sees no difference.
     """
-    if is_final(request):
-        return request
-    # No deadline: approvals take as long as people take; Ctrl-C ends the wait without touching the request.
+    # No overall deadline: approvals take as long as people take; Ctrl-C ends the wait without touching the
+    # request.
+    while not is_final(request):
+        started = time.monotonic()
+        try:
+            request = _watch_once(connection, request)
+        except grpc.RpcError as error:
+            if not isinstance(error, grpc.Call) or error.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise
+            time.sleep(random.uniform(*_POLL_SECONDS))  # noqa: S311 -- spreads polls, guards nothing
+            request = connection.signing.GetRequest(
+                custody_pb2.GetRequestRequest(request_id=request.request_id), timeout=UNARY_TIMEOUT_SECONDS
+            ).request
+            continue
+        if not is_final(request):
+            time.sleep(max(0.0, _MIN_SUBSCRIPTION_SECONDS - (time.monotonic() - started)))
+    return request
+
+
+def _watch_once(connection: Connection, request: custody_pb2.SigningRequest) -> custody_pb2.SigningRequest:
+    """Follow one WatchRequest stream until the request is final or the daemon ends the stream; returns the
+    request as last seen."""
     stream = connection.signing.WatchRequest(custody_pb2.WatchRequestRequest(request_id=request.request_id))
     try:
         for update in stream:
             request = update
             if is_final(request):
-                return request
+                break
     finally:
         stream.cancel()
-    raise Unavailable(
-        f"the daemon stopped reporting on request {request.request_id} while it was"
-        f" {request_state_name(request.state)}; run `custody requests wait {request.request_id}`"
-        " to keep waiting."
-    )
+    return request
 
 
 def print_request(request: custody_pb2.SigningRequest, *, json_output: bool) -> None:

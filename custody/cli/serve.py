@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from custody.cli.errors import SERVE_EXIT_CODES_EPILOG
 
-@click.command("serve")
+
+@click.command("serve", epilog=SERVE_EXIT_CODES_EPILOG)
 @click.option(
     "--config",
     "config_path",
@@ -18,7 +20,11 @@ import click
 @click.option("--listen", metavar="HOST:PORT", help="Address to listen on, overriding the configuration's.")
 @click.pass_context
 def serve(context: click.Context, config_path: Path, listen: str | None) -> None:
-    """Run the custody daemon until it is stopped (SIGTERM or Ctrl-C)."""
+    """Run the custody daemon until it is stopped (SIGTERM or Ctrl-C).
+
+    Under systemd (Type=notify) it reports READY once it serves and feeds the watchdog while it is alive;
+    whether the HSM and the database are usable is what the gRPC health service reports.
+    """
     # Imported here so that client commands do not load the HSM, database and server machinery.
     from custody.bootstrap import serve as serve_daemon
 

@@ -2,9 +2,10 @@
 
 With ``Type=notify`` systemd waits for READY=1 before it calls the service started, shows STATUS= lines in
 ``systemctl status``, and with ``WatchdogSec=`` restarts the service when WATCHDOG=1 stops arriving. The
-watchdog is fed only while the daemon's own health check passes, so a daemon that can no longer sign is
-restarted rather than kept alive by a thread that merely still runs. Outside systemd (no $NOTIFY_SOCKET)
-every call here does nothing.
+watchdog is fed while the daemon is alive, which the caller decides (the daemon: its health monitor's loop
+keeps turning), not while its HSM and database are healthy: health is what the gRPC health service reports.
+Were a passing outage to stop the pings, systemd would kill a daemon that was about to recover, and the
+restart would meet the same outage. Outside systemd (no $NOTIFY_SOCKET) every call here does nothing.
 """
 
 from __future__ import annotations
@@ -88,13 +89,13 @@ class SystemdNotifier:
         self.stop_watchdog()
         self.send("STOPPING=1", "STATUS=stopping")
 
-    def start_watchdog(self, healthy: Callable[[], bool]) -> None:
-        """Ping every half watchdog period while ``healthy()`` is true; does nothing without a watchdog."""
+    def start_watchdog(self, alive: Callable[[], bool]) -> None:
+        """Ping every half watchdog period while ``alive()`` is true; does nothing without a watchdog."""
         if self._address is None or self._watchdog_interval is None or self._thread is not None:
             return
         interval = self._watchdog_interval
         self._thread = threading.Thread(
-            target=self._feed_watchdog, args=(healthy, interval), name="systemd-watchdog", daemon=True
+            target=self._feed_watchdog, args=(alive, interval), name="systemd-watchdog", daemon=True
         )
         self._thread.start()
 
@@ -103,12 +104,17 @@ class SystemdNotifier:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def _feed_watchdog(self, healthy: Callable[[], bool], interval: float) -> None:
+    def _feed_watchdog(self, alive: Callable[[], bool], interval: float) -> None:
+        was_alive = True
         while not self._stopped.wait(interval):
             try:
-                ok = healthy()
-            except Exception:  # A failed check counts as unhealthy, and the thread must keep running.
-                log.exception("the health check for the systemd watchdog failed")
+                ok = alive()
+            except Exception:  # A failed check counts as not alive, and the thread must keep running.
+                log.exception("the liveness check for the systemd watchdog failed")
                 ok = False
             if ok:
                 self.send("WATCHDOG=1")
+            elif was_alive:
+                # Said once: the journal shows why systemd is about to restart the daemon.
+                log.error("the daemon looks hung; no longer feeding the systemd watchdog")
+            was_alive = ok

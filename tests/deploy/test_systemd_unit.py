@@ -73,6 +73,10 @@ def test_the_daemon_runs_as_its_own_user_with_a_notify_watchdog(unit: dict[str, 
     assert unit["Service.Restart"] == ["on-failure"]
     # A startup refusal (exit 2) is not retried: a wrong PIN tried again and again would lock the token.
     assert unit["Service.RestartPreventExitStatus"] == ["2"]
+    # An HSM or database unreachable at start (exit 75) is retried for as long as the outage lasts: no start
+    # limit may leave the unit failed after a few attempts.
+    assert unit["Unit.StartLimitIntervalSec"] == ["0"]
+    assert "Unit.StartLimitBurst" not in unit
     assert "Service.TimeoutStopSec" in unit
 
 

@@ -250,14 +250,18 @@ def test_metrics_json_logs_and_systemd_notifications(
 
 @pytest.mark.skipif("sqlite" not in BACKENDS, reason="runs on the SQLite backend")
 def test_a_daemon_waits_for_its_token_and_follows_it_away_and_back(
-    tmp_path: Path, databases: Databases
+    tmp_path: Path, databases: Databases, notify_listener: NotifyListener
 ) -> None:
     env = make_dev_env(tmp_path / "env", "sqlite", databases)
     configure(env, hsm="wait_for_token = true\nwait_seconds = 0.2")
     token = token_directory(env)
     away = tmp_path / "token-away"
     shutil.move(token, away)
-    daemon = start_daemon(env, tmp_path / "daemon.log")
+    daemon = start_daemon(
+        env,
+        tmp_path / "daemon.log",
+        extra_env={"NOTIFY_SOCKET": str(notify_listener.path), "WATCHDOG_USEC": "400000"},
+    )
     try:
         assert health_of(env, daemon) == NOT_SERVING
         with channel_for(env, daemon, "admin") as channel:
@@ -273,8 +277,16 @@ def test_a_daemon_waits_for_its_token_and_follows_it_away_and_back(
         sign_and_verify(env, daemon, 0, address)
 
         # The token goes away under the running daemon, and comes back.
+        notify_listener.wait_for("READY=1")
         shutil.move(token, away)
         wait_for(lambda: health_of(env, daemon) == NOT_SERVING, "NOT_SERVING without the token")
+        # The watchdog is fed for the daemon being alive, not for its health: systemd must not kill a daemon
+        # that rides out the outage (its restart would only fail to find the token).
+        pings = notify_listener.lines.count("WATCHDOG=1")
+        wait_for(
+            lambda: notify_listener.lines.count("WATCHDOG=1") >= pings + 3, "watchdog pings while NOT_SERVING"
+        )
+        assert health_of(env, daemon) == NOT_SERVING
         shutil.move(away, token)
         wait_for(lambda: health_of(env, daemon) == SERVING, "SERVING once the token is back")
         sign_and_verify(env, daemon, 1, address)
