@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from custody.domain.errors import ConfigurationError
 from custody.domain.policy import Policy
@@ -34,7 +36,42 @@ def parse_policy_text(text: str, source: str) -> Policy:
     except tomllib.TOMLDecodeError as error:
         # tomllib's message already carries the line and column, e.g. "Invalid value (at line 3, column 1)".
         raise ConfigurationError(f"{source}: not valid TOML: {error}") from error
+    except ValueError:
+        # tomllib hands decimal integers to int(), which refuses more than sys.get_int_max_str_digits() digits.
+        raise ConfigurationError(f"{source}: not valid TOML: an integer has too many digits") from None
+    except RecursionError:
+        # tomllib reads nested arrays and inline tables recursively; a few thousand levels exhaust the stack.
+        raise ConfigurationError(
+            f"{source}: not valid TOML: arrays or tables are nested too deeply"
+        ) from None
+    _refuse_integers_out_of_range(data, source)
     return Policy.from_mapping(data, source)
+
+
+# TOML integers are 64-bit signed, and TOML 1.0 requires an error for any that is not; tomllib reads hex, octal
+# and binary integers of any length, and the policy's messages could not even print one of thousands of digits.
+_TOML_INTEGER_MIN = -(2**63)
+_TOML_INTEGER_MAX = 2**63 - 1
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _refuse_integers_out_of_range(data: dict[str, Any], source: str) -> None:
+    pending: list[tuple[str, Any]] = [(_toml_key(key), value) for key, value in data.items()]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend((f"{path}.{_toml_key(key)}", item) for key, item in value.items())
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+        elif isinstance(value, int) and not _TOML_INTEGER_MIN <= value <= _TOML_INTEGER_MAX:
+            raise ConfigurationError(
+                f"{source}: {path}: is an integer outside the 64-bit range TOML allows (-2**63 to 2**63-1);"
+                " larger amounts of wei are written as decimal strings"
+            )
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key[:40])
 
 
 DEV_APPROVERS = ("alice", "bob", "carol", "dave")
@@ -84,12 +121,17 @@ _DEV_POLICY_TEMPLATE = """\
 #   contracts          [{{ address = "0x...", selectors = ["0xa9059cbb"] }}]: the request must call one of these
 #                      contracts with one of its function selectors (a plain transfer without calldata does
 #                      not match)
-#   max_value_wei      the most wei the request may move; write it as a decimal string, because TOML
-#                      integers stop at 2**63
-#   velocity           what the key may move (value and/or number of requests) in a sliding window, this
+#   max_value_wei      the most wei of ether the request may send (a transaction's value field); write it as
+#                      a decimal string, because TOML integers stop at 2**63. It covers the ether value only:
+#                      not token amounts in calldata (an ERC-20 transfer sends value 0) and not fees
+#   max_fee_wei        the most wei a transaction may pay in fees: gas times maxFeePerGas (EIP-1559) or gas
+#                      times gasPrice (legacy, EIP-2930), the whole of which a block builder may keep; a
+#                      decimal string like max_value_wei. Only transactions can match: a rule with it never
+#                      matches typed data or messages
+#   velocity           what the key may move (ether value and/or number of requests) in a sliding window, this
 #                      request included, e.g. {{ window_seconds = 86400, max_value_wei = "5000000000000000000",
 #                      max_count = 20, freeze_on_breach = true }}; with freeze_on_breach the key is frozen
-#                      when the limit is hit
+#                      when the limit is hit. Like max_value_wei it counts ether value, not fees
 # and what the rule does when they match:
 #   action             "sign" (sign at once), "deny", or "approve" (sign once the quorum has approved)
 #   quorum             approve rules: terms that must all be met, e.g. [{{ group = "treasury", threshold = 2 }},
@@ -124,8 +166,8 @@ groups = ["security", "admins"]
 quorum = [{{ group = "admins", threshold = 2 }}]
 security_groups = ["security"]
 
-# The operations key signs EIP-1559 and legacy transactions moving at most 1 ether, on Ethereum mainnet (1)
-# and Sepolia (11155111).
+# The operations key signs EIP-1559 and legacy transactions moving at most 1 ether and paying at most
+# 0.05 ether in fees (1,000,000 gas at 50 gwei), on Ethereum mainnet (1) and Sepolia (11155111).
 [[rules]]
 name = "ops-transactions"
 keys = ["ops"]
@@ -133,6 +175,7 @@ kinds = ["transaction"]
 transaction_types = ["legacy", "eip1559"]
 chain_ids = [1, 11155111]
 max_value_wei = "1000000000000000000"  # 1 ether
+max_fee_wei = "50000000000000000"  # 0.05 ether
 action = "sign"
 
 # The operations key also signs EIP-712 typed data and EIP-191 messages, on any chain.
@@ -142,13 +185,14 @@ keys = ["ops"]
 kinds = ["typed_data", "message"]
 action = "sign"
 
-# Treasury transactions on mainnet and Sepolia need 2 of alice, bob and carol. A request not approved and
-# signed within 24 hours expires.
+# Treasury transactions on mainnet and Sepolia that pay at most 0.1 ether in fees need 2 of alice, bob and
+# carol. A request not approved and signed within 24 hours expires.
 [[rules]]
 name = "treasury-transactions"
 keys = ["treasury"]
 kinds = ["transaction"]
 chain_ids = [1, 11155111]
+max_fee_wei = "100000000000000000"  # 0.1 ether
 action = "approve"
 quorum = [{{ group = "treasury", threshold = 2 }}]
 lifetime_seconds = 86400
@@ -164,5 +208,5 @@ quorum = [{{ group = "treasury", threshold = 2 }}]
 lifetime_seconds = 86400
 timelock_seconds = 0
 
-# Anything else for the treasury key (messages, other chains) matches no rule and is denied.
+# Anything else for the treasury key (messages, other chains, higher fees) matches no rule and is denied.
 """

@@ -5,7 +5,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 bash "$root/scripts/gen-proto.sh" "$scratch"
-if ! diff -r "$scratch/custody/api/_gen" "$root/custody/api/_gen" >/dev/null; then
+# Bytecode caches are not generated code; a checkout that has run anything has them.
+if ! diff -r -x __pycache__ -x "*.pyc" "$scratch/custody/api/_gen" "$root/custody/api/_gen" >/dev/null; then
   echo "custody/api/_gen differs from proto/: run 'make proto' and commit the result" >&2
   exit 1
 fi

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from custody.app.audit import DAEMON_ACTOR, AuditUseCases
-from custody.app.integrity import recompute
+from custody.app.integrity import Recomputed, recompute, verified_approvers
 from custody.app.policy import PolicyUseCases, require_request
 from custody.app.signing import ChangeNotifier, SigningUseCases
 from custody.domain.approvals import ApprovalStatement, check_statement, verify_signature
@@ -97,7 +97,7 @@ class ApprovalUseCases:
         reason: str,
     ) -> SigningRequest:
         try:
-            return self._take_verdict(
+            counted = self._take_verdict(
                 caller,
                 request_id,
                 statement_bytes=statement_bytes,
@@ -112,6 +112,11 @@ class ApprovalUseCases:
             )
             error.audited = True
             raise
+        # Signing happens after the verdict was counted and committed: a signing failure is the request's
+        # (recorded as request.failed, or retried by the worker), never a refusal of the verdict.
+        if counted.sign_now:
+            return self._signing.sign_if_claimed(counted.request)
+        return counted.request
 
     def _take_verdict(
         self,
@@ -122,7 +127,7 @@ class ApprovalUseCases:
         signature: bytes,
         verdict: Verdict,
         reason: str,
-    ) -> SigningRequest:
+    ) -> _Counted:
         caller.require(Role.APPROVER, f"{verdict.value} requests")
         validate_request_id(request_id)
         statement = ApprovalStatement.from_bytes(statement_bytes)
@@ -160,9 +165,7 @@ class ApprovalUseCases:
             request_id,
             counted.request.state.value,
         )
-        if counted.sign_now:
-            return self._signing.sign_if_claimed(counted.request)
-        return counted.request
+        return counted
 
     def _count(
         self,
@@ -228,7 +231,10 @@ class ApprovalUseCases:
             created_at=now,
         )
         outcome = tally_verdict(
-            request, tx.list_approvals(request.request_id), approval, policy.group_members()
+            self._as_the_policy_decides(request, policy),
+            self._trusted_earlier_verdicts(tx, request, policy, recomputed),
+            approval,
+            policy.group_members(),
         )
         tx.insert_approval(approval)
         self._audit.record(
@@ -278,6 +284,37 @@ class ApprovalUseCases:
         )
         sign_now = not timelock and self._signing.claim(tx, request.request_id, now)
         return _Counted(request=approved, sign_now=sign_now), None
+
+    @staticmethod
+    def _as_the_policy_decides(request: SigningRequest, policy: Policy) -> SigningRequest:
+        """The request with the quorum its verdicts are counted against: for a policy change or an unfreeze,
+        which take effect as soon as the quorum is met, the active policy's admin quorum rather than the one
+        stored in the row. A signing request's stored quorum is checked against the policy again before the
+        HSM signs."""
+        if not request.kind.is_governance:
+            return request
+        governance = policy.governance_decision()
+        if governance.action != "approve" or request.decision.policy_version != policy.version:
+            raise FailedPrecondition(
+                f"request {request.request_id} was proposed under policy version"
+                f" {request.decision.policy_version}, which is no longer active"
+            )
+        return replace(request, decision=replace(request.decision, quorum=governance.quorum))
+
+    @staticmethod
+    def _trusted_earlier_verdicts(
+        tx: StoreTransaction, request: SigningRequest, policy: Policy, recomputed: Recomputed
+    ) -> list[Approval]:
+        """The earlier verdicts on the request that may count: every rejection, and only those approvals whose
+        signed statements still verify, so that an approval row written into the database behind the
+        daemon's back adds nothing to the quorum."""
+        earlier = tx.list_approvals(request.request_id)
+        verified = set(verified_approvers(request, earlier, policy, recomputed))
+        return [
+            approval
+            for approval in earlier
+            if approval.verdict is Verdict.REJECT or approval.approver in verified
+        ]
 
     def _carry_out(self, tx: StoreTransaction, request: SigningRequest, now: datetime) -> None:
         """Make an approved governance request take effect, in the transaction that approves it."""

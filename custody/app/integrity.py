@@ -3,7 +3,9 @@
 The database is not trusted to be unchanged: a row edited behind the daemon's back must neither gather
 approvals nor be signed. The daemon therefore recomputes the payload hash and the digest from the stored
 payload, and re-verifies every counted approval statement against those recomputed values and the approvers'
-keys in the policy, so that a forged row would also need forged Ed25519 signatures.
+keys in the policy, so that a forged row would also need forged Ed25519 signatures. Before the HSM signs, the
+active policy is also asked again, on facts taken from the recomputed payload, so that a row whose stored
+decision was edited to "sign" is not signed without the approvals the policy wants.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 from custody.chains.evm import ParsedPayload, parse_payload
 from custody.domain.approvals import ApprovalStatement, verify_signature
 from custody.domain.errors import CustodyError
-from custody.domain.policy import Policy
+from custody.domain.policy import Policy, RequestFacts, VelocityUsage
+from custody.domain.quorum import quorum_progress
 from custody.domain.requests import Approval, SigningRequest, Verdict
 
 
@@ -73,3 +76,55 @@ def verified_approvers(
         ):
             approvers.append(approval.approver)
     return approvers
+
+
+def request_facts(key_label: str, parsed: ParsedPayload, *, replacement: bool) -> RequestFacts:
+    """What the policy looks at, taken from the payload as the daemon parsed it."""
+    return RequestFacts(
+        key_label=key_label,
+        kind=parsed.kind,
+        chain_id=parsed.chain_id,
+        transaction_type=parsed.transaction_type,
+        to=parsed.to,
+        value=parsed.value,
+        selector=parsed.selector,
+        replacement=replacement,
+        max_fee_wei=parsed.max_fee_wei,
+    )
+
+
+def _no_earlier_usage(key_label: str, window_seconds: int) -> VelocityUsage:
+    return VelocityUsage(count=0, total_value=0)
+
+
+def policy_problem(
+    request: SigningRequest, approvals: Sequence[Approval], policy: Policy, recomputed: Recomputed
+) -> str | None:
+    """Why the active policy does not let this request be signed now, or None when it does.
+
+    The policy is evaluated again on the recomputed payload. Velocity limits are evaluated as if the key had
+    used nothing yet: the usage now includes requests that came after this one, which were not there when it
+    was decided, so only the checks that do not depend on history can be repeated. A deny, or an approve whose
+    quorum the re-verified approvals do not meet, stops the signature whatever the stored decision says.
+    """
+    if recomputed.parsed is None or not recomputed.matches(request):
+        return "the stored request no longer matches its payload"
+    facts = request_facts(request.key_label, recomputed.parsed, replacement=request.replaces is not None)
+    decision = policy.evaluate(facts, _no_earlier_usage).decision
+    if decision.action not in ("sign", "approve"):
+        return f"the active policy (version {policy.version}) does not allow it: {decision.reason}"
+    if decision.action == "sign" and request.decision.action != "approve":
+        return None
+    # Approvals count only under the version they were given for; a policy change ends pending requests.
+    if request.decision.policy_version != policy.version:
+        return f"it was approved under policy version {request.decision.policy_version}, not the active one"
+    approvers = [
+        approver
+        for approver in verified_approvers(request, approvals, policy, recomputed)
+        if approver != request.requester
+    ]
+    members = policy.group_members()
+    quorums = [request.decision.quorum] + ([decision.quorum] if decision.action == "approve" else [])
+    if not all(quorum_progress(quorum, members, approvers).met for quorum in quorums):
+        return "its stored approvals no longer verify or no longer meet the quorum"
+    return None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from custody.app.audit import DAEMON_ACTOR, AuditUseCases
-from custody.app.integrity import Recomputed, recompute, verified_approvers
+from custody.app.integrity import Recomputed, policy_problem, recompute, request_facts
 from custody.app.policy import PolicyUseCases
 from custody.chains.evm import MAX_PAYLOAD_BYTES, parse_payload
 from custody.chains.evm.signature import recoverable_signature
@@ -42,6 +42,7 @@ from custody.domain.principals import Principal, Role
 from custody.domain.quorum import QuorumProgress, quorum_progress
 from custody.domain.requests import SIGNING_KINDS, Approval, PayloadKind, RequestState, SigningRequest
 from custody.hsm.base import Hsm
+from custody.observability.logs import request_context
 from custody.store.base import NonceUse, Store, StoreTransaction
 
 log = logging.getLogger(__name__)
@@ -150,16 +151,7 @@ class SigningUseCases:
                 "only transactions, which use a nonce, can replace a request", field="replaces"
             )
         now = self._clock()
-        facts = policy_rules.RequestFacts(
-            key_label=key_label,
-            kind=parsed.kind,
-            chain_id=parsed.chain_id,
-            transaction_type=parsed.transaction_type,
-            to=parsed.to,
-            value=parsed.value,
-            selector=parsed.selector,
-            replacement=replaces is not None,
-        )
+        facts = request_facts(key_label, parsed, replacement=replaces is not None)
         with self._store.transaction() as tx:
             key = tx.get_key(key_label)
             if key is None:
@@ -352,12 +344,19 @@ class SigningUseCases:
     def _sign_claimed(self, request: SigningRequest, key: Key, recomputed: Recomputed) -> SigningRequest:
         """Sign a request this process holds the claim on, and record the result before anyone sees it.
 
-        Before the HSM is called the stored request must still match its payload and, when it needed
-        approvals, its approvals must still verify and meet the quorum. The signature is returned only after
-        SIGNED and the signature are committed together. If the HSM fails, the request is marked FAILED and the
-        caller gets UNAVAILABLE; if the record cannot be written, nothing is returned (fail closed).
+        Before the HSM is called the stored request must still match its payload, its key must be the key it
+        was submitted for, and the active policy must still allow it with the approvals it has. The signature
+        is returned only after SIGNED and the signature are committed together, and only if the key was not
+        frozen while the HSM signed. If the HSM fails, a request that was signed off by approvers stays
+        APPROVED and the worker tries again once its claim lapses, until it expires, so that an HSM outage
+        does not throw the approvers' work away; a request the policy signs at once is marked FAILED and its
+        requester may submit it again. If the record cannot be written, nothing is returned (fail closed).
         """
         problem = self._integrity_problem(request, recomputed)
+        if problem is None and key.key_id != request.key_id:
+            problem = (
+                f"it was submitted for key id {request.key_id}, but key {key.label!r} is now {key.key_id}"
+            )
         if problem is not None:
             self._fail(request, problem)
             raise WrongState(f"request {request.request_id} was not signed: {problem}")
@@ -369,6 +368,11 @@ class SigningUseCases:
         except (HsmUnavailable, NotFound) as exc:
             # The store knows this key, so an HSM that cannot find it is an HSM in trouble (a token that went
             # away), not a request for an unknown key: the caller gets UNAVAILABLE either way.
+            if request.decision.action == "approve":
+                raise HsmUnavailable(
+                    f"the HSM is unavailable; request {request.request_id} was not signed, stays APPROVED and"
+                    " is signed once the HSM is back, unless it expires first"
+                ) from exc
             self._fail(request, f"the HSM could not sign: {exc.message}")
             raise HsmUnavailable(
                 f"the HSM is unavailable; request {request.request_id} was not signed and is marked FAILED"
@@ -379,6 +383,14 @@ class SigningUseCases:
         # The signature and its audit event commit together; if either cannot be written, the signature is
         # dropped and never returned (the request stays APPROVED and its claim lapses for a later retry).
         with self._store.transaction() as tx:
+            current_key = tx.get_key(key.label)
+            if current_key is None or current_key.state is KeyState.FROZEN:
+                # The key was frozen while the HSM signed: the signature is dropped unseen, and the request
+                # waits, like every request of a frozen key, for the unfreeze.
+                raise KeyFrozen(
+                    f"key {key.label!r} was frozen while request {request.request_id} was being signed;"
+                    " the signature was discarded and the request waits for the unfreeze"
+                )
             signed = tx.transition_request(
                 request.request_id, RequestState.APPROVED, RequestState.SIGNED, self._clock(), result=result
             )
@@ -398,19 +410,12 @@ class SigningUseCases:
         return signed
 
     def _integrity_problem(self, request: SigningRequest, recomputed: Recomputed) -> str | None:
-        if recomputed.parsed is None or not recomputed.matches(request):
-            return "the stored request no longer matches its payload"
-        if request.decision.action == "approve":
-            policy = self._policies.active().policy
-            if policy.version != request.decision.policy_version:
-                return f"it was approved under policy version {request.decision.policy_version}, not the active one"
-            approvers = verified_approvers(
-                request, self._store.list_approvals(request.request_id), policy, recomputed
-            )
-            approvers = [approver for approver in approvers if approver != request.requester]
-            if not quorum_progress(request.decision.quorum, policy.group_members(), approvers).met:
-                return "its stored approvals no longer verify or no longer meet the quorum"
-        return None
+        return policy_problem(
+            request,
+            self._store.list_approvals(request.request_id),
+            self._policies.active().policy,
+            recomputed,
+        )
 
     def _fail(self, request: SigningRequest, reason: str) -> None:
         try:
@@ -437,7 +442,8 @@ class SigningUseCases:
         moved = 0
         for request in self._store.expired_requests(now, limit):
             try:
-                with self._store.transaction() as tx:
+                # The worker runs outside any call, so it names the request its log lines are about itself.
+                with request_context(request.request_id), self._store.transaction() as tx:
                     tx.transition_request(
                         request.request_id,
                         request.state,
@@ -457,11 +463,12 @@ class SigningUseCases:
         """Sign approved requests whose time-lock has passed (or whose claim lapsed); returns how many."""
         signed = 0
         for request in self._store.due_requests(self._clock(), limit):
-            try:
-                if self.sign_if_due(request.request_id) is not None:
-                    signed += 1
-            except CustodyError as exc:
-                log.warning("could not sign due request %s: %s", request.request_id, exc.message)
+            with request_context(request.request_id):
+                try:
+                    if self.sign_if_due(request.request_id) is not None:
+                        signed += 1
+                except CustodyError as exc:
+                    log.warning("could not sign due request %s: %s", request.request_id, exc.message)
         return signed
 
     # -- reading ----------------------------------------------------------------------------------------------

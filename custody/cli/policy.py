@@ -18,8 +18,9 @@ from custody.cli.output import (
 )
 from custody.domain.errors import InvalidInput
 
-# A policy document is a page or two of TOML; the daemon refuses much larger ones, and so does the CLI.
-MAX_POLICY_BYTES = 256 * 1024
+# A policy document is a page or two of TOML. The daemon refuses one larger than 64 KiB
+# (custody.app.policy.MAX_POLICY_DOCUMENT_BYTES); the CLI refuses it first, with the file's name.
+MAX_POLICY_BYTES = 64 * 1024
 
 
 @click.group("policy")

@@ -22,7 +22,7 @@ from typing import Any
 from custody.api._gen import custody_pb2
 from custody.chains.evm import Message, ParsedPayload, Transaction, TypedData, checksum_address, parse_payload
 from custody.chains.evm.decode import DecodedCall, decode_calldata, safe_operation_name
-from custody.chains.evm.values import format_ether
+from custody.chains.evm.values import format_ether, format_gwei
 from custody.cli.errors import ServerDisagrees
 from custody.cli.output import approval_text, payload_kind_name, quorum_text, request_state_name
 from custody.domain.errors import InvalidInput
@@ -203,6 +203,13 @@ def _transaction_lines(transaction: Transaction) -> list[str]:
         lines.append(f"  max fee        {transaction.max_fee_per_gas} wei per gas")
     if transaction.max_priority_fee_per_gas is not None:
         lines.append(f"  priority fee   {transaction.max_priority_fee_per_gas} wei per gas")
+    # The per-gas prices alone hide the total: a modest-looking price times an enormous gas limit can cost more
+    # than the value sent, and the key pays all of it. So the approver sees the most it can cost in ether.
+    max_fee = transaction.max_fee_wei
+    lines.append(
+        f"  max total fee  {format_ether(max_fee)} ether ({max_fee} wei) = {transaction.gas} gas"
+        f" x {format_gwei(transaction.max_price_per_gas)} gwei"
+    )
     if transaction.access_list:
         lines.append(f"  access list    {len(transaction.access_list)} entries")
     lines.append("  calldata")

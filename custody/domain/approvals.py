@@ -53,8 +53,12 @@ _MAX_IDENTIFIER_CHARS = 128
 _MAX_CHAIN_ID = 2**64 - 1
 # Versions and times are stored in SQLite and PostgreSQL BIGINT columns.
 _MAX_STORED_INTEGER = 2**63 - 1
-_HASH_PATTERN = re.compile(r"^0x[0-9a-f]{64}$")
-_KEY_ID_PATTERN = re.compile(r"^(?:[0-9a-f]{2})*$")
+# Matched with fullmatch: "$" would also match before a trailing newline, and let "ab\n" pass as hex.
+_HASH_PATTERN = re.compile(r"0x[0-9a-f]{64}")
+_KEY_ID_PATTERN = re.compile(r"(?:[0-9a-f]{2})*")
+# The HSM layer refuses CKA_IDs longer than 64 bytes; the bound also keeps the longest statement (both
+# identifiers at their longest, escaped) within MAX_STATEMENT_BYTES, so every statement round-trips.
+_MAX_KEY_ID_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -84,9 +88,14 @@ class ApprovalStatement:
                 f"a chain id is an integer from 0 to 2**64 - 1 or null; got {self.chain_id!r}",
                 field="chain_id",
             )
-        if not isinstance(self.key_id, str) or not _KEY_ID_PATTERN.match(self.key_id):
+        if (
+            not isinstance(self.key_id, str)
+            or len(self.key_id) > 2 * _MAX_KEY_ID_BYTES
+            or not _KEY_ID_PATTERN.fullmatch(self.key_id)
+        ):
             raise InvalidInput(
-                f"a key id is lowercase hex of whole bytes, or empty for a policy change; got {self.key_id!r}",
+                f"a key id is lowercase hex of 1 to {_MAX_KEY_ID_BYTES} whole bytes, or empty for a policy"
+                f" change; got {_shorten(repr(self.key_id))}",
                 field="key_id",
             )
         if not _is_int_between(self.policy_version, 1, _MAX_STORED_INTEGER):
@@ -152,8 +161,9 @@ class ApprovalStatement:
             raise InvalidInput(
                 f"the approval statement repeats the field {exc.key!r}", field="statement"
             ) from None
-        except ValueError:
-            # json.JSONDecodeError and the refusal of NaN or Infinity are both ValueErrors.
+        except (ValueError, RecursionError):
+            # json.JSONDecodeError and the refusal of NaN or Infinity are both ValueErrors; arrays or objects
+            # nested thousands deep, which fit in MAX_STATEMENT_BYTES, exhaust the decoder's recursion limit.
             raise InvalidInput("the approval statement is not valid JSON", field="statement") from None
         if not isinstance(document, dict):
             raise InvalidInput("the approval statement is not a JSON object", field="statement")
@@ -347,7 +357,7 @@ def _expect_str(document: dict[str, Any], name: str) -> str:
 
 def _parse_hash(document: dict[str, Any], name: str) -> bytes:
     value = _expect_str(document, name)
-    if not _HASH_PATTERN.match(value):
+    if not _HASH_PATTERN.fullmatch(value):
         raise InvalidInput(
             f"32 bytes as 0x followed by 64 lowercase hex digits are required; got {_shorten(value)!r}",
             field=name,

@@ -85,5 +85,9 @@ class ConfigurationError(CustodyError):
     """A configuration or policy file is invalid; the daemon refuses to start."""
 
 
+class PinRefused(ConfigurationError):
+    """The HSM refused the PIN (wrong, locked or expired); trying it again only brings a lockout closer."""
+
+
 class InternalError(CustodyError):
     """Anything unexpected; callers see only a correlation id."""

@@ -10,7 +10,7 @@ from datetime import datetime
 from custody.domain.errors import InvalidInput
 
 # Labels appear in policies, certificates' grants and CLI arguments, so they are kept short and plain.
-_LABEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_LABEL_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
 class KeyState(enum.Enum):
@@ -30,7 +30,7 @@ class Key:
 
 def validate_key_label(label: str) -> str:
     """Return ``label`` when it is a valid key label, else raise InvalidInput saying what is allowed."""
-    if not _LABEL_PATTERN.match(label):
+    if not _LABEL_PATTERN.fullmatch(label):
         raise InvalidInput(
             "a key label is 1 to 63 characters of lowercase letters, digits, '.', '_' or '-',"
             f" starting with a letter or digit; got {label!r}",

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from custody.chains.evm.address import checksum_address
+from custody.chains.evm.values import format_ether
 from custody.domain.errors import ConfigurationError, InternalError, InvalidInput
 from custody.domain.keys import validate_key_label
+from custody.domain.quorum import quorum_progress
 from custody.domain.requests import SIGNING_KINDS, Decision, PayloadKind, QuorumTerm
 
 # Transactions encode chain ids and values as 256-bit unsigned integers, so nothing outside that range can
@@ -31,6 +33,8 @@ UINT256_MAX = 2**256 - 1
 TRANSACTION_TYPES = ("legacy", "eip2930", "eip1559")
 
 NO_MATCH_REASON = "no rule allows this request (deny by default)"
+# A denial names what stopped at most this many of the rules written for the key; the trace has all of them.
+MAX_RULES_IN_REASON = 3
 GOVERNANCE_REASON = "changes to custody need the admin quorum"
 NO_ADMIN_QUORUM_REASON = (
     "the policy in force names no approvers, so custody cannot be changed by quorum; change the bootstrap"
@@ -69,6 +73,7 @@ _RULE_KEYS = frozenset(
         "destinations",
         "contracts",
         "max_value_wei",
+        "max_fee_wei",
         "velocity",
         "allow_replacement",
         "action",
@@ -105,6 +110,9 @@ class RequestFacts:
     selector: bytes | None = None
     # The request explicitly replaces an earlier one holding the same nonce (a second payload for that nonce).
     replacement: bool = False
+    # Transactions: the most wei they can pay in fees, as the parsed payload computed it; None for other kinds.
+    # A transaction without it matches no rule that caps fees.
+    max_fee_wei: int | None = None
 
 
 @dataclass(frozen=True)
@@ -279,6 +287,35 @@ class MaxValueCondition:
 
 
 @dataclass(frozen=True)
+class MaxFeeCondition:
+    """Fees are paid by the key as surely as value is, and a block builder keeps them, so a value cap alone
+    would let a request with a small value and an enormous gas price empty the key."""
+
+    max_fee_wei: int
+
+    def check(self, facts: RequestFacts) -> ConditionTrace:
+        cap = f"the cap of {_wei_text(self.max_fee_wei)}"
+        if facts.kind is not PayloadKind.TRANSACTION:
+            return ConditionTrace(
+                "max_fee_wei",
+                False,
+                f"the request is {facts.kind.value!r}, not a transaction; the rule needs a transaction whose"
+                f" fee is within {cap}",
+            )
+        if facts.max_fee_wei is None:
+            return ConditionTrace(
+                "max_fee_wei",
+                False,
+                f"the transaction's maximum fee is unknown; the rule needs it within {cap}",
+            )
+        matched = facts.max_fee_wei <= self.max_fee_wei
+        relation = "is at most" if matched else "exceeds"
+        return ConditionTrace(
+            "max_fee_wei", matched, f"maximum fee {_wei_text(facts.max_fee_wei)} {relation} {cap}"
+        )
+
+
+@dataclass(frozen=True)
 class ReplacementCondition:
     """A second payload for a nonce already used is the one way custody could sign two different transactions
     for one nonce, so only rules that say so explicitly let replacements through."""
@@ -343,6 +380,7 @@ class Rule:
     destinations: frozenset[str] | None = None
     contracts: tuple[AllowedContract, ...] | None = None
     max_value_wei: int | None = None
+    max_fee_wei: int | None = None
     velocity: VelocityLimit | None = None
     allow_replacement: bool = False
     quorum: tuple[QuorumTerm, ...] = ()
@@ -364,6 +402,8 @@ class Rule:
             conditions.append(ContractCondition(self.contracts))
         if self.max_value_wei is not None:
             conditions.append(MaxValueCondition(self.max_value_wei))
+        if self.max_fee_wei is not None:
+            conditions.append(MaxFeeCondition(self.max_fee_wei))
         return tuple(conditions)
 
     def check(self, facts: RequestFacts, velocity: VelocityLookup | None = None) -> RuleTrace:
@@ -460,7 +500,7 @@ class Policy:
                     lifetime_seconds=lifetime,
                 )
         return Evaluation(
-            Decision("deny", None, NO_MATCH_REASON, self.version),
+            Decision("deny", None, _no_match_reason(facts, self.rules, traces), self.version),
             tuple(traces),
             freeze_key=bool(freeze_reason),
             freeze_reason=freeze_reason,
@@ -495,6 +535,31 @@ class Policy:
         """Whether the approver may freeze keys alone: a member of one of the security groups."""
         approver = self.approvers.get(approver_id)
         return approver is not None and bool(approver.groups & self.security_groups)
+
+
+def _no_match_reason(facts: RequestFacts, rules: Sequence[Rule], traces: Sequence[RuleTrace]) -> str:
+    """The deny-by-default reason, naming what stopped the rules written for the request's key.
+
+    The requester sees the reason with the denial, so a cap that was hit (value, fee, velocity) is plain
+    without a second look at ``policy explain``. Rules for other keys are left out: that they name another key
+    says nothing useful.
+    """
+    misses = [
+        f"rule {trace.rule!r} did not match: "
+        + "; ".join(outcome.detail for outcome in trace.conditions if not outcome.matched)
+        for rule, trace in zip(rules, traces, strict=True)
+        if facts.key_label in rule.keys
+    ]
+    if not misses:
+        return NO_MATCH_REASON
+    shown = misses[:MAX_RULES_IN_REASON]
+    if len(misses) > len(shown):
+        shown.append(f"and {len(misses) - len(shown)} more rules (see policy explain)")
+    return f"{NO_MATCH_REASON}; " + "; ".join(shown)
+
+
+def _wei_text(wei: int) -> str:
+    return f"{wei} wei ({format_ether(wei)} ether)"
 
 
 def _cached_per_window(velocity: VelocityLookup) -> VelocityLookup:
@@ -733,7 +798,32 @@ def _parse_quorum(
                 f"{'' if size == 1 else 's'}",
             )
         terms.append(QuorumTerm(group=group, threshold=int(threshold)))
+    _check_quorum_can_be_met(terms, group_members, fail)
     return tuple(terms)
+
+
+def _check_quorum_can_be_met(
+    terms: Sequence[QuorumTerm], group_members: Mapping[str, frozenset[str]], fail: _FailFactory
+) -> None:
+    """Refuse a quorum that no set of approvers could ever meet.
+
+    Each term fits its own group, but one approver fills one seat only, so terms over overlapping groups can
+    ask for more distinct people than there are: "2 of {alice, bob} AND 1 of {alice}" has three seats and two
+    people to fill them. Every request under such a quorum would wait for approvals that cannot come. The
+    check seats every member of the groups at once, with the same matching that counts real approvals.
+    """
+    everyone = {member for term in terms for member in group_members[term.group]}
+    progress = quorum_progress(terms, group_members, everyone)
+    if progress.met:
+        return
+    seats = sum(term.threshold for term in terms)
+    filled = sum(len(term.counted) for term in progress.terms)
+    described = " AND ".join(term.describe() for term in terms)
+    raise fail(
+        "quorum",
+        f"{described} can never be met: one approver fills one seat only, and the members of these groups"
+        f" can fill at most {filled} of its {seats} seats",
+    )
 
 
 def _unknown_group_problem(group: Any, group_members: Mapping[str, frozenset[str]]) -> str:
@@ -844,6 +934,15 @@ def _parse_rule(raw_rule: Any, index: int, source: str, group_members: Mapping[s
     if "max_value_wei" in raw_rule:
         max_value_wei = _parse_wei(raw_rule["max_value_wei"], "max_value_wei", fail)
 
+    max_fee_wei = None
+    if "max_fee_wei" in raw_rule:
+        max_fee_wei = _parse_wei(raw_rule["max_fee_wei"], "max_fee_wei", fail)
+        # Only transactions pay fees, so such a rule could never match anything else.
+        if kinds is not None and PayloadKind.TRANSACTION not in kinds:
+            raise fail(
+                "max_fee_wei", "only transactions can match it, but kinds does not include 'transaction'"
+            )
+
     velocity = None
     if "velocity" in raw_rule:
         velocity = _parse_velocity(raw_rule["velocity"], fail)
@@ -863,6 +962,7 @@ def _parse_rule(raw_rule: Any, index: int, source: str, group_members: Mapping[s
         "destinations": destinations,
         "contracts": contracts,
         "max_value_wei": max_value_wei,
+        "max_fee_wei": max_fee_wei,
         "velocity": velocity,
     }
     if action is not RuleAction.APPROVE:

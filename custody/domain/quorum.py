@@ -113,7 +113,8 @@ def tally_verdict(
         raise WrongState(f"request {request.request_id} is {request.state.value}, not waiting for approvals")
     if verdict.approver == request.requester:
         raise PermissionDenied(
-            f"{verdict.approver} submitted request {request.request_id} and cannot approve it"
+            f"{verdict.approver} submitted request {request.request_id} and cannot"
+            f" {verdict.verdict.value} it; the requester's own verdict never counts"
         )
     if any(previous.approver == verdict.approver for previous in earlier):
         raise AlreadyExists(f"{verdict.approver} already gave a verdict on request {request.request_id}")

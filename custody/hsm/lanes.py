@@ -173,7 +173,23 @@ class LaneHsm:
         return self._control.ensure_ed25519_key(label)
 
     def health(self) -> HsmHealth:
-        return self._control.health()
+        """The session in this process, and at least one live lane: signing goes only through the lanes, so
+        with every worker down the daemon cannot sign however healthy its own session is. A lane that died
+        alone is started again by the next call it serves."""
+        control = self._control.health()
+        if not control.ok:
+            return control
+        down = [lane.index for lane in self._lanes if not lane.alive()]
+        if len(down) == len(self._lanes):
+            return replace(
+                control, logged_in=False, detail=f"none of the {len(self._lanes)} HSM lanes is running"
+            )
+        if down:
+            return replace(
+                control,
+                detail=f"HSM lanes {', '.join(map(str, down))} are down and restart on their next call",
+            )
+        return control
 
     # The port: signing goes to a lane.
 

@@ -40,6 +40,7 @@ from custody.domain.errors import (
     InternalError,
     InvalidInput,
     NotFound,
+    PinRefused,
 )
 from custody.hsm.base import GeneratedKey, HsmHealth
 
@@ -153,6 +154,9 @@ class Pkcs11Hsm:
         self._token: Any = None
         self._session: Any = None
         self._closed = False
+        # Set once the token refused the PIN after a reconnect. Every further login attempt would count against
+        # the token's limit of wrong PINs and could lock it for good, so the adapter stops trying.
+        self._pin_refusal: str | None = None
         # Private key objects found in the current session, by CKA_ID; valid only for that session.
         self._private_keys: dict[bytes, Any] = {}
         # Key ids whose private key passed the checks in the current session, with the curve it was checked
@@ -369,6 +373,11 @@ class Pkcs11Hsm:
         with self._lock:
             if self._closed:
                 raise HsmUnavailable(f"could not {action}: this HSM connection has been closed")
+            if self._pin_refusal is not None:
+                raise PinRefused(
+                    f"could not {action}: {self._pin_refusal}; custody does not try the PIN again until it is"
+                    " restarted with the right one"
+                )
             if self._session is None:
                 # An earlier reconnect failed (the token was away); try again before the operation, so the
                 # adapter recovers on its own once the token is back.
@@ -417,6 +426,9 @@ class Pkcs11Hsm:
             self._lib = pkcs11.lib(self._module_path)
             self._token = self._find_token()
             self._session = self._open_logged_in_session()
+        except PinRefused as exc:
+            self._pin_refusal = exc.message
+            raise
         except ConfigurationError:
             raise
         except p11.PKCS11Error as exc:
@@ -456,14 +468,14 @@ class Pkcs11Hsm:
             )
             session = self._token.open(rw=True)
         except _PIN_REFUSED_ERRORS:
-            raise ConfigurationError(f"the HSM refused the PIN for token {self._token_label!r}") from None
+            raise PinRefused(f"the HSM refused the PIN for token {self._token_label!r}") from None
         except p11.PinLocked:
-            raise ConfigurationError(
+            raise PinRefused(
                 f"the PIN for token {self._token_label!r} is locked after too many wrong attempts;"
                 " the security officer must unlock it"
             ) from None
         except p11.PinExpired:
-            raise ConfigurationError(
+            raise PinRefused(
                 f"the PIN for token {self._token_label!r} has expired and must be changed"
             ) from None
         except p11.UserPinNotInitialized:

@@ -113,8 +113,8 @@ class StoreTransaction(Protocol):
         """PENDING_APPROVAL or APPROVED requests (and unsigned) whose ``expires_at`` is at most ``now``."""
 
     def velocity_usage(self, key_label: str, since: datetime) -> VelocityUsage:
-        """Requests of a key created at or after ``since`` that were approved or signed (APPROVED, SIGNED):
-        how many, and the wei they move."""
+        """Requests of a key created at or after ``since`` that wait for approvals, were approved or were signed
+        (PENDING_APPROVAL, APPROVED, SIGNED): how many, and the wei they move."""
 
     def pending_requests_before_version(self, version: int) -> Sequence[SigningRequest]:
         """Requests still waiting (PENDING_APPROVAL, or APPROVED and unsigned) decided under an older policy."""

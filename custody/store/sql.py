@@ -300,9 +300,34 @@ class SqlTransaction(ABC):
                 f"the request {request_id} is no longer in state {expected.value}; it is now {row['state']}"
             )
         if new in codec.UNSIGNED_FINAL_STATES:
-            # The request will never be signed, so the nonce it held goes back for another request to take.
-            self._execute("DELETE FROM nonces WHERE request_id = ?", (request_id,))
+            self._release_nonce(row)
         return codec.request_from_row(row)
+
+    def _release_nonce(self, ended: Any) -> None:
+        """Free the nonce of a request that will never be signed, unless a request it replaced was signed.
+
+        A replacement took the nonce over from the request it replaces. If the replacement ends unsigned and
+        an earlier request in that chain of replacements was signed, the nonce goes back to the signed one: a
+        signature for that nonce exists, so the nonce is not free, and a different payload for it needs a
+        replacement again, with the approvals the policy asks for.
+        """
+        request_id = ended["request_id"]
+        seen = {request_id}
+        earlier_id = ended["replaces"]
+        while earlier_id is not None and earlier_id not in seen:
+            seen.add(earlier_id)
+            earlier = self._request_row(earlier_id)
+            if earlier is None:
+                break
+            if earlier["state"] == RequestState.SIGNED.value:
+                # The row becomes again what the signed request reserved when it was submitted.
+                self._execute(
+                    "UPDATE nonces SET request_id = ?, payload_hash = ?, created_at = ? WHERE request_id = ?",
+                    (earlier_id, earlier["payload_hash"], earlier["created_at"], request_id),
+                )
+                return
+            earlier_id = earlier["replaces"]
+        self._execute("DELETE FROM nonces WHERE request_id = ?", (request_id,))
 
     @operation("claim the request for signing")
     def claim_signing(self, request_id: str, claimant: str, now: datetime, lease_until: datetime) -> bool:
@@ -356,7 +381,10 @@ class SqlTransaction(ABC):
     @operation("measure the key's recent use")
     def velocity_usage(self, key_label: str, since: datetime) -> VelocityUsage:
         rows = self._execute(
-            "SELECT value_wei FROM requests WHERE key_label = ? AND state IN ('APPROVED', 'SIGNED')"  # noqa: S608
+            # Requests still waiting for approvals count too: otherwise any number of them could each pass the
+            # limit alone and all be approved and signed afterwards.
+            "SELECT value_wei FROM requests WHERE key_label = ?"  # noqa: S608
+            " AND state IN ('PENDING_APPROVAL', 'APPROVED', 'SIGNED')"
             f" AND kind IN ({codec.SIGNING_KINDS_SQL}) AND created_at >= ?",
             (key_label, codec.encode_time(since, "since")),
         ).fetchall()

@@ -52,6 +52,19 @@ class _SqliteTransaction(SqlTransaction):
     def __init__(self, connection: sqlite3.Connection) -> None:
         super().__init__()
         self._connection = connection
+        # Inside a write transaction the connection is in BEGIN IMMEDIATE from the start; reads run without one.
+        self._in_write_transaction = connection.in_transaction
+
+    def check_open(self, action: str) -> None:
+        super().check_open(action)
+        # On some errors (a full disk, an I/O error) SQLite rolls the whole transaction back by itself. A caller
+        # that caught that error and went on would otherwise run its next statements in autocommit mode, each
+        # committed alone; PostgreSQL refuses statements after a failed one, and so does this check.
+        if self._in_write_transaction and not self._connection.in_transaction:
+            raise StoreUnavailable(
+                f"could not {action}: SQLite rolled back this transaction after an earlier error, and nothing"
+                " of it was saved"
+            )
 
     def translated_errors(self, action: str) -> AbstractContextManager[None]:
         return _translated_errors(action)

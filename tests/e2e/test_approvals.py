@@ -307,3 +307,47 @@ def test_a_second_daemon_sees_approvals_made_through_the_first(
         assert_signed_by(approvers.approve(request, "bob"), treasury["address"])
     finally:
         assert stop_daemon(second) == 0
+
+
+# -- rows written behind the daemon's back --------------------------------------------------------------------
+
+
+def test_a_pending_row_edited_to_sign_at_once_is_not_signed(
+    env: DevEnv, daemon: Daemon, treasury: dict[str, str], approvers: Approvers
+) -> None:
+    """Whoever can write to the database sets a waiting treasury request to APPROVED with an empty quorum and
+    the decision "sign": the worker picks it up, asks the policy again, finds that it needs two approvals it
+    does not have, and marks it FAILED without calling the HSM."""
+    request = pending(env, daemon)
+    env.sql(
+        "UPDATE requests SET state = 'APPROVED', decision_action = 'sign', quorum = '[]' WHERE request_id = ?",
+        (request.request_id,),
+    )
+    failed = wait_for_state(env, daemon, request.request_id, pb.REQUEST_STATE_FAILED)
+    assert failed.signature == b"" and failed.signed_tx == b""
+    assert "quorum" in failed.error
+    assert f"request {request.request_id} signed" not in daemon.log()
+
+
+def test_a_forged_approval_row_does_not_count(
+    env: DevEnv, daemon: Daemon, treasury: dict[str, str], approvers: Approvers, tmp_path: Path
+) -> None:
+    """A policy change takes effect the moment its quorum is met, so a forged approval row must not count
+    towards it: bob's genuine approval next to a forged one from alice leaves the proposal waiting."""
+    # A proposal may name only keys that exist, and the dev policy names ops as well.
+    cli_json(env, daemon, "admin", "keys", "create", "--label", "ops")
+    document = (env.directory / "policy.toml").read_text()
+    proposal_file = tmp_path / "policy-v2.toml"
+    proposal_file.write_text(document.replace("version = 1\n", "version = 2\n", 1))
+    proposal = cli_json(env, daemon, "admin", "policy", "propose", str(proposal_file))
+    proposed = get_request(env, daemon, proposal["request_id"])  # type: ignore[index]
+    env.sql(
+        "INSERT INTO approvals (request_id, approver, verdict, statement, signature, reason, created_at)"
+        " SELECT request_id, 'alice', 'approve', ?, ?, '', created_at FROM requests WHERE request_id = ?",
+        (approvers.statement(proposed, "alice"), bytes(64), proposed.request_id),
+    )
+    after_bob = approvers.approve(proposed, "bob")
+    assert after_bob.state == pb.REQUEST_STATE_PENDING_APPROVAL
+    assert cli_json(env, daemon, "alice", "policy", "show")["version"] == 1  # type: ignore[index]
+    # The proposal ends here, so that it does not linger for the tests after this one.
+    cli_json(env, daemon, "admin", "requests", "cancel", proposed.request_id)

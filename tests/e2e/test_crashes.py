@@ -31,15 +31,45 @@ from .conftest import (
 )
 
 KILLS = 50
+UNSIGNED_FINAL_STATES = {"DENIED", "REJECTED", "EXPIRED", "CANCELLED", "FAILED"}
 # Seeded, so a failing run can be repeated with the same kill moments.
 MOMENTS = random.Random(20261126)
 
 
+class Pending:
+    """Treasury requests waiting for approvals, shared by the load threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: list[pb.SigningRequest] = []
+
+    def add(self, request: pb.SigningRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def take(self) -> pb.SigningRequest | None:
+        with self._lock:
+            return self._requests.pop(0) if self._requests else None
+
+
 def load(
-    env: DevEnv, daemon: Daemon, stop: threading.Event, nonces: count, pending: list[pb.SigningRequest]
+    env: DevEnv,
+    daemon: Daemon,
+    stop: threading.Event,
+    nonces: count,
+    pending: Pending,
+    failures: list[BaseException],
 ) -> None:
     """Submit auto-signed ops transactions and new treasury requests, and approve waiting ones, until stopped
-    or the daemon dies under the calls."""
+    or the daemon dies under the calls. Anything but an RPC error is kept in ``failures``: a load thread that
+    died quietly would leave the daemon idle and the test proving nothing."""
+    try:
+        _load(env, daemon, stop, nonces, pending)
+    except BaseException as exc:
+        failures.append(exc)
+
+
+def _load(env: DevEnv, daemon: Daemon, stop: threading.Event, nonces: count, pending: Pending) -> None:
     approvers = Approvers(env, daemon)
     with channel_for(env, daemon, "backend") as channel:
         signing = pb_grpc.SigningServiceStub(channel)
@@ -55,7 +85,7 @@ def load(
                     timeout=5,
                 )
                 if nonce % 3 == 0:
-                    pending.append(
+                    pending.add(
                         signing.SubmitRequest(
                             pb.SubmitRequestRequest(
                                 key_label="treasury",
@@ -65,8 +95,8 @@ def load(
                             timeout=5,
                         ).request
                     )
-                if pending:
-                    request = pending.pop(0)
+                request = pending.take()
+                if request is not None:
                     for approver in ("alice", "bob"):
                         approvers.approve(request, approver)
             except grpc.RpcError:
@@ -90,11 +120,15 @@ def test_kill_minus_nine_leaves_everything_consistent(
     assert stop_daemon(first) == 0
 
     nonces = count(1)
-    pending: list[pb.SigningRequest] = []
+    pending = Pending()
+    failures: list[BaseException] = []
     for kill in range(KILLS):
         daemon = start_daemon(env, logs / f"run-{kill}.log")
         stop = threading.Event()
-        workers = [threading.Thread(target=load, args=(env, daemon, stop, nonces, pending)) for _ in range(3)]
+        workers = [
+            threading.Thread(target=load, args=(env, daemon, stop, nonces, pending, failures))
+            for _ in range(3)
+        ]
         for worker in workers:
             worker.start()
         time.sleep(MOMENTS.uniform(0.05, 0.8))
@@ -103,6 +137,7 @@ def test_kill_minus_nine_leaves_everything_consistent(
         stop.set()
         for worker in workers:
             worker.join(timeout=30)
+        assert not failures, failures
 
     final = start_daemon(env, logs / "final.log")
     try:
@@ -138,3 +173,8 @@ def assert_consistent(env: DevEnv, addresses: dict[str, str]) -> None:
     )
     assert set(signing_events) == signed_ids
     assert set(signing_events.values()) == {1}
+    # Every signed request still holds its nonce, and no request that ended unsigned holds one.
+    holders = {request_id for (request_id,) in env.sql("SELECT request_id FROM nonces")}
+    states = {request_id: state for request_id, _, state, *_ in rows}
+    assert signed_ids <= holders
+    assert not {holder for holder in holders if states[holder] in UNSIGNED_FINAL_STATES}

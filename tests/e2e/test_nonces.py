@@ -14,7 +14,7 @@ from eth_account import Account
 from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
 
-from .approvals_support import assert_signed_by, submit_tx, treasury_tx
+from .approvals_support import Approvers, assert_signed_by, submit_tx, treasury_tx
 from .conftest import (
     Daemon,
     Databases,
@@ -38,6 +38,20 @@ allow_replacement = true
 action = "sign"
 """
 
+# On chain 10, which the dev policy does not name, ops signs only with two treasury approvals, replacements too:
+# a replacement that waits for approvals and is then cancelled.
+APPROVED_REPLACEMENT_RULE = """
+[[rules]]
+name = "ops-chain-10"
+keys = ["ops"]
+chain_ids = [10]
+kinds = ["transaction"]
+allow_replacement = true
+action = "approve"
+quorum = [{ group = "treasury", threshold = 2 }]
+"""
+OTHER_CHAIN = 10
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases) -> DevEnv:
@@ -46,7 +60,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Datab
     policy = directory / "policy.toml"
     document = policy.read_text()
     first_rule = document.index("[[rules]]")
-    policy.write_text(document[:first_rule] + FEE_BUMP_RULE.lstrip() + "\n" + document[first_rule:])
+    rules = APPROVED_REPLACEMENT_RULE.lstrip() + "\n" + FEE_BUMP_RULE.lstrip() + "\n"
+    policy.write_text(document[:first_rule] + rules + document[first_rule:])
     return env
 
 
@@ -144,6 +159,32 @@ def test_a_replacement_without_a_rule_allowing_it_is_denied(env: DevEnv, daemon:
         env, daemon, treasury_tx(6, value=1), pending.request_id, key="treasury"
     )
     assert replacement.state == pb.REQUEST_STATE_DENIED
+
+
+def test_a_cancelled_replacement_gives_the_nonce_back_to_the_signed_request(
+    env: DevEnv, daemon: Daemon, keys
+) -> None:
+    approvers = Approvers(env, daemon)
+    original = submit_tx(env, daemon, "backend", "ops", {**treasury_tx(8), "chainId": OTHER_CHAIN})
+    approvers.approve(original, "alice")
+    signed = approvers.approve(original, "bob")
+    assert_signed_by(signed, keys["ops"]["address"])
+
+    bumped = {**treasury_tx(8), "chainId": OTHER_CHAIN, "maxFeePerGas": 60 * 10**9}
+    replacement = submit_tx_replacing(env, daemon, bumped, original.request_id)
+    assert replacement.state == pb.REQUEST_STATE_PENDING_APPROVAL
+    cli_json(env, daemon, "backend", "requests", "cancel", replacement.request_id)
+
+    # A signature for nonce 8 exists: another payload for it is refused, naming the signed request, and the
+    # signed payload again still returns its stored signature.
+    with pytest.raises(grpc.RpcError) as refused:
+        submit_tx(env, daemon, "backend", "ops", {**treasury_tx(8, value=4321), "chainId": OTHER_CHAIN})
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert original.request_id in refused.value.details()
+    again = submit_tx(env, daemon, "backend", "ops", {**treasury_tx(8), "chainId": OTHER_CHAIN})
+    assert again.request_id == original.request_id
+    assert again.signed_tx == signed.signed_tx
+    assert hsm_signatures_for(daemon, original.request_id) == 1
 
 
 def submit_tx_replacing(

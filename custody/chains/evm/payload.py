@@ -30,6 +30,10 @@ class ParsedPayload(Protocol):
         """Wei moved by a transaction; 0 for other kinds."""
 
     @property
+    def max_fee_wei(self) -> int | None:
+        """The most wei a transaction can pay in fees (gas times maxFeePerGas or gasPrice); None otherwise."""
+
+    @property
     def selector(self) -> bytes | None:
         """The 4-byte function selector a transaction calls (start of its calldata); None otherwise."""
 

@@ -105,6 +105,25 @@ class Transaction:
     def nonce_slot(self) -> tuple[str, int] | None:
         return ("account", self.nonce)
 
+    @property
+    def max_price_per_gas(self) -> int:
+        """The highest price per unit of gas the transaction offers: maxFeePerGas for EIP-1559, else gasPrice."""
+        price = self.max_fee_per_gas if self.transaction_type == EIP1559 else self.gas_price
+        if price is None:
+            # parse_transaction requires the fee field of the transaction's type, so this is a programming error.
+            raise InternalError(f"a {self.transaction_type} transaction was built without its fee field")
+        return price
+
+    @property
+    def max_fee_wei(self) -> int:
+        """The most wei the transaction can pay in fees: all its gas at its highest price.
+
+        What is actually charged is usually less (unused gas is refunded, and under EIP-1559 the price is the
+        base fee plus the tip), but the whole amount can go, and a block builder keeps what it is paid; so this
+        bound, not an estimate, is what the policy caps and the approver is shown.
+        """
+        return self.gas * self.max_price_per_gas
+
     def _json_fields(self) -> dict[str, Any]:
         """The eth-account-style dict of this transaction, quantities as 0x-hex (the JSON-RPC convention)."""
         fields: dict[str, Any] = {
@@ -149,6 +168,8 @@ class Transaction:
             summary["max_fee_per_gas_wei"] = str(self.max_fee_per_gas)
         if self.max_priority_fee_per_gas is not None:
             summary["max_priority_fee_per_gas_wei"] = str(self.max_priority_fee_per_gas)
+        summary["max_fee_wei"] = str(self.max_fee_wei)
+        summary["max_fee_ether"] = format_ether(self.max_fee_wei)
         if self.transaction_type != LEGACY:
             summary["access_list_entries"] = str(len(self.access_list))
         return summary

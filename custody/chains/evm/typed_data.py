@@ -292,6 +292,7 @@ class TypedData:
     transaction_type: str | None = field(default=None, init=False)
     value: int = field(default=0, init=False)
     selector: bytes | None = field(default=None, init=False)
+    max_fee_wei: int | None = field(default=None, init=False)
     nonce_slot: tuple[str, int] | None = field(default=None, init=False)
 
     @property

@@ -34,6 +34,7 @@ _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
 _MAX_QUANTITY_CHARS = 80
 
 _WEI_PER_ETHER = 10**18
+_WEI_PER_GWEI = 10**9
 
 
 class _FractionalNumber:
@@ -173,10 +174,19 @@ def json_type_name(value: object) -> str:
 def format_ether(wei: int) -> str:
     """Exact decimal ether for a wei amount, without exponent or trailing zeros (``1500000000000000000`` ->
     ``"1.5"``), because approvers compare these digits by eye."""
-    whole, fraction = divmod(wei, _WEI_PER_ETHER)
+    return _exact_decimal(wei, _WEI_PER_ETHER, 18)
+
+
+def format_gwei(wei: int) -> str:
+    """Exact decimal gwei for a wei amount, as ``format_ether`` does ether (``1500000000`` -> ``"1.5"``)."""
+    return _exact_decimal(wei, _WEI_PER_GWEI, 9)
+
+
+def _exact_decimal(wei: int, unit: int, digits: int) -> str:
+    whole, fraction = divmod(wei, unit)
     if fraction == 0:
         return str(whole)
-    return f"{whole}.{fraction:018d}".rstrip("0")
+    return f"{whole}.{fraction:0{digits}d}".rstrip("0")
 
 
 def shorten_hex(data: bytes, keep_bytes: int = 64) -> str:

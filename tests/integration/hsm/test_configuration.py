@@ -5,9 +5,11 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import pkcs11
 import pytest
 
-from custody.domain.errors import ConfigurationError, InvalidInput
+from custody.domain.errors import ConfigurationError, InvalidInput, PinRefused
+from custody.hsm.faults import SignFaults
 from custody.hsm.pkcs11 import Pkcs11Hsm, unwrap_ec_point
 from custody.hsm.softhsm import create_softhsm_token, find_softhsm2_module
 
@@ -104,3 +106,31 @@ def test_ec_point_is_unwrapped_from_der_and_accepted_raw() -> None:
 def test_ec_point_that_is_not_uncompressed_is_rejected(encoded: bytes) -> None:
     with pytest.raises(ValueError, match="CKA_EC_POINT"):
         unwrap_ec_point(encoded)
+
+
+def test_a_pin_refused_on_reconnect_is_not_tried_again(softhsm: SoftHsmSetup) -> None:
+    """The PIN changes under a running adapter and its session is lost: the reconnect's login is refused once,
+    and every later call fails at once without another login, which would count towards locking the token."""
+    changed_pin = "changed-" + secrets.token_hex(4)
+    faults = SignFaults()
+    adapter = Pkcs11Hsm(softhsm.module_path, OTHER_TOKEN_LABEL, OTHER_PIN, session_wrapper=faults)
+    try:
+        key = adapter.generate_secp256k1_key("pin-latch")
+        faults.sessions[-1].set_pin(OTHER_PIN, changed_pin)
+        faults.sessions[-1].close()
+        with pytest.raises(PinRefused) as first:
+            adapter.sign_digest(key.key_id, bytes(32))
+        assert "refused the PIN" in first.value.message
+        assert "does not try the PIN again" not in first.value.message
+        sessions_opened = len(faults.sessions)
+        for _ in range(3):
+            with pytest.raises(PinRefused, match="does not try the PIN again until it is restarted"):
+                adapter.sign_digest(key.key_id, bytes(32))
+        assert len(faults.sessions) == sessions_opened
+        for secret in (OTHER_PIN, changed_pin):
+            assert secret not in str(first.value)
+    finally:
+        adapter.close()
+        token = pkcs11.lib(softhsm.module_path).get_token(token_label=OTHER_TOKEN_LABEL)
+        with token.open(rw=True, user_pin=changed_pin) as session:
+            session.set_pin(changed_pin, OTHER_PIN)

@@ -13,12 +13,13 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from custody.domain.errors import ConfigurationError, HsmUnavailable, InvalidInput, NotFound
+from custody.hsm.base import HsmHealth
 from custody.hsm.lanes import LaneHsm
 
 from .conftest import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
@@ -265,3 +266,33 @@ def test_close_lets_a_call_in_flight_finish_first(softhsm: SoftHsmSetup) -> None
     assert len(outcome) == 1 and isinstance(outcome[0], bytes), outcome
     verify_raw_signature(digest, outcome[0], key.public_point)
     assert _gone(pid)
+
+
+def test_health_fails_while_every_lane_is_down_and_recovers_with_the_next_call(softhsm: SoftHsmSetup) -> None:
+    hsm = _lanes(softhsm, 2)
+    try:
+        key = hsm.generate_secp256k1_key("lanes-health")
+        assert hsm.health().ok
+        first, second = (pid for pid in hsm.lane_pids() if pid is not None)
+        os.kill(first, signal.SIGKILL)
+        one_down = _health_once(hsm, lambda health: "are down" in health.detail)
+        assert one_down.ok
+        os.kill(second, signal.SIGKILL)
+        all_down = _health_once(hsm, lambda health: not health.ok)
+        assert not all_down.ok
+        assert all_down.detail == "none of the 2 HSM lanes is running"
+        digest = bytes(range(32))
+        verify_raw_signature(digest, hsm.sign_digest(key.key_id, digest), key.public_point)
+        assert hsm.health().ok
+    finally:
+        hsm.close()
+
+
+def _health_once(hsm: LaneHsm, condition: Callable[[HsmHealth], bool]) -> HsmHealth:
+    """The health report once ``condition`` holds; a killed worker takes a moment to be seen as gone."""
+    deadline = time.monotonic() + 10
+    health = hsm.health()
+    while not condition(health) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        health = hsm.health()
+    return health

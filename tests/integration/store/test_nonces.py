@@ -213,6 +213,81 @@ def test_replacement_in_one_transaction(store: Store, treasury: TestKey) -> None
     assert store.nonce_holder(treasury.key.key_id, CHAIN, "account", NONCE) == _use(replacement, minutes=2)
 
 
+def _signed(store: Store, treasury: TestKey, suffix: int) -> SigningRequest:
+    request = make_transaction_request(treasury, suffix=suffix, state=RequestState.APPROVED)
+    store.insert_request(request)
+    store.reserve_nonce(_use(request))
+    store.transition_request(
+        request.request_id,
+        RequestState.APPROVED,
+        RequestState.SIGNED,
+        later(1),
+        result=sign_transaction(treasury),
+    )
+    return request
+
+
+def _replacement(store: Store, treasury: TestKey, replaced: SigningRequest, suffix: int) -> SigningRequest:
+    replacement = dataclasses.replace(
+        make_transaction_request(treasury, suffix=suffix), replaces=replaced.request_id
+    )
+    payload = replacement.payload + b" "
+    replacement = dataclasses.replace(
+        replacement, payload=payload, payload_hash=hashlib.sha256(payload).digest()
+    )
+    store.insert_request(replacement)
+    store.move_nonce(_use(replacement, minutes=2), replaced.request_id)
+    return replacement
+
+
+@pytest.mark.parametrize(
+    "final", [RequestState.REJECTED, RequestState.EXPIRED, RequestState.CANCELLED, RequestState.FAILED]
+)
+def test_a_replacement_ending_unsigned_gives_the_nonce_back_to_the_signed_request(
+    store: Store, treasury: TestKey, final: RequestState
+) -> None:
+    """A signature for the nonce exists, so the nonce is not free: a different payload for it would otherwise
+    be signed without the replacement's approvals."""
+    signed = _signed(store, treasury, 70)
+    replacement = _replacement(store, treasury, signed, 71)
+    store.transition_request(replacement.request_id, RequestState.PENDING_APPROVAL, final, later(3))
+    assert store.nonce_holder(treasury.key.key_id, CHAIN, "account", NONCE) == _use(signed)
+    (newcomer,) = _requests(store, treasury, 1, first=72)
+    with pytest.raises(AlreadyExists, match=f"already held by request {signed.request_id}"):
+        store.reserve_nonce(_use(newcomer))
+
+
+def test_the_nonce_goes_back_past_cancelled_links_to_the_signed_request(
+    store: Store, treasury: TestKey
+) -> None:
+    signed = _signed(store, treasury, 80)
+    first = _replacement(store, treasury, signed, 81)
+    second = _replacement(store, treasury, first, 82)
+    store.transition_request(
+        first.request_id, RequestState.PENDING_APPROVAL, RequestState.CANCELLED, later(3)
+    )
+    assert store.nonce_holder(treasury.key.key_id, CHAIN, "account", NONCE) == _use(second, minutes=2)
+    store.transition_request(
+        second.request_id, RequestState.PENDING_APPROVAL, RequestState.REJECTED, later(4)
+    )
+    assert store.nonce_holder(treasury.key.key_id, CHAIN, "account", NONCE) == _use(signed)
+
+
+def test_a_replacement_of_an_unsigned_request_ending_unsigned_frees_the_nonce(
+    store: Store, treasury: TestKey
+) -> None:
+    (original,) = _requests(store, treasury, 1, first=90)
+    store.reserve_nonce(_use(original))
+    replacement = _replacement(store, treasury, original, 91)
+    store.transition_request(
+        original.request_id, RequestState.PENDING_APPROVAL, RequestState.CANCELLED, later(2)
+    )
+    store.transition_request(
+        replacement.request_id, RequestState.PENDING_APPROVAL, RequestState.CANCELLED, later(3)
+    )
+    assert store.nonce_holder(treasury.key.key_id, CHAIN, "account", NONCE) is None
+
+
 def test_replaces_round_trips_and_must_name_a_request(store: Store, treasury: TestKey) -> None:
     (original,) = _requests(store, treasury, 1)
     assert original.replaces is None

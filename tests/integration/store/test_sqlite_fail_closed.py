@@ -260,3 +260,19 @@ def test_a_full_file_system_fails_the_commit_and_changes_nothing(small_file_syst
         assert stored is not None and stored.state is RequestState.SIGNED
     finally:
         reopened.close()
+
+
+def test_statements_after_sqlite_rolled_the_transaction_back_are_refused(store: SqliteStore) -> None:
+    """SQLite rolls a transaction back by itself after some errors (a full disk, an I/O error). A caller that
+    caught the error and went on must not get its later statements committed one by one in autocommit mode."""
+    test_key = make_key("rolled-back")
+    with (
+        pytest.raises(StoreUnavailable, match="SQLite rolled back this transaction"),
+        store.transaction() as tx,
+    ):
+        tx.insert_key(test_key.key)
+        # What SQLite does on its own after such an error; the test cannot fill the disk on cue.
+        tx._connection.execute("ROLLBACK")  # type: ignore[attr-defined]
+        tx.insert_key(make_key("after-the-rollback").key)
+    assert store.get_key("rolled-back") is None
+    assert store.get_key("after-the-rollback") is None

@@ -249,12 +249,12 @@ def test_velocity_window_includes_its_start(store: Store, ops: TestKey) -> None:
     assert store.velocity_usage("ops", later(20) + timedelta(microseconds=1)) == VelocityUsage(0, 0)
 
 
-def test_velocity_counts_approved_and_signed_only(store: Store, ops: TestKey) -> None:
+def test_velocity_counts_waiting_approved_and_signed_only(store: Store, ops: TestKey) -> None:
     value = 7 * 10**17
     states = {
         1: RequestState.APPROVED,  # counts
         2: RequestState.APPROVED,  # will be SIGNED: counts
-        3: RequestState.PENDING_APPROVAL,  # waiting: does not count
+        3: RequestState.PENDING_APPROVAL,  # waiting for approvals: counts, or many could each pass alone
         4: RequestState.DENIED,  # does not count
         5: RequestState.APPROVED,  # will be FAILED: does not count
     }
@@ -281,7 +281,7 @@ def test_velocity_counts_approved_and_signed_only(store: Store, ops: TestKey) ->
         unfreeze.request_id, RequestState.PENDING_APPROVAL, RequestState.APPROVED, later(1)
     )
 
-    assert store.velocity_usage("ops", BASE_TIME) == VelocityUsage(count=2, total_value=2 * value)
+    assert store.velocity_usage("ops", BASE_TIME) == VelocityUsage(count=3, total_value=3 * value)
 
 
 # Requests superseded by a new policy version.

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from custody.chains.evm import parse_payload
 from custody.domain.errors import ConfigurationError, InternalError, InvalidInput
 from custody.domain.policy import (
     NO_MATCH_REASON,
@@ -28,6 +29,7 @@ from custody.domain.requests import Decision, PayloadKind, QuorumTerm
 from custody.policy_file import dev_policy_toml, parse_policy_text
 
 ONE_ETHER = 10**18
+GWEI = 10**9
 
 EIP1559_MAINNET = RequestFacts(
     key_label="ops",
@@ -36,6 +38,7 @@ EIP1559_MAINNET = RequestFacts(
     transaction_type="eip1559",
     to="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
     value=ONE_ETHER,
+    max_fee_wei=21000 * 30 * GWEI,
 )
 TYPED_DATA = RequestFacts("ops", PayloadKind.TYPED_DATA, chain_id=1, transaction_type=None, to=None, value=0)
 MESSAGE = RequestFacts("ops", PayloadKind.MESSAGE, chain_id=None, transaction_type=None, to=None, value=0)
@@ -100,6 +103,34 @@ CONDITION_CASES = [
         "max_value_wei",
         id="max_value_wei-zero",
     ),
+    pytest.param(
+        {"keys": ["ops"], "max_fee_wei": "630000000000000"},
+        EIP1559_MAINNET,
+        replace(EIP1559_MAINNET, max_fee_wei=630_000_000_000_001),
+        "max_fee_wei",
+        id="max_fee_wei-edge",
+    ),
+    pytest.param(
+        {"keys": ["ops"], "max_fee_wei": str(ONE_ETHER)},
+        EIP1559_MAINNET,
+        MESSAGE,
+        "max_fee_wei",
+        id="max_fee_wei-refuses-messages",
+    ),
+    pytest.param(
+        {"keys": ["ops"], "max_fee_wei": str(ONE_ETHER)},
+        EIP1559_MAINNET,
+        TYPED_DATA,
+        "max_fee_wei",
+        id="max_fee_wei-refuses-typed-data",
+    ),
+    pytest.param(
+        {"keys": ["ops"], "max_fee_wei": str(ONE_ETHER)},
+        EIP1559_MAINNET,
+        replace(EIP1559_MAINNET, max_fee_wei=None),
+        "max_fee_wei",
+        id="max_fee_wei-refuses-a-transaction-whose-fee-is-unknown",
+    ),
 ]
 
 
@@ -118,12 +149,16 @@ def test_each_condition_matches_and_refuses(
     refused = policy.evaluate(not_matching)
     assert refused.decision.action == "deny"
     assert refused.decision.rule is None
-    assert refused.decision.reason == NO_MATCH_REASON
     (rule_trace,) = refused.trace
     assert rule_trace.rule == "only"
     assert not rule_trace.matched
-    failed = [outcome.condition for outcome in rule_trace.conditions if not outcome.matched]
-    assert failed == [condition]
+    failed = [outcome for outcome in rule_trace.conditions if not outcome.matched]
+    assert [outcome.condition for outcome in failed] == [condition]
+    # The denial says what stopped the rule written for the key; a rule for another key goes unmentioned.
+    if condition == "keys":
+        assert refused.decision.reason == NO_MATCH_REASON
+    else:
+        assert refused.decision.reason == f"{NO_MATCH_REASON}; rule 'only' did not match: {failed[0].detail}"
 
 
 def test_trace_lists_every_condition_of_a_rule_with_details() -> None:
@@ -454,6 +489,32 @@ INVALID_POLICIES = [
         with_rule(max_value_wei=True),
         RULE_PREFIX + "max_value_wei: must be an integer or a string of",
         id="value-bool",
+    ),
+    # max_fee_wei
+    pytest.param(
+        with_rule(max_fee_wei="-1"),
+        RULE_PREFIX + "max_fee_wei: must be between 0 and 2**256-1, got -1",
+        id="fee-negative",
+    ),
+    pytest.param(
+        with_rule(max_fee_wei=str(2**256)),
+        RULE_PREFIX + f"max_fee_wei: must be between 0 and 2**256-1, got {2**256}",
+        id="fee-too-big",
+    ),
+    pytest.param(
+        with_rule(max_fee_wei="0.05 ether"),
+        RULE_PREFIX + "max_fee_wei: must be an integer or a string of decimal digits",
+        id="fee-text",
+    ),
+    pytest.param(
+        with_rule(max_fee_wei=0.05),
+        RULE_PREFIX + "max_fee_wei: must be an integer or a string of decimal digits",
+        id="fee-float",
+    ),
+    pytest.param(
+        with_rule(kinds=["typed_data", "message"], max_fee_wei="1"),
+        RULE_PREFIX + "max_fee_wei: only transactions can match it, but kinds does not include 'transaction'",
+        id="fee-without-transaction-kind",
     ),
 ]
 
@@ -1533,6 +1594,30 @@ DEV_POLICY_CASES = [
         replace(TYPED_DATA, key_label="treasury"), "approve", "treasury-typed-data", id="treasury-typed-data"
     ),
     pytest.param(replace(MESSAGE, key_label="treasury"), "deny", None, id="treasury-message"),
+    # Fee caps: 0.05 ether for ops transactions and 0.1 ether for treasury transactions, both inclusive.
+    pytest.param(
+        replace(EIP1559_MAINNET, max_fee_wei=5 * 10**16), "sign", "ops-transactions", id="ops-fee-at-cap"
+    ),
+    pytest.param(replace(EIP1559_MAINNET, max_fee_wei=5 * 10**16 + 1), "deny", None, id="ops-fee-over-cap"),
+    pytest.param(
+        replace(EIP1559_MAINNET, transaction_type="legacy", max_fee_wei=5 * 10**16 + 1),
+        "deny",
+        None,
+        id="ops-legacy-fee-over-cap",
+    ),
+    pytest.param(replace(EIP1559_MAINNET, max_fee_wei=None), "deny", None, id="ops-transaction-without-fee"),
+    pytest.param(
+        replace(EIP1559_MAINNET, key_label="treasury", max_fee_wei=10**17),
+        "approve",
+        "treasury-transactions",
+        id="treasury-fee-at-cap",
+    ),
+    pytest.param(
+        replace(EIP1559_MAINNET, key_label="treasury", max_fee_wei=10**17 + 1),
+        "deny",
+        None,
+        id="treasury-fee-over-cap",
+    ),
 ]
 
 
@@ -1563,8 +1648,12 @@ def test_dev_policy_approvers_admin_quorum_and_security() -> None:
 def test_dev_policy_is_commented_for_a_new_reader() -> None:
     lines = dev_policy_toml(DEV_KEYS).splitlines()
     comments = [line for line in lines if line.startswith("#")]
-    for topic in ("treasury", "quorum", "policy propose", "deny by default", "freeze"):
+    for topic in ("treasury", "quorum", "policy propose", "deny by default", "freeze", "max_fee_wei"):
         assert any(topic in line for line in comments), topic
+    # What the value cap does not cover is said in so many words.
+    condition_list = " ".join(line.lstrip("# ").strip() for line in comments)
+    assert "It covers the ether value only: not token amounts in calldata" in condition_list
+    assert "and not fees" in condition_list
 
 
 @pytest.mark.parametrize(
@@ -1630,3 +1719,210 @@ def test_a_replacement_is_denied_by_default_without_such_a_rule() -> None:
 def test_allow_replacement_must_be_a_boolean() -> None:
     with pytest.raises(ConfigurationError, match="allow_replacement: must be true or false"):
         single_rule_policy(keys=["ops"], allow_replacement="yes")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fee caps on payloads as the daemon parses them: the facts carry the parser's maximum fee (gas times
+# maxFeePerGas, or gas times gasPrice), and the cap is inclusive.
+
+FEE_CAP = 21000 * 30 * GWEI  # 0.00063 ether
+LEGACY_FEES = {"gasPrice": 30 * GWEI}
+EIP1559_FEES = {"maxFeePerGas": 30 * GWEI, "maxPriorityFeePerGas": GWEI}
+
+
+def parsed_facts(kind: PayloadKind, payload: bytes, key_label: str = "ops") -> RequestFacts:
+    """The facts the daemon derives from a payload, field by field from the parsed payload."""
+    parsed = parse_payload(kind, payload)
+    return RequestFacts(
+        key_label=key_label,
+        kind=parsed.kind,
+        chain_id=parsed.chain_id,
+        transaction_type=parsed.transaction_type,
+        to=parsed.to,
+        value=parsed.value,
+        selector=parsed.selector,
+        max_fee_wei=parsed.max_fee_wei,
+    )
+
+
+def transaction_facts(gas: int, fees: dict[str, int], value: int = 0) -> RequestFacts:
+    transaction = {"chainId": 1, "nonce": 0, "to": TOKEN, "value": value, "gas": gas, **fees}
+    return parsed_facts(PayloadKind.TRANSACTION, json.dumps(transaction).encode())
+
+
+FEE_CAP_CASES = [
+    # (gas, fee fields, action): at the cap, and one wei over it (as much gas as wei, at 1 wei per gas).
+    pytest.param(21000, EIP1559_FEES, "sign", id="eip1559-at-cap"),
+    pytest.param(
+        FEE_CAP + 1, {"maxFeePerGas": 1, "maxPriorityFeePerGas": 1}, "deny", id="eip1559-one-wei-over"
+    ),
+    pytest.param(21000, LEGACY_FEES, "sign", id="legacy-at-cap"),
+    pytest.param(FEE_CAP + 1, {"gasPrice": 1}, "deny", id="legacy-one-wei-over"),
+    pytest.param(21001, LEGACY_FEES, "deny", id="legacy-one-more-gas"),
+    pytest.param(21000, {**LEGACY_FEES, "accessList": []}, "sign", id="eip2930-at-cap"),
+    pytest.param(
+        # The reviewers' transaction: a value of 0.01 ether does not excuse a fee of 30,000 ether.
+        30_000_000,
+        {"maxFeePerGas": 10**15, "maxPriorityFeePerGas": GWEI},
+        "deny",
+        id="reviewers-30000-ether-fee",
+    ),
+]
+
+
+@pytest.mark.parametrize(("gas", "fees", "action"), FEE_CAP_CASES)
+def test_fee_cap_signs_at_the_cap_and_denies_one_wei_over(
+    gas: int, fees: dict[str, int], action: str
+) -> None:
+    policy = single_rule_policy(keys=["ops"], max_value_wei=str(ONE_ETHER), max_fee_wei=str(FEE_CAP))
+    facts = transaction_facts(gas, fees, value=10**16)
+    evaluation = policy.evaluate(facts)
+    assert evaluation.decision.action == action
+    (fee_outcome,) = [c for c in evaluation.trace[0].conditions if c.condition == "max_fee_wei"]
+    assert fee_outcome.matched is (action == "sign")
+    # The value condition passed either way: the fee alone decided.
+    (value_outcome,) = [c for c in evaluation.trace[0].conditions if c.condition == "max_value_wei"]
+    assert value_outcome.matched
+
+
+def test_messages_and_typed_data_never_match_a_rule_with_a_fee_cap() -> None:
+    policy = Policy.from_mapping(
+        {
+            "version": 1,
+            "rules": [
+                {"name": "capped", "keys": ["ops"], "max_fee_wei": str(2**256 - 1), "action": "sign"},
+                {"name": "fallback", "keys": ["ops"], "action": "deny"},
+            ],
+        },
+        "test.toml",
+    )
+    typed_data = {
+        "types": {
+            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"}],
+            "Note": [{"name": "text", "type": "string"}],
+        },
+        "primaryType": "Note",
+        "domain": {"name": "Fees", "chainId": 1},
+        "message": {"text": "not a transaction"},
+    }
+    requests = {
+        "message": parsed_facts(PayloadKind.MESSAGE, b"hello"),
+        "typed_data": parsed_facts(PayloadKind.TYPED_DATA, json.dumps(typed_data).encode()),
+    }
+    for kind, facts in requests.items():
+        evaluation = policy.evaluate(facts)
+        assert evaluation.decision.rule == "fallback", kind
+        (fee_outcome,) = [c for c in evaluation.trace[0].conditions if c.condition == "max_fee_wei"]
+        assert not fee_outcome.matched
+        assert fee_outcome.detail.startswith(f"the request is {kind!r}, not a transaction")
+    # Even the largest cap lets a transaction through, so the rule is not simply broken.
+    assert policy.evaluate(transaction_facts(21000, EIP1559_FEES)).decision.rule == "capped"
+
+
+def test_the_fee_cap_is_in_the_trace_with_amounts_in_wei_and_ether() -> None:
+    policy = single_rule_policy(keys=["ops"], max_value_wei=5, max_fee_wei="50000000000000000")
+    over = policy.evaluate(transaction_facts(30_000_000, {"maxFeePerGas": 10**15, "maxPriorityFeePerGas": 1}))
+    conditions = {outcome.condition: outcome for outcome in over.trace[0].conditions}
+    assert list(conditions) == ["keys", "max_value_wei", "max_fee_wei"]
+    assert conditions["max_fee_wei"].detail == (
+        "maximum fee 30000000000000000000000 wei (30000 ether) exceeds the cap of 50000000000000000 wei"
+        " (0.05 ether)"
+    )
+    within = policy.evaluate(transaction_facts(21000, EIP1559_FEES))
+    assert within.trace[0].conditions[-1].detail == (
+        "maximum fee 630000000000000 wei (0.00063 ether) is at most the cap of 50000000000000000 wei"
+        " (0.05 ether)"
+    )
+    # The trace kept with the request for `policy explain` carries the condition like any other.
+    assert trace_from_json(trace_to_json(over.trace)) == over.trace
+    assert '"condition":"max_fee_wei"' in trace_to_json(over.trace)
+
+
+def test_a_denial_names_what_stopped_the_rules_for_the_key() -> None:
+    policy = parse_policy_text(dev_policy_toml(DEV_KEYS), "policy.toml")
+    facts = replace(
+        transaction_facts(30_000_000, {"maxFeePerGas": 10**15, "maxPriorityFeePerGas": GWEI}, 10**16),
+        chain_id=11155111,
+    )
+    decision = policy.evaluate(facts).decision
+    assert (decision.action, decision.rule) == ("deny", None)
+    # The treasury rules are for another key, so they are not mentioned.
+    assert decision.reason == (
+        "no rule allows this request (deny by default);"
+        " rule 'ops-transactions' did not match: maximum fee 30000000000000000000000 wei (30000 ether) exceeds"
+        " the cap of 50000000000000000 wei (0.05 ether);"
+        " rule 'ops-typed-data-and-messages' did not match: kind 'transaction' is not in 'message', 'typed_data'"
+    )
+
+
+def test_a_denial_names_at_most_three_rules() -> None:
+    rules = [
+        {"name": f"cap-{index}", "keys": ["ops"], "max_value_wei": index, "action": "sign"}
+        for index in range(5)
+    ]
+    decision = Policy.from_mapping({"version": 1, "rules": rules}, "t").evaluate(EIP1559_MAINNET).decision
+    assert decision.reason.startswith(NO_MATCH_REASON + "; rule 'cap-0' did not match: value ")
+    assert [name for name in ("cap-0", "cap-1", "cap-2", "cap-3", "cap-4") if name in decision.reason] == [
+        "cap-0",
+        "cap-1",
+        "cap-2",
+    ]
+    assert decision.reason.endswith("; and 2 more rules (see policy explain)")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Quorums that no set of approvers could meet: one approver fills one seat, so terms over overlapping groups
+# can need more distinct people than the groups hold.
+
+PAIR_AND_SOLO = {
+    "alice": {"public_key": PUBLIC_KEYS["alice"].hex(), "groups": ["pair", "solo"]},
+    "bob": {"public_key": PUBLIC_KEYS["bob"].hex(), "groups": ["pair"]},
+}
+
+
+def test_a_rule_quorum_that_cannot_be_met_is_refused_naming_the_rule_and_terms() -> None:
+    document = full_policy(
+        {**APPROVE_RULE, "quorum": [{"group": "pair", "threshold": 2}, {"group": "solo", "threshold": 1}]},
+        approvers=PAIR_AND_SOLO,
+        admin={"quorum": [{"group": "pair", "threshold": 1}]},
+    )
+    with pytest.raises(ConfigurationError) as raised:
+        Policy.from_mapping(document, "policy.toml")
+    assert raised.value.message == (
+        "policy.toml: rule 'treasury' (rules[0]): quorum: 2 of pair AND 1 of solo can never be met: one approver"
+        " fills one seat only, and the members of these groups can fill at most 2 of its 3 seats"
+    )
+
+
+def test_an_admin_quorum_that_cannot_be_met_is_refused() -> None:
+    document = full_policy(
+        APPROVE_RULE,
+        admin={"quorum": [{"group": "treasury", "threshold": 3}, {"group": "admins", "threshold": 2}]},
+    )
+    # treasury is alice, bob and carol; admins is alice, bob and dave: four people for five seats.
+    with pytest.raises(ConfigurationError) as raised:
+        Policy.from_mapping(document, "policy.toml")
+    assert raised.value.message == (
+        "policy.toml: admin: quorum: 3 of treasury AND 2 of admins can never be met: one approver fills one seat"
+        " only, and the members of these groups can fill at most 4 of its 5 seats"
+    )
+
+
+@pytest.mark.parametrize(
+    "quorum",
+    [
+        pytest.param([{"group": "treasury", "threshold": 3}, {"group": "admins", "threshold": 1}], id="dave"),
+        pytest.param([{"group": "treasury", "threshold": 2}, {"group": "admins", "threshold": 2}], id="four"),
+        pytest.param(
+            [
+                {"group": "treasury", "threshold": 1},
+                {"group": "security", "threshold": 1},
+                {"group": "admins", "threshold": 2},
+            ],
+            id="everyone-seated",
+        ),
+    ],
+)
+def test_overlapping_quorums_that_distinct_people_can_meet_are_accepted(quorum: list[dict[str, Any]]) -> None:
+    policy = Policy.from_mapping(full_policy({**APPROVE_RULE, "quorum": quorum}), "policy.toml")
+    assert policy.rules[0].quorum == tuple(QuorumTerm(term["group"], term["threshold"]) for term in quorum)
