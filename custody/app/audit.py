@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 AUDIT_KEY_LABEL = "custody-audit"
 DAEMON_ACTOR = "custody"
 DEFAULT_CHECKPOINT_EVERY = 1000
+CHECKPOINT_ATTEMPTS = 5
 MAX_LIST_LIMIT = 10_000
 
 
@@ -102,7 +103,11 @@ class AuditUseCases:
         last = self._store.last_audit_event_of_kind(CHECKPOINT_KIND)
         since = head.sequence - (last.sequence if last else 0) if head else 0
         if since >= self._checkpoint_every:
-            self.checkpoint()
+            # Under a steady stream of writes the head may move while the HSM signs; each attempt's window is
+            # one signature long, so a few attempts land the checkpoint unless writes never pause at all.
+            for _ in range(CHECKPOINT_ATTEMPTS):
+                if self.checkpoint() is not None:
+                    return
 
     def checkpoint(self) -> AuditEvent | None:
         """Sign the current head with the audit key and chain the signature as the next event.

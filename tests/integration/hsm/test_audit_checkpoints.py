@@ -186,3 +186,28 @@ def test_two_replicas_signing_the_same_head_store_one_checkpoint(hsm: HeldSignin
     assert len(stored) == 1 and stored[0].sequence == 2
     assert [event.kind for event in store.iter_audit_events()] == ["request.submitted", CHECKPOINT_KIND]
     assert_verifies_with_checkpoints(store, first, checkpoints=1)
+
+
+def test_a_due_checkpoint_tries_again_when_a_write_moved_the_head(
+    hsm: HeldSigningHsm, stores: Stores
+) -> None:
+    """The worker's checkpoint_if_due does not give up after one moved head: under steady writes that would
+    leave the log unsigned for as long as the writes go on."""
+    store = stores.open()
+    audit = AuditUseCases(store, hsm, utc_now, checkpoint_every=2)  # type: ignore[arg-type]
+    audit.open()
+    for index in range(2):
+        write_event(audit, store, index)
+    due = threading.Thread(target=audit.checkpoint_if_due, name="checkpoint-if-due")
+    due.start()
+    try:
+        assert hsm.signing.acquire(timeout=WAIT_SECONDS), "the due checkpoint never reached the HSM"
+        # A write lands while the first signature is held; the second attempt signs the new head.
+        moved = write_event(audit, stores.open(), 2)
+    finally:
+        hsm.release.set()
+        due.join(WAIT_SECONDS)
+    assert not due.is_alive()
+    checkpoint = store.last_audit_event_of_kind(CHECKPOINT_KIND)
+    assert checkpoint is not None and checkpoint.details["covers_sequence"] == moved.sequence
+    assert_verifies_with_checkpoints(store, audit, checkpoints=1)
