@@ -25,9 +25,9 @@ from types import FrameType
 
 from custody.api.server import RunningServer, start_server
 from custody.app.custody import Custody, Health, utc_now
-from custody.cli.errors import EXIT_START_REFUSED, EXIT_START_TEMPORARY_FAILURE
 from custody.config import HsmConfig, ServerConfig, load_server_config, read_hsm_pin
 from custody.domain.errors import ConfigurationError, CustodyError, HsmUnavailable, Unavailable
+from custody.exit_codes import EXIT_START_REFUSED, EXIT_START_TEMPORARY_FAILURE
 from custody.hsm.base import Hsm
 from custody.hsm.instrumented import InstrumentedHsm
 from custody.observability.logs import configure_logging, default_format

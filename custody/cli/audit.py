@@ -24,9 +24,9 @@ from custody.api._gen import custody_pb2
 from custody.audit.chain import ChainVerification, event_to_json_line, verify_json_lines
 from custody.audit.events import AuditEvent, format_time
 from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, client_options, connect, options_of
-from custody.cli.errors import EXIT_ERROR
 from custody.cli.output import emit_json, hex_bytes, mapping_text
 from custody.domain.errors import AlreadyExists, InvalidInput, ResourceExhausted
+from custody.exit_codes import EXIT_ERROR
 
 # Events asked for per ListEvents call: a million-event export takes two thousand calls, and a page of typical
 # events (about 300 bytes each) stays well under the daemon's default 512 KiB message limit. The daemon also

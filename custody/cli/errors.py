@@ -1,23 +1,11 @@
-"""Exit codes of the ``custody`` command and the errors only the command line raises.
-
-Scripts branch on the exit code, so each code has one meaning and ``custody --help`` lists them all.
+"""The errors only the command line raises, the exit code each custody error gives, and the help text that
+lists the exit codes (their values are in custody/exit_codes.py).
 """
 
 from __future__ import annotations
 
 from custody.domain.errors import ConfigurationError, CustodyError, Unavailable
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_REQUEST_UNSIGNED = 3
-EXIT_UNAVAILABLE = 4
-EXIT_INTERRUPTED = 130
-# `custody serve` has codes of its own, for the service manager: 2 is a refusal to start that only a person
-# can fix (configuration, PIN, audit log), so systemd must not restart it; 75 (EX_TEMPFAIL from sysexits.h)
-# is a dependency that was unreachable at start (HSM, database), which a restart a little later may find back.
-EXIT_START_REFUSED = 2
-EXIT_START_TEMPORARY_FAILURE = 75
+from custody.exit_codes import EXIT_ERROR, EXIT_UNAVAILABLE, EXIT_USAGE
 
 EXIT_CODES_EPILOG = (
     "\b\nExit codes:\n"

@@ -16,10 +16,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from custody.cli.client import client_options, custody_error_from_rpc, options_of, secure_channel
-from custody.cli.errors import EXIT_ERROR, EXIT_OK
 from custody.cli.output import emit_json
 from custody.cli.profile import find_profile_path, load_profile
 from custody.domain.errors import NotFound
+from custody.exit_codes import EXIT_ERROR, EXIT_OK
 
 # A health check that takes longer than this is as good as failed: probes run every few seconds, and a
 # container engine kills a check that hangs.

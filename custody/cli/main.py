@@ -13,7 +13,7 @@ from custody.cli.approver_key import approver_key_group
 from custody.cli.audit import audit_group
 from custody.cli.client import client_options, custody_error_from_rpc
 from custody.cli.dev import dev_group
-from custody.cli.errors import EXIT_CODES_EPILOG, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
+from custody.cli.errors import EXIT_CODES_EPILOG, exit_code_for
 from custody.cli.health import health
 from custody.cli.keys import keys_group
 from custody.cli.policy import policy_group
@@ -21,6 +21,7 @@ from custody.cli.requests import requests_group
 from custody.cli.serve import serve
 from custody.cli.sign import sign_group
 from custody.domain.errors import CustodyError
+from custody.exit_codes import EXIT_INTERRUPTED, EXIT_OK
 
 
 @click.group("custody", epilog=EXIT_CODES_EPILOG)

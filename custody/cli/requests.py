@@ -10,7 +10,6 @@ import grpc
 
 from custody.api._gen import custody_pb2
 from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, client_options, connect, options_of
-from custody.cli.errors import EXIT_REQUEST_UNSIGNED
 from custody.cli.output import (
     emit_json,
     ended_unsigned,
@@ -20,6 +19,7 @@ from custody.cli.output import (
     request_to_json,
     requests_table,
 )
+from custody.exit_codes import EXIT_REQUEST_UNSIGNED
 
 _STATE_NAMES = (
     "PENDING_APPROVAL",
