@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from custody.app.dev_env import SOFTHSM_LABEL, DevEnvironment, init_dev_environment
 from custody.cli.client import client_options, options_of
+from custody.cli.dev_env import SOFTHSM_LABEL, DevEnvironment, init_dev_environment
 from custody.cli.output import emit_json
 
 

@@ -23,10 +23,10 @@ from eth_account.typed_transactions import TypedTransaction
 from eth_utils.crypto import keccak
 
 from custody.api._gen import custody_pb2
-from custody.app.dev_env import DevEnvironment, init_dev_environment
 from custody.approver_keys import ApproverSigner
 from custody.approver_keys.pkcs8_file import Pkcs8FileSigner
 from custody.cli.approve import SignedVerdict, load_approver_signer, profile_identity, review_and_sign
+from custody.cli.dev_env import DevEnvironment, init_dev_environment
 from custody.cli.errors import NotConfirmed, ServerDisagrees
 from custody.cli.main import run
 from custody.cli.profile import load_profile

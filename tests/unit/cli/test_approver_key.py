@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from custody.app.dev_env import DevEnvironment, init_dev_environment
+from custody.cli.dev_env import DevEnvironment, init_dev_environment
 
 CUSTODY = str(Path(sys.executable).with_name("custody"))
 PASSPHRASE = "a-new-approver-passphrase-4711"

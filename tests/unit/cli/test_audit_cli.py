@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from custody.api._gen import custody_pb2, custody_pb2_grpc
-from custody.app.dev_env import DevEnvironment, init_dev_environment
 from custody.audit.chain import event_to_json_line
 from custody.audit.events import GENESIS_HASH, AuditDraft, AuditEvent, chain_event, event_hash, format_time
 from custody.cli.audit import (
@@ -33,6 +32,7 @@ from custody.cli.audit import (
     parse_public_key,
     with_progress,
 )
+from custody.cli.dev_env import DevEnvironment, init_dev_environment
 from custody.cli.main import run
 from custody.cli.output import request_text, request_to_json
 from custody.cli.review import domain_request, recompute_hashes, review_text

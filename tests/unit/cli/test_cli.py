@@ -15,7 +15,7 @@ import grpc
 import pytest
 from click.testing import CliRunner
 
-from custody.app.dev_env import DevEnvironment, init_dev_environment
+from custody.cli.dev_env import DevEnvironment, init_dev_environment
 from custody.cli.main import cli, run
 from custody.cli.sign import MAX_PAYLOAD_BYTES
 from custody.tls.certificates import create_ca, issue_client_certificate, write_private_key, write_public_file

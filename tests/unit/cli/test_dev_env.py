@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from custody.app.dev_env import APPROVERS, CLIENT_IDENTITIES, DevEnvironment, init_dev_environment
+from custody.cli.dev_env import APPROVERS, CLIENT_IDENTITIES, DevEnvironment, init_dev_environment
 from custody.cli.main import run
 from custody.cli.profile import load_profile
 from custody.config import load_server_config

@@ -4,6 +4,9 @@ The directory holds a SoftHSM2 token, a small PKI (CA, server and client certifi
 server configuration, the development policy and one client profile per identity. Everything secret (HSM PINs,
 TLS private keys, approver keys and their passphrases) is written readable by the owner only, and nothing
 secret is returned to the caller: the command line prints paths, never PINs.
+
+This is a developer tool that writes files with the adapters (SoftHSM2, key files, certificates), not a use
+case of the daemon, so it lives beside the command that runs it (custody/cli/dev.py) rather than in custody.app.
 """
 
 from __future__ import annotations
