@@ -41,8 +41,6 @@ from .conftest import (
     stop_daemon,
 )
 
-pytestmark = pytest.mark.e2e
-
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 RECIPIENT = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"

@@ -21,7 +21,6 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -31,8 +30,6 @@ from custody.api._gen import custody_pb2 as pb
 
 from .approvals_support import assert_signed_by, submit_tx, treasury_tx, wait_for_state
 from .conftest import CUSTODY, Databases, DevEnv, make_dev_env, run_cli, start_daemon, stop_daemon
-
-pytestmark = pytest.mark.e2e
 
 APPROVERS = ("alice", "bob", "carol", "dave")
 _METRICS_LISTENING = re.compile(r"metrics listening on 127\.0\.0\.1:(\d+)")

@@ -44,8 +44,6 @@ from .conftest import (
     stop_daemon,
 )
 
-pytestmark = pytest.mark.e2e
-
 # Longer than any step of these tests takes; only a daemon that stopped answering reaches it.
 STREAM_TIMEOUT_SECONDS = 60
 # What the brief promises a caller while every watch slot is taken: an answer within this many seconds.

@@ -25,6 +25,7 @@ from custody.audit.chain import (
     verify_json_lines,
 )
 from custody.domain.errors import InvalidInput
+from tests.fuzzing import cases
 from tests.unit.audit.logs import build_log, raw_public_key, rechain
 
 AUDIT_KEY = Ed25519PrivateKey.generate()
@@ -207,7 +208,7 @@ def assert_change_is_caught(index: int, position: int, new_byte: int) -> None:
     assert result.first_bad_sequence == index + 1, (index, position, new_byte, result.problem)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=cases(1500), deadline=None)
 @given(data=st.data())
 def test_any_single_byte_change_in_any_line_fails_to_parse_or_to_verify(data: st.DataObject) -> None:
     index = data.draw(st.integers(0, len(LINES) - 1), label="line")

@@ -27,10 +27,11 @@ from hypothesis import strategies as st
 from custody.chains.evm import MAX_PAYLOAD_BYTES, PayloadKind, parse_payload
 from custody.chains.evm.payload import ParsedPayload
 from custody.domain.errors import InvalidInput
+from tests.fuzzing import cases
 
 T = TypeVar("T")
 
-CASES_PER_PARSER = 10_000
+CASES_PER_PARSER = cases(10_000)
 # Far above any honest parse (the largest payloads take milliseconds); a parse this slow is a hang in waiting.
 SLOWEST_PARSE_SECONDS = 2.0
 
@@ -532,7 +533,7 @@ def test_messages_fuzzed() -> None:
     assert accepted >= run // 2, f"only {accepted} of {run} messages were accepted"
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@settings(max_examples=cases(300), deadline=None, derandomize=True, database=None)
 @given(
     kind=st.sampled_from([PayloadKind.POLICY_CHANGE, PayloadKind.KEY_UNFREEZE]),
     payload=st.one_of(st.binary(max_size=64), _TRANSACTION_PAYLOADS),

@@ -28,6 +28,7 @@ from custody.domain.requests import (
     SigningRequest,
     Verdict,
 )
+from tests.fuzzing import cases
 
 PEOPLE = ("p0", "p1", "p2", "p3", "p4", "p5")
 GROUPS = ("g0", "g1", "g2")
@@ -103,7 +104,7 @@ def approval(approver: str, decision: Verdict) -> Approval:
     return Approval(REQUEST_ID, approver, decision, b"", b"", "", NOW)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=cases(1500), deadline=None)
 @given(scenarios())
 def test_only_a_real_quorum_of_distinct_others_approves(
     scenario: tuple[dict[str, frozenset[str]], tuple[QuorumTerm, ...], str, list[tuple[str, Verdict]]],
@@ -164,7 +165,7 @@ def test_only_a_real_quorum_of_distinct_others_approves(
             raise AssertionError(f"a {state.value} request took a verdict from {person}")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=cases(300), deadline=None)
 @given(scenarios())
 def test_the_reference_agrees_with_quorum_progress(
     scenario: tuple[dict[str, frozenset[str]], tuple[QuorumTerm, ...], str, list[tuple[str, Verdict]]],

@@ -40,12 +40,13 @@ from custody.domain.approvals import (
 )
 from custody.domain.errors import InvalidInput
 from custody.domain.requests import Verdict
+from tests.fuzzing import cases
 
 T = TypeVar("T")
 
-ROUND_TRIP_CASES = 2_000
-ARBITRARY_CASES = 3_000
-MUTATED_CASES = 6_000
+ROUND_TRIP_CASES = cases(2_000)
+ARBITRARY_CASES = cases(3_000)
+MUTATED_CASES = cases(6_000)
 # Far above any honest parse of at most 4096 bytes; a parse this slow is a hang in waiting.
 SLOWEST_PARSE_SECONDS = 1.0
 

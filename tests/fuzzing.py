@@ -1,0 +1,35 @@
+"""Hypothesis profiles, and the case counts of the tests that set their own.
+
+``ci`` runs every property with the case counts the project's CI has always run (10,000 cases per payload
+parser, for instance); ``dev``, the default for ``make test`` on a laptop, runs a tenth of them, which still
+finds the shallow bugs a change introduces while costing seconds instead of minutes. The environment variable
+HYPOTHESIS_PROFILE chooses one; .ci/run sets it to ``ci``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+
+CI_PROFILE = "ci"
+DEV_PROFILE = "dev"
+PROFILE_VARIABLE = "HYPOTHESIS_PROFILE"
+# The dev profile runs this share of each CI case count, and never fewer than DEV_MINIMUM_CASES.
+DEV_DIVISOR = 10
+DEV_MINIMUM_CASES = 20
+
+
+def register_profiles() -> None:
+    """Register both profiles and load the one HYPOTHESIS_PROFILE names (dev when it is unset)."""
+    # Tests without a count of their own run hypothesis's default of 100 in CI, as they always did.
+    settings.register_profile(CI_PROFILE, max_examples=100, print_blob=True)
+    settings.register_profile(DEV_PROFILE, max_examples=DEV_MINIMUM_CASES * 2)
+    settings.load_profile(os.environ.get(PROFILE_VARIABLE, DEV_PROFILE))
+
+
+def cases(ci_cases: int) -> int:
+    """How many cases a test that CI runs ``ci_cases`` times runs under the active profile."""
+    if settings.get_current_profile_name() == CI_PROFILE:
+        return ci_cases
+    return max(ci_cases // DEV_DIVISOR, DEV_MINIMUM_CASES)
