@@ -7,7 +7,7 @@ A lane is a worker process with its own PKCS#11 initialization and login (custod
 network HSM answers in milliseconds, so one process, which must wait for each answer before the next call,
 signs at most about 1000 / delay times a second; lanes wait in parallel. Measured here: ``--threads`` caller
 threads calling LaneHsm.sign_digest as fast as they can for ``--seconds`` at 1, 2, 4 and 8 lanes, each sign
-call delayed by ``--delay-ms`` inside the worker (custody.hsm.faults.SignFaults), and as the reference the
+call delayed by ``--delay-ms`` inside the worker (custody.testing.hsm_faults.LaneSignFaults), and as the reference the
 same at 1 lane without the delay. A fresh SoftHSM2 token in a temporary directory; every run measures all
 figures on this machine, so the ratios to 1 lane are what to compare across runs. Not part of `make test`.
 """
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from custody.hsm.lanes import LaneHsm
 from custody.hsm.softhsm import create_softhsm_token
+from custody.testing.hsm_faults import LaneSignFaults
 
 LANE_COUNTS = (1, 2, 4, 8)
 TOKEN_LABEL = "custody-bench-lanes"
@@ -48,7 +49,7 @@ def measure(
         pin,
         lanes,
         environment={"SOFTHSM2_CONF": str(config_path)},
-        sign_delay_seconds=delay_seconds,
+        session_wrapper_for_lane=LaneSignFaults(delay_seconds=delay_seconds) if delay_seconds else None,
     )
     try:
         key = hsm.generate_secp256k1_key(f"bench-{lanes}-{secrets.token_hex(4)}")

@@ -1,7 +1,7 @@
 """HSM lanes: signing spread over worker processes, each with its own PKCS#11 initialization and login.
 
 SoftHSM2 initialized by python-pkcs11 (``C_Initialize(NULL)``) runs without internal locks, so one process
-may make only one call into the library at a time (see DESIGN.md and custody/hsm/pkcs11.py). A network HSM
+may make only one call into the library at a time (see docs/design.md and custody/hsm/pkcs11.py). A network HSM
 answers in milliseconds, and a process that waits for each answer in turn signs a few hundred times a second
 at most. ``LaneHsm`` gets parallelism the only safe way: ``lanes`` worker processes (spawned, never forked,
 so no library state is copied), each of which loads the library, logs in and serves sign calls sent over its
@@ -21,10 +21,11 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -40,7 +41,7 @@ from custody.domain.errors import (
     InvalidInput,
 )
 from custody.hsm.base import GeneratedKey, HsmHealth
-from custody.hsm.pkcs11 import Pkcs11Hsm
+from custody.hsm.pkcs11 import Pkcs11Hsm, SessionWrapper
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ _ERROR_CLASSES: dict[str, type[CustodyError]] = {
 # A worker's reply: ("ok", signature) or ("error", class name, message, field of an InvalidInput).
 _Reply = tuple[Any, ...]
 
+# Given a lane's index, the session wrapper (see Pkcs11Hsm) for that lane's worker.
+LaneSessionWrapper = Callable[[int], SessionWrapper]
+
 
 @dataclass(frozen=True)
 class _LaneSetup:
@@ -69,9 +73,8 @@ class _LaneSetup:
     token_label: str
     pin: str = field(repr=False)
     environment: Mapping[str, str]
-    sign_delay_seconds: float
-    fault_rate: float
-    fault_seed: int
+    session_wrapper_for_lane: LaneSessionWrapper | None
+    lane_index: int = 0
 
 
 @dataclass(eq=False)
@@ -95,9 +98,11 @@ class _Lane:
 class LaneHsm:
     """custody's Hsm port with sign calls served by ``lanes`` worker processes (see the module doc).
 
-    ``sign_delay_seconds`` and ``fault_rate`` wrap each worker's session in custody.hsm.faults.SignFaults:
-    they stand for a network HSM's latency and failures in benchmarks and tests. Lane ``i`` draws its faults
-    from seed ``fault_seed + i``, a mix of session closed, device removed, device error and general error.
+    ``session_wrapper_for_lane``, when given, is called in each worker with the lane's index and returns the
+    session wrapper that worker's ``Pkcs11Hsm`` uses: benchmarks and tests pass a fault plan there to stand for
+    a network HSM's latency and failures. It reaches the spawned workers pickled, so it must be an instance of
+    a module-level class or a module-level function.
+
     The environment of this process must already hold what the PKCS#11 library reads when it loads (the
     in-process session uses it); ``environment`` is applied in each worker before it loads the library.
     """
@@ -110,9 +115,7 @@ class LaneHsm:
         lanes: int,
         *,
         environment: Mapping[str, str] = _NO_ENVIRONMENT,
-        sign_delay_seconds: float = 0.0,
-        fault_rate: float = 0.0,
-        fault_seed: int = 0,
+        session_wrapper_for_lane: LaneSessionWrapper | None = None,
         call_timeout_seconds: float = 30.0,
         start_timeout_seconds: float = 60.0,
     ) -> None:
@@ -120,10 +123,6 @@ class LaneHsm:
             raise ConfigurationError(
                 f"the number of HSM lanes must be a whole number of at least 1; got {lanes!r}"
             )
-        if sign_delay_seconds < 0:
-            raise ConfigurationError("the added delay per HSM sign call must not be negative")
-        if not 0.0 <= fault_rate <= 1.0:
-            raise ConfigurationError(f"the HSM fault rate must be between 0 and 1; got {fault_rate}")
         if call_timeout_seconds <= 0 or start_timeout_seconds <= 0:
             raise ConfigurationError("the HSM lane call and start timeouts must be positive")
         self._setup = _LaneSetup(
@@ -131,10 +130,15 @@ class LaneHsm:
             token_label=token_label,
             pin=pin,
             environment=dict(environment),
-            sign_delay_seconds=sign_delay_seconds,
-            fault_rate=fault_rate,
-            fault_seed=fault_seed,
+            session_wrapper_for_lane=session_wrapper_for_lane,
         )
+        try:
+            # Every worker receives its setup pickled; finding out here beats a worker that dies while starting.
+            pickle.dumps(self._setup)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"the session wrapper for the HSM lanes cannot be sent to their worker processes ({exc})"
+            ) from None
         self._call_timeout = call_timeout_seconds
         self._start_timeout = start_timeout_seconds
         # Spawned workers start from a fresh interpreter: a forked child would inherit this process's loaded
@@ -318,7 +322,7 @@ class LaneHsm:
                 assert connection is not None
                 # A worker that died before reading its setup is reported by the wait below.
                 with contextlib.suppress(OSError):
-                    connection.send(replace(self._setup, fault_seed=self._setup.fault_seed + lane.index))
+                    connection.send(replace(self._setup, lane_index=lane.index))
                 problem = self._await_ready(lane, deadline)
                 if problem is not None:
                     self._stop_lane(lane, graceful=False)
@@ -408,14 +412,9 @@ def serve_lane(connection: Connection) -> None:
 
 
 def _open_worker_hsm(setup: _LaneSetup) -> Pkcs11Hsm:
-    if not setup.sign_delay_seconds and not setup.fault_rate:
-        return Pkcs11Hsm(setup.module_path, setup.token_label, setup.pin)
-    from custody.hsm.faults import TRANSIENT_FAULTS, SignFaults
-
-    faults = SignFaults(delay_seconds=setup.sign_delay_seconds, seed=setup.fault_seed)
-    if setup.fault_rate:
-        faults.fail_at_rate(setup.fault_rate, TRANSIENT_FAULTS)
-    return Pkcs11Hsm(setup.module_path, setup.token_label, setup.pin, session_wrapper=faults)
+    wrap_for_lane = setup.session_wrapper_for_lane
+    wrapper = wrap_for_lane(setup.lane_index) if wrap_for_lane is not None else None
+    return Pkcs11Hsm(setup.module_path, setup.token_label, setup.pin, session_wrapper=wrapper)
 
 
 def _serve_one(hsm: Pkcs11Hsm, message: tuple[str, bytes, bytes]) -> _Reply:

@@ -138,7 +138,7 @@ class Pkcs11Hsm:
     """custody's Hsm port over one token of a PKCS#11 library; one instance per process (see module doc).
 
     ``session_wrapper``, when given, receives each real python-pkcs11 session the adapter opens and returns
-    an object with the same interface that the adapter uses instead (custody.hsm.faults uses it to inject
+    an object with the same interface that the adapter uses instead (custody.testing.hsm_faults uses it to inject
     errors into the real session).
     """
 

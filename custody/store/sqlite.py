@@ -87,8 +87,8 @@ class SqliteStore(SqlStore[sqlite3.Connection]):
         super().__init__()
         self._path = Path(path)
         self._busy_timeout_seconds = busy_timeout_seconds
-        # The class new connections are made of: sqlite3's own, unless custody.store.faults has swapped in a
-        # subclass that fails chosen writes on purpose.
+        # The class new connections are made of: sqlite3's own, unless a test has swapped in a subclass that
+        # fails chosen writes on purpose (custody.testing.store_faults).
         self._connection_factory: type[sqlite3.Connection] = sqlite3.Connection
         self._prepare_schema(load_migrations())
 
@@ -183,7 +183,7 @@ class SqliteStore(SqlStore[sqlite3.Connection]):
     # Internals.
 
     def _use_connection_factory(self, factory: type[sqlite3.Connection]) -> None:
-        """Make every later operation run on a connection of class ``factory``; for custody.store.faults."""
+        """Make every later operation run on a connection of class ``factory``; for custody.testing.store_faults."""
         with self._lock:
             self._connection_factory = factory
             idle, self._idle = self._idle, []

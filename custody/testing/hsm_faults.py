@@ -11,6 +11,11 @@ Usage::
     faults = SignFaults(delay_seconds=0.002)
     hsm = Pkcs11Hsm(module, label, pin, session_wrapper=faults)
     faults.fail_next(1, SessionClosed)
+
+HSM lanes sign in worker processes, where a test cannot reach a plan; ``LaneSignFaults`` travels to them and
+makes each worker its own plan::
+
+    hsm = LaneHsm(module, label, pin, 4, session_wrapper_for_lane=LaneSignFaults(delay_seconds=0.005))
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pkcs11
@@ -97,7 +103,7 @@ class SignFaults:
         if self.delay_seconds:
             time.sleep(self.delay_seconds)
         if error is not None:
-            raise error(f"injected by custody.hsm.faults (sign call {self.sign_calls})")
+            raise error(f"injected by custody.testing.hsm_faults (sign call {self.sign_calls})")
 
 
 class FaultySession:
@@ -132,3 +138,31 @@ class FaultyObject:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
+
+
+@dataclass(frozen=True)
+class LaneSignFaults:
+    """A fault plan for every lane of a LaneHsm, passed as its ``session_wrapper_for_lane``.
+
+    Each worker calls it with its lane's index and wraps its sessions in the ``SignFaults`` it returns: every
+    sign call waits ``delay_seconds`` (standing for a network HSM) and fails at ``fault_rate`` with one of
+    TRANSIENT_FAULTS, drawn from seed ``seed + lane index`` so that lanes do not fail in step. The plan is a
+    frozen dataclass of this module, so it pickles, which is how it reaches the worker processes.
+    """
+
+    delay_seconds: float = 0.0
+    fault_rate: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Checked here, in the caller's process: a worker that fails to build its plan only dies while starting.
+        if self.delay_seconds < 0:
+            raise ValueError("delay_seconds must not be negative")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError("fault_rate must be between 0 and 1")
+
+    def __call__(self, lane_index: int) -> SignFaults:
+        faults = SignFaults(delay_seconds=self.delay_seconds, seed=self.seed + lane_index)
+        if self.fault_rate:
+            faults.fail_at_rate(self.fault_rate, TRANSIENT_FAULTS)
+        return faults

@@ -74,7 +74,7 @@ def failing_audit_writes(
                 raise disk_full_error()
             return super().execute(sql, parameters)
 
-    # The store keeps this hook private: it exists for this module, not for callers in production code.
+    # The store keeps this hook private: it exists for this module, which production code never imports.
     store._use_connection_factory(FaultyConnection)
     try:
         yield fault

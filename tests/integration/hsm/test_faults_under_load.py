@@ -29,11 +29,11 @@ from custody.domain.errors import HsmUnavailable
 from custody.domain.keys import Key
 from custody.domain.principals import Principal, Role
 from custody.domain.requests import PayloadKind, RequestState, SigningRequest
-from custody.hsm.faults import TRANSIENT_FAULTS, SignFaults
 from custody.hsm.pkcs11 import Pkcs11Hsm
 from custody.policy_file import DEV_APPROVERS, dev_policy_toml
 from custody.store import open_store
 from custody.store.base import Store
+from custody.testing.hsm_faults import TRANSIENT_FAULTS, SignFaults
 from tests.integration.store.conftest import BACKENDS
 from tests.integration.store.postgres_databases import postgres_database
 

@@ -21,12 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from custody.domain.errors import ConfigurationError, HsmUnavailable, InvalidInput, NotFound
 from custody.hsm.base import HsmHealth
 from custody.hsm.lanes import LaneHsm
+from custody.testing.hsm_faults import LaneSignFaults
 
 from .conftest import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 from .verify import verify_raw_signature
 
 
-def _lanes(softhsm: SoftHsmSetup, lanes: int, **options: float) -> LaneHsm:
+def _lanes(softhsm: SoftHsmSetup, lanes: int, **options: object) -> LaneHsm:
     return LaneHsm(
         softhsm.module_path,
         MAIN_TOKEN_LABEL,
@@ -118,7 +119,7 @@ def test_eight_threads_sign_a_hundred_times_each_over_four_lanes(four_lanes: Lan
 
 def test_a_killed_worker_fails_only_its_own_call_and_its_lane_comes_back(softhsm: SoftHsmSetup) -> None:
     # Each sign call takes half a second in its worker, so the kill below lands in the middle of one.
-    hsm = _lanes(softhsm, 2, sign_delay_seconds=0.5)
+    hsm = _lanes(softhsm, 2, session_wrapper_for_lane=LaneSignFaults(delay_seconds=0.5))
     try:
         key = hsm.generate_secp256k1_key("lanes-kill")
         victim = hsm.lane_pids()[0]
@@ -218,7 +219,7 @@ def test_a_worker_that_cannot_load_the_library_stops_the_start_with_its_error(
 def test_injected_faults_in_the_workers_give_verified_signatures_or_unavailable(
     softhsm: SoftHsmSetup,
 ) -> None:
-    hsm = _lanes(softhsm, 2, fault_rate=0.3, fault_seed=11)
+    hsm = _lanes(softhsm, 2, session_wrapper_for_lane=LaneSignFaults(fault_rate=0.3, seed=11))
     try:
         key = hsm.generate_secp256k1_key("lanes-faults")
         started_pids = hsm.lane_pids()
@@ -244,7 +245,7 @@ def test_injected_faults_in_the_workers_give_verified_signatures_or_unavailable(
 
 
 def test_close_lets_a_call_in_flight_finish_first(softhsm: SoftHsmSetup) -> None:
-    hsm = _lanes(softhsm, 1, sign_delay_seconds=0.3)
+    hsm = _lanes(softhsm, 1, session_wrapper_for_lane=LaneSignFaults(delay_seconds=0.3))
     key = hsm.generate_secp256k1_key("lanes-close-in-flight")
     pid = hsm.lane_pids()[0]
     assert pid is not None

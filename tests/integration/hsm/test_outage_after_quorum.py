@@ -27,10 +27,10 @@ from custody.domain.approvals import ApprovalStatement
 from custody.domain.errors import HsmUnavailable
 from custody.domain.principals import Principal, Role
 from custody.domain.requests import PayloadKind, RequestState, SigningRequest, Verdict
-from custody.hsm.faults import SignFaults
 from custody.hsm.pkcs11 import Pkcs11Hsm
 from custody.policy_file import DEV_APPROVERS, dev_policy_toml
 from custody.store import open_store
+from custody.testing.hsm_faults import SignFaults
 
 from .conftest import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 

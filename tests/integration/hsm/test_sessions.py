@@ -19,8 +19,8 @@ from pkcs11.exceptions import (
 )
 
 from custody.domain.errors import HsmUnavailable
-from custody.hsm.faults import SignFaults
 from custody.hsm.pkcs11 import Pkcs11Hsm
+from custody.testing.hsm_faults import SignFaults
 
 from .conftest import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 from .verify import verify_raw_signature

@@ -10,8 +10,8 @@ import pytest
 from custody.domain.errors import NotFound, StoreUnavailable
 from custody.domain.requests import RequestState
 from custody.observability.metrics import REGISTRY, InstrumentedStore, refresh_queue_depth
-from custody.store.faults import failing_audit_writes
 from custody.store.sqlite import SqliteStore
+from custody.testing.store_faults import failing_audit_writes
 from tests.integration.store.helpers import (
     later,
     make_approval,

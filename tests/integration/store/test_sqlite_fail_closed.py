@@ -23,8 +23,8 @@ from eth_account import Account
 from custody.audit.events import AuditDraft, AuditEvent
 from custody.domain.errors import StoreUnavailable
 from custody.domain.requests import RequestState, SigningRequest
-from custody.store.faults import failing_audit_writes
 from custody.store.sqlite import SqliteStore
+from custody.testing.store_faults import failing_audit_writes
 
 from .helpers import TestKey, check_chain, later, make_key, make_message_request, sign_message
 
