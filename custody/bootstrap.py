@@ -107,11 +107,9 @@ def _token_present(module: str, token_label: str, *, rescan: bool) -> bool:
     import pkcs11
     from pkcs11 import exceptions as p11
 
-    from custody.hsm.pkcs11 import lock_for_library
+    from custody.hsm.pkcs11_common import lock_for_library, require_library_file
 
-    if not Path(module).is_file():
-        raise ConfigurationError(f"the PKCS#11 library {module} does not exist")
-    with lock_for_library(module):
+    with lock_for_library(require_library_file(module)):
         try:
             library = pkcs11.lib(module)
             if rescan:

@@ -7,16 +7,17 @@ it before it is handed out, so a token whose public and private objects do not b
 the approver's machine rather than refused later by the daemon.
 
 A command-line process signs once and has no threads, but every call into the library still holds the
-per-library lock of custody.hsm.pkcs11: never two threads in one PKCS#11 library (DESIGN.md), also when an
-approver signer and the daemon's HSM adapter share a process and a library file, as they do in tests.
-No python-pkcs11 exception leaves this module, and the PIN appears in no error.
+per-library lock of custody.hsm.pkcs11_common: never two threads in one PKCS#11 library (docs/design.md), also
+when an approver signer and the daemon's HSM adapter share a process and a library file, as they do in tests.
+No python-pkcs11 exception leaves this module: each becomes a custody error through the mapping the daemon's
+adapter uses too, in which a refused PIN is PermissionDenied (the approver's own credential). The PIN appears in
+no error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -31,28 +32,22 @@ from custody.domain.errors import (
     ConfigurationError,
     CustodyError,
     FailedPrecondition,
-    HsmUnavailable,
     InternalError,
-    InvalidInput,
     PermissionDenied,
 )
-from custody.hsm.pkcs11 import (
-    ED25519_EC_PARAMS_NAME,
-    ED25519_EC_PARAMS_OID,
-    SIGNING_PRIVATE_KEY_TEMPLATE,
-    SIGNING_PUBLIC_KEY_TEMPLATE,
+from custody.hsm.pkcs11_common import (
+    ED25519_EC_PARAMS,
+    check_key_label,
+    custody_error_for,
+    ed25519_public_key,
+    find_token,
+    generate_ed25519_pair,
     lock_for_library,
+    open_user_session,
+    require_library_file,
 )
 
-# CKA_EC_PARAMS of an Ed25519 key, in the two forms PKCS#11 3.0 allows: the DER of the curve OID 1.3.101.112
-# and the DER PrintableString "edwards25519". SoftHSM2 2.6 accepts the OID and reports the printable name.
-_ED25519_EC_PARAMS = frozenset({ED25519_EC_PARAMS_OID, ED25519_EC_PARAMS_NAME})
-
-_PUBLIC_KEY_BYTES = 32
-_SIGNATURE_BYTES = 64
 _KEY_ID_BYTES = 16
-_MAX_LABEL_BYTES = 255
-_PIN_REFUSED_ERRORS: tuple[type[p11.PKCS11Error], ...] = (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange)
 
 
 class Pkcs11TokenSigner:
@@ -62,10 +57,10 @@ class Pkcs11TokenSigner:
     """
 
     def __init__(self, module_path: str, token_label: str, key_label: str, pin: str) -> None:
-        _check_label(key_label)
+        check_key_label(key_label, field="key_label")
         self._key_label = key_label
         self._token_label = token_label
-        self._lock = lock_for_library(_existing_module(module_path))
+        self._lock = lock_for_library(require_library_file(module_path))
         with self._lock:
             self._session: Any = _open_logged_in_session(module_path, token_label, pin)
             try:
@@ -131,8 +126,8 @@ def generate_token_key(module_path: str, token_label: str, key_label: str, pin: 
     the signer can always tell which key is meant. Meant for development, tests and the documentation; an
     approver with a real token may equally create the key with the token's own tools.
     """
-    _check_label(key_label)
-    lock = lock_for_library(_existing_module(module_path))
+    check_key_label(key_label, field="key_label")
+    lock = lock_for_library(require_library_file(module_path))
     with lock:
         session = _open_logged_in_session(module_path, token_label, pin)
         try:
@@ -140,16 +135,8 @@ def generate_token_key(module_path: str, token_label: str, key_label: str, pin: 
                 raise AlreadyExists(
                     f"the token {token_label!r} already holds an object labelled {key_label!r}"
                 )
-            parameters = session.create_domain_parameters(
-                KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: ED25519_EC_PARAMS_OID}, local=True
-            )
-            public_object, private_key = parameters.generate_keypair(
-                id=secrets.token_bytes(_KEY_ID_BYTES),
-                label=key_label,
-                store=True,
-                mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
-                public_template=SIGNING_PUBLIC_KEY_TEMPLATE,
-                private_template=SIGNING_PRIVATE_KEY_TEMPLATE,
+            public_object, private_key = generate_ed25519_pair(
+                session, secrets.token_bytes(_KEY_ID_BYTES), key_label
             )
             # A token may silently ignore template attributes it does not support; checking costs little.
             _check_private_key(private_key, key_label)
@@ -160,43 +147,13 @@ def generate_token_key(module_path: str, token_label: str, key_label: str, pin: 
             session.close()
 
 
-def _check_label(key_label: str) -> None:
-    if not isinstance(key_label, str) or not 0 < len(key_label.encode("utf-8")) <= _MAX_LABEL_BYTES:
-        raise InvalidInput(f"a key label is 1 to {_MAX_LABEL_BYTES} bytes of UTF-8 text", field="key_label")
-
-
-def _existing_module(module_path: str) -> str:
-    if not Path(module_path).is_file():
-        raise ConfigurationError(f"the PKCS#11 library {module_path} does not exist")
-    return module_path
-
-
 def _open_logged_in_session(module_path: str, token_label: str, pin: str) -> Any:
     """Load the library, find the token and open a read-write session logged in as the user."""
-    action = f"open a session on token {token_label!r}"
     try:
-        token = pkcs11.lib(module_path).get_token(token_label=token_label)
-    except p11.NoSuchToken:
-        raise ConfigurationError(
-            f"no token labelled {token_label!r} was found in the PKCS#11 library {module_path}"
-        ) from None
-    except p11.MultipleTokensReturned:
-        raise ConfigurationError(
-            f"more than one token is labelled {token_label!r} in the PKCS#11 library {module_path}"
-        ) from None
+        token = find_token(pkcs11.lib(module_path), module_path, token_label)
+        return open_user_session(token, token_label, pin)
     except p11.PKCS11Error as exc:
-        raise _translate(exc, action) from None
-    try:
-        return token.open(rw=True, user_pin=pin)
-    except p11.UserAlreadyLoggedIn:
-        # Login belongs to the process: another session of this process has logged in to this token, so a
-        # session opened without the PIN already has the user's rights.
-        try:
-            return token.open(rw=True)
-        except p11.PKCS11Error as exc:
-            raise _translate(exc, action) from None
-    except p11.PKCS11Error as exc:
-        raise _translate(exc, action) from None
+        raise _translate(exc, f"open a session on token {token_label!r}") from None
 
 
 def _find_one(session: Any, object_class: ObjectClass, key_label: str, token_label: str) -> Any:
@@ -218,7 +175,7 @@ def _check_private_key(private_key: Any, key_label: str) -> None:
         raise ConfigurationError(
             f"the key {key_label!r} is not an Edwards-curve key; approvers sign with Ed25519"
         )
-    if bytes(private_key[Attribute.EC_PARAMS]) not in _ED25519_EC_PARAMS:
+    if bytes(private_key[Attribute.EC_PARAMS]) not in ED25519_EC_PARAMS:
         raise ConfigurationError(f"the key {key_label!r} is not on edwards25519; approvers sign with Ed25519")
     if not private_key[Attribute.SENSITIVE]:
         raise ConfigurationError(
@@ -233,39 +190,9 @@ def _check_private_key(private_key: Any, key_label: str) -> None:
 
 
 def _raw_public_key(public_object: Any, key_label: str) -> bytes:
-    """The 32-byte key from CKA_EC_POINT, which PKCS#11 stores as a DER OCTET STRING (some tokens raw)."""
-    encoded = bytes(public_object[Attribute.EC_POINT])
-    if len(encoded) == _PUBLIC_KEY_BYTES + 2 and encoded[:2] == bytes([0x04, _PUBLIC_KEY_BYTES]):
-        raw = encoded[2:]
-    elif len(encoded) == _PUBLIC_KEY_BYTES:
-        raw = encoded
-    else:
-        raise ConfigurationError(
-            f"the public key {key_label!r} has a CKA_EC_POINT of {len(encoded)} bytes, not an Ed25519 key"
-        )
-    try:
-        Ed25519PublicKey.from_public_bytes(raw)
-    except ValueError:
-        raise ConfigurationError(f"the public key {key_label!r} is not a valid Ed25519 key") from None
-    return raw
+    return ed25519_public_key(public_object[Attribute.EC_POINT], repr(key_label), ConfigurationError)
 
 
 def _translate(exc: p11.PKCS11Error, action: str) -> CustodyError:
-    """Map a python-pkcs11 exception to custody's error for the approver who tried to ``action``."""
-    name = type(exc).__name__
-    if isinstance(exc, _PIN_REFUSED_ERRORS):
-        return PermissionDenied(f"could not {action}: the token refused the PIN")
-    if isinstance(exc, p11.PinLocked):
-        return PermissionDenied(
-            f"could not {action}: the PIN is locked after too many wrong attempts; the security officer must"
-            " unlock it"
-        )
-    if isinstance(exc, p11.PinExpired | p11.UserPinNotInitialized):
-        return ConfigurationError(f"could not {action}: the token's user PIN is expired or not set ({name})")
-    if isinstance(exc, p11.MechanismInvalid | p11.DomainParamsInvalid | p11.FunctionNotSupported):
-        return FailedPrecondition(f"could not {action}: the token does not support Ed25519 ({name})")
-    if isinstance(exc, p11.TokenWriteProtected | p11.SessionReadOnly):
-        return FailedPrecondition(f"could not {action}: the token is read-only ({name})")
-    if isinstance(exc, p11.DataLenRange | p11.DataInvalid | p11.ArgumentsBad):
-        return InvalidInput(f"could not {action}: the token rejected the data ({name})")
-    return HsmUnavailable(f"could not {action}: the token failed ({name})")
+    """The custody error for the approver who asked their token to ``action``."""
+    return custody_error_for(exc, action, device="token", refused_pin=PermissionDenied)

@@ -1,6 +1,6 @@
 """The PKCS#11 adapter: custody's Hsm port implemented with python-pkcs11 against a real token.
 
-Facts this module is built on (measured with SoftHSM2 2.6.1 and python-pkcs11 0.10.1, see DESIGN.md):
+Facts this module is built on (measured with SoftHSM2 2.6.1 and python-pkcs11 0.10.1, see docs/design.md):
 
 - python-pkcs11 calls ``C_Initialize(NULL)``, so SoftHSM2 runs without internal locks, and it releases the
   GIL inside ``C_Sign``: two threads in the library at once crash the process. Every call into the library
@@ -12,17 +12,16 @@ Facts this module is built on (measured with SoftHSM2 2.6.1 and python-pkcs11 0.
 - Key object handles belong to the session that found them, so they are cached per session and the caches
   are dropped whenever the session is reopened.
 
-No python-pkcs11 exception leaves this module: each becomes one of custody's typed errors. The PIN is kept
-only to log in again after a lost session and never appears in a log line or an error.
+No python-pkcs11 exception leaves this module: each becomes one of custody's typed errors, through the mapping
+it shares with the approver's token signer (custody/hsm/pkcs11_common.py). The PIN is kept only to log in again
+after a lost session and never appears in a log line or an error.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import pkcs11
@@ -43,90 +42,34 @@ from custody.domain.errors import (
     PinRefused,
 )
 from custody.hsm.base import GeneratedKey, HsmHealth
+from custody.hsm.pkcs11_common import (
+    ED25519_EC_PARAMS,
+    PIN_REFUSED_ERRORS,
+    SECP256K1_EC_PARAMS,
+    SESSION_LOST_ERRORS,
+    SIGNING_PRIVATE_KEY_TEMPLATE,
+    SIGNING_PUBLIC_KEY_TEMPLATE,
+    check_key_label,
+    custody_error_for,
+    ed25519_public_key,
+    find_token,
+    generate_ed25519_pair,
+    lock_for_library,
+    open_user_session,
+    require_library_file,
+)
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# DER encoding of the named-curve OID 1.3.132.0.10 (secp256k1), the value of CKA_EC_PARAMS.
-SECP256K1_EC_PARAMS = bytes.fromhex("06052b8104000a")
-# CKA_EC_PARAMS of an Ed25519 key, in the two forms PKCS#11 3.0 allows: the DER of the curve OID 1.3.101.112
-# and the DER PrintableString "edwards25519". SoftHSM2 2.6 accepts the OID and reports the printable name.
-ED25519_EC_PARAMS_OID = bytes.fromhex("06032b6570")
-ED25519_EC_PARAMS_NAME = b"\x13\x0cedwards25519"
-_ED25519_EC_PARAMS = frozenset({ED25519_EC_PARAMS_OID, ED25519_EC_PARAMS_NAME})
-
 _KEY_ID_BYTES = 16
 _MAX_KEY_ID_BYTES = 64
-_MAX_KEY_LABEL_BYTES = 255
 _DIGEST_BYTES = 32
 _SIGNATURE_BYTES = 64
 _UNCOMPRESSED_POINT_BYTES = 65
-_ED25519_PUBLIC_KEY_BYTES = 32
 _ED25519_SIGNATURE_BYTES = 64
 _HEALTH_LOCK_TIMEOUT_SECONDS = 10.0
-
-# Errors after which reopening the session and logging in again can succeed: the session, its login or the
-# handles it found are gone, but the token may well be back. The operation is retried once after that.
-_SESSION_LOST_ERRORS: tuple[type[p11.PKCS11Error], ...] = (
-    p11.SessionClosed,
-    p11.SessionHandleInvalid,
-    p11.DeviceRemoved,
-    p11.UserNotLoggedIn,
-    p11.TokenNotPresent,
-    # A logout (for example another session of this process closing) invalidates the handles of private
-    # objects, so a stale cached handle is a lost login too.
-    p11.ObjectHandleInvalid,
-    p11.KeyHandleInvalid,
-)
-
-# Errors that say the device itself is failing. Reopening the session would not help, so they are reported
-# at once as unavailable and the caller's retry policy decides what to do.
-_DEVICE_ERRORS: tuple[type[p11.PKCS11Error], ...] = (
-    p11.DeviceError,
-    p11.DeviceMemory,
-    p11.GeneralError,
-    p11.FunctionFailed,
-    p11.FunctionCancelled,
-    p11.HostMemory,
-    p11.SessionCount,
-    p11.OperationActive,
-    p11.TokenNotRecognised,
-)
-
-_PIN_REFUSED_ERRORS: tuple[type[p11.PKCS11Error], ...] = (p11.PinIncorrect, p11.PinInvalid, p11.PinLenRange)
-
-# One lock per library file: python-pkcs11 loads each library once per process and shares it, so adapters
-# built on the same file must not call into it at the same time either.
-_library_locks: dict[str, threading.Lock] = {}
-_library_locks_guard = threading.Lock()
-
-
-# Templates for every key pair custody generates in a token: the private half is a token object that can sign
-# and do nothing else, sensitive and never extractable, so it cannot leave the HSM; the public half only verifies.
-SIGNING_PUBLIC_KEY_TEMPLATE = {
-    Attribute.TOKEN: True,
-    Attribute.PRIVATE: False,
-    Attribute.VERIFY: True,
-    Attribute.ENCRYPT: False,
-    Attribute.WRAP: False,
-    Attribute.DERIVE: False,
-}
-SIGNING_PRIVATE_KEY_TEMPLATE = {
-    Attribute.TOKEN: True,
-    Attribute.PRIVATE: True,
-    Attribute.SENSITIVE: True,
-    Attribute.EXTRACTABLE: False,
-    Attribute.SIGN: True,
-    Attribute.DECRYPT: False,
-    Attribute.UNWRAP: False,
-    Attribute.DERIVE: False,
-}
-
-
-def lock_for_library(module_path: str) -> threading.Lock:
-    with _library_locks_guard:
-        return _library_locks.setdefault(str(Path(module_path).resolve()), threading.Lock())
 
 
 SessionWrapper = Callable[[Any], Any]
@@ -165,8 +108,7 @@ class Pkcs11Hsm:
         # Raw Ed25519 public keys by key id. They are plain bytes, not session handles, so a reopened session
         # keeps them; every Ed25519 signature is verified against them before it is returned.
         self._ed25519_public_keys: dict[bytes, bytes] = {}
-        if not Path(module_path).is_file():
-            raise ConfigurationError(f"the PKCS#11 library {module_path} does not exist")
+        require_library_file(module_path)
         with self._lock:
             try:
                 self._lib = pkcs11.lib(module_path)
@@ -185,7 +127,7 @@ class Pkcs11Hsm:
 
     def generate_secp256k1_key(self, label: str) -> GeneratedKey:
         """Generate a secp256k1 key pair in the token; the private half is sensitive and not extractable."""
-        _validate_label(label)
+        check_key_label(label, field="label")
 
         def generate() -> GeneratedKey:
             # A fresh id per attempt: if a first attempt created a pair before the session was lost, the
@@ -262,7 +204,7 @@ class Pkcs11Hsm:
         or just made. An object with that label that is not such a key pair is refused, never replaced: the
         audit key's identity is what makes old checkpoints verifiable.
         """
-        _validate_label(label)
+        check_key_label(label, field="label")
 
         def find_or_generate() -> tuple[bytes, bytes]:
             # Looking first also makes the retry after a lost session safe: a pair that the first attempt
@@ -271,17 +213,7 @@ class Pkcs11Hsm:
             if found is not None:
                 return found
             key_id = secrets.token_bytes(_KEY_ID_BYTES)
-            parameters = self._session.create_domain_parameters(
-                KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: ED25519_EC_PARAMS_OID}, local=True
-            )
-            public_key, private_key = parameters.generate_keypair(
-                id=key_id,
-                label=label,
-                store=True,
-                mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
-                public_template=SIGNING_PUBLIC_KEY_TEMPLATE,
-                private_template=SIGNING_PRIVATE_KEY_TEMPLATE,
-            )
+            public_key, private_key = generate_ed25519_pair(self._session, key_id, label)
             _check_ed25519_private_key(private_key, key_id)
             raw = _checked_ed25519_public_key(public_key[Attribute.EC_POINT], key_id)
             self._checked_key_ids[key_id] = "ed25519"
@@ -410,7 +342,7 @@ class Pkcs11Hsm:
     def _is_session_lost(self, exc: p11.PKCS11Error) -> bool:
         # python-pkcs11 reports CKR_CRYPTOKI_NOT_INITIALIZED (the library was finalized under us) only as a
         # bare PKCS11Error, so the library's own flag is what tells that case apart.
-        return isinstance(exc, _SESSION_LOST_ERRORS) or (self._lib is not None and not self._lib.initialized)
+        return isinstance(exc, SESSION_LOST_ERRORS) or (self._lib is not None and not self._lib.initialized)
 
     def _reconnect(self, action: str) -> None:
         self._drop_session_caches()
@@ -443,31 +375,14 @@ class Pkcs11Hsm:
         self._checked_key_ids.clear()
 
     def _find_token(self) -> Any:
-        try:
-            return self._lib.get_token(token_label=self._token_label)
-        except p11.NoSuchToken:
-            raise ConfigurationError(
-                f"no token labelled {self._token_label!r} was found in the PKCS#11 library"
-                f" {self._module_path}"
-            ) from None
-        except p11.MultipleTokensReturned:
-            raise ConfigurationError(
-                f"more than one token is labelled {self._token_label!r} in the PKCS#11 library"
-                f" {self._module_path}; token labels must be unique"
-            ) from None
+        return find_token(self._lib, self._module_path, self._token_label)
 
     def _open_logged_in_session(self) -> Any:
+        # A refused PIN is reported here with what the operator must do, before the shared mapping sees it:
+        # the daemon stops trying a PIN the token refused (see _call).
         try:
-            session = self._token.open(rw=True, user_pin=self._pin)
-        except p11.UserAlreadyLoggedIn:
-            # Login belongs to the application: a session of this process has logged in already, so a new
-            # session without the PIN has the user's rights. python-pkcs11 does not hand back the session it
-            # opened before the refused C_Login; that handle stays open until the library is finalized.
-            logger.info(
-                "token %r is already logged in by this process; reusing that login", self._token_label
-            )
-            session = self._token.open(rw=True)
-        except _PIN_REFUSED_ERRORS:
+            session = open_user_session(self._token, self._token_label, self._pin, log=logger)
+        except PIN_REFUSED_ERRORS:
             raise PinRefused(f"the HSM refused the PIN for token {self._token_label!r}") from None
         except p11.PinLocked:
             raise PinRefused(
@@ -576,11 +491,6 @@ class Pkcs11Hsm:
         probe_object.destroy()
 
 
-def _validate_label(label: str) -> None:
-    if not isinstance(label, str) or not label or len(label.encode("utf-8")) > _MAX_KEY_LABEL_BYTES:
-        raise InvalidInput(f"a key label is 1 to {_MAX_KEY_LABEL_BYTES} bytes of UTF-8 text", field="label")
-
-
 def _validate_key_id(key_id: bytes) -> None:
     if not isinstance(key_id, bytes) or not 0 < len(key_id) <= _MAX_KEY_ID_BYTES:
         raise InvalidInput(f"a key id is 1 to {_MAX_KEY_ID_BYTES} bytes", field="key_id")
@@ -601,7 +511,7 @@ def _check_ed25519_private_key(private_key: Any, key_id: bytes) -> None:
     name = key_id.hex()
     if private_key[Attribute.KEY_TYPE] != KeyType.EC_EDWARDS:
         raise FailedPrecondition(f"key {name} is not an Edwards-curve key, so it cannot sign with Ed25519")
-    if bytes(private_key[Attribute.EC_PARAMS]) not in _ED25519_EC_PARAMS:
+    if bytes(private_key[Attribute.EC_PARAMS]) not in ED25519_EC_PARAMS:
         raise FailedPrecondition(f"key {name} is not on edwards25519, so it cannot sign with Ed25519")
     _check_cannot_leave(private_key, name)
 
@@ -668,40 +578,9 @@ def _checked_public_point(encoded: bytes, key_id: bytes) -> bytes:
 
 
 def _checked_ed25519_public_key(encoded: bytes, key_id: bytes) -> bytes:
-    """The 32-byte key from CKA_EC_POINT, which PKCS#11 stores as a DER OCTET STRING (some tokens raw)."""
-    encoded = bytes(encoded)
-    if len(encoded) == _ED25519_PUBLIC_KEY_BYTES + 2 and encoded[:2] == bytes(
-        [0x04, _ED25519_PUBLIC_KEY_BYTES]
-    ):
-        raw = encoded[2:]
-    elif len(encoded) == _ED25519_PUBLIC_KEY_BYTES:
-        raw = encoded
-    else:
-        raise FailedPrecondition(
-            f"the public key {key_id.hex()} has a CKA_EC_POINT of {len(encoded)} bytes, not an Ed25519 key"
-        )
-    try:
-        Ed25519PublicKey.from_public_bytes(raw)
-    except ValueError:
-        raise FailedPrecondition(f"the public key {key_id.hex()} is not a valid Ed25519 key") from None
-    return raw
+    return ed25519_public_key(encoded, key_id.hex(), FailedPrecondition)
 
 
 def _translate(exc: p11.PKCS11Error, action: str) -> CustodyError:
-    """Map a python-pkcs11 exception to custody's error for the person who asked to ``action``."""
-    name = type(exc).__name__
-    if isinstance(exc, (*_SESSION_LOST_ERRORS, *_DEVICE_ERRORS)):
-        return HsmUnavailable(f"could not {action}: the HSM is not available ({name})")
-    if isinstance(exc, p11.NoSuchKey):
-        return NotFound(f"could not {action}: the HSM has no such key")
-    if isinstance(exc, (*_PIN_REFUSED_ERRORS, p11.PinLocked, p11.PinExpired)):
-        return ConfigurationError(f"could not {action}: the HSM refused the PIN ({name})")
-    if isinstance(exc, p11.MechanismInvalid | p11.DomainParamsInvalid | p11.FunctionNotSupported):
-        return FailedPrecondition(
-            f"could not {action}: the HSM does not support this key type or mechanism ({name})"
-        )
-    if isinstance(exc, p11.TokenWriteProtected | p11.SessionReadOnly):
-        return FailedPrecondition(f"could not {action}: the token is read-only ({name})")
-    if isinstance(exc, p11.ArgumentsBad | p11.DataInvalid | p11.DataLenRange | p11.AttributeValueInvalid):
-        return InvalidInput(f"could not {action}: the HSM rejected the arguments ({name})")
-    return InternalError(f"could not {action}: unexpected HSM error ({name})")
+    """The custody error for the person who asked the daemon's HSM to ``action``."""
+    return custody_error_for(exc, action, device="HSM", refused_pin=PinRefused)

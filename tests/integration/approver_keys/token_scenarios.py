@@ -19,8 +19,9 @@ import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from custody.approver_keys import read_secret
-from custody.approver_keys.pkcs11_token import ED25519_EC_PARAMS_OID, Pkcs11TokenSigner, generate_token_key
+from custody.approver_keys.pkcs11_token import Pkcs11TokenSigner, generate_token_key
 from custody.domain.errors import CustodyError
+from custody.hsm.pkcs11_common import ED25519_EC_PARAMS_OID
 
 KEY_LABEL = "alice-approval"
 LEAKY_KEY_LABEL = "leaky-approval"

@@ -17,7 +17,8 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import DeviceRemoved, SessionClosed
 
 from custody.domain.errors import FailedPrecondition, HsmUnavailable, InvalidInput, NotFound
-from custody.hsm.pkcs11 import ED25519_EC_PARAMS_NAME, ED25519_EC_PARAMS_OID, SECP256K1_EC_PARAMS, Pkcs11Hsm
+from custody.hsm.pkcs11 import Pkcs11Hsm
+from custody.hsm.pkcs11_common import ED25519_EC_PARAMS_NAME, ED25519_EC_PARAMS_OID, SECP256K1_EC_PARAMS
 from custody.testing.hsm_faults import SignFaults
 
 from .conftest import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup

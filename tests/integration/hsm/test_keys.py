@@ -9,7 +9,8 @@ import pytest
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from custody.domain.errors import FailedPrecondition, InvalidInput, NotFound
-from custody.hsm.pkcs11 import SECP256K1_EC_PARAMS, Pkcs11Hsm, unwrap_ec_point
+from custody.hsm.pkcs11 import Pkcs11Hsm, unwrap_ec_point
+from custody.hsm.pkcs11_common import SECP256K1_EC_PARAMS
 
 from .verify import verify_raw_signature
 
