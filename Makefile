@@ -40,6 +40,7 @@ lint: venv
 	$(VENV)/bin/ruff check custody tests bench
 	$(VENV)/bin/ruff format --check custody tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	PYTHON=$(PYTHON) bash scripts/check-proto.sh
 
 proto: venv
