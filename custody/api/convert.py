@@ -66,7 +66,7 @@ def state_from_pb(value: int) -> RequestState | None:
 
 def decision_to_pb(decision: Decision) -> pb.Decision:
     return pb.Decision(
-        action=decision.action,
+        action=decision.action.value,
         rule=decision.rule or "",
         reason=decision.reason,
         policy_version=decision.policy_version,

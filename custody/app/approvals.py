@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from custody.app.audit import DAEMON_ACTOR, AuditUseCases
-from custody.app.integrity import Recomputed, recompute, verified_approvers
+from custody.app.integrity import Prepared, prepare
 from custody.app.policy import PolicyUseCases, require_request
 from custody.app.signing import ChangeNotifier, SigningUseCases
 from custody.domain.approvals import ApprovalStatement, check_statement, verify_signature
@@ -25,7 +25,15 @@ from custody.domain.keys import KeyState
 from custody.domain.policy import Policy
 from custody.domain.principals import Principal, Role
 from custody.domain.quorum import TallyOutcome, tally_verdict
-from custody.domain.requests import Approval, PayloadKind, RequestState, SigningRequest, Verdict
+from custody.domain.requests import (
+    Approval,
+    DecisionAction,
+    PayloadKind,
+    RequestState,
+    SigningRequest,
+    Verdict,
+)
+from custody.domain.signing import Recomputed, verified_approvers
 from custody.policy_file import parse_policy_text
 from custody.store.base import Store, StoredPolicy, StoreTransaction
 
@@ -37,7 +45,8 @@ MAX_REASON_CHARS = 1000
 @dataclass(frozen=True)
 class _Counted:
     request: SigningRequest
-    sign_now: bool
+    # Set when this verdict completed the quorum and took the signing claim: the parse to sign with.
+    claimed: Prepared | None = None
 
 
 class ApprovalUseCases:
@@ -114,8 +123,8 @@ class ApprovalUseCases:
             raise
         # Signing happens after the verdict was counted and committed: a signing failure is the request's
         # (recorded as request.failed, or retried by the worker), never a refusal of the verdict.
-        if counted.sign_now:
-            return self._signing.sign_if_claimed(counted.request)
+        if counted.claimed is not None:
+            return self._signing.sign_if_claimed(counted.request, counted.claimed)
         return counted.request
 
     def _take_verdict(
@@ -195,7 +204,8 @@ class ApprovalUseCases:
             return None, FailedPrecondition(
                 f"request {request.request_id} expired at {request.expires_at.isoformat()}"
             )
-        recomputed = recompute(request)
+        prepared = prepare(request)
+        recomputed = prepared.recomputed
         if not recomputed.matches(request):
             if request.state is RequestState.PENDING_APPROVAL:
                 tx.transition_request(
@@ -247,7 +257,7 @@ class ApprovalUseCases:
             outcome=outcome.value,
         )
         if outcome is TallyOutcome.COUNTED:
-            return _Counted(request=tx.get_request(request.request_id) or request, sign_now=False), None
+            return _Counted(request=tx.get_request(request.request_id) or request), None
         if outcome is TallyOutcome.REJECTED:
             rejected = tx.transition_request(
                 request.request_id,
@@ -257,7 +267,7 @@ class ApprovalUseCases:
                 error=f"rejected by {caller.name}: {reason}",
             )
             self._audit.record(tx, caller.name, "request.rejected", request.request_id, reason=reason)
-            return _Counted(request=rejected, sign_now=False), None
+            return _Counted(request=rejected), None
         if request.kind.is_governance:
             self._carry_out(tx, request, now)
             approved = tx.transition_request(
@@ -266,7 +276,7 @@ class ApprovalUseCases:
             self._audit.record(
                 tx, DAEMON_ACTOR, "request.approved", request.request_id, payload_kind=request.kind.value
             )
-            return _Counted(request=approved, sign_now=False), None
+            return _Counted(request=approved), None
         timelock = request.decision.timelock_seconds
         approved = tx.transition_request(
             request.request_id,
@@ -282,8 +292,11 @@ class ApprovalUseCases:
             request.request_id,
             not_before=approved.not_before.isoformat() if approved.not_before else None,
         )
-        sign_now = not timelock and self._signing.claim(tx, request.request_id, now)
-        return _Counted(request=approved, sign_now=sign_now), None
+        if timelock or not self._signing.claim(
+            tx, approved, now, prepared, policy=policy, key=tx.get_key(request.key_label)
+        ):
+            return _Counted(request=tx.get_request(request.request_id) or approved), None
+        return _Counted(request=approved, claimed=prepared), None
 
     @staticmethod
     def _as_the_policy_decides(request: SigningRequest, policy: Policy) -> SigningRequest:
@@ -294,7 +307,10 @@ class ApprovalUseCases:
         if not request.kind.is_governance:
             return request
         governance = policy.governance_decision()
-        if governance.action != "approve" or request.decision.policy_version != policy.version:
+        if (
+            governance.action is not DecisionAction.APPROVE
+            or request.decision.policy_version != policy.version
+        ):
             raise FailedPrecondition(
                 f"request {request.request_id} was proposed under policy version"
                 f" {request.decision.policy_version}, which is no longer active"

@@ -1,81 +1,74 @@
-"""Checks that a stored request is still what was submitted and approved, made before anything counts or signs.
+"""What the daemon computes itself from a stored request before anything counts or signs.
 
 The database is not trusted to be unchanged: a row edited behind the daemon's back must neither gather
-approvals nor be signed. The daemon therefore recomputes the payload hash and the digest from the stored
-payload, and re-verifies every counted approval statement against those recomputed values and the approvers'
-keys in the policy, so that a forged row would also need forged Ed25519 signatures. Before the HSM signs, the
-active policy is also asked again, on facts taken from the recomputed payload, so that a row whose stored
-decision was edited to "sign" is not signed without the approvals the policy wants.
+approvals nor be signed. The daemon therefore recomputes the payload hash, the digest and the policy's facts
+from the stored payload, and judges the request on those (custody/domain/signing.py), so that a forged row
+would also need forged Ed25519 signatures.
+
+A request's payload is parsed once on each path to the HSM: the submission that the policy signs at once
+hands its own parse along, and a request signed later is parsed once when its claim is taken. The policy is
+asked once per policy version on that path too: at submission the decision just made is the answer (same
+parse, same policy version, in the same process); later the active policy is asked again on the recomputed
+facts, because the stored decision is only a database row.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from custody.chains.evm import ParsedPayload, parse_payload
-from custody.domain.approvals import ApprovalStatement, verify_signature
 from custody.domain.errors import CustodyError
 from custody.domain.policy import Policy, RequestFacts, VelocityUsage
-from custody.domain.quorum import quorum_progress
-from custody.domain.requests import Approval, SigningRequest, Verdict
+from custody.domain.requests import Decision, SigningRequest
+from custody.domain.signing import Recomputed
 
 
-@dataclass(frozen=True)
-class Recomputed:
-    payload_hash: bytes
-    digest: bytes
-    parsed: ParsedPayload | None  # None for governance requests, which the HSM never signs
+@dataclass
+class Prepared:
+    """A request's payload as this process parsed it, carried along the path to the HSM."""
 
-    def matches(self, request: SigningRequest) -> bool:
-        return self.payload_hash == request.payload_hash and self.digest == request.digest
+    recomputed: Recomputed
+    parsed: ParsedPayload | None  # None for governance requests and payloads that no longer parse
+    # The policy's decision on ``recomputed.facts`` per policy version, so that it is asked once per version.
+    _decisions: dict[int, Decision] = field(default_factory=dict)
+
+    def decision_under(self, policy: Policy) -> Decision | None:
+        """What ``policy`` decides about the recomputed facts, velocity left out: the usage counted now
+        includes requests that came after this one, which were not there when it was decided."""
+        facts = self.recomputed.facts
+        if facts is None:
+            return None
+        decision = self._decisions.get(policy.version)
+        if decision is None:
+            decision = policy.evaluate(facts, _no_earlier_usage).decision
+            self._decisions[policy.version] = decision
+        return decision
 
 
-def recompute(request: SigningRequest) -> Recomputed:
-    """Hash and digest as the daemon computes them now from the stored payload."""
+def prepared_at_submission(
+    parsed: ParsedPayload, payload_hash: bytes, facts: RequestFacts, decision: Decision
+) -> Prepared:
+    """The submission's own parse and decision, for a request the policy signs at once."""
+    return Prepared(
+        recomputed=Recomputed(payload_hash=payload_hash, digest=parsed.digest, facts=facts),
+        parsed=parsed,
+        _decisions={decision.policy_version: decision},
+    )
+
+
+def prepare(request: SigningRequest) -> Prepared:
+    """Hash, digest and facts as the daemon computes them now from the stored payload."""
     payload_hash = hashlib.sha256(request.payload).digest()
     if request.kind.is_governance:
-        return Recomputed(payload_hash=payload_hash, digest=payload_hash, parsed=None)
+        return Prepared(Recomputed(payload_hash=payload_hash, digest=payload_hash, facts=None), parsed=None)
     try:
         parsed = parse_payload(request.kind, request.payload)
     except CustodyError:
         # A stored payload that no longer parses cannot match anything that was approved.
-        return Recomputed(payload_hash=payload_hash, digest=b"", parsed=None)
-    return Recomputed(payload_hash=payload_hash, digest=parsed.digest, parsed=parsed)
-
-
-def verified_approvers(
-    request: SigningRequest, approvals: Sequence[Approval], policy: Policy, recomputed: Recomputed
-) -> list[str]:
-    """The approvers whose stored approval statement still binds this request and verifies with their key.
-
-    Statement expiry is not checked again: it limits when a statement may be counted, and it was counted in time.
-    """
-    approvers = []
-    for approval in approvals:
-        if approval.verdict is not Verdict.APPROVE:
-            continue
-        approver = policy.approver(approval.approver)
-        if approver is None:
-            continue
-        try:
-            statement = ApprovalStatement.from_bytes(approval.statement)
-            verify_signature(approver.public_key, approval.statement, approval.signature, approval.approver)
-        except CustodyError:
-            continue
-        if (
-            statement.request_id == request.request_id
-            and statement.approver == approval.approver
-            and statement.decision is Verdict.APPROVE
-            and statement.digest == recomputed.digest
-            and statement.payload_hash == recomputed.payload_hash
-            and statement.chain_id == request.chain_id
-            and statement.key_id == request.key_id
-            and statement.policy_version == request.decision.policy_version == policy.version
-        ):
-            approvers.append(approval.approver)
-    return approvers
+        return Prepared(Recomputed(payload_hash=payload_hash, digest=b"", facts=None), parsed=None)
+    facts = request_facts(request.key_label, parsed, replacement=request.replaces is not None)
+    return Prepared(Recomputed(payload_hash=payload_hash, digest=parsed.digest, facts=facts), parsed=parsed)
 
 
 def request_facts(key_label: str, parsed: ParsedPayload, *, replacement: bool) -> RequestFacts:
@@ -95,36 +88,3 @@ def request_facts(key_label: str, parsed: ParsedPayload, *, replacement: bool) -
 
 def _no_earlier_usage(key_label: str, window_seconds: int) -> VelocityUsage:
     return VelocityUsage(count=0, total_value=0)
-
-
-def policy_problem(
-    request: SigningRequest, approvals: Sequence[Approval], policy: Policy, recomputed: Recomputed
-) -> str | None:
-    """Why the active policy does not let this request be signed now, or None when it does.
-
-    The policy is evaluated again on the recomputed payload. Velocity limits are evaluated as if the key had
-    used nothing yet: the usage now includes requests that came after this one, which were not there when it
-    was decided, so only the checks that do not depend on history can be repeated. A deny, or an approve whose
-    quorum the re-verified approvals do not meet, stops the signature whatever the stored decision says.
-    """
-    if recomputed.parsed is None or not recomputed.matches(request):
-        return "the stored request no longer matches its payload"
-    facts = request_facts(request.key_label, recomputed.parsed, replacement=request.replaces is not None)
-    decision = policy.evaluate(facts, _no_earlier_usage).decision
-    if decision.action not in ("sign", "approve"):
-        return f"the active policy (version {policy.version}) does not allow it: {decision.reason}"
-    if decision.action == "sign" and request.decision.action != "approve":
-        return None
-    # Approvals count only under the version they were given for; a policy change ends pending requests.
-    if request.decision.policy_version != policy.version:
-        return f"it was approved under policy version {request.decision.policy_version}, not the active one"
-    approvers = [
-        approver
-        for approver in verified_approvers(request, approvals, policy, recomputed)
-        if approver != request.requester
-    ]
-    members = policy.group_members()
-    quorums = [request.decision.quorum] + ([decision.quorum] if decision.action == "approve" else [])
-    if not all(quorum_progress(quorum, members, approvers).met for quorum in quorums):
-        return "its stored approvals no longer verify or no longer meet the quorum"
-    return None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from custody.app.audit import DAEMON_ACTOR, AuditUseCases
-from custody.app.integrity import Recomputed, policy_problem, recompute, request_facts
+from custody.app.integrity import Prepared, prepare, prepared_at_submission, request_facts
 from custody.app.policy import PolicyUseCases
 from custody.chains.evm import MAX_PAYLOAD_BYTES, parse_payload
 from custody.chains.evm.signature import recoverable_signature
@@ -38,9 +38,18 @@ from custody.domain.errors import (
 )
 from custody.domain.ids import new_request_id, validate_request_id
 from custody.domain.keys import Key, KeyState, validate_key_label
+from custody.domain.policy import Policy
 from custody.domain.principals import Principal, Role
 from custody.domain.quorum import QuorumProgress, quorum_progress
-from custody.domain.requests import SIGNING_KINDS, Approval, PayloadKind, RequestState, SigningRequest
+from custody.domain.requests import (
+    SIGNING_KINDS,
+    Approval,
+    DecisionAction,
+    PayloadKind,
+    RequestState,
+    SigningRequest,
+)
+from custody.domain.signing import Refusal, key_refusal, signing_refusal
 from custody.hsm.base import Hsm
 from custody.observability.logs import request_context
 from custody.store.base import NonceUse, Store, StoreTransaction
@@ -171,9 +180,10 @@ class SigningUseCases:
             evaluation = active.evaluate(facts, velocity_lookup(tx, now))
             decision = evaluation.decision
             state = {
-                "sign": RequestState.APPROVED,
-                "approve": RequestState.PENDING_APPROVAL,
-            }.get(decision.action, RequestState.DENIED)
+                DecisionAction.SIGN: RequestState.APPROVED,
+                DecisionAction.APPROVE: RequestState.PENDING_APPROVAL,
+                DecisionAction.DENY: RequestState.DENIED,
+            }[decision.action]
             lifetime = evaluation.lifetime_seconds
             request = SigningRequest(
                 request_id=new_request_id(now.timestamp()),
@@ -206,7 +216,7 @@ class SigningUseCases:
                 chain_id=request.chain_id,
                 digest="0x" + request.digest.hex(),
                 payload_sha256="0x" + payload_hash.hex(),
-                decision=decision.action,
+                decision=decision.action.value,
                 rule=decision.rule,
                 policy_version=decision.policy_version,
                 replaces=replaces,
@@ -223,7 +233,10 @@ class SigningUseCases:
                     tx, DAEMON_ACTOR, "key.frozen", key=key_label, reason=evaluation.freeze_reason
                 )
                 log.warning("froze key %s: %s", key_label, evaluation.freeze_reason)
-            claimed = state is RequestState.APPROVED and self.claim(tx, request.request_id, now)
+            prepared = prepared_at_submission(parsed, payload_hash, facts, decision)
+            claimed = state is RequestState.APPROVED and self.claim(
+                tx, request, now, prepared, policy=active, key=key
+            )
         self._notifier.changed()
         log.info(
             "request %s by %s on key %s: %s (%s)",
@@ -234,7 +247,7 @@ class SigningUseCases:
             decision.rule or "no rule",
         )
         if claimed:
-            return self._sign_claimed(request, key, recompute(request))
+            return self.sign_if_claimed(request, prepared)
         return request
 
     def _nonce_check(
@@ -297,78 +310,85 @@ class SigningUseCases:
     # -- the signing path -------------------------------------------------------------------------------------
 
     def sign_if_due(self, request_id: str) -> SigningRequest | None:
-        """Sign an APPROVED request when it is due and nobody else holds its claim; None when not signed now.
+        """Sign an APPROVED request when it may be signed now and nobody else holds its claim; None when it is
+        not signed now (it waits, or it was ended because it can never be signed).
 
-        Called after an approval completes a quorum and by the background worker. A frozen key's requests wait;
-        an expired one becomes EXPIRED instead.
+        Called by the background worker for time-locked requests and for requests whose claim lapsed.
         """
         now = self._clock()
         with self._store.transaction() as tx:
             request = tx.get_request(request_id)
-            if request is None or request.state is not RequestState.APPROVED or request.kind.is_governance:
+            if request is None:
                 return None
-            if request.expires_at is not None and request.expires_at <= now:
-                expired = tx.transition_request(
-                    request_id,
-                    RequestState.APPROVED,
-                    RequestState.EXPIRED,
-                    now,
-                    error="the request expired before it could be signed",
-                )
-                self._audit.record(tx, DAEMON_ACTOR, "request.expired", request_id)
-                return expired
-            if request.not_before is not None and request.not_before > now:
+            prepared = prepare(request)
+            policy = self._policies.active(tx).policy
+            if not self.claim(tx, request, now, prepared, policy=policy, key=tx.get_key(request.key_label)):
                 return None
-            if not self.claim(tx, request_id, now):
-                return None
-        return self.sign_if_claimed(request)
+        return self.sign_if_claimed(request, prepared)
 
-    def claim(self, tx: StoreTransaction, request_id: str, now: datetime) -> bool:
-        """Take the signing claim on an APPROVED request in ``tx``; False while its key is frozen (its requests
-        wait for the unfreeze) or while someone else holds the claim."""
-        request = tx.get_request(request_id)
-        if request is None:
+    def claim(
+        self,
+        tx: StoreTransaction,
+        request: SigningRequest,
+        now: datetime,
+        prepared: Prepared,
+        *,
+        policy: Policy,
+        key: Key | None,
+    ) -> bool:
+        """Take the signing claim on ``request`` in ``tx`` when it may be signed now; False when it may not or
+        someone else holds the claim. ``policy`` and ``key`` are the active policy and the request's key as
+        read in ``tx``.
+
+        Whether it may be signed is the domain's one answer (``signing_refusal``), asked inside the write
+        transaction that takes the claim, so nothing it read can change before the claim is held. A request
+        that can never be signed is ended here, in the same transaction; one that may become signable (a
+        time-lock, a frozen key) waits.
+        """
+        refusal = self._refusal(tx, policy=policy, key=key, request=request, now=now, prepared=prepared)
+        if refusal is not None:
+            if refusal.ends_as is not None:
+                self._end(tx, request, refusal, now)
             return False
-        key = tx.get_key(request.key_label)
-        if key is None or key.state is KeyState.FROZEN:
-            return False
-        return tx.claim_signing(request_id, self._claimant, now, now + SIGNING_LEASE)
+        return tx.claim_signing(request.request_id, self._claimant, now, now + SIGNING_LEASE)
 
-    def sign_if_claimed(self, request: SigningRequest) -> SigningRequest:
-        """Sign a request whose claim this process took in a committed transaction."""
-        key = self._store.get_key(request.key_label)
-        if key is None:
-            raise NotFound(f"there is no key labelled {request.key_label!r}")
-        return self._sign_claimed(request, key, recompute(request))
+    def sign_if_claimed(self, request: SigningRequest, prepared: Prepared) -> SigningRequest:
+        """Sign a request whose claim this process took in a committed transaction, and record the result
+        before anyone sees it.
 
-    def _sign_claimed(self, request: SigningRequest, key: Key, recomputed: Recomputed) -> SigningRequest:
-        """Sign a request this process holds the claim on, and record the result before anyone sees it.
-
-        Before the HSM is called the stored request must still match its payload, its key must be the key it
-        was submitted for, and the active policy must still allow it with the approvals it has. The signature
-        is returned only after SIGNED and the signature are committed together, and only if the key was not
-        frozen while the HSM signed. If the HSM fails, a request that was signed off by approvers stays
-        APPROVED and the worker tries again once its claim lapses, until it expires, so that an HSM outage
+        Right before the HSM is called the same question as at the claim is asked again on fresh reads: the
+        claim was committed a moment ago, and a key frozen or a row edited since must still stop the signature.
+        The signature is returned only after SIGNED and the signature are committed together, and only if the
+        key was not frozen while the HSM signed. If the HSM fails, a request that was signed off by approvers
+        stays APPROVED and the worker tries again once its claim lapses, until it expires, so that an HSM outage
         does not throw the approvers' work away; a request the policy signs at once is marked FAILED and its
         requester may submit it again. If the record cannot be written, nothing is returned (fail closed).
         """
-        problem = self._integrity_problem(request, recomputed)
-        if problem is None and key.key_id != request.key_id:
-            problem = (
-                f"it was submitted for key id {request.key_id}, but key {key.label!r} is now {key.key_id}"
-            )
-        if problem is not None:
-            self._fail(request, problem)
-            raise WrongState(f"request {request.request_id} was not signed: {problem}")
-        assert recomputed.parsed is not None
+        key = self._store.get_key(request.key_label)
+        refusal = self._refusal(
+            self._store,
+            policy=self._policies.active().policy,
+            key=key,
+            request=request,
+            now=self._clock(),
+            prepared=prepared,
+        )
+        if refusal is not None:
+            if refusal.ends_as is None:
+                # A key frozen since the claim: the request waits for the unfreeze, its claim lapses.
+                raise KeyFrozen(f"request {request.request_id} was not signed: {refusal.reason}")
+            self._end_outside_transaction(request, refusal)
+            raise WrongState(f"request {request.request_id} was not signed: {refusal.reason}")
+        assert key is not None and prepared.parsed is not None  # signing_refusal checked both
+        digest = prepared.recomputed.digest
         try:
-            raw_signature = self._hsm.sign_digest(bytes.fromhex(key.key_id), recomputed.digest)
-            r, s, y_parity = recoverable_signature(raw_signature, recomputed.digest, key.public_key)
-            result = recomputed.parsed.assemble(r, s, y_parity)
+            raw_signature = self._hsm.sign_digest(bytes.fromhex(key.key_id), digest)
+            r, s, y_parity = recoverable_signature(raw_signature, digest, key.public_key)
+            result = prepared.parsed.assemble(r, s, y_parity)
         except (HsmUnavailable, NotFound) as exc:
             # The store knows this key, so an HSM that cannot find it is an HSM in trouble (a token that went
             # away), not a request for an unknown key: the caller gets UNAVAILABLE either way.
-            if request.decision.action == "approve":
+            if request.decision.action is DecisionAction.APPROVE:
                 raise HsmUnavailable(
                     f"the HSM is unavailable; request {request.request_id} was not signed, stays APPROVED and"
                     " is signed once the HSM is back, unless it expires first"
@@ -383,8 +403,7 @@ class SigningUseCases:
         # The signature and its audit event commit together; if either cannot be written, the signature is
         # dropped and never returned (the request stays APPROVED and its claim lapses for a later retry).
         with self._store.transaction() as tx:
-            current_key = tx.get_key(key.label)
-            if current_key is None or current_key.state is KeyState.FROZEN:
+            if key_refusal(request, tx.get_key(key.label)) is not None:
                 # The key was frozen while the HSM signed: the signature is dropped unseen, and the request
                 # waits, like every request of a frozen key, for the unfreeze.
                 raise KeyFrozen(
@@ -401,7 +420,7 @@ class SigningUseCases:
                 request.request_id,
                 key=key.label,
                 address=key.address,
-                digest="0x" + recomputed.digest.hex(),
+                digest="0x" + digest.hex(),
                 signature="0x" + result.signature.hex(),
                 tx_hash="0x" + result.tx_hash.hex() if result.tx_hash else None,
             )
@@ -409,30 +428,54 @@ class SigningUseCases:
         log.info("request %s signed with key %s", request.request_id, key.label)
         return signed
 
-    def _integrity_problem(self, request: SigningRequest, recomputed: Recomputed) -> str | None:
-        return policy_problem(
+    @staticmethod
+    def _refusal(
+        reader: StoreTransaction,
+        *,
+        policy: Policy,
+        key: Key | None,
+        request: SigningRequest,
+        now: datetime,
+        prepared: Prepared,
+    ) -> Refusal | None:
+        """Ask the domain's signing question, reading the verdicts through ``reader`` (a transaction, or the
+        store).
+
+        A request decided "sign" carries no quorum, so its verdicts are not read: were its stored decision
+        edited, the policy asked again would want approvals that then are not there, and it is refused.
+        """
+        return signing_refusal(
             request,
-            self._store.list_approvals(request.request_id),
-            self._policies.active().policy,
-            recomputed,
+            key=key,
+            approvals=reader.list_approvals(request.request_id) if request.decision.quorum else (),
+            policy=policy,
+            recomputed=prepared.recomputed,
+            decision_now=prepared.decision_under(policy),
+            now=now,
         )
 
+    def _end(self, tx: StoreTransaction, request: SigningRequest, refusal: Refusal, now: datetime) -> None:
+        """End a request that can never be signed, in ``tx``, with its audit event."""
+        assert refusal.ends_as is not None
+        tx.transition_request(request.request_id, request.state, refusal.ends_as, now, error=refusal.reason)
+        if refusal.ends_as is RequestState.EXPIRED:
+            self._audit.record(tx, DAEMON_ACTOR, "request.expired", request.request_id)
+        else:
+            self._audit.record(tx, DAEMON_ACTOR, "request.failed", request.request_id, reason=refusal.reason)
+        log.warning("request %s ended %s: %s", request.request_id, refusal.ends_as.value, refusal.reason)
+
     def _fail(self, request: SigningRequest, reason: str) -> None:
+        self._end_outside_transaction(request, Refusal(reason, ends_as=RequestState.FAILED))
+
+    def _end_outside_transaction(self, request: SigningRequest, refusal: Refusal) -> None:
         try:
             with self._store.transaction() as tx:
-                tx.transition_request(
-                    request.request_id,
-                    RequestState.APPROVED,
-                    RequestState.FAILED,
-                    self._clock(),
-                    error=reason,
-                )
-                self._audit.record(tx, DAEMON_ACTOR, "request.failed", request.request_id, reason=reason)
+                self._end(tx, request, refusal, self._clock())
             self._notifier.changed()
-        except (Aborted, Unavailable) as exc:
+        except (Aborted, WrongState, Unavailable) as exc:
             # The request stays APPROVED without a signature: it is never reported as signed, and the caller
             # already receives the original error.
-            log.error("could not mark request %s FAILED: %s", request.request_id, exc)
+            log.error("could not end request %s: %s", request.request_id, exc)
 
     # -- background work --------------------------------------------------------------------------------------
 

@@ -26,7 +26,14 @@ from custody.chains.evm.values import format_ether, format_gwei
 from custody.cli.errors import ServerDisagrees
 from custody.cli.output import approval_text, payload_kind_name, quorum_text, request_state_name
 from custody.domain.errors import InvalidInput
-from custody.domain.requests import Decision, PayloadKind, QuorumTerm, RequestState, SigningRequest
+from custody.domain.requests import (
+    Decision,
+    DecisionAction,
+    PayloadKind,
+    QuorumTerm,
+    RequestState,
+    SigningRequest,
+)
 
 # Calldata is printed in full up to this many bytes; beyond, its start and its size.
 MAX_RAW_CALLDATA_BYTES = 1024
@@ -58,6 +65,18 @@ def payload_kind(request: custody_pb2.SigningRequest) -> PayloadKind:
         raise InvalidInput(
             f"request {request.request_id} has payload kind {name}, which this version of custody cannot review",
             field="kind",
+        ) from None
+
+
+def decision_action(request: custody_pb2.SigningRequest) -> DecisionAction:
+    """The domain decision action of a proto request; InvalidInput for an action this CLI does not know."""
+    try:
+        return DecisionAction(request.decision.action)
+    except ValueError:
+        raise InvalidInput(
+            f"request {request.request_id} has decision {request.decision.action!r}, which this version of"
+            " custody cannot review",
+            field="decision",
         ) from None
 
 
@@ -119,7 +138,7 @@ def domain_request(request: custody_pb2.SigningRequest, recomputed: RecomputedHa
         payload_hash=recomputed.payload_hash,
         digest=recomputed.digest,
         decision=Decision(
-            action=decision.action,
+            action=decision_action(request),
             rule=decision.rule or None,
             reason=decision.reason,
             policy_version=decision.policy_version,

@@ -9,7 +9,7 @@ statement: ``from_bytes`` refuses any byte string that ``to_bytes`` would not ha
 
 Approvers sign with Ed25519 (pure Ed25519 over the statement bytes). The daemon verifies the signature with
 the key the active policy names for the approver (``verify_signature``), then compares every bound field with
-what it recomputed from its own stored request (``check_statement``).
+what it recomputed from its own stored request (``binding_problem``, and ``check_statement`` for a new verdict).
 """
 
 from __future__ import annotations
@@ -218,6 +218,67 @@ def verify_signature(public_key: bytes, statement: bytes, signature: bytes, appr
         raise PermissionDenied(f"the approval signature does not verify with {approver}'s key") from None
 
 
+def binding_problem(
+    statement: ApprovalStatement,
+    request: SigningRequest,
+    *,
+    approver: str,
+    expected_digest: bytes,
+    expected_payload_hash: bytes,
+    active_policy_version: int,
+) -> str | None:
+    """Why ``statement`` does not bind ``request`` as it is now, naming the field; None when it does.
+
+    ``expected_digest`` and ``expected_payload_hash`` are what the daemon recomputed from the stored payload,
+    not the stored columns; a request whose stored digest or payload hash differs from them was edited in the
+    database, and no statement counts for it. ``approver`` is who gave the verdict. This one check serves both
+    the counting of a new verdict and the re-verification of every counted one before the HSM signs.
+    """
+    if statement.request_id != request.request_id:
+        return f"the approval statement's request_id is {statement.request_id}, not {request.request_id}"
+    # The daemon signs the stored digest, so a stored row that no longer agrees with its own payload must not
+    # collect approvals, even when an approver's statement matches what the payload really says.
+    if request.digest != expected_digest or request.payload_hash != expected_payload_hash:
+        return (
+            f"request {request.request_id}'s stored digest or payload_hash does not match its stored payload;"
+            " the request was changed after it was submitted and no approval counts for it"
+        )
+    if statement.digest != expected_digest:
+        return (
+            f"the approval statement's digest 0x{statement.digest.hex()} is not the digest custody computed"
+            f" for request {request.request_id} (0x{expected_digest.hex()})"
+        )
+    if statement.payload_hash != expected_payload_hash:
+        return (
+            f"the approval statement's payload_hash 0x{statement.payload_hash.hex()} is not the hash of"
+            f" the payload of request {request.request_id} (0x{expected_payload_hash.hex()})"
+        )
+    if statement.chain_id != request.chain_id:
+        return (
+            f"the approval statement's chain_id is {_show(statement.chain_id)}, but request"
+            f" {request.request_id} is for chain id {_show(request.chain_id)}"
+        )
+    if statement.key_id != request.key_id:
+        return (
+            f"the approval statement's key_id is {_show(statement.key_id)}, but request"
+            f" {request.request_id} is for key id {_show(request.key_id)}"
+        )
+    request_version = request.decision.policy_version
+    if request_version != active_policy_version:
+        return (
+            f"request {request.request_id} was decided under policy_version {request_version}, but version"
+            f" {active_policy_version} is active, so no approval can count for it"
+        )
+    if statement.policy_version != active_policy_version:
+        return (
+            f"the approval statement's policy_version is {statement.policy_version}, but version"
+            f" {active_policy_version} is active"
+        )
+    if statement.approver != approver:
+        return f"the approval statement's approver is {statement.approver}, but it was sent by {approver}"
+    return None
+
+
 def check_statement(
     statement: ApprovalStatement,
     request: SigningRequest,
@@ -228,58 +289,19 @@ def check_statement(
     active_policy_version: int,
     now: int,
 ) -> None:
-    """Raise FailedPrecondition, naming the field, unless ``statement`` is about ``request`` as it is now.
-
-    ``expected_digest`` and ``expected_payload_hash`` are what the daemon recomputed from the stored payload,
-    not the stored columns; a request whose stored digest or payload hash differs from them was edited in the
-    database, and no statement counts for it. ``approver`` is the authenticated caller, ``now`` unix seconds.
-    """
-    if statement.request_id != request.request_id:
-        raise FailedPrecondition(
-            f"the approval statement's request_id is {statement.request_id}, not {request.request_id}"
-        )
-    # The daemon signs the stored digest, so a stored row that no longer agrees with its own payload must not
-    # collect approvals, even when an approver's statement matches what the payload really says.
-    if request.digest != expected_digest or request.payload_hash != expected_payload_hash:
-        raise FailedPrecondition(
-            f"request {request.request_id}'s stored digest or payload_hash does not match its stored payload;"
-            " the request was changed after it was submitted and no approval counts for it"
-        )
-    if statement.digest != expected_digest:
-        raise FailedPrecondition(
-            f"the approval statement's digest 0x{statement.digest.hex()} is not the digest custody computed"
-            f" for request {request.request_id} (0x{expected_digest.hex()})"
-        )
-    if statement.payload_hash != expected_payload_hash:
-        raise FailedPrecondition(
-            f"the approval statement's payload_hash 0x{statement.payload_hash.hex()} is not the hash of"
-            f" the payload of request {request.request_id} (0x{expected_payload_hash.hex()})"
-        )
-    if statement.chain_id != request.chain_id:
-        raise FailedPrecondition(
-            f"the approval statement's chain_id is {_show(statement.chain_id)}, but request"
-            f" {request.request_id} is for chain id {_show(request.chain_id)}"
-        )
-    if statement.key_id != request.key_id:
-        raise FailedPrecondition(
-            f"the approval statement's key_id is {_show(statement.key_id)}, but request"
-            f" {request.request_id} is for key id {_show(request.key_id)}"
-        )
-    request_version = request.decision.policy_version
-    if request_version != active_policy_version:
-        raise FailedPrecondition(
-            f"request {request.request_id} was decided under policy_version {request_version}, but version"
-            f" {active_policy_version} is active, so no approval can count for it"
-        )
-    if statement.policy_version != active_policy_version:
-        raise FailedPrecondition(
-            f"the approval statement's policy_version is {statement.policy_version}, but version"
-            f" {active_policy_version} is active"
-        )
-    if statement.approver != approver:
-        raise FailedPrecondition(
-            f"the approval statement's approver is {statement.approver}, but it was sent by {approver}"
-        )
+    """Raise FailedPrecondition, naming the field, unless ``statement`` binds ``request`` as it is now
+    (``binding_problem``) and may be counted at ``now`` (unix seconds): not expired, and not good for longer
+    than a statement may be."""
+    problem = binding_problem(
+        statement,
+        request,
+        approver=approver,
+        expected_digest=expected_digest,
+        expected_payload_hash=expected_payload_hash,
+        active_policy_version=active_policy_version,
+    )
+    if problem is not None:
+        raise FailedPrecondition(problem)
     if statement.expires_at <= now:
         raise FailedPrecondition(
             f"the approval statement expired: its expires_at {statement.expires_at} is not after now ({now})"

@@ -84,6 +84,15 @@ def check_transition(current: RequestState, target: RequestState) -> None:
         raise WrongState(f"a request in state {current.value} cannot become {target.value}")
 
 
+class DecisionAction(enum.StrEnum):
+    """What the policy decided about a request. A string enum, because the same words are stored in the
+    database, sent over gRPC and shown to people."""
+
+    SIGN = "sign"  # signed at once
+    DENY = "deny"  # refused; recorded DENIED
+    APPROVE = "approve"  # held until its quorum approves
+
+
 @dataclass(frozen=True)
 class QuorumTerm:
     """``threshold`` distinct approvers of ``group``."""
@@ -103,12 +112,18 @@ class Decision:
     terms it was accepted under even after the rule changes.
     """
 
-    action: str  # "sign", "deny" or "approve"
+    action: DecisionAction
     rule: str | None  # name of the matching rule; None when nothing matched (deny by default)
     reason: str
     policy_version: int
-    quorum: tuple[QuorumTerm, ...] = ()  # all terms must be met (AND); empty unless action is "approve"
+    quorum: tuple[QuorumTerm, ...] = ()  # all terms must be met (AND); empty unless the action is APPROVE
     timelock_seconds: int = 0
+
+    def __post_init__(self) -> None:
+        # Comparisons use identity (``action is DecisionAction.SIGN``), which a plain string equal to "sign"
+        # would fail silently; a decision built from a stored or received string is turned into the enum
+        # here, and an unknown word is refused.
+        object.__setattr__(self, "action", DecisionAction(self.action))
 
     def describe_quorum(self) -> str:
         return " AND ".join(term.describe() for term in self.quorum)

@@ -103,6 +103,8 @@ class StoreTransaction(Protocol):
 
         True when this caller now holds the claim: the request is APPROVED and unclaimed, or its previous
         claim lapsed before ``now`` (its holder died). Keeps two workers or replicas from signing one request.
+        Whether the request may be signed now is not this method's question: the caller asks
+        custody.domain.signing.signing_refusal in the same transaction first.
         """
 
     def due_requests(self, now: datetime, limit: int) -> Sequence[SigningRequest]:

@@ -283,14 +283,16 @@ class SqlTransaction(ABC):
         cursor = self._execute(
             f"UPDATE requests SET {', '.join(assignments)}, claim_holder = NULL, claim_until = NULL"  # noqa: S608
             " WHERE request_id = ? AND state = ?"
-            f" AND NOT (state = 'APPROVED' AND kind IN ({codec.GOVERNANCE_KINDS_SQL}))",
+            f" AND NOT (state = 'APPROVED' AND kind IN ({codec.GOVERNANCE_KINDS_SQL}))"
+            " RETURNING *",
             parameters,
         )
-        # Read back, as in set_key_state, rather than returned by the UPDATE.
-        row = self._request_row(request_id)
+        # The changed row comes back with the UPDATE; only a refused transition reads the row to say why.
+        row = cursor.fetchone()
         if row is None:
-            raise NotFound(f"there is no request with id {request_id}")
-        if cursor.rowcount == 0:
+            row = self._request_row(request_id)
+            if row is None:
+                raise NotFound(f"there is no request with id {request_id}")
             if row["state"] == expected.value:
                 raise WrongState(
                     f"request {request_id} is a {row['kind']} request that took effect when it was approved"
@@ -333,23 +335,17 @@ class SqlTransaction(ABC):
     def claim_signing(self, request_id: str, claimant: str, now: datetime, lease_until: datetime) -> bool:
         if lease_until <= now:
             raise InvalidInput("a signing claim must last beyond now", field="lease_until")
-        now_text = codec.encode_time(now, "now")
-        # Besides a free (or lapsed) claim, the request must be due to be signed: a signing kind, its
-        # time-lock passed and its lifetime not, so that the claim is the one gate before the HSM.
+        # Only the conditional update that keeps two claimants apart lives here. Whether the request may be
+        # signed at all (its time window, its key, its approvals) is decided once, by
+        # custody.domain.signing.signing_refusal, in the same write transaction before this runs.
         cursor = self._execute(
-            "UPDATE requests SET claim_holder = ?, claim_until = ?"  # noqa: S608
-            " WHERE request_id = ? AND state = 'APPROVED'"
-            f" AND kind IN ({codec.SIGNING_KINDS_SQL})"
-            " AND (claim_holder IS NULL OR claim_until < ?)"
-            " AND (not_before IS NULL OR not_before <= ?)"
-            " AND (expires_at IS NULL OR expires_at > ?)",
+            "UPDATE requests SET claim_holder = ?, claim_until = ?"
+            " WHERE request_id = ? AND state = 'APPROVED' AND (claim_holder IS NULL OR claim_until < ?)",
             (
                 claimant,
                 codec.encode_time(lease_until, "lease_until"),
                 request_id,
-                now_text,
-                now_text,
-                now_text,
+                codec.encode_time(now, "now"),
             ),
         )
         return cursor.rowcount == 1

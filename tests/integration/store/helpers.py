@@ -125,7 +125,7 @@ def make_transaction_request(
         payload=payload,
         payload_hash=hashlib.sha256(payload).digest(),
         digest=digest,
-        decision=Decision(action="approvals", rule=None, reason="needs 2 of treasury", policy_version=1),
+        decision=Decision(action="approve", rule=None, reason="needs 2 of treasury", policy_version=1),
         state=state,
         created_at=created_at,
         updated_at=created_at,

@@ -84,32 +84,14 @@ def test_claim_is_taken_once_and_held(store: Store, ops: TestKey) -> None:
     assert store.claim_signing(request.request_id, "worker-a", lapsed, lapsed + LEASE) is False
 
 
-def test_only_an_approved_signing_request_can_be_claimed(store: Store, ops: TestKey) -> None:
+def test_only_an_approved_request_can_be_claimed(store: Store, ops: TestKey) -> None:
     pending = make_transaction_request(ops, suffix=1)
     denied = make_message_request(ops, suffix=2, state=RequestState.DENIED)
-    unfreeze = make_governance_request(PayloadKind.KEY_UNFREEZE, ops, suffix=3)
-    for request in (pending, denied, unfreeze):
+    for request in (pending, denied):
         store.insert_request(request)
-    store.transition_request(
-        unfreeze.request_id, RequestState.PENDING_APPROVAL, RequestState.APPROVED, later(1)
-    )
 
-    for request_id in (pending.request_id, denied.request_id, unfreeze.request_id, "req_unknown"):
+    for request_id in (pending.request_id, denied.request_id, "req_unknown"):
         assert store.claim_signing(request_id, "worker-a", later(2), later(2) + LEASE) is False
-
-
-def test_a_time_locked_request_is_claimed_only_when_due(store: Store, ops: TestKey) -> None:
-    request = _approved(store, ops, 1, not_before=later(60))
-
-    assert store.claim_signing(request.request_id, "worker-a", later(59), later(59) + LEASE) is False
-    assert store.claim_signing(request.request_id, "worker-a", later(60), later(60) + LEASE) is True
-
-
-def test_an_expired_request_cannot_be_claimed(store: Store, ops: TestKey) -> None:
-    request = _approved(store, ops, 1, expires_at=later(30))
-
-    assert store.claim_signing(request.request_id, "worker-a", later(30), later(30) + LEASE) is False
-    assert store.claim_signing(request.request_id, "worker-a", later(29), later(29) + LEASE) is True
 
 
 def test_a_claim_must_last(store: Store, ops: TestKey) -> None:

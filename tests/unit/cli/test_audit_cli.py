@@ -713,6 +713,7 @@ def test_an_approver_sees_that_a_request_replaces_another() -> None:
         kind=custody_pb2.PAYLOAD_KIND_TRANSACTION,
         payload=json.dumps(transaction).encode(),
         state=custody_pb2.REQUEST_STATE_PENDING_APPROVAL,
+        decision=custody_pb2.Decision(action="approve", rule="treasury", policy_version=1),
         created_at="2024-05-01T12:00:00Z",
         replaces="req_1",
     )
