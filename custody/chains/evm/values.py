@@ -16,6 +16,12 @@ from typing import Any
 
 from custody.domain.errors import InvalidInput
 
+# The policy formats amounts too, and the domain must not import the chain adapters, so the formatting lives
+# in the domain and is re-exported here for the adapters and their callers.
+from custody.domain.evm_notation import format_ether, format_gwei
+
+__all__ = ["format_ether", "format_gwei"]  # re-exported; everything defined here is public as usual
+
 # Payloads are refused above this size before any parsing, so a hostile request costs little.
 MAX_PAYLOAD_BYTES = 128 * 1024
 
@@ -32,9 +38,6 @@ _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
 
 # A hex or decimal spelling longer than this cannot fit in 256 bits, so it is refused before conversion.
 _MAX_QUANTITY_CHARS = 80
-
-_WEI_PER_ETHER = 10**18
-_WEI_PER_GWEI = 10**9
 
 
 class _FractionalNumber:
@@ -169,24 +172,6 @@ def json_type_name(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
-
-
-def format_ether(wei: int) -> str:
-    """Exact decimal ether for a wei amount, without exponent or trailing zeros (``1500000000000000000`` ->
-    ``"1.5"``), because approvers compare these digits by eye."""
-    return _exact_decimal(wei, _WEI_PER_ETHER, 18)
-
-
-def format_gwei(wei: int) -> str:
-    """Exact decimal gwei for a wei amount, as ``format_ether`` does ether (``1500000000`` -> ``"1.5"``)."""
-    return _exact_decimal(wei, _WEI_PER_GWEI, 9)
-
-
-def _exact_decimal(wei: int, unit: int, digits: int) -> str:
-    whole, fraction = divmod(wei, unit)
-    if fraction == 0:
-        return str(whole)
-    return f"{whole}.{fraction:0{digits}d}".rstrip("0")
 
 
 def shorten_hex(data: bytes, keep_bytes: int = 64) -> str:

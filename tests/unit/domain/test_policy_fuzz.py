@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import custody.domain.policy as policy_module
+import custody.domain.policy.approvers as approvers_module
 from custody.domain.errors import ConfigurationError
 from custody.domain.policy import Policy, RequestFacts, VelocityUsage
 from custody.domain.requests import PayloadKind
@@ -125,10 +125,11 @@ def key_checks_once(monkeypatch: pytest.MonkeyPatch) -> None:
     milliseconds; the documents here draw their keys from a small pool, so the check's answer for a key is
     computed by the real function the first time and reused after, and the parser's code is otherwise as is.
     """
+    # The approvers' parser looks the check up in its own module, so that is where the cached one goes.
     monkeypatch.setattr(
-        policy_module,
+        approvers_module,
         "ed25519_public_key_problem",
-        functools.cache(policy_module.ed25519_public_key_problem),
+        functools.cache(approvers_module.ed25519_public_key_problem),
     )
 
 

@@ -1,0 +1,74 @@
+"""The conditions a policy rule can set, and the registry the rule parser finds them through.
+
+Each module here holds one condition: a frozen dataclass with
+
+- ``TOML_FIELDS``, the keys of a ``[[rules]]`` table it reads (the rule parser refuses keys no condition or
+  the rule itself claims, and lists them all when it does);
+- ``parse(rule)``, a classmethod that reads those keys from ``rule.raw`` and returns the condition, or None
+  when the rule leaves the condition out (a condition left out is not tested); problems are raised with
+  ``rule.fail(field, problem)``, which names the file and the rule;
+- ``check(facts, usage)``, which returns a ``ConditionTrace`` (its name in traces, whether it matched, and a
+  sentence saying why) and never raises for a request that merely does not match; it returns None to stay
+  out of the trace when it has nothing to say about the request;
+- a docstring for policy authors: the TOML it reads, with an example, and what it matches.
+
+To add a condition:
+
+1. Write ``custody/domain/policy/conditions/<name>.py`` after the pattern of the others (``max_value.py`` is
+   the smallest). It looks only at ``RequestFacts``; a fact the request does not carry yet is added to
+   ``RequestFacts`` and filled where the application builds the facts from the parsed payload.
+2. Add the class to ``CONDITION_TYPES`` below. Its place in the tuple is its place in every trace and the
+   order in which rules' fields are validated; append new conditions before ``VelocityLimit``, which needs
+   the store's usage and so stays last.
+3. Test it in ``tests/unit/domain/test_policy_conditions.py``: a rule with the condition, a request that
+   meets it, one that does not, and the parser's messages for malformed fields.
+
+Traces are stored with requests and read back by ``custody policy explain``, so a condition's trace name and
+the wording of its details do not change once released; a new wording is a new condition.
+"""
+
+from __future__ import annotations
+
+from custody.domain.policy.conditions.base import Condition, ConditionType, RuleTable
+from custody.domain.policy.conditions.chain_ids import ChainIdCondition
+from custody.domain.policy.conditions.contracts import AllowedContract, ContractCondition
+from custody.domain.policy.conditions.destinations import DestinationCondition
+from custody.domain.policy.conditions.keys import KeyCondition
+from custody.domain.policy.conditions.kinds import KindCondition
+from custody.domain.policy.conditions.max_fee import MaxFeeCondition
+from custody.domain.policy.conditions.max_value import MaxValueCondition
+from custody.domain.policy.conditions.replacement import ReplacementCondition
+from custody.domain.policy.conditions.transaction_types import TransactionTypeCondition
+from custody.domain.policy.conditions.velocity import MAX_VELOCITY_WINDOW_SECONDS, VelocityLimit
+
+CONDITION_TYPES: tuple[ConditionType, ...] = (
+    KeyCondition,
+    ChainIdCondition,
+    KindCondition,
+    TransactionTypeCondition,
+    DestinationCondition,
+    ContractCondition,
+    MaxValueCondition,
+    MaxFeeCondition,
+    ReplacementCondition,
+    VelocityLimit,
+)
+
+__all__ = [
+    "CONDITION_TYPES",
+    "MAX_VELOCITY_WINDOW_SECONDS",
+    "AllowedContract",
+    "ChainIdCondition",
+    "Condition",
+    "ConditionType",
+    "ContractCondition",
+    "DestinationCondition",
+    "KeyCondition",
+    "KindCondition",
+    "MaxFeeCondition",
+    "MaxValueCondition",
+    "ReplacementCondition",
+    "RuleTable",
+    "TransactionTypeCondition",
+    "VelocityLimit",
+]

@@ -1,0 +1,58 @@
+"""``transaction_types``: which Ethereum transaction envelopes a rule's requests may use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from custody.domain.policy.conditions.base import RuleTable
+from custody.domain.policy.conditions.kinds import TRANSACTIONS_EXCLUDED, excludes_transactions
+from custody.domain.policy.facts import TRANSACTION_TYPES, RequestFacts, VelocityLookup
+from custody.domain.policy.fields import parse_string_set, quoted_list
+from custody.domain.policy.trace import ConditionTrace
+from custody.domain.requests import PayloadKind
+
+
+@dataclass(frozen=True)
+class TransactionTypeCondition:
+    """``transaction_types = ["eip1559"]``: the request must be a transaction of one of these types.
+
+    The types are ``legacy`` (type 0), ``eip2930`` (type 1, with an access list) and ``eip1559`` (type 2,
+    with a fee cap and a priority fee). Typed data and messages never match a rule that sets this condition.
+    """
+
+    TOML_FIELDS: ClassVar[tuple[str, ...]] = ("transaction_types",)
+
+    transaction_types: frozenset[str]
+
+    @classmethod
+    def parse(cls, rule: RuleTable) -> TransactionTypeCondition | None:
+        if "transaction_types" not in rule.raw:
+            return None
+        transaction_types = parse_string_set(
+            rule.raw["transaction_types"], "transaction_types", "transaction types", rule.fail
+        )
+        for type_name in sorted(transaction_types):
+            if type_name not in TRANSACTION_TYPES:
+                raise rule.fail(
+                    "transaction_types",
+                    f"unknown transaction type {type_name!r}; allowed are {quoted_list(TRANSACTION_TYPES)}",
+                )
+        # Such a rule could never match anything, which is surely not what its author meant.
+        if excludes_transactions(rule):
+            raise rule.fail("transaction_types", TRANSACTIONS_EXCLUDED)
+        return cls(transaction_types)
+
+    def check(self, facts: RequestFacts, usage: VelocityLookup) -> ConditionTrace:
+        listed = quoted_list(sorted(self.transaction_types))
+        if facts.kind is not PayloadKind.TRANSACTION or facts.transaction_type is None:
+            return ConditionTrace(
+                "transaction_types",
+                False,
+                f"the request is {facts.kind.value!r}, not a transaction; the rule needs one of {listed}",
+            )
+        matched = facts.transaction_type in self.transaction_types
+        verb = "is" if matched else "is not"
+        return ConditionTrace(
+            "transaction_types", matched, f"transaction type {facts.transaction_type!r} {verb} in {listed}"
+        )

@@ -1,0 +1,41 @@
+"""What the policy may look at: the facts of one request, and a key's recent usage for velocity limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from custody.domain.requests import PayloadKind
+
+TRANSACTION_TYPES = ("legacy", "eip2930", "eip1559")
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What the policy may look at: facts the daemon derived from the parsed payload itself."""
+
+    key_label: str
+    kind: PayloadKind
+    chain_id: int | None  # None for payloads that carry no chain id, such as EIP-191 messages
+    transaction_type: str | None  # one of TRANSACTION_TYPES for transactions, else None
+    to: str | None  # transactions: the recipient; typed data: the domain's verifyingContract
+    value: int  # wei moved by the request; 0 for typed data and messages
+    # The first 4 bytes of a transaction's calldata; None when it has fewer or the payload is no transaction.
+    selector: bytes | None = None
+    # The request explicitly replaces an earlier one holding the same nonce (a second payload for that nonce).
+    replacement: bool = False
+    # Transactions: the most wei they can pay in fees, as the parsed payload computed it; None for other kinds.
+    # A transaction without it matches no rule that caps fees.
+    max_fee_wei: int | None = None
+
+
+@dataclass(frozen=True)
+class VelocityUsage:
+    """What a key has already used within a velocity window, as the store counts it."""
+
+    count: int
+    total_value: int  # wei
+
+
+# Given a key label and a window length in seconds, the key's usage within the window that ends now.
+VelocityLookup = Callable[[str, int], VelocityUsage]
