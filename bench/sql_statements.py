@@ -100,9 +100,7 @@ def main() -> None:
     os.environ["SOFTHSM2_CONF"] = str(token.config_path)
     approver_keys = {name: Ed25519PrivateKey.generate() for name in DEV_APPROVERS}
     public_keys = {
-        name: key.public_key()
-        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        .hex()
+        name: key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
         for name, key in approver_keys.items()
     }
     statements = StatementLog()
@@ -151,11 +149,15 @@ def main() -> None:
         "auto_signed_submit": per_request(auto_signed),
         "completing_approval": per_request(completing),
     }
-    for path, counts in (("auto-signed submit", figures["auto_signed_submit"]), ("completing approval",
-                                                                                  figures["completing_approval"])):
+    for path, counts in (
+        ("auto-signed submit", figures["auto_signed_submit"]),
+        ("completing approval", figures["completing_approval"]),
+    ):
         assert isinstance(counts, dict)
         total = sum(value for kind, value in counts.items() if kind not in {"BEGIN", "COMMIT", "ROLLBACK"})
-        print(f"{path}: {total:g} statements per request, " + ", ".join(f"{k} {v:g}" for k, v in counts.items()))
+        print(
+            f"{path}: {total:g} statements per request, " + ", ".join(f"{k} {v:g}" for k, v in counts.items())
+        )
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"written to {arguments.out}")

@@ -110,6 +110,9 @@ def server_stream(
     return handler
 
 
+_METHODS_THAT_RECORD_THEIR_REFUSALS = frozenset({"Approve", "Reject"})
+
+
 class _Servicer:
     def __init__(self, custody: CustodySource, authenticator: CertificateAuthenticator) -> None:
         self._custody = custody
@@ -123,9 +126,12 @@ class _Servicer:
     def audit_refusal(
         self, error: Exception, caller: Principal | None, context: grpc.ServicerContext, method: str
     ) -> None:
-        """Authentication failures and permission denials go to the audit log (other refusals are the use
-        cases' to record, and mark themselves as recorded)."""
-        if not isinstance(error, (Unauthenticated, PermissionDenied)) or error.audited:
+        """Authentication failures and permission denials go to the audit log. Other refusals are the use
+        cases' to record; a verdict's use case records every refusal of it, a permission denied included
+        (``approval.refused``, with the verdict), so those methods are left to it."""
+        if not isinstance(error, (Unauthenticated, PermissionDenied)):
+            return
+        if isinstance(error, PermissionDenied) and method in _METHODS_THAT_RECORD_THEIR_REFUSALS:
             return
         kind = "auth.refused" if isinstance(error, Unauthenticated) else "permission.denied"
         actor = caller.name if caller is not None else "unauthenticated"

@@ -33,7 +33,7 @@ from custody.domain.requests import (
     SigningRequest,
     Verdict,
 )
-from custody.domain.signing import Recomputed, verified_approvers
+from custody.domain.signing import Recomputed, verdict_refusal, verified_approvers
 from custody.policy_file import parse_policy_text
 from custody.store.base import Store, StoredPolicy, StoreTransaction
 
@@ -119,7 +119,6 @@ class ApprovalUseCases:
             self._audit.record_refusal(
                 caller.name, "approval.refused", error, request_id=request_id, verdict=verdict.value
             )
-            error.audited = True
             raise
         # Signing happens after the verdict was counted and committed: a signing failure is the request's
         # (recorded as request.failed, or retried by the worker), never a refusal of the verdict.
@@ -146,27 +145,35 @@ class ApprovalUseCases:
                 field="statement",
             )
         now = self._clock()
-        refusal: CustodyError | None = None
         with self._store.transaction() as tx:
             request = require_request(tx, request_id)
             policy = self._policies.active(tx).policy
-            counted, refusal = self._count(
-                tx,
-                caller,
-                request,
-                policy=policy,
-                statement=statement,
-                statement_bytes=statement_bytes,
-                signature=signature,
-                reason=reason,
-                now=now,
-            )
+            approver = policy.approver(caller.name)
+            if approver is None:
+                raise PermissionDenied(f"{caller.name} is not an approver in policy version {policy.version}")
+            prepared = prepare(request)
+            closed = verdict_refusal(request, prepared.recomputed, now)
+            if closed is None:
+                counted = self._count(
+                    tx,
+                    caller,
+                    request,
+                    policy=policy,
+                    approver_key=approver.public_key,
+                    prepared=prepared,
+                    statement=statement,
+                    statement_bytes=statement_bytes,
+                    signature=signature,
+                    reason=reason,
+                    now=now,
+                )
+            elif closed.ends_as is not None:
+                self._signing.end(tx, request, closed, now)
         self._notifier.changed()
-        if refusal is not None:
-            # The request was moved to a final state (expired, or its stored row no longer matched) and that
-            # change is committed; the verdict itself did not count.
-            raise refusal
-        assert counted is not None
+        if closed is not None:
+            # The request may have been ended (expired, or its row edited) and that change is committed; the
+            # verdict itself did not count.
+            raise FailedPrecondition(closed.reason)
         log.info(
             "%s by %s on request %s: now %s",
             verdict.value,
@@ -183,44 +190,15 @@ class ApprovalUseCases:
         request: SigningRequest,
         *,
         policy: Policy,
+        approver_key: bytes,
+        prepared: Prepared,
         statement: ApprovalStatement,
         statement_bytes: bytes,
         signature: bytes,
         reason: str,
         now: datetime,
-    ) -> tuple[_Counted | None, CustodyError | None]:
-        approver = policy.approver(caller.name)
-        if approver is None:
-            raise PermissionDenied(f"{caller.name} is not an approver in policy version {policy.version}")
-        if (
-            request.state is RequestState.PENDING_APPROVAL
-            and request.expires_at
-            and request.expires_at <= now
-        ):
-            tx.transition_request(
-                request.request_id, request.state, RequestState.EXPIRED, now, error="the request expired"
-            )
-            self._audit.record(tx, DAEMON_ACTOR, "request.expired", request.request_id)
-            return None, FailedPrecondition(
-                f"request {request.request_id} expired at {request.expires_at.isoformat()}"
-            )
-        prepared = prepare(request)
+    ) -> _Counted:
         recomputed = prepared.recomputed
-        if not recomputed.matches(request):
-            if request.state is RequestState.PENDING_APPROVAL:
-                tx.transition_request(
-                    request.request_id,
-                    request.state,
-                    RequestState.FAILED,
-                    now,
-                    error="the stored request no longer matches its payload; its approvals do not count",
-                )
-                self._audit.record(
-                    tx, DAEMON_ACTOR, "request.failed", request.request_id, reason="the stored row was edited"
-                )
-            return None, FailedPrecondition(
-                f"request {request.request_id} no longer matches its payload; it will not be approved or signed"
-            )
         check_statement(
             statement,
             request,
@@ -230,7 +208,7 @@ class ApprovalUseCases:
             active_policy_version=policy.version,
             now=int(now.timestamp()),
         )
-        verify_signature(approver.public_key, statement_bytes, signature, caller.name)
+        verify_signature(approver_key, statement_bytes, signature, caller.name)
         approval = Approval(
             request_id=request.request_id,
             approver=caller.name,
@@ -257,7 +235,7 @@ class ApprovalUseCases:
             outcome=outcome.value,
         )
         if outcome is TallyOutcome.COUNTED:
-            return _Counted(request=tx.get_request(request.request_id) or request), None
+            return _Counted(request=tx.get_request(request.request_id) or request)
         if outcome is TallyOutcome.REJECTED:
             rejected = tx.transition_request(
                 request.request_id,
@@ -267,7 +245,7 @@ class ApprovalUseCases:
                 error=f"rejected by {caller.name}: {reason}",
             )
             self._audit.record(tx, caller.name, "request.rejected", request.request_id, reason=reason)
-            return _Counted(request=rejected), None
+            return _Counted(request=rejected)
         if request.kind.is_governance:
             self._carry_out(tx, request, now)
             approved = tx.transition_request(
@@ -276,7 +254,7 @@ class ApprovalUseCases:
             self._audit.record(
                 tx, DAEMON_ACTOR, "request.approved", request.request_id, payload_kind=request.kind.value
             )
-            return _Counted(request=approved), None
+            return _Counted(request=approved)
         timelock = request.decision.timelock_seconds
         approved = tx.transition_request(
             request.request_id,
@@ -295,8 +273,8 @@ class ApprovalUseCases:
         if timelock or not self._signing.claim(
             tx, approved, now, prepared, policy=policy, key=tx.get_key(request.key_label)
         ):
-            return _Counted(request=tx.get_request(request.request_id) or approved), None
-        return _Counted(request=approved, claimed=prepared), None
+            return _Counted(request=tx.get_request(request.request_id) or approved)
+        return _Counted(request=approved, claimed=prepared)
 
     @staticmethod
     def _as_the_policy_decides(request: SigningRequest, policy: Policy) -> SigningRequest:

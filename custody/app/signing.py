@@ -348,7 +348,7 @@ class SigningUseCases:
         refusal = self._refusal(tx, policy=policy, key=key, request=request, now=now, prepared=prepared)
         if refusal is not None:
             if refusal.ends_as is not None:
-                self._end(tx, request, refusal, now)
+                self.end(tx, request, refusal, now)
             return False
         return tx.claim_signing(request.request_id, self._claimant, now, now + SIGNING_LEASE)
 
@@ -454,8 +454,8 @@ class SigningUseCases:
             now=now,
         )
 
-    def _end(self, tx: StoreTransaction, request: SigningRequest, refusal: Refusal, now: datetime) -> None:
-        """End a request that can never be signed, in ``tx``, with its audit event."""
+    def end(self, tx: StoreTransaction, request: SigningRequest, refusal: Refusal, now: datetime) -> None:
+        """End a request that can never be signed (or approved), in ``tx``, with its audit event."""
         assert refusal.ends_as is not None
         tx.transition_request(request.request_id, request.state, refusal.ends_as, now, error=refusal.reason)
         if refusal.ends_as is RequestState.EXPIRED:
@@ -470,7 +470,7 @@ class SigningUseCases:
     def _end_outside_transaction(self, request: SigningRequest, refusal: Refusal) -> None:
         try:
             with self._store.transaction() as tx:
-                self._end(tx, request, refusal, self._clock())
+                self.end(tx, request, refusal, self._clock())
             self._notifier.changed()
         except (Aborted, WrongState, Unavailable) as exc:
             # The request stays APPROVED without a signature: it is never reported as signed, and the caller

@@ -14,8 +14,6 @@ class CustodyError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        # Set once a refusal has been written to the audit log, so the transport layer does not write it twice.
-        self.audited = False
 
     def __str__(self) -> str:
         return self.message

@@ -51,6 +51,27 @@ class Refusal:
     ends_as: RequestState | None
 
 
+def verdict_refusal(request: SigningRequest, recomputed: Recomputed, now: datetime) -> Refusal | None:
+    """Why no verdict can count on ``request`` any more, or None when one may.
+
+    A pending request past its lifetime ends EXPIRED, and one whose row no longer matches its payload (it was
+    edited in the database) ends FAILED, so that it gathers nothing more. The other checks of a verdict (who
+    gives it, what the statement binds) are the approval statement's, in custody.domain.approvals.
+    """
+    pending = request.state is RequestState.PENDING_APPROVAL
+    if pending and request.expires_at is not None and request.expires_at <= now:
+        return Refusal(
+            f"request {request.request_id} expired at {request.expires_at.isoformat()}",
+            ends_as=RequestState.EXPIRED,
+        )
+    if not recomputed.matches(request):
+        return Refusal(
+            f"request {request.request_id} no longer matches its payload; it will not be approved or signed",
+            ends_as=RequestState.FAILED if pending else None,
+        )
+    return None
+
+
 def key_refusal(request: SigningRequest, key: Key | None) -> Refusal | None:
     """Why the key of ``request`` may not sign for it now. Also asked when the signature is committed, since
     a key may be frozen while the HSM signs."""
