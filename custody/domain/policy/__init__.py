@@ -11,7 +11,7 @@ The modules:
 
 - ``document``: ``Policy``, built by ``Policy.from_mapping`` and asked with ``Policy.evaluate``;
 - ``facts``: ``RequestFacts`` (what a rule may look at) and ``VelocityUsage`` (a key's recent usage);
-- ``rules``: ``Rule`` and ``RuleAction``; ``evaluation``: walking the rules, ``Evaluation``;
+- ``rules``: ``Rule``; ``evaluation``: walking the rules, ``Evaluation``;
 - ``conditions/``: one module per condition and the registry rules find them through (its docstring says how
   to add one);
 - ``trace``: ``ConditionTrace``, ``RuleTrace`` and their stored JSON form;
@@ -49,8 +49,9 @@ from custody.domain.policy.parsing import (
     MAX_LIFETIME_SECONDS,
     MIN_LIFETIME_SECONDS,
 )
-from custody.domain.policy.rules import Rule, RuleAction
+from custody.domain.policy.rules import Rule
 from custody.domain.policy.trace import ConditionTrace, RuleTrace, trace_from_json, trace_to_json
+from custody.domain.requests import DecisionAction
 
 __all__ = [
     "DEFAULT_LIFETIME_SECONDS",
@@ -70,6 +71,7 @@ __all__ = [
     "Condition",
     "ConditionTrace",
     "ContractCondition",
+    "DecisionAction",
     "DestinationCondition",
     "Evaluation",
     "KeyCondition",
@@ -80,7 +82,6 @@ __all__ = [
     "ReplacementCondition",
     "RequestFacts",
     "Rule",
-    "RuleAction",
     "RuleTrace",
     "TransactionTypeCondition",
     "VelocityLimit",

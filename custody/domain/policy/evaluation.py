@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from custody.domain.policy.conditions.velocity import VELOCITY_TRACE_NAME
 from custody.domain.policy.facts import RequestFacts, VelocityLookup, VelocityUsage
-from custody.domain.policy.rules import Rule, RuleAction
+from custody.domain.policy.rules import Rule
 from custody.domain.policy.trace import RuleTrace
 from custody.domain.requests import Decision, DecisionAction
 
@@ -44,7 +44,7 @@ def evaluate_rules(
         if not freeze_reason and _failed_only_on_velocity(rule, trace):
             freeze_reason = f"rule {rule.name!r}: velocity limit hit on key {facts.key_label!r}"
         if trace.matched:
-            lifetime = rule.lifetime_seconds if rule.action is RuleAction.APPROVE else None
+            lifetime = rule.lifetime_seconds if rule.action is DecisionAction.APPROVE else None
             return Evaluation(
                 rule.decide(policy_version),
                 tuple(traces),

@@ -16,8 +16,8 @@ from custody.domain.errors import ConfigurationError
 from custody.domain.policy.conditions import CONDITION_TYPES, Condition, RuleTable
 from custody.domain.policy.fields import FailFactory, is_int, parse_string_set, quoted_list, type_name
 from custody.domain.policy.quorums import parse_quorum, unknown_group_problem
-from custody.domain.policy.rules import Rule, RuleAction
-from custody.domain.requests import QuorumTerm
+from custody.domain.policy.rules import Rule
+from custody.domain.requests import DecisionAction, QuorumTerm
 
 DEFAULT_LIFETIME_SECONDS = 86_400
 MIN_LIFETIME_SECONDS = 60
@@ -126,7 +126,7 @@ def _parse_rule(raw_rule: Any, index: int, source: str, group_members: Mapping[s
         if condition is not None:
             conditions.append(condition)
 
-    if action is not RuleAction.APPROVE:
+    if action is not DecisionAction.APPROVE:
         for field in _APPROVE_ONLY_RULE_KEYS:
             if field in raw_rule:
                 raise fail(
@@ -183,11 +183,11 @@ def _parse_rule_name(raw_rule: Mapping[str, Any], index: int, source: str) -> st
     return name
 
 
-def _parse_action(raw_rule: Mapping[str, Any], fail: FailFactory) -> RuleAction:
-    allowed_actions = [action.value for action in RuleAction]
+def _parse_action(raw_rule: Mapping[str, Any], fail: FailFactory) -> DecisionAction:
+    allowed_actions = [action.value for action in DecisionAction]
     if "action" not in raw_rule:
         raise fail("action", f"is required ({quoted_list(allowed_actions)})")
     action_text = raw_rule["action"]
     if not isinstance(action_text, str) or action_text not in allowed_actions:
         raise fail("action", f"must be one of {quoted_list(allowed_actions)}, got {action_text!r}")
-    return RuleAction(action_text)
+    return DecisionAction(action_text)

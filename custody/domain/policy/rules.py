@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from custody.domain.errors import InternalError
@@ -10,14 +9,6 @@ from custody.domain.policy.conditions import Condition, KeyCondition, VelocityLi
 from custody.domain.policy.facts import RequestFacts, VelocityLookup, VelocityUsage
 from custody.domain.policy.trace import RuleTrace
 from custody.domain.requests import Decision, DecisionAction, QuorumTerm
-
-
-class RuleAction(enum.Enum):
-    """What a matching rule does with a request."""
-
-    SIGN = "sign"
-    DENY = "deny"
-    APPROVE = "approve"
 
 
 @dataclass(frozen=True)
@@ -30,7 +21,7 @@ class Rule:
     """
 
     name: str
-    action: RuleAction
+    action: DecisionAction
     conditions: tuple[Condition, ...]
     quorum: tuple[QuorumTerm, ...] = ()
     lifetime_seconds: int | None = None
@@ -64,11 +55,11 @@ class Rule:
         return RuleTrace(self.name, all(outcome.matched for outcome in outcomes), tuple(outcomes))
 
     def decide(self, policy_version: int) -> Decision:
-        if self.action is RuleAction.SIGN:
+        if self.action is DecisionAction.SIGN:
             return Decision(
                 DecisionAction.SIGN, self.name, f"rule {self.name!r} allows this request", policy_version
             )
-        if self.action is RuleAction.APPROVE:
+        if self.action is DecisionAction.APPROVE:
             quorum = " AND ".join(term.describe() for term in self.quorum)
             return Decision(
                 DecisionAction.APPROVE,

@@ -13,10 +13,10 @@ import custody.domain.policy.parsing as parsing_module
 from custody.domain.errors import ConfigurationError, InternalError
 from custody.domain.policy import (
     ConditionTrace,
+    DecisionAction,
     Policy,
     RequestFacts,
     Rule,
-    RuleAction,
     VelocityLookup,
     VelocityUsage,
     trace_from_json,
@@ -133,7 +133,7 @@ def test_every_registered_condition_documents_its_fields_for_policy_authors(cond
 
 def test_a_rule_without_keys_cannot_be_built() -> None:
     with pytest.raises(InternalError, match="rule 'nameless' names no keys"):
-        Rule("nameless", RuleAction.SIGN, conditions=())
+        Rule("nameless", DecisionAction.SIGN, conditions=())
 
 
 @dataclass(frozen=True)
