@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from custody.api._gen import custody_pb2 as pb
 from custody.audit.events import AuditEvent, format_time
+from custody.domain.canonical_json import canonical_json
 from custody.domain.errors import InvalidInput
 from custody.domain.keys import Key, KeyState
 from custody.domain.quorum import QuorumProgress
@@ -132,9 +132,8 @@ def audit_event_to_pb(event: AuditEvent) -> pb.AuditEvent:
         actor=event.actor,
         kind=event.kind,
         request_id=event.request_id or "",
-        details_json=json.dumps(
-            dict(event.details), sort_keys=True, separators=(",", ":"), ensure_ascii=True
-        ),
+        # The same text as the stored details and the event hash, so clients can verify offline.
+        details_json=canonical_json(dict(event.details), ascii_only=True),
         previous_hash=event.previous_hash,
         hash=event.hash,
     )

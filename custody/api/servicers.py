@@ -21,6 +21,7 @@ from custody.api._gen import custody_pb2_grpc as pb_grpc
 from custody.api.auth import CertificateAuthenticator
 from custody.api.errors import status_for
 from custody.app.custody import Custody
+from custody.audit.events import AuditKind
 from custody.config import DEFAULT_MAX_MESSAGE_BYTES
 from custody.domain.errors import (
     CustodyError,
@@ -133,7 +134,7 @@ class _Servicer:
             return
         if isinstance(error, PermissionDenied) and method in _METHODS_THAT_RECORD_THEIR_REFUSALS:
             return
-        kind = "auth.refused" if isinstance(error, Unauthenticated) else "permission.denied"
+        kind = AuditKind.AUTH_REFUSED if isinstance(error, Unauthenticated) else AuditKind.PERMISSION_DENIED
         actor = caller.name if caller is not None else "unauthenticated"
         try:
             custody = self.custody

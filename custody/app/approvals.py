@@ -18,6 +18,7 @@ from custody.app.audit import DAEMON_ACTOR, AuditUseCases
 from custody.app.integrity import Prepared, prepare
 from custody.app.policy import PolicyUseCases, require_request
 from custody.app.signing import ChangeNotifier, SigningUseCases
+from custody.audit.events import AuditKind
 from custody.domain.approvals import ApprovalStatement, check_statement, verify_signature
 from custody.domain.errors import Aborted, CustodyError, FailedPrecondition, InvalidInput, PermissionDenied
 from custody.domain.ids import validate_request_id
@@ -117,7 +118,7 @@ class ApprovalUseCases:
         except CustodyError as error:
             # A refused verdict changes no request, so it is recorded on its own, with why it was refused.
             self._audit.record_refusal(
-                caller.name, "approval.refused", error, request_id=request_id, verdict=verdict.value
+                caller.name, AuditKind.APPROVAL_REFUSED, error, request_id=request_id, verdict=verdict.value
             )
             raise
         # Signing happens after the verdict was counted and committed: a signing failure is the request's
@@ -228,7 +229,7 @@ class ApprovalUseCases:
         self._audit.record(
             tx,
             caller.name,
-            "approval.counted",
+            AuditKind.APPROVAL_COUNTED,
             request.request_id,
             verdict=approval.verdict.value,
             statement_sha256="0x" + hashlib.sha256(statement_bytes).hexdigest(),
@@ -244,7 +245,7 @@ class ApprovalUseCases:
                 now,
                 error=f"rejected by {caller.name}: {reason}",
             )
-            self._audit.record(tx, caller.name, "request.rejected", request.request_id, reason=reason)
+            self._audit.record(tx, caller.name, AuditKind.REQUEST_REJECTED, request.request_id, reason=reason)
             return _Counted(request=rejected)
         if request.kind.is_governance:
             self._carry_out(tx, request, now)
@@ -252,7 +253,11 @@ class ApprovalUseCases:
                 request.request_id, RequestState.PENDING_APPROVAL, RequestState.APPROVED, now
             )
             self._audit.record(
-                tx, DAEMON_ACTOR, "request.approved", request.request_id, payload_kind=request.kind.value
+                tx,
+                DAEMON_ACTOR,
+                AuditKind.REQUEST_APPROVED,
+                request.request_id,
+                payload_kind=request.kind.value,
             )
             return _Counted(request=approved)
         timelock = request.decision.timelock_seconds
@@ -266,7 +271,7 @@ class ApprovalUseCases:
         self._audit.record(
             tx,
             DAEMON_ACTOR,
-            "request.approved",
+            AuditKind.REQUEST_APPROVED,
             request.request_id,
             not_before=approved.not_before.isoformat() if approved.not_before else None,
         )
@@ -326,7 +331,7 @@ class ApprovalUseCases:
             # Requests waiting under the old version were judged by rules and approvers that no longer hold;
             # they end here and are submitted again under the new policy.
             self._audit.record(
-                tx, DAEMON_ACTOR, "policy.activated", request.request_id, version=new_policy.version
+                tx, DAEMON_ACTOR, AuditKind.POLICY_ACTIVATED, request.request_id, version=new_policy.version
             )
             for waiting in tx.pending_requests_before_version(new_policy.version):
                 if waiting.request_id == request.request_id:
@@ -335,7 +340,9 @@ class ApprovalUseCases:
                 tx.transition_request(
                     waiting.request_id, waiting.state, RequestState.CANCELLED, now, error=reason
                 )
-                self._audit.record(tx, DAEMON_ACTOR, "request.cancelled", waiting.request_id, reason=reason)
+                self._audit.record(
+                    tx, DAEMON_ACTOR, AuditKind.REQUEST_CANCELLED, waiting.request_id, reason=reason
+                )
             log.info("policy version %d is active (request %s)", new_policy.version, request.request_id)
         elif request.kind is PayloadKind.KEY_UNFREEZE:
             try:
@@ -344,6 +351,6 @@ class ApprovalUseCases:
                 log.info("key %s was not frozen when its unfreeze was approved", request.key_label)
             else:
                 self._audit.record(
-                    tx, DAEMON_ACTOR, "key.unfrozen", request.request_id, key=request.key_label
+                    tx, DAEMON_ACTOR, AuditKind.KEY_UNFROZEN, request.request_id, key=request.key_label
                 )
             log.info("key %s unfrozen (request %s)", request.key_label, request.request_id)

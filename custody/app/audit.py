@@ -21,7 +21,7 @@ from custody.audit.chain import (
     checkpoint_statement,
     verify_events,
 )
-from custody.audit.events import AuditDraft, AuditEvent
+from custody.audit.events import AuditDraft, AuditEvent, AuditKind
 from custody.domain.errors import (
     ConfigurationError,
     CustodyError,
@@ -60,14 +60,14 @@ class AuditUseCases:
     # -- writing ----------------------------------------------------------------------------------------------
 
     def record(
-        self, tx: StoreTransaction, actor: str, kind: str, request_id: str | None = None, **details: Any
+        self, tx: StoreTransaction, actor: str, kind: AuditKind, request_id: str | None = None, **details: Any
     ) -> AuditEvent:
         """Chain an event in ``tx``; the caller's change and this event commit together or not at all."""
         return tx.append_audit(
             AuditDraft(time=self._clock(), actor=actor, kind=kind, request_id=request_id, details=details)
         )
 
-    def record_refusal(self, actor: str, kind: str, error: CustodyError, **details: Any) -> None:
+    def record_refusal(self, actor: str, kind: AuditKind, error: CustodyError, **details: Any) -> None:
         """Record a refused call (it changed nothing). A log that cannot be written is reported, and the caller
         still gets the refusal it earned."""
         try:

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from custody.app.audit import AuditUseCases
 from custody.app.policy import PolicyUseCases, governance_request, unfreeze_payload
+from custody.audit.events import AuditKind
 from custody.chains.evm.address import address_from_public_point
 from custody.domain.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound, PermissionDenied
 from custody.domain.keys import Key, KeyState, validate_key_label
@@ -57,7 +58,7 @@ class KeyUseCases:
         with self._store.transaction() as tx:
             tx.insert_key(key)
             self._audit.record(
-                tx, caller.name, "key.created", key=label, key_id=key.key_id, address=key.address
+                tx, caller.name, AuditKind.KEY_CREATED, key=label, key_id=key.key_id, address=key.address
             )
         log.info("created key %s (%s) for %s", label, key.address, caller.name)
         return key
@@ -97,7 +98,7 @@ class KeyUseCases:
             if key.state is KeyState.FROZEN:
                 return key
             frozen = tx.set_key_state(label, KeyState.ACTIVE, KeyState.FROZEN, self._clock())
-            self._audit.record(tx, caller.name, "key.frozen", key=label, reason=reason)
+            self._audit.record(tx, caller.name, AuditKind.KEY_FROZEN, key=label, reason=reason)
         log.warning("key %s frozen by %s: %s", label, caller.name, reason or "no reason given")
         return frozen
 
@@ -131,7 +132,7 @@ class KeyUseCases:
             self._audit.record(
                 tx,
                 caller.name,
-                "request.submitted",
+                AuditKind.REQUEST_SUBMITTED,
                 request.request_id,
                 payload_kind=request.kind.value,
                 key=label,

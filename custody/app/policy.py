@@ -7,7 +7,6 @@ after that a policy changes only through a proposal that the admin quorum of the
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -15,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from custody.app.audit import DAEMON_ACTOR, AuditUseCases
+from custody.audit.events import AuditKind
+from custody.domain.canonical_json import canonical_json
 from custody.domain.errors import (
     Aborted,
     AlreadyExists,
@@ -96,7 +97,11 @@ class PolicyUseCases:
                         )
                     )
                     self._audit.record(
-                        tx, DAEMON_ACTOR, "policy.activated", version=seeded.version, source="bootstrap file"
+                        tx,
+                        DAEMON_ACTOR,
+                        AuditKind.POLICY_ACTIVATED,
+                        version=seeded.version,
+                        source="bootstrap file",
                     )
                 log.info("activated policy version %d from %s", seeded.version, source)
                 return
@@ -162,7 +167,7 @@ class PolicyUseCases:
             self._audit.record(
                 tx,
                 caller.name,
-                "policy.proposed",
+                AuditKind.POLICY_PROPOSED,
                 request.request_id,
                 proposed_version=proposed.version,
                 document_sha256=request.summary["document_sha256"],
@@ -209,9 +214,7 @@ def governance_request(
 
 
 def unfreeze_payload(key_label: str) -> bytes:
-    return json.dumps(
-        {"action": "unfreeze", "key": key_label}, sort_keys=True, separators=(",", ":")
-    ).encode()
+    return canonical_json({"action": "unfreeze", "key": key_label}, ascii_only=True).encode()
 
 
 def require_request(tx: StoreTransaction, request_id: str) -> SigningRequest:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from custody.app.audit import DAEMON_ACTOR, AuditUseCases
 from custody.app.integrity import Prepared, prepare, prepared_at_submission, request_facts
 from custody.app.policy import PolicyUseCases
+from custody.audit.events import AuditKind
 from custody.chains.evm import MAX_PAYLOAD_BYTES, parse_payload
 from custody.chains.evm.signature import recoverable_signature
 from custody.domain import policy as policy_rules
@@ -209,7 +210,7 @@ class SigningUseCases:
             self._audit.record(
                 tx,
                 caller.name,
-                "request.submitted",
+                AuditKind.REQUEST_SUBMITTED,
                 request.request_id,
                 key=key_label,
                 payload_kind=request.kind.value,
@@ -223,14 +224,14 @@ class SigningUseCases:
             )
             if state is RequestState.DENIED:
                 self._audit.record(
-                    tx, DAEMON_ACTOR, "request.denied", request.request_id, reason=decision.reason
+                    tx, DAEMON_ACTOR, AuditKind.REQUEST_DENIED, request.request_id, reason=decision.reason
                 )
             elif nonce_use is not None:
                 self._hold_nonce(tx, nonce_use, request, replaces, now)
             if evaluation.freeze_key:
                 tx.set_key_state(key_label, KeyState.ACTIVE, KeyState.FROZEN, now)
                 self._audit.record(
-                    tx, DAEMON_ACTOR, "key.frozen", key=key_label, reason=evaluation.freeze_reason
+                    tx, DAEMON_ACTOR, AuditKind.KEY_FROZEN, key=key_label, reason=evaluation.freeze_reason
                 )
                 log.warning("froze key %s: %s", key_label, evaluation.freeze_reason)
             prepared = prepared_at_submission(parsed, payload_hash, facts, decision)
@@ -302,7 +303,7 @@ class SigningUseCases:
             self._audit.record(
                 tx,
                 request.requester,
-                "request.cancelled",
+                AuditKind.REQUEST_CANCELLED,
                 replaces,
                 reason=f"replaced by {request.request_id}",
             )
@@ -416,7 +417,7 @@ class SigningUseCases:
             self._audit.record(
                 tx,
                 DAEMON_ACTOR,
-                "request.signed",
+                AuditKind.REQUEST_SIGNED,
                 request.request_id,
                 key=key.label,
                 address=key.address,
@@ -459,9 +460,11 @@ class SigningUseCases:
         assert refusal.ends_as is not None
         tx.transition_request(request.request_id, request.state, refusal.ends_as, now, error=refusal.reason)
         if refusal.ends_as is RequestState.EXPIRED:
-            self._audit.record(tx, DAEMON_ACTOR, "request.expired", request.request_id)
+            self._audit.record(tx, DAEMON_ACTOR, AuditKind.REQUEST_EXPIRED, request.request_id)
         else:
-            self._audit.record(tx, DAEMON_ACTOR, "request.failed", request.request_id, reason=refusal.reason)
+            self._audit.record(
+                tx, DAEMON_ACTOR, AuditKind.REQUEST_FAILED, request.request_id, reason=refusal.reason
+            )
         log.warning("request %s ended %s: %s", request.request_id, refusal.ends_as.value, refusal.reason)
 
     def _fail(self, request: SigningRequest, reason: str) -> None:
@@ -494,7 +497,7 @@ class SigningUseCases:
                         now,
                         error="the request expired",
                     )
-                    self._audit.record(tx, DAEMON_ACTOR, "request.expired", request.request_id)
+                    self._audit.record(tx, DAEMON_ACTOR, AuditKind.REQUEST_EXPIRED, request.request_id)
                 moved += 1
             except (Aborted, WrongState):
                 continue  # Another worker or an approval moved it first.
@@ -588,7 +591,9 @@ class SigningUseCases:
                 self._clock(),
                 error=f"cancelled by {caller.name}" + (f": {reason}" if reason else ""),
             )
-            self._audit.record(tx, caller.name, "request.cancelled", request.request_id, reason=reason)
+            self._audit.record(
+                tx, caller.name, AuditKind.REQUEST_CANCELLED, request.request_id, reason=reason
+            )
         self._notifier.changed()
         return cancelled
 

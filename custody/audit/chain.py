@@ -37,10 +37,11 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from custody.audit.events import GENESIS_HASH, AuditDraft, AuditEvent, event_hash, format_time
+from custody.audit.events import GENESIS_HASH, AuditDraft, AuditEvent, AuditKind, event_hash, format_time
+from custody.domain.canonical_json import canonical_json
 from custody.domain.errors import InvalidInput
 
-CHECKPOINT_KIND = "audit.checkpoint"
+CHECKPOINT_KIND = AuditKind.AUDIT_CHECKPOINT
 CHECKPOINT_ACTOR = "custody"
 CHECKPOINT_PREFIX = b"custody audit checkpoint v1\n"
 CHECKPOINT_FIELDS = frozenset({"covers_sequence", "covers_hash", "public_key", "signature"})
@@ -61,7 +62,7 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=
 
 def checkpoint_statement(sequence: int, event_hash: bytes) -> bytes:
     """The bytes the audit key signs: a version prefix, then compact JSON with sorted keys."""
-    body = json.dumps({"hash": event_hash.hex(), "sequence": sequence}, sort_keys=True, separators=(",", ":"))
+    body = canonical_json({"hash": event_hash.hex(), "sequence": sequence}, ascii_only=True)
     return CHECKPOINT_PREFIX + body.encode("ascii")
 
 

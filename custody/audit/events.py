@@ -9,16 +9,42 @@ needs to append events and every verifier needs to check them.
 
 from __future__ import annotations
 
+import enum
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from custody.domain.canonical_json import canonical_json
+
 EVENT_ENCODING_PREFIX = b"custody audit event v1\n"
 # The previous hash of the first event: there is nothing before it.
 GENESIS_HASH = bytes(32)
+
+
+class AuditKind(enum.StrEnum):
+    """What an audit event records. Events read back from a log keep their kind as text, so that a log written
+    by another version of custody still verifies; the daemon writes only these."""
+
+    APPROVAL_COUNTED = "approval.counted"
+    APPROVAL_REFUSED = "approval.refused"
+    AUDIT_CHECKPOINT = "audit.checkpoint"
+    AUTH_REFUSED = "auth.refused"
+    KEY_CREATED = "key.created"
+    KEY_FROZEN = "key.frozen"
+    KEY_UNFROZEN = "key.unfrozen"
+    PERMISSION_DENIED = "permission.denied"
+    POLICY_ACTIVATED = "policy.activated"
+    POLICY_PROPOSED = "policy.proposed"
+    REQUEST_APPROVED = "request.approved"
+    REQUEST_CANCELLED = "request.cancelled"
+    REQUEST_DENIED = "request.denied"
+    REQUEST_EXPIRED = "request.expired"
+    REQUEST_FAILED = "request.failed"
+    REQUEST_REJECTED = "request.rejected"
+    REQUEST_SIGNED = "request.signed"
+    REQUEST_SUBMITTED = "request.submitted"
 
 
 @dataclass(frozen=True)
@@ -27,7 +53,7 @@ class AuditDraft:
 
     time: datetime  # timezone-aware
     actor: str  # the principal, or "custody" for the daemon's own work (worker, startup)
-    kind: str  # e.g. "request.submitted", "approval.refused"
+    kind: AuditKind
     request_id: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)  # JSON values only; never secrets
 
@@ -62,9 +88,7 @@ def canonical_encoding(sequence: int, draft: AuditDraft | AuditEvent, previous_h
         "details": dict(draft.details),
         "previous_hash": previous_hash.hex(),
     }
-    return EVENT_ENCODING_PREFIX + json.dumps(
-        body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    return EVENT_ENCODING_PREFIX + canonical_json(body, ascii_only=True).encode("ascii")
 
 
 def event_hash(sequence: int, draft: AuditDraft | AuditEvent, previous_hash: bytes) -> bytes:

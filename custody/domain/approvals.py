@@ -22,6 +22,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from custody.domain.canonical_json import canonical_json
 from custody.domain.errors import ConfigurationError, FailedPrecondition, InvalidInput, PermissionDenied
 from custody.domain.requests import SigningRequest, Verdict
 
@@ -128,7 +129,7 @@ class ApprovalStatement:
         }
         # ensure_ascii keeps the statement pure ASCII, so its bytes do not depend on how an editor or a
         # terminal normalizes Unicode; separators without spaces make the encoding compact and unique.
-        text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        text = canonical_json(document, ascii_only=True)
         return STATEMENT_PREFIX + text.encode("ascii")
 
     @classmethod

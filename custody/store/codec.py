@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from custody.audit.events import AuditDraft, AuditEvent, format_time
+from custody.domain.canonical_json import canonical_json
 from custody.domain.errors import InvalidInput
 from custody.domain.keys import Key, KeyState
 from custody.domain.requests import (
@@ -138,7 +139,7 @@ def _encode_quorum(quorum: tuple[QuorumTerm, ...]) -> str:
     for term in quorum:
         _check_bigint(term.threshold, "quorum")
         terms.append({"group": term.group, "threshold": term.threshold})
-    return json.dumps(terms, sort_keys=True, separators=(",", ":"))
+    return canonical_json(terms, ascii_only=True)
 
 
 def _decode_quorum(text: str) -> tuple[QuorumTerm, ...]:
@@ -209,7 +210,7 @@ def request_to_row(request: SigningRequest) -> dict[str, Any]:
         "signed_tx": None if result is None else result.signed_tx,
         "tx_hash": None if result is None else result.tx_hash,
         "error": request.error,
-        "summary": json.dumps(request.summary, sort_keys=True, separators=(",", ":")),
+        "summary": canonical_json(request.summary, ascii_only=True),
         "created_at": encode_time(request.created_at, "created_at"),
         "updated_at": encode_time(request.updated_at, "updated_at"),
         "expires_at": encode_optional_time(request.expires_at, "expires_at"),
@@ -323,9 +324,7 @@ def encode_audit_details(draft: AuditDraft) -> str:
             f"the time of a {draft.kind} audit event has no time zone; pass an aware datetime", field="time"
         )
     try:
-        return json.dumps(
-            dict(draft.details), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-        )
+        return canonical_json(dict(draft.details), ascii_only=True)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(
             f"the details of a {draft.kind} audit event must be JSON values under text keys: {exc}",
@@ -338,7 +337,7 @@ def audit_event_to_row(event: AuditEvent, details: str) -> dict[str, Any]:
         "sequence": _check_bigint(event.sequence, "sequence"),
         "time": format_time(event.time),
         "actor": event.actor,
-        "kind": event.kind,
+        "kind": str(event.kind),
         "request_id": event.request_id,
         "details": details,
         "previous_hash": event.previous_hash,

@@ -529,7 +529,7 @@ class SqlTransaction(ABC):
     @operation("read the last audit event of a kind")
     def last_audit_event_of_kind(self, kind: str) -> AuditEvent | None:
         row = self._execute(
-            "SELECT * FROM audit_events WHERE kind = ? ORDER BY sequence DESC LIMIT 1", (kind,)
+            "SELECT * FROM audit_events WHERE kind = ? ORDER BY sequence DESC LIMIT 1", (str(kind),)
         ).fetchone()
         return None if row is None else codec.audit_event_from_row(row)
 

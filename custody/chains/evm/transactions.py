@@ -21,7 +21,7 @@ from eth_utils.crypto import keccak
 
 from custody.chains.evm.address import checksum_address
 from custody.chains.evm.values import (
-    canonical_json,
+    canonical_payload,
     format_ether,
     json_type_name,
     parse_hex_bytes,
@@ -90,7 +90,7 @@ class Transaction:
     canonical: bytes = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "canonical", canonical_json(self._json_fields()))
+        object.__setattr__(self, "canonical", canonical_payload(self._json_fields()))
         object.__setattr__(self, "digest", bytes(_unsigned(self).hash()))
 
     @property

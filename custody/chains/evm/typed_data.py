@@ -22,7 +22,7 @@ from custody.chains.evm.address import checksum_address
 from custody.chains.evm.signature import rsv_signature
 from custody.chains.evm.values import (
     MAX_PAYLOAD_BYTES,
-    canonical_json,
+    canonical_payload,
     format_ether,
     json_type_name,
     parse_hex_bytes,
@@ -310,7 +310,7 @@ class TypedData:
             summary["domain_verifying_contract"] = self.to
         if "salt" in self.domain:
             summary["domain_salt"] = str(self.domain["salt"]).lower()
-        message = canonical_json(self.message).decode("utf-8")
+        message = canonical_payload(self.message).decode("utf-8")
         if len(message) > MAX_SUMMARY_MESSAGE_CHARS:
             message = message[:MAX_SUMMARY_MESSAGE_CHARS] + "..."
         summary["message"] = message
@@ -403,7 +403,7 @@ def parse_typed_data(obj: Mapping[str, Any]) -> TypedData:
         message=message,
         chain_id=chain_id,
         to=to,
-        canonical=canonical_json(dict(obj)),
+        canonical=canonical_payload(dict(obj)),
         digest=keccak(b"\x19\x01" + domain_separator + message_hash),
         domain_separator=domain_separator,
         message_hash=message_hash,

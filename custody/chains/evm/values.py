@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any
 
+from custody.domain.canonical_json import canonical_json
 from custody.domain.errors import InvalidInput
 
 # The policy formats amounts too, and the domain must not import the chain adapters, so the formatting lives
@@ -107,9 +108,9 @@ def check_payload_size(payload: bytes) -> None:
         )
 
 
-def canonical_json(value: Any) -> bytes:
-    """Sorted-key compact UTF-8 JSON: one byte string per value, so stored payloads hash stably."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+def canonical_payload(value: Any) -> bytes:
+    """A payload as canonical UTF-8 JSON: one byte string per value, so stored payloads hash stably."""
+    return canonical_json(value, ascii_only=False).encode("utf-8")
 
 
 def parse_integer(value: object, field: str, *, minimum: int, maximum: int) -> int:

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from custody.domain.canonical_json import canonical_json
 from custody.domain.errors import InvalidInput
 
 
@@ -42,7 +43,7 @@ def trace_to_json(trace: tuple[RuleTrace, ...]) -> str:
             for rule in trace
         ]
     }
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(document, ascii_only=False)
 
 
 def trace_from_json(text: str) -> tuple[RuleTrace, ...]:
