@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from custody.domain.intents import Intent
 from custody.domain.requests import PayloadKind
 
 TRANSACTION_TYPES = ("legacy", "eip2930", "eip1559")
@@ -27,6 +28,9 @@ class RequestFacts:
     # Transactions: the most wei they can pay in fees, as the parsed payload computed it; None for other kinds.
     # A transaction without it matches no rule that caps fees.
     max_fee_wei: int | None = None
+    # What the payload does (custody/domain/intents.py), as custody decoded it; a rule that judges intents
+    # must allow every intent of the tree.
+    intents: tuple[Intent, ...] = ()
 
 
 @dataclass(frozen=True)
