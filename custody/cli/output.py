@@ -7,12 +7,25 @@ the proto enum prefixes, null for absent values.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import click
 
 from custody.api._gen import custody_pb2
+from custody.domain.evm_notation import format_ether
+from custody.domain.intents import (
+    UNLIMITED,
+    UNLIMITED_UINT160,
+    Intent,
+    IntentFlag,
+    IntentKind,
+    PartyRole,
+    TokenAmount,
+    TypedDataDomain,
+    all_flags,
+)
 
 FINAL_STATES = frozenset({"SIGNED", "DENIED", "REJECTED", "EXPIRED", "CANCELLED", "FAILED"})
 UNSIGNED_FINAL_STATES = FINAL_STATES - {"SIGNED"}
@@ -246,3 +259,260 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def mapping_text(values: Mapping[str, str]) -> str:
     return _fields(list(values.items()))
+
+
+# -- intents ------------------------------------------------------------------------------------------------------
+#
+# The approver reads what a payload does as a tree of intents, recomputed by the CLI from the payload bytes.
+# Everything an intent carries is printed, and printed in full: a value that is signed is never abbreviated.
+
+# What each intent kind is called on the approver's screen.
+INTENT_KIND_WORDS: Mapping[IntentKind, str] = {
+    IntentKind.NATIVE_TRANSFER: "ether transfer",
+    IntentKind.ERC20_TRANSFER: "ERC-20 token transfer",
+    IntentKind.ERC20_TRANSFER_FROM: "ERC-20 token transfer from another account (transferFrom)",
+    IntentKind.ERC20_APPROVE: "ERC-20 allowance (approve)",
+    IntentKind.ERC20_INCREASE_ALLOWANCE: "ERC-20 allowance increase",
+    IntentKind.NFT_TRANSFER: "NFT transfer (ERC-721 / ERC-1155)",
+    IntentKind.SET_APPROVAL_FOR_ALL: "operator for a whole NFT collection (setApprovalForAll)",
+    IntentKind.PERMIT: "EIP-2612 permit: a signed token allowance",
+    IntentKind.PERMIT2_ALLOWANCE: "Permit2 allowance",
+    IntentKind.PERMIT2_TRANSFER: "Permit2 signature transfer",
+    IntentKind.SAFE_TRANSACTION: "Safe transaction",
+    IntentKind.MULTISEND: "MultiSend batch",
+    IntentKind.SAFE_CONFIGURATION: "Safe configuration change",
+    IntentKind.GOVERNOR_PROPOSE: "Governor proposal",
+    IntentKind.GOVERNOR_QUEUE: "Governor: queue a proposal",
+    IntentKind.GOVERNOR_EXECUTE: "Governor: execute a proposal",
+    IntentKind.GOVERNOR_CANCEL: "Governor: cancel a proposal",
+    IntentKind.VOTE: "governance vote",
+    IntentKind.TIMELOCK_SCHEDULE: "Timelock: schedule an operation",
+    IntentKind.TIMELOCK_EXECUTE: "Timelock: execute an operation",
+    IntentKind.TIMELOCK_CANCEL: "Timelock: cancel an operation",
+    IntentKind.TIMELOCK_UPDATE_DELAY: "Timelock: change the delay",
+    IntentKind.OWNERSHIP_TRANSFER: "ownership transfer",
+    IntentKind.OWNERSHIP_RENOUNCE: "ownership renounced: the contract will have no owner",
+    IntentKind.ROLE_GRANT: "role grant (AccessControl)",
+    IntentKind.ROLE_REVOKE: "role revocation (AccessControl)",
+    IntentKind.ROLE_RENOUNCE: "role renounced (AccessControl)",
+    IntentKind.UPGRADE: "contract upgrade",
+    IntentKind.TYPED_DATA: "typed data",
+    IntentKind.TEXT_MESSAGE: "text message",
+    IntentKind.BINARY_MESSAGE: "binary message",
+    IntentKind.UNKNOWN: "UNKNOWN: custody does not know what this does",
+    IntentKind.UNDECODABLE: "UNDECODABLE: it does not decode as what it claims to be",
+}
+
+PARTY_ROLE_WORDS: Mapping[PartyRole, str] = {
+    PartyRole.RECIPIENT: "recipient",
+    PartyRole.SPENDER: "spender",
+    PartyRole.OPERATOR: "operator",
+    PartyRole.NEW_OWNER: "new owner",
+    PartyRole.ROLE_ACCOUNT: "role account",
+    PartyRole.IMPLEMENTATION: "implementation",
+    PartyRole.TARGET: "call target",
+    PartyRole.MODULE: "module",
+    PartyRole.DELEGATE: "delegate",
+}
+
+# Each flag in capital words, and what it means for the signer, for the top of the approver's screen.
+FLAG_WORDS: Mapping[IntentFlag, str] = {
+    IntentFlag.DELEGATECALL: "DELEGATECALL",
+    IntentFlag.UNLIMITED_APPROVAL: "UNLIMITED APPROVAL",
+    IntentFlag.OWNERSHIP_TRANSFER: "OWNERSHIP TRANSFER",
+    IntentFlag.UPGRADE: "UPGRADE",
+    IntentFlag.ROLE_GRANT: "ROLE GRANT",
+    IntentFlag.SAFE_CONFIGURATION_CHANGE: "SAFE CONFIGURATION CHANGE",
+    IntentFlag.UNKNOWN_SELECTOR: "UNKNOWN SELECTOR",
+    IntentFlag.UNDECODABLE: "UNDECODABLE",
+    IntentFlag.HASH_LIKE_MESSAGE: "HASH-LIKE MESSAGE",
+    IntentFlag.REFUND: "REFUND",
+}
+FLAG_MEANINGS: Mapping[IntentFlag, str] = {
+    IntentFlag.DELEGATECALL: "the delegate's code runs with the caller's own storage and funds (a Safe's),"
+    " so it can do anything to them",
+    IntentFlag.UNLIMITED_APPROVAL: "the spender may take every token of this kind, now and later",
+    IntentFlag.OWNERSHIP_TRANSFER: "someone else takes control of a contract",
+    IntentFlag.UPGRADE: "a contract's code is replaced",
+    IntentFlag.ROLE_GRANT: "an account gains the powers of a role over a contract",
+    IntentFlag.SAFE_CONFIGURATION_CHANGE: "who controls the Safe, or what code runs in it, changes",
+    IntentFlag.UNKNOWN_SELECTOR: "custody does not know what this call does; check the calldata yourself",
+    IntentFlag.UNDECODABLE: "the data does not decode as what it claims to be; do not approve it",
+    IntentFlag.HASH_LIKE_MESSAGE: "32 bytes that may be the hash of a transaction or order; signing them can"
+    " authorise it (a Safe transaction, for one)",
+    IntentFlag.REFUND: "the Safe pays gas back to a refund receiver, in ether or in a token",
+}
+# Labels of an intent's rows are padded to this width so that the values line up; longer labels push theirs.
+_INTENT_LABEL_WIDTH = 16
+# The last unix time a datetime can hold (9999-12-31 23:59:59 UTC); deadlines beyond it never come.
+_LAST_REPRESENTABLE_SECOND = 253402300799
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (controls, bidi overrides) written as an escape.
+
+    Text from a payload goes through this before it reaches a terminal, so a payload cannot move the cursor,
+    clear the screen or reverse text to hide what it says.
+    """
+    return "".join(character if character.isprintable() else _escape(character) for character in text)
+
+
+def _escape(character: str) -> str:
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def ordered_flags(flags: frozenset[IntentFlag]) -> list[IntentFlag]:
+    """``flags`` in one fixed order (the order IntentFlag declares them), so screens and JSON are stable."""
+    return [flag for flag in IntentFlag if flag in flags]
+
+
+def flag_words(flags: frozenset[IntentFlag]) -> str:
+    return ", ".join(FLAG_WORDS.get(flag, flag.value.upper()) for flag in ordered_flags(flags))
+
+
+def intent_flag_lines(intents: tuple[Intent, ...], *, indent: int) -> list[str]:
+    """One line per flag raised anywhere in the tree: its words, where it is (intent numbers) and what it means."""
+    pad = " " * indent
+    present = all_flags(intents)
+    if not present:
+        return [f"{pad}{'flags':<{_INTENT_LABEL_WIDTH - 2}} none"]
+    numbered = list(_numbered(intents, ""))
+    lines = []
+    for flag in ordered_flags(present):
+        where = ", ".join(number for number, intent in numbered if flag in intent.flags)
+        lines.append(
+            f"{pad}!!! {FLAG_WORDS.get(flag, flag.value.upper())} (intent {where}):"
+            f" {FLAG_MEANINGS.get(flag, flag.value)}"
+        )
+    return lines
+
+
+def intent_tree_lines(intents: tuple[Intent, ...], *, indent: int) -> list[str]:
+    """Every intent of the tree, children indented under their parent, every value in full."""
+    lines: list[str] = []
+    for position, intent in enumerate(intents, start=1):
+        lines += _intent_lines(intent, str(position), indent)
+    return lines
+
+
+def _numbered(intents: tuple[Intent, ...], prefix: str) -> Iterator[tuple[str, Intent]]:
+    for position, intent in enumerate(intents, start=1):
+        number = f"{prefix}{position}"
+        yield number, intent
+        yield from _numbered(intent.children, number + ".")
+
+
+def _intent_lines(intent: Intent, number: str, indent: int) -> list[str]:
+    pad = " " * indent
+    heading = f"{pad}[{number}] {INTENT_KIND_WORDS.get(intent.kind, intent.kind.value)}"
+    if intent.flags:
+        heading += f"  !!! {flag_words(intent.flags)} !!!"
+    lines = [heading]
+    detail = " " * (indent + 4)
+    lines += [_row(detail, label, value) for label, value in _intent_rows(intent)]
+    if intent.text is not None:
+        lines.append(f"{detail}text:")
+        lines += [f"{detail}  | {printable(line)}" for line in intent.text.split("\n")]
+    if intent.fields:
+        lines.append(f"{detail}fields:")
+        lines += [_row(detail + "  ", printable(label), printable(value)) for label, value in intent.fields]
+    for position, child in enumerate(intent.children, start=1):
+        lines += _intent_lines(child, f"{number}.{position}", indent + 4)
+    return lines
+
+
+def _row(pad: str, label: str, value: str) -> str:
+    return f"{pad}{label:<{_INTENT_LABEL_WIDTH}} {value}".rstrip()
+
+
+def _intent_rows(intent: Intent) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    if intent.subject:
+        rows.append(("typed data" if intent.domain is not None else "call", printable(intent.subject)))
+    if intent.contract is not None:
+        rows.append(("contract", intent.contract))
+    if intent.domain is not None:
+        rows += _domain_rows(intent.domain)
+    rows += [(PARTY_ROLE_WORDS.get(party.role, party.role.value), party.address) for party in intent.parties]
+    rows += [("amount", amount_text(amount)) for amount in intent.amounts]
+    if intent.deadline is not None:
+        rows.append(("deadline", deadline_text(intent.deadline)))
+    if intent.size is not None:
+        rows.append(("size", f"{intent.size} bytes"))
+    return rows
+
+
+def _domain_rows(domain: TypedDataDomain) -> list[tuple[str, str]]:
+    rows = [
+        ("domain name", None if domain.name is None else printable(domain.name)),
+        ("domain version", None if domain.version is None else printable(domain.version)),
+        ("domain chain id", None if domain.chain_id is None else str(domain.chain_id)),
+        ("domain contract", domain.verifying_contract),
+        ("domain salt", domain.salt),
+    ]
+    return [(label, value) for label, value in rows if value is not None]
+
+
+def amount_text(amount: TokenAmount) -> str:
+    """An amount in base units (and in ether for ether), UNLIMITED spelled out, the token and token id named."""
+    if amount.amount == UNLIMITED:
+        quantity = "UNLIMITED (2**256 - 1)"
+    elif amount.amount == UNLIMITED_UINT160:
+        quantity = "UNLIMITED (2**160 - 1, Permit2's no-limit value)"
+    elif amount.token is None:
+        quantity = f"{amount.amount} wei = {format_ether(amount.amount)} ether"
+    else:
+        quantity = f"{amount.amount} base units"
+    text = f"{quantity} of token {amount.token}" if amount.token is not None else quantity
+    if amount.token_id is not None:
+        text += f", token id {amount.token_id}"
+    return text
+
+
+def deadline_text(deadline: int) -> str:
+    """A unix time as a UTC date with the number itself, e.g. "2030-03-17 17:46:40 UTC (unix 1900000000)"."""
+    if not 0 <= deadline <= _LAST_REPRESENTABLE_SECOND:
+        return f"never (unix {deadline}, after the year 9999)"
+    moment = datetime.fromtimestamp(deadline, tz=UTC)
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC (unix {deadline})"
+
+
+def intents_to_json(intents: tuple[Intent, ...]) -> list[dict[str, Any]]:
+    return [intent_to_json(intent) for intent in intents]
+
+
+def intent_to_json(intent: Intent) -> dict[str, Any]:
+    """An intent and its children; integers that can exceed 2**53 (amounts, token ids, deadlines) are decimal
+    strings, so that no JSON reader rounds them."""
+    domain = intent.domain
+    return {
+        "kind": intent.kind.value,
+        "contract": intent.contract,
+        "parties": [{"role": party.role.value, "address": party.address} for party in intent.parties],
+        "amounts": [
+            {
+                "token": amount.token,
+                "amount": str(amount.amount),
+                "token_id": None if amount.token_id is None else str(amount.token_id),
+                "unlimited": amount.unlimited,
+            }
+            for amount in intent.amounts
+        ],
+        "deadline": None if intent.deadline is None else str(intent.deadline),
+        "flags": [flag.value for flag in ordered_flags(intent.flags)],
+        "fields": [{"label": label, "value": value} for label, value in intent.fields],
+        "children": intents_to_json(intent.children),
+        "subject": intent.subject,
+        "domain": None
+        if domain is None
+        else {
+            "name": domain.name,
+            "version": domain.version,
+            "chain_id": domain.chain_id,
+            "verifying_contract": domain.verifying_contract,
+            "salt": domain.salt,
+        },
+        "text": intent.text,
+        "size": intent.size,
+    }

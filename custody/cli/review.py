@@ -24,7 +24,7 @@ from custody.chains.evm import Message, ParsedPayload, Transaction, TypedData, c
 from custody.chains.evm.decode import DecodedCall, decode_calldata, safe_operation_name
 from custody.chains.evm.values import format_ether, format_gwei
 from custody.cli.errors import ServerDisagrees
-from custody.cli.output import approval_text, payload_kind_name, quorum_text, request_state_name
+from custody.cli.output import approval_text, payload_kind_name, printable, quorum_text, request_state_name
 from custody.domain.errors import InvalidInput
 from custody.domain.requests import (
     Decision,
@@ -35,10 +35,6 @@ from custody.domain.requests import (
     SigningRequest,
 )
 
-# Calldata is printed in full up to this many bytes; beyond, its start and its size.
-MAX_RAW_CALLDATA_BYTES = 1024
-# Typed-data values longer than this are cut in the summary (the digest still covers all of them).
-MAX_VALUE_CHARS = 400
 UNKNOWN_FUNCTION_FLAG = "UNKNOWN FUNCTION -- check the calldata yourself"
 DELEGATECALL_FLAG = (
     "!!! DELEGATECALL: the target's code runs with the Safe's own storage and funds; it can do anything to"
@@ -247,7 +243,7 @@ def call_lines(call: DecodedCall, *, indent: int) -> list[str]:
         lines.append(f"{pad}selector {call.selector or 'none'}")
     else:
         lines.append(f"{pad}{call.function} (selector {call.selector})")
-        lines += [f"{pad}  {argument.name} = {_shorten(argument.value)}" for argument in call.arguments]
+        lines += [f"{pad}  {argument.name} = {argument.value}" for argument in call.arguments]
         if call.name in ("approve", "increaseAllowance") and any(
             argument.value == str(2**256 - 1) for argument in call.arguments
         ):
@@ -257,7 +253,7 @@ def call_lines(call: DecodedCall, *, indent: int) -> list[str]:
     if call.problem:
         lines.append(f"{pad}UNDECODABLE: {call.problem}")
     if not call.known or call.problem:
-        lines.append(f"{pad}raw {_raw_calldata(call.data)}")
+        lines.append(f"{pad}raw 0x{call.data.hex()}")
     for number, inner in enumerate(call.calls, start=1):
         lines.append(
             f"{pad}call {number}: {inner.operation} to {inner.call.to}, value {_wei_and_ether(inner.value)}"
@@ -272,9 +268,11 @@ def call_lines(call: DecodedCall, *, indent: int) -> list[str]:
 
 def _typed_data_lines(typed_data: TypedData) -> list[str]:
     lines = ["  domain"]
-    lines += [f"    {name} = {_value_text(value)}" for name, value in typed_data.domain.items()]
-    lines.append(f"  {typed_data.primary_type}")
-    lines += [f"    {name} = {_value_text(value)}" for name, value in typed_data.message.items()]
+    for name, value in typed_data.domain.items():
+        lines += _typed_value_lines(name, value, indent=4)
+    lines.append(f"  {printable(typed_data.primary_type)}")
+    for name, value in typed_data.message.items():
+        lines += _typed_value_lines(name, value, indent=4)
     if typed_data.primary_type == "SafeTx":
         lines += _safe_transaction_lines(typed_data.message)
     return lines
@@ -296,15 +294,37 @@ def _safe_transaction_lines(message: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _typed_value_lines(name: str, value: object, *, indent: int) -> list[str]:
+    """A typed-data value in full: a struct member by member, an array item by item, nested below its name."""
+    pad = " " * indent
+    if isinstance(value, Mapping):
+        lines = [f"{pad}{printable(name)}:" if value else f"{pad}{printable(name)}: (empty)"]
+        for member, inner in value.items():
+            lines += _typed_value_lines(str(member), inner, indent=indent + 2)
+        return lines
+    if isinstance(value, list):
+        lines = [f"{pad}{printable(name)}: {len(value)} item{'' if len(value) == 1 else 's'}"]
+        for position, inner in enumerate(value):
+            lines += _typed_value_lines(f"[{position}]", inner, indent=indent + 2)
+        return lines
+    return [f"{pad}{printable(name)} = {_scalar_text(value)}"]
+
+
+def _scalar_text(value: object) -> str:
+    if isinstance(value, str):
+        return printable(value)
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return printable(str(value))
+
+
 def _message_lines(message: Message) -> list[str]:
     try:
         text = message.canonical.decode("utf-8")
     except UnicodeDecodeError:
-        return [
-            f"  message        {len(message.canonical)} bytes, not UTF-8: {_raw_calldata(message.canonical)}"
-        ]
+        return [f"  message        {len(message.canonical)} bytes, not UTF-8: 0x{message.canonical.hex()}"]
     return [f"  message        {len(message.canonical)} bytes of text:"] + [
-        f"    | {_printable(line)}" for line in text.split("\n")
+        f"    | {printable(line)}" for line in text.split("\n")
     ]
 
 
@@ -314,7 +334,7 @@ def _policy_change_lines(payload: bytes, active_policy: str | None) -> list[str]
     except UnicodeDecodeError:
         return [f"  proposed policy is not UTF-8 text ({len(payload)} bytes); do not approve it"]
     lines = ["  proposed policy document:"]
-    lines += [f"    | {_printable(line)}" for line in proposed.split("\n")]
+    lines += [f"    | {printable(line)}" for line in proposed.split("\n")]
     if active_policy is None:
         lines.append("  (the active policy could not be fetched, so no comparison is shown)")
         return lines
@@ -324,7 +344,7 @@ def _policy_change_lines(payload: bytes, active_policy: str | None) -> list[str]
         )
     )
     lines.append("  changes against the active policy:" if diff else "  no changes against the active policy")
-    lines += [f"    {_printable(line)}" for line in diff]
+    lines += [f"    {printable(line)}" for line in diff]
     return lines
 
 
@@ -336,18 +356,12 @@ def _unfreeze_lines(request: custody_pb2.SigningRequest) -> list[str]:
     key = document.get("key") if isinstance(document, dict) else None
     if not isinstance(key, str):
         return [
-            f"  payload        {_printable(bytes(request.payload).decode('utf-8', 'replace'))} (not understood)"
+            f"  payload        {printable(bytes(request.payload).decode('utf-8', 'replace'))} (not understood)"
         ]
-    lines = [f"  unfreeze key   {_printable(key)}: once approved it signs again"]
+    lines = [f"  unfreeze key   {printable(key)}: once approved it signs again"]
     if request.address:
         lines.append(f"  its address    {request.address} (according to the daemon)")
     return lines
-
-
-def _raw_calldata(data: bytes) -> str:
-    if len(data) <= MAX_RAW_CALLDATA_BYTES:
-        return "0x" + data.hex()
-    return f"0x{data[:MAX_RAW_CALLDATA_BYTES].hex()}... ({len(data)} bytes in all)"
 
 
 def _wei_and_ether(wei: int) -> str:
@@ -362,25 +376,6 @@ def _integer(value: object) -> int:
     if isinstance(value, str):
         return int(value, 16) if value.startswith("0x") else int(value)
     raise InvalidInput("must be an integer", field="message")
-
-
-def _value_text(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return _shorten(_printable(text))
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= MAX_VALUE_CHARS else f"{text[:MAX_VALUE_CHARS]}... ({len(text)} characters)"
-
-
-def _printable(text: str) -> str:
-    """``text`` with every non-printable character (controls, bidi overrides) written as an escape."""
-    return "".join(character if character.isprintable() else _escape(character) for character in text)
-
-
-def _escape(character: str) -> str:
-    code = ord(character)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _timestamp(value: str, field: str, request_id: str) -> datetime:
