@@ -1,9 +1,11 @@
 """`custody approve ID` and `custody reject ID --reason TEXT`: review a request, then sign a verdict on it.
 
 The flow: fetch the request; recompute its digest and payload hash from the payload and refuse if the daemon's
-differ; show the decoded summary; ask for confirmation (unless --yes); build the approval statement from the
-recomputed values; sign it with the approver key the profile names; send it. Nothing is signed before the
-approver has seen the summary and said yes, and no secret is ever printed.
+differ; show the payload in full and what it does (its intent tree, decoded here from the same bytes); ask for
+confirmation (unless --yes); build the approval statement from the recomputed values; sign it with the approver
+key the profile names; send it. Nothing is signed before the approver has seen the review and said yes, and no
+secret is ever printed. Nothing on the review is abbreviated: a review too long for one screen is only
+approved with --full, by which the approver says they read all of it.
 """
 
 from __future__ import annotations
@@ -26,12 +28,22 @@ from custody.api._gen import custody_pb2
 from custody.approver_keys import ApproverSigner, read_secret
 from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, client_options, connect, options_of
 from custody.cli.errors import NotConfirmed
-from custody.cli.output import payload_kind_name, request_state_name
+from custody.cli.output import flag_words, payload_kind_name, request_state_name
 from custody.cli.profile import ClientProfile, read_profile_file
 from custody.cli.requests import print_request
-from custody.cli.review import check_server_hashes, domain_request, recompute_hashes, review_text
+from custody.cli.review import (
+    MAX_SCREEN_ROWS,
+    RecomputedHashes,
+    check_server_hashes,
+    domain_request,
+    recompute_hashes,
+    review_text,
+    screen_rows,
+    too_long_to_confirm,
+)
 from custody.domain.approvals import ApprovalStatement
 from custody.domain.errors import ConfigurationError, FailedPrecondition, InternalError
+from custody.domain.intents import all_flags
 from custody.domain.requests import Verdict
 from custody.tls.certificates import certificate_identity
 
@@ -52,7 +64,12 @@ _expires_in_option = click.option(
     help="How long the signed statement stays valid (at most 86400).",
 )
 _yes_option = click.option(
-    "--yes", "assume_yes", is_flag=True, help="Do not ask for confirmation (the summary is still printed)."
+    "--yes", "assume_yes", is_flag=True, help="Do not ask for confirmation (the review is still printed)."
+)
+_full_option = click.option(
+    "--full",
+    is_flag=True,
+    help=f"Approve even when the review is longer than {MAX_SCREEN_ROWS} lines (it is always printed in full).",
 )
 
 
@@ -66,11 +83,14 @@ class SignedVerdict:
 @client_options
 @click.argument("request_id")
 @_yes_option
+@_full_option
 @_expires_in_option
 @click.pass_context
-def approve(context: click.Context, request_id: str, assume_yes: bool, expires_in: int) -> None:
+def approve(context: click.Context, request_id: str, assume_yes: bool, full: bool, expires_in: int) -> None:
     """Review a request and sign your approval of it with your approver key."""
-    _give_verdict(context, request_id, Verdict.APPROVE, "", assume_yes=assume_yes, expires_in=expires_in)
+    _give_verdict(
+        context, request_id, Verdict.APPROVE, "", assume_yes=assume_yes, full=full, expires_in=expires_in
+    )
 
 
 @click.command("reject")
@@ -84,7 +104,10 @@ def reject(context: click.Context, request_id: str, reason: str, assume_yes: boo
     """Review a request and sign your rejection of it; one rejection ends the request REJECTED."""
     if not reason.strip():
         raise click.BadParameter("say why you reject the request.", param_hint="--reason")
-    _give_verdict(context, request_id, Verdict.REJECT, reason, assume_yes=assume_yes, expires_in=expires_in)
+    # A rejection signs nothing but the verdict, so a long review does not need --full to be rejected.
+    _give_verdict(
+        context, request_id, Verdict.REJECT, reason, assume_yes=assume_yes, full=True, expires_in=expires_in
+    )
 
 
 def _give_verdict(
@@ -94,6 +117,7 @@ def _give_verdict(
     reason: str,
     *,
     assume_yes: bool,
+    full: bool,
     expires_in: int,
 ) -> None:
     options = options_of(context)
@@ -118,6 +142,7 @@ def _give_verdict(
             assume_yes=assume_yes,
             interactive=interactive,
             expires_in=expires_in,
+            full=full,
             active_policy=active_policy,
             # With --json, stdout carries only the JSON answer; the summary and the question go to stderr.
             to_stderr=options.json_output,
@@ -153,6 +178,7 @@ def review_and_sign(
     assume_yes: bool,
     interactive: bool,
     expires_in: int,
+    full: bool = False,
     active_policy: str | None = None,
     to_stderr: bool = False,
     now: Callable[[], float] = time.time,
@@ -160,8 +186,9 @@ def review_and_sign(
     """Check, show, confirm and sign: the approver's side of a verdict, without the network.
 
     Raises ServerDisagrees when the daemon's digest or payload hash is not the payload's, FailedPrecondition
-    when the request no longer waits for approvals, and NotConfirmed when the approver does not say yes. The
-    signer is only created (and its passphrase or PIN only asked for) after the approver said yes.
+    when the request no longer waits for approvals, and NotConfirmed when the approver does not say yes, or
+    when an approval's review is longer than one screen and ``full`` was not given. The signer is only created
+    (and its passphrase or PIN only asked for) after the approver said yes.
     """
     recomputed = recompute_hashes(request)
     check_server_hashes(request, recomputed)
@@ -169,7 +196,13 @@ def review_and_sign(
     if state != "PENDING_APPROVAL":
         raise FailedPrecondition(f"request {request.request_id} is {state}, not waiting for approvals")
     statement_request = domain_request(request, recomputed)
-    click.echo(review_text(request, recomputed, active_policy=active_policy), err=to_stderr)
+    review = review_text(request, recomputed, active_policy=active_policy)
+    # Only payloads the HSM signs need --full: a policy change ends in its diff against the active policy, which
+    # is the part an approver reads, right above the question.
+    needs_full = verdict is Verdict.APPROVE and recomputed.parsed is not None
+    if needs_full and not full and too_long_to_confirm(review):
+        raise NotConfirmed(_too_long_message(request.request_id, review, recomputed))
+    click.echo(review, err=to_stderr)
     if not assume_yes:
         if not interactive:
             raise NotConfirmed(_cannot_ask_message(request.request_id, verdict))
@@ -297,4 +330,14 @@ def _cannot_ask_message(request_id: str, verdict: Verdict) -> str:
     return (
         f"standard input is not a terminal, so custody cannot ask you to confirm; review the request with"
         f" `custody requests show {request_id}`, then run `custody {verdict.value} {request_id}` again with --yes."
+    )
+
+
+def _too_long_message(request_id: str, review: str, recomputed: RecomputedHashes) -> str:
+    flags = flag_words(all_flags(recomputed.intents))
+    flagged = f" and flags {flags}" if flags else ""
+    return (
+        f"the review of request {request_id} is {screen_rows(review)} lines long{flagged}, more than one screen"
+        f" shows, so nothing was signed: read it with `custody requests show {request_id}`, then approve with"
+        f" `custody approve {request_id} --full`, which prints all of it before asking."
     )

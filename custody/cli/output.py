@@ -177,7 +177,9 @@ def keys_table(keys: Sequence[custody_pb2.Key]) -> str:
     return _table(("LABEL", "STATE", "ADDRESS", "CREATED"), rows)
 
 
-def request_text(request: custody_pb2.SigningRequest) -> str:
+def request_text(request: custody_pb2.SigningRequest, *, summary: bool = True) -> str:
+    """The request as the daemon describes it; ``summary=False`` leaves out the daemon's summary of the payload
+    (which abbreviates long values) for a caller that prints the payload in full itself."""
     state = request_state_name(request.state)
     decision = request.decision
     decision_line = decision.action or "none"
@@ -197,7 +199,8 @@ def request_text(request: custody_pb2.SigningRequest) -> str:
     ]
     if request.replaces:
         lines.append(("replaces", f"{request.replaces} (same nonce, explicit replacement)"))
-    lines += [(name, value) for name, value in sorted(request.summary.items())]
+    if summary:
+        lines += [(name, value) for name, value in sorted(request.summary.items())]
     lines += [("digest", hex_bytes(request.digest)), ("decision", decision_line)]
     if request.decision.quorum:
         lines.append(("quorum", quorum_text(request.decision)))

@@ -13,12 +13,17 @@ from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, client_options
 from custody.cli.output import (
     emit_json,
     ended_unsigned,
+    intent_flag_lines,
+    intents_to_json,
     is_final,
+    ordered_flags,
     request_state_value,
     request_text,
     request_to_json,
     requests_table,
 )
+from custody.cli.review import check_server_hashes, payload_lines, recompute_hashes
+from custody.domain.intents import all_flags
 from custody.exit_codes import EXIT_REQUEST_UNSIGNED
 
 _STATE_NAMES = (
@@ -81,13 +86,14 @@ def list_requests(context: click.Context, state: str | None, key_label: str | No
 @click.argument("request_id")
 @click.pass_context
 def show_request(context: click.Context, request_id: str) -> None:
-    """Show one request, its decision and, once signed, its signature."""
+    """Show one request, its decision and, once signed, its signature; for a payload the HSM signs, also the
+    payload in full and what it does (its intents), recomputed here from the payload."""
     options = options_of(context)
     with connect(options) as connection:
         response = connection.signing.GetRequest(
             custody_pb2.GetRequestRequest(request_id=request_id), timeout=UNARY_TIMEOUT_SECONDS
         )
-    print_request(response.request, json_output=options.json_output)
+    print_reviewed_request(response.request, json_output=options.json_output)
 
 
 @requests_group.command("wait")
@@ -181,3 +187,28 @@ def print_request(request: custody_pb2.SigningRequest, *, json_output: bool) -> 
         emit_json(request_to_json(request))
     else:
         click.echo(request_text(request))
+
+
+def print_reviewed_request(request: custody_pb2.SigningRequest, *, json_output: bool) -> None:
+    """A request with its payload in full and its intent tree, decoded here from the payload bytes.
+
+    As for an approval, the daemon's digest and payload hash must be the payload's (ServerDisagrees
+    otherwise), so the intents shown are those of the bytes the HSM signs. Governance requests, which the HSM
+    never signs, are shown as ``print_request`` shows them.
+    """
+    recomputed = recompute_hashes(request)
+    check_server_hashes(request, recomputed)
+    if recomputed.parsed is None:
+        print_request(request, json_output=json_output)
+        return
+    if json_output:
+        answer = request_to_json(request)
+        answer["intents"] = intents_to_json(recomputed.intents)
+        answer["intent_flags"] = [flag.value for flag in ordered_flags(all_flags(recomputed.intents))]
+        emit_json(answer)
+        return
+    lines = [*intent_flag_lines(recomputed.intents, indent=0)] if recomputed.intents else []
+    lines.append(request_text(request, summary=False))
+    lines.append("payload (recomputed here from its bytes; nothing is abbreviated):")
+    lines += payload_lines(recomputed)
+    click.echo("\n".join(lines))

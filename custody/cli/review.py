@@ -24,8 +24,17 @@ from custody.chains.evm import Message, ParsedPayload, Transaction, TypedData, c
 from custody.chains.evm.decode import DecodedCall, decode_calldata, safe_operation_name
 from custody.chains.evm.values import format_ether, format_gwei
 from custody.cli.errors import ServerDisagrees
-from custody.cli.output import approval_text, payload_kind_name, printable, quorum_text, request_state_name
+from custody.cli.output import (
+    approval_text,
+    intent_flag_lines,
+    intent_tree_lines,
+    payload_kind_name,
+    printable,
+    quorum_text,
+    request_state_name,
+)
 from custody.domain.errors import InvalidInput
+from custody.domain.intents import Intent
 from custody.domain.requests import (
     Decision,
     DecisionAction,
@@ -35,6 +44,11 @@ from custody.domain.requests import (
     SigningRequest,
 )
 
+# An approver confirms what they have read. A review longer than this scrolls its top (the flags) out of sight,
+# so approving it needs --full, by which the approver says they will read all of it.
+MAX_SCREEN_ROWS = 200
+# Rows are counted as a terminal this wide shows them: one long value takes several rows.
+SCREEN_COLUMNS = 100
 UNKNOWN_FUNCTION_FLAG = "UNKNOWN FUNCTION -- check the calldata yourself"
 DELEGATECALL_FLAG = (
     "!!! DELEGATECALL: the target's code runs with the Safe's own storage and funds; it can do anything to"
@@ -50,6 +64,9 @@ class RecomputedHashes:
     payload_hash: bytes
     chain_id: int | None
     parsed: ParsedPayload | None  # None for governance requests, which the HSM never signs
+    # What the payload does, decoded here from the same bytes the digest was computed from; empty for
+    # governance requests.
+    intents: tuple[Intent, ...] = ()
 
 
 def payload_kind(request: custody_pb2.SigningRequest) -> PayloadKind:
@@ -166,6 +183,9 @@ def review_text(
     lines = [
         f"Request {request.request_id} ({payload_kind_name(request.kind)}, {request_state_name(request.state)})"
     ]
+    if recomputed.intents:
+        # The flags come first, so that they are read before anything else and stay above the long fields.
+        lines += intent_flag_lines(recomputed.intents, indent=2)
     lines.append(f"  requested by   {request.requester}")
     if kind is PayloadKind.POLICY_CHANGE:
         lines += _policy_change_lines(bytes(request.payload), active_policy)
@@ -178,12 +198,7 @@ def review_text(
             lines.append(
                 f"  REPLACES       request {request.replaces} (same nonce; only one of them can be mined)"
             )
-        if isinstance(recomputed.parsed, Transaction):
-            lines += _transaction_lines(recomputed.parsed)
-        elif isinstance(recomputed.parsed, TypedData):
-            lines += _typed_data_lines(recomputed.parsed)
-        elif isinstance(recomputed.parsed, Message):
-            lines += _message_lines(recomputed.parsed)
+        lines += payload_lines(recomputed)
     what = "SHA-256 of the payload" if kind.is_governance else "the HSM will sign"
     lines.append(f"  digest         0x{recomputed.digest.hex()} ({what}; recomputed here from the payload)")
     lines.append(f"  payload hash   0x{recomputed.payload_hash.hex()}")
@@ -201,6 +216,33 @@ def review_text(
     if request.expires_at:
         lines.append(f"  expires        {request.expires_at}")
     return "\n".join(lines)
+
+
+def payload_lines(recomputed: RecomputedHashes) -> list[str]:
+    """The payload in full and what it does: every field of the transaction, typed data or message, then the
+    intent tree, both recomputed here from the payload bytes."""
+    lines: list[str] = []
+    if isinstance(recomputed.parsed, Transaction):
+        lines += _transaction_lines(recomputed.parsed)
+    elif isinstance(recomputed.parsed, TypedData):
+        lines += _typed_data_lines(recomputed.parsed)
+    elif isinstance(recomputed.parsed, Message):
+        lines += _message_lines(recomputed.parsed)
+    if recomputed.intents:
+        lines.append(
+            "  what signing does (recomputed here from the payload; the policy judged the same intents):"
+        )
+        lines += intent_tree_lines(recomputed.intents, indent=4)
+    return lines
+
+
+def screen_rows(text: str) -> int:
+    """How many rows ``text`` takes on a terminal SCREEN_COLUMNS wide, a long line taking several."""
+    return sum(max(1, -(-len(line) // SCREEN_COLUMNS)) for line in text.split("\n"))
+
+
+def too_long_to_confirm(text: str) -> bool:
+    return screen_rows(text) > MAX_SCREEN_ROWS
 
 
 def _transaction_lines(transaction: Transaction) -> list[str]:
