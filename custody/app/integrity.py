@@ -18,6 +18,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from custody.chains.evm import ParsedPayload, parse_payload
+from custody.chains.evm.intents import payload_intents
 from custody.domain.errors import CustodyError
 from custody.domain.policy import Policy, RequestFacts, VelocityUsage
 from custody.domain.requests import Decision, SigningRequest
@@ -83,6 +84,7 @@ def request_facts(key_label: str, parsed: ParsedPayload, *, replacement: bool) -
         selector=parsed.selector,
         replacement=replacement,
         max_fee_wei=parsed.max_fee_wei,
+        intents=payload_intents(parsed),
     )
 
 

@@ -1,14 +1,15 @@
 """Calldata decoding for approvers: what a transaction will call, in words a person can check.
 
-Only a short list of functions is known: the ERC-20 transfers and allowances, the ERC-721/1155 operator
-approval, and the Safe (Gnosis Safe) calls that wrap other calls (``execTransaction``, ``multiSend``) or change
-who controls a Safe. Anything else is shown raw and marked unknown, because a wrong guess about what a
-transaction does is worse than none.
+The functions known are those of custody/chains/evm/knowledge/functions.json (token transfers and allowances,
+NFT operators, Permit2, Safe, Governor, TimelockController, ownership, roles, upgrades), the same knowledge the
+intent decoder (custody/chains/evm/intents/) uses. Anything else is shown raw and marked unknown, because a
+wrong guess about what a transaction does is worse than none.
 
 Decoding is strict: the calldata must be exactly the canonical ABI encoding of the decoded arguments (checked
 by encoding them again), so trailing bytes, non-zero padding or odd offsets never hide behind a tidy summary.
-Calldata that a known selector cannot explain is reported as undecodable, never guessed at. Nested calls are
-decoded to a bounded depth and count, so a hostile payload cannot make the approver's CLI do unbounded work.
+Calldata that a known selector cannot explain is reported as undecodable, never guessed at. The calls that a
+Safe transaction and a MultiSend batch make are decoded to a bounded depth and count, so a hostile payload
+cannot make the approver's CLI do unbounded work.
 """
 
 from __future__ import annotations
@@ -17,22 +18,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi.abi import decode as abi_decode
-from eth_abi.abi import encode as abi_encode
-from eth_abi.exceptions import DecodingError, EncodingError
 from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 
+from custody.chains.evm.intents.abi import strict_abi_decode, value_text
+from custody.chains.evm.intents.common import MAX_BATCH_CALLS, MAX_NESTING_DEPTH
+from custody.chains.evm.knowledge import FUNCTIONS_BY_SELECTOR, KNOWN_FUNCTIONS, SELECTOR_BYTES
 from custody.chains.evm.values import MAX_PAYLOAD_BYTES
 from custody.domain.errors import InvalidInput
 
-# Safe -> multiSend -> Safe -> multiSend is already more than any treasury operation needs; deeper nesting is
-# shown raw rather than decoded.
-MAX_NESTING_DEPTH = 4
-# A MultiSend batch with more calls than this is not decoded call by call: no approver reviews that many.
-MAX_MULTISEND_CALLS = 256
+__all__ = ["MAX_NESTING_DEPTH", "SELECTOR_BYTES"]  # re-exported; everything defined here is public as usual
 
-SELECTOR_BYTES = 4
+# A MultiSend batch with more calls than this is not decoded call by call: no approver reviews that many.
+MAX_MULTISEND_CALLS = MAX_BATCH_CALLS
+
 _WORD_BYTES = 32
 _ADDRESS_BYTES = 20
 # A MultiSend entry: operation (1 byte), to (20), value (32), data length (32), then the data itself.
@@ -88,65 +86,15 @@ class DecodedCall:
         return self.function.split("(", 1)[0] if self.function else None
 
 
-@dataclass(frozen=True)
-class _Function:
-    signature: str
-    parameter_names: tuple[str, ...]
-
-    @property
-    def parameter_types(self) -> tuple[str, ...]:
-        inner = self.signature[self.signature.index("(") + 1 : -1]
-        return tuple(inner.split(",")) if inner else ()
-
-    @property
-    def selector(self) -> bytes:
-        return keccak(text=self.signature)[:SELECTOR_BYTES]
-
-
-_SAFE_EXEC_TRANSACTION = _Function(
-    "execTransaction(address,uint256,bytes,uint8,uint256,uint256,uint256,address,address,bytes)",
-    (
-        "to",
-        "value",
-        "data",
-        "operation",
-        "safeTxGas",
-        "baseGas",
-        "gasPrice",
-        "gasToken",
-        "refundReceiver",
-        "signatures",
-    ),
+_EXEC_TRANSACTION = (
+    "execTransaction(address,uint256,bytes,uint8,uint256,uint256,uint256,address,address,bytes)"
 )
-_MULTISEND = _Function("multiSend(bytes)", ("transactions",))
-
-_KNOWN_FUNCTIONS: tuple[_Function, ...] = (
-    # ERC-20 (https://eips.ethereum.org/EIPS/eip-20).
-    _Function("transfer(address,uint256)", ("to", "amount")),
-    _Function("approve(address,uint256)", ("spender", "amount")),
-    _Function("transferFrom(address,address,uint256)", ("from", "to", "amount")),
-    # OpenZeppelin's allowance helpers, as common as approve itself.
-    _Function("increaseAllowance(address,uint256)", ("spender", "addedValue")),
-    _Function("decreaseAllowance(address,uint256)", ("spender", "subtractedValue")),
-    # ERC-721 and ERC-1155: hands every token of the collection to an operator.
-    _Function("setApprovalForAll(address,bool)", ("operator", "approved")),
-    # Safe: calls that wrap other calls, and calls that change who controls the Safe.
-    _SAFE_EXEC_TRANSACTION,
-    _MULTISEND,
-    _Function("addOwnerWithThreshold(address,uint256)", ("owner", "threshold")),
-    _Function("removeOwner(address,address,uint256)", ("prevOwner", "owner", "threshold")),
-    _Function("swapOwner(address,address,address)", ("prevOwner", "oldOwner", "newOwner")),
-    _Function("changeThreshold(uint256)", ("threshold",)),
-    _Function("enableModule(address)", ("module",)),
-    _Function("disableModule(address,address)", ("prevModule", "module")),
-    _Function("setGuard(address)", ("guard",)),
-)
-_FUNCTIONS_BY_SELECTOR = {function.selector: function for function in _KNOWN_FUNCTIONS}
+_MULTISEND = "multiSend(bytes)"
 
 
 def known_function_signatures() -> tuple[str, ...]:
     """The signatures of every function ``decode_calldata`` decodes."""
-    return tuple(function.signature for function in _KNOWN_FUNCTIONS)
+    return tuple(function.signature for function in KNOWN_FUNCTIONS)
 
 
 def safe_operation_name(operation: int) -> str:
@@ -176,28 +124,28 @@ def _decode(data: bytes, to: str | None, depth: int) -> DecodedCall:
             problem=f"the calldata is {len(data)} bytes, shorter than a 4-byte function selector",
         )
     selector = "0x" + data[:SELECTOR_BYTES].hex()
-    function = _FUNCTIONS_BY_SELECTOR.get(data[:SELECTOR_BYTES])
+    function = FUNCTIONS_BY_SELECTOR.get(data[:SELECTOR_BYTES])
     if function is None:
         return DecodedCall(to=to, data=data, selector=selector, function=None, known=False)
     undecodable = DecodedCall(to=to, data=data, selector=selector, function=function.signature, known=True)
-    values = _strict_abi_decode(function.parameter_types, data[SELECTOR_BYTES:])
+    values = strict_abi_decode(function.parameter_types, data[SELECTOR_BYTES:])
     if values is None:
         return _with_problem(
             undecodable,
             f"the calldata is not a valid encoding of {function.signature}; check the raw bytes yourself",
         )
     arguments = tuple(
-        DecodedArgument(name=name, abi_type=abi_type, value=_display(abi_type, value))
-        for name, abi_type, value in zip(
-            function.parameter_names, function.parameter_types, values, strict=True
+        DecodedArgument(
+            name=parameter.name, abi_type=parameter.abi_type, value=value_text(parameter.abi_type, value)
         )
+        for parameter, value in zip(function.parameters, values, strict=True)
     )
     decoded = DecodedCall(
         to=to, data=data, selector=selector, function=function.signature, known=True, arguments=arguments
     )
-    if function is _SAFE_EXEC_TRANSACTION:
+    if function.signature == _EXEC_TRANSACTION:
         return _with_inner_calls(decoded, lambda: [_safe_inner_call(values, depth)], depth)
-    if function is _MULTISEND:
+    if function.signature == _MULTISEND:
         return _with_inner_calls(decoded, lambda: _multisend_inner_calls(values[0], depth), depth)
     return decoded
 
@@ -282,23 +230,3 @@ def _multisend_inner_calls(packed: bytes, depth: int) -> list[InnerCall]:
         )
         offset = data_start + length
     return calls
-
-
-def _strict_abi_decode(types: Sequence[str], encoded: bytes) -> tuple[Any, ...] | None:
-    """The decoded values, or None unless ``encoded`` is exactly their canonical ABI encoding."""
-    try:
-        values = abi_decode(list(types), encoded)
-        canonical = abi_encode(list(types), values)
-    except (DecodingError, EncodingError, OverflowError, ValueError):
-        return None
-    return tuple(values) if canonical == encoded else None
-
-
-def _display(abi_type: str, value: Any) -> str:
-    if abi_type == "address":
-        return str(to_checksum_address(value))
-    if abi_type == "bool":
-        return "true" if value else "false"
-    if abi_type == "bytes":
-        return "0x" + bytes(value).hex()
-    return str(int(value))
