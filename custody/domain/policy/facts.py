@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from custody.domain.intents import Intent
@@ -31,6 +31,9 @@ class RequestFacts:
     # What the payload does (custody/domain/intents.py), as custody decoded it; a rule that judges intents
     # must allow every intent of the tree.
     intents: tuple[Intent, ...] = ()
+    # When the daemon judges the request, in unix seconds: the domain has no clock, so the caller states the
+    # time. Permit deadlines are judged against it; a request without it matches no rule that limits them.
+    now: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,9 @@ class VelocityUsage:
 
     count: int
     total_value: int  # wei
+    # Base units of each token (keyed by its EIP-55 address) that the window's requests move or allow, as their
+    # intents state them; None when the store does not count tokens, which no token velocity limit accepts.
+    token_amounts: Mapping[str, int] | None = None
 
 
 # Given a key label and a window length in seconds, the key's usage within the window that ends now.

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from custody.chains.evm import parse_payload
 from custody.domain.errors import ConfigurationError, InternalError, InvalidInput
+from custody.domain.intents import Intent, IntentKind, TypedDataDomain
 from custody.domain.policy import (
     NO_MATCH_REASON,
     Policy,
@@ -98,10 +99,25 @@ CONDITION_CASES = [
     ),
     pytest.param(
         {"keys": ["ops"], "max_value_wei": 0},
-        MESSAGE,
+        replace(EIP1559_MAINNET, value=0),
         replace(EIP1559_MAINNET, value=1),
         "max_value_wei",
         id="max_value_wei-zero",
+    ),
+    # Only transactions send value: a value cap says nothing about typed data or messages, so they never match.
+    pytest.param(
+        {"keys": ["ops"], "max_value_wei": 0},
+        replace(EIP1559_MAINNET, value=0),
+        MESSAGE,
+        "max_value_wei",
+        id="max_value_wei-refuses-messages",
+    ),
+    pytest.param(
+        {"keys": ["ops"], "max_value_wei": str(ONE_ETHER)},
+        EIP1559_MAINNET,
+        TYPED_DATA,
+        "max_value_wei",
+        id="max_value_wei-refuses-typed-data",
     ),
     pytest.param(
         {"keys": ["ops"], "max_fee_wei": "630000000000000"},
@@ -676,14 +692,46 @@ def test_destination_and_contract_conditions(
     assert [c.condition for c in refused.trace[0].conditions if not c.matched] == [condition]
 
 
-def test_typed_data_matches_destinations_by_verifying_contract_but_never_a_contract_call() -> None:
+def test_typed_data_matches_destinations_only_in_a_rule_that_lists_typed_data_and_never_a_contract_call() -> (
+    None
+):
+    # A rule written for payments to VAULT must not match a signature that merely names VAULT as its verifying
+    # contract (a SafeTx for a Safe moves the Safe's funds, whatever its destination says).
+    mail = Intent(
+        IntentKind.TYPED_DATA,
+        contract=VAULT,
+        subject="Mail",
+        domain=TypedDataDomain(verifying_contract=VAULT),
+    )
     typed_data = replace(
-        TREASURY_TX, kind=PayloadKind.TYPED_DATA, transaction_type=None, to=VAULT, selector=None
+        TREASURY_TX,
+        kind=PayloadKind.TYPED_DATA,
+        transaction_type=None,
+        to=VAULT,
+        selector=None,
+        intents=(mail,),
     )
     by_destination = Policy.from_mapping(full_policy({**APPROVE_RULE, "destinations": [VAULT]}), "t")
-    assert by_destination.evaluate(typed_data).decision.action == "approve"
+    refused = by_destination.evaluate(typed_data)
+    assert refused.decision.action == "deny"
+    assert [c.condition for c in refused.trace[0].conditions if not c.matched] == [
+        "destinations",
+        "typed_data",
+    ]
+    listing_typed_data = Policy.from_mapping(
+        full_policy({**APPROVE_RULE, "destinations": [VAULT], "typed_data": [{"primary_type": "Mail"}]}), "t"
+    )
+    assert listing_typed_data.evaluate(typed_data).decision.action == "approve"
+    assert listing_typed_data.evaluate(replace(typed_data, to=OTHER)).decision.action == "deny"
     by_contract = Policy.from_mapping(
-        full_policy({**APPROVE_RULE, "contracts": [{"address": VAULT, "selectors": ["0xa9059cbb"]}]}), "t"
+        full_policy(
+            {
+                **APPROVE_RULE,
+                "contracts": [{"address": VAULT, "selectors": ["0xa9059cbb"]}],
+                "typed_data": [{"primary_type": "Mail"}],
+            }
+        ),
+        "t",
     )
     assert by_contract.evaluate(typed_data).decision.action == "deny"
 

@@ -20,8 +20,15 @@ To add a condition:
 2. Add the class to ``CONDITION_TYPES`` below. Its place in the tuple is its place in every trace and the
    order in which rules' fields are validated; append new conditions before ``VelocityLimit``, which needs
    the store's usage and so stays last.
-3. Test it in ``tests/unit/domain/test_policy_conditions.py``: a rule with the condition, a request that
-   meets it, one that does not, and the parser's messages for malformed fields.
+3. Test it in ``tests/unit/domain/test_policy_conditions.py`` (conditions on intents in
+   ``tests/unit/domain/test_policy_intents*.py``): a rule with the condition, a request that meets it, one
+   that does not, and the parser's messages for malformed fields.
+
+A condition on intents judges every intent of the request's tree (``intent_tree.placed_intents``) and asks
+``intents.require_intent_kinds`` at parse time that the rule names the intent kinds it applies to; a request
+custody decoded no intents from never matches it. A condition that guards every rule (it refuses something
+unless the rule allows it, as ``allow_unlimited_approval`` does) is parsed for every rule and returns None for
+requests it has nothing to say about, so traces of other requests do not change.
 
 Traces are stored with requests and read back by ``custody policy explain``, so a condition's trace name and
 the wording of its details do not change once released; a new wording is a new condition.
@@ -33,12 +40,27 @@ from custody.domain.policy.conditions.base import Condition, ConditionType, Rule
 from custody.domain.policy.conditions.chain_ids import ChainIdCondition
 from custody.domain.policy.conditions.contracts import AllowedContract, ContractCondition
 from custody.domain.policy.conditions.destinations import DestinationCondition
+from custody.domain.policy.conditions.governance_targets import GovernanceTargetCondition
+from custody.domain.policy.conditions.intents import NAMED_ONLY_KINDS, IntentCondition
 from custody.domain.policy.conditions.keys import KeyCondition
 from custody.domain.policy.conditions.kinds import KindCondition
 from custody.domain.policy.conditions.max_fee import MaxFeeCondition
 from custody.domain.policy.conditions.max_value import MaxValueCondition
+from custody.domain.policy.conditions.messages import MessageCondition
+from custody.domain.policy.conditions.operators import OperatorCondition
+from custody.domain.policy.conditions.permit_horizon import PermitHorizonCondition
+from custody.domain.policy.conditions.recipients import RecipientCondition
+from custody.domain.policy.conditions.refunds import RefundCondition
 from custody.domain.policy.conditions.replacement import ReplacementCondition
+from custody.domain.policy.conditions.safe_operations import SafeOperationCondition
+from custody.domain.policy.conditions.safes import SafeCondition
+from custody.domain.policy.conditions.spenders import SpenderCondition
+from custody.domain.policy.conditions.token_caps import TokenCap, TokenCapCondition
+from custody.domain.policy.conditions.token_velocity import TokenVelocityCondition, TokenVelocityLimit
+from custody.domain.policy.conditions.tokens import TokenCondition
 from custody.domain.policy.conditions.transaction_types import TransactionTypeCondition
+from custody.domain.policy.conditions.typed_data import AllowedTypedData, TypedDataCondition
+from custody.domain.policy.conditions.unlimited_approval import UnlimitedApprovalCondition
 from custody.domain.policy.conditions.velocity import MAX_VELOCITY_WINDOW_SECONDS, VelocityLimit
 
 CONDITION_TYPES: tuple[ConditionType, ...] = (
@@ -51,24 +73,59 @@ CONDITION_TYPES: tuple[ConditionType, ...] = (
     MaxValueCondition,
     MaxFeeCondition,
     ReplacementCondition,
+    # The conditions on intents. IntentCondition comes first: the others ask it which kinds the rule names.
+    IntentCondition,
+    TokenCondition,
+    RecipientCondition,
+    SpenderCondition,
+    OperatorCondition,
+    UnlimitedApprovalCondition,
+    TokenCapCondition,
+    PermitHorizonCondition,
+    SafeCondition,
+    SafeOperationCondition,
+    RefundCondition,
+    GovernanceTargetCondition,
+    TypedDataCondition,
+    MessageCondition,
+    TokenVelocityCondition,
     VelocityLimit,
 )
 
 __all__ = [
     "CONDITION_TYPES",
     "MAX_VELOCITY_WINDOW_SECONDS",
+    "NAMED_ONLY_KINDS",
     "AllowedContract",
+    "AllowedTypedData",
     "ChainIdCondition",
     "Condition",
     "ConditionType",
     "ContractCondition",
     "DestinationCondition",
+    "GovernanceTargetCondition",
+    "IntentCondition",
     "KeyCondition",
     "KindCondition",
     "MaxFeeCondition",
     "MaxValueCondition",
+    "MessageCondition",
+    "OperatorCondition",
+    "PermitHorizonCondition",
+    "RecipientCondition",
+    "RefundCondition",
     "ReplacementCondition",
     "RuleTable",
+    "SafeCondition",
+    "SafeOperationCondition",
+    "SpenderCondition",
+    "TokenCap",
+    "TokenCapCondition",
+    "TokenCondition",
+    "TokenVelocityCondition",
+    "TokenVelocityLimit",
     "TransactionTypeCondition",
+    "TypedDataCondition",
+    "UnlimitedApprovalCondition",
     "VelocityLimit",
 ]

@@ -1,0 +1,135 @@
+"""What the conditions that judge intents share: each intent's place in the request's tree, the words a trace
+uses for it, the groups of intent kinds the conditions speak about, and the checks a rule's fields must pass
+to make sense together.
+
+This module is no condition and is not in the registry; the condition modules import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from custody.domain.intents import Intent, IntentKind
+from custody.domain.policy.fields import FailFactory, parse_address, quoted_list, type_name
+
+# The trace detail of a condition that judges intents when the request carries none: the daemon decodes every
+# payload it parses, so an empty tree means the request was not decoded, and nothing can be said to be allowed.
+NOT_DECODED = "custody decoded no intents from this request, so a rule that judges intents cannot match it"
+
+# Kinds that move or allow tokens: the ``tokens``, ``token_caps`` and ``token_velocity`` conditions judge them.
+TOKEN_KINDS = frozenset(
+    {
+        IntentKind.ERC20_TRANSFER,
+        IntentKind.ERC20_TRANSFER_FROM,
+        IntentKind.ERC20_APPROVE,
+        IntentKind.ERC20_INCREASE_ALLOWANCE,
+        IntentKind.NFT_TRANSFER,
+        IntentKind.SET_APPROVAL_FOR_ALL,
+        IntentKind.PERMIT,
+        IntentKind.PERMIT2_ALLOWANCE,
+        IntentKind.PERMIT2_TRANSFER,
+    }
+)
+# Kinds whose acting contract is the token itself; Permit2's intents act through the Permit2 contract and name
+# their tokens in their amounts.
+_CONTRACT_IS_TOKEN_KINDS = TOKEN_KINDS - {IntentKind.PERMIT2_ALLOWANCE, IntentKind.PERMIT2_TRANSFER}
+# Kinds that let a spender move the signer's tokens.
+SPENDING_KINDS = frozenset(
+    {
+        IntentKind.ERC20_APPROVE,
+        IntentKind.ERC20_INCREASE_ALLOWANCE,
+        IntentKind.PERMIT,
+        IntentKind.PERMIT2_ALLOWANCE,
+        IntentKind.PERMIT2_TRANSFER,
+    }
+)
+# Kinds that let an operator move every NFT of a collection.
+OPERATOR_KINDS = frozenset({IntentKind.SET_APPROVAL_FOR_ALL})
+# Signatures with a deadline or expiration.
+PERMIT_KINDS = frozenset({IntentKind.PERMIT, IntentKind.PERMIT2_ALLOWANCE, IntentKind.PERMIT2_TRANSFER})
+# Kinds whose acting contract is a Safe.
+SAFE_KINDS = frozenset({IntentKind.SAFE_TRANSACTION, IntentKind.SAFE_CONFIGURATION})
+# Governor and Timelock calls that carry actions (targets, values, calldata); a Timelock cancel names only an
+# operation id.
+GOVERNANCE_ACTION_KINDS = frozenset(
+    {
+        IntentKind.GOVERNOR_PROPOSE,
+        IntentKind.GOVERNOR_QUEUE,
+        IntentKind.GOVERNOR_EXECUTE,
+        IntentKind.GOVERNOR_CANCEL,
+        IntentKind.TIMELOCK_SCHEDULE,
+        IntentKind.TIMELOCK_EXECUTE,
+    }
+)
+MESSAGE_KINDS = frozenset({IntentKind.TEXT_MESSAGE, IntentKind.BINARY_MESSAGE})
+
+
+@dataclass(frozen=True)
+class PlacedIntent:
+    """An intent and its place in the request's tree: "1" is the first top-level intent, "1.2" its second
+    child, so a trace can say which inner call of a batch decided."""
+
+    place: str
+    intent: Intent
+
+    def describe(self) -> str:
+        intent = self.intent
+        words = [f"intent {self.place}: {intent.kind.value}"]
+        if intent.subject:
+            words.append(f"{intent.subject!r}")
+        if intent.contract is not None:
+            words.append(f"on {intent.contract}")
+        return " ".join(words)
+
+
+def placed_intents(intents: tuple[Intent, ...]) -> list[PlacedIntent]:
+    """Every intent of the tree with its place, depth first, parents before children (the order of
+    ``walk_all``)."""
+    placed: list[PlacedIntent] = []
+    pending = [(str(index), intent) for index, intent in reversed(list(enumerate(intents, start=1)))]
+    while pending:
+        place, intent = pending.pop()
+        placed.append(PlacedIntent(place, intent))
+        pending.extend(
+            (f"{place}.{index}", child)
+            for index, child in reversed(list(enumerate(intent.children, start=1)))
+        )
+    return placed
+
+
+def tokens_of(intent: Intent) -> frozenset[str]:
+    """The token contracts an intent moves or allows: those its amounts name, and its acting contract when
+    that is the token (an ERC-20 or NFT call, an EIP-2612 Permit)."""
+    tokens = {amount.token for amount in intent.amounts if amount.token is not None}
+    if intent.kind in _CONTRACT_IS_TOKEN_KINDS and intent.contract is not None:
+        tokens.add(intent.contract)
+    return frozenset(tokens)
+
+
+def same_address(address: str, allowed: Iterable[str]) -> bool:
+    """Whether ``address`` is one of ``allowed``, compared on the 20 bytes they name (any case)."""
+    return address.lower() in {item.lower() for item in allowed}
+
+
+def listed(addresses: Iterable[str]) -> str:
+    return ", ".join(sorted(addresses))
+
+
+def kinds_listed(kinds: Iterable[IntentKind]) -> str:
+    return quoted_list(sorted(kind.value for kind in kinds))
+
+
+def parse_address_set(value: object, field: str, fail: FailFactory) -> frozenset[str]:
+    """A non-empty list of distinct addresses, each in EIP-55 form."""
+    if not isinstance(value, list):
+        raise fail(field, f"must be a list of addresses, got {type_name(value)}")
+    if not value:
+        raise fail(field, "must list at least one address, got an empty list")
+    seen: set[str] = set()
+    for item in value:
+        address = parse_address(item, field, fail)
+        if address in seen:
+            raise fail(field, f"lists {address} twice")
+        seen.add(address)
+    return frozenset(seen)
