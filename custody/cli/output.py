@@ -345,8 +345,10 @@ FLAG_MEANINGS: Mapping[IntentFlag, str] = {
     " authorise it (a Safe transaction, for one)",
     IntentFlag.REFUND: "the Safe pays gas back to a refund receiver, in ether or in a token",
 }
-# Labels of an intent's rows are padded to this width so that the values line up; longer labels push theirs.
+# Labels of an intent's rows are padded to at least this width so that the values line up; a block with longer
+# labels (up to the maximum) pads all of its labels to the longest, and a label beyond the maximum pushes its value.
 _INTENT_LABEL_WIDTH = 16
+_MAX_INTENT_LABEL_WIDTH = 28
 # The last unix time a datetime can hold (9999-12-31 23:59:59 UTC); deadlines beyond it never come.
 _LAST_REPRESENTABLE_SECOND = 253402300799
 
@@ -413,20 +415,24 @@ def _intent_lines(intent: Intent, number: str, indent: int) -> list[str]:
         heading += f"  !!! {flag_words(intent.flags)} !!!"
     lines = [heading]
     detail = " " * (indent + 4)
-    lines += [_row(detail, label, value) for label, value in _intent_rows(intent)]
+    lines += _aligned(detail, _intent_rows(intent))
     if intent.text is not None:
         lines.append(f"{detail}text:")
         lines += [f"{detail}  | {printable(line)}" for line in intent.text.split("\n")]
     if intent.fields:
         lines.append(f"{detail}fields:")
-        lines += [_row(detail + "  ", printable(label), printable(value)) for label, value in intent.fields]
+        lines += _aligned(
+            detail + "  ", [(printable(label), printable(value)) for label, value in intent.fields]
+        )
     for position, child in enumerate(intent.children, start=1):
         lines += _intent_lines(child, f"{number}.{position}", indent + 4)
     return lines
 
 
-def _row(pad: str, label: str, value: str) -> str:
-    return f"{pad}{label:<{_INTENT_LABEL_WIDTH}} {value}".rstrip()
+def _aligned(pad: str, rows: Sequence[tuple[str, str]]) -> list[str]:
+    fitting = [len(label) for label, _ in rows if len(label) <= _MAX_INTENT_LABEL_WIDTH]
+    width = max([_INTENT_LABEL_WIDTH, *fitting])
+    return [f"{pad}{label:<{width}} {value}".rstrip() for label, value in rows]
 
 
 def _intent_rows(intent: Intent) -> list[tuple[str, str]]:

@@ -1,9 +1,14 @@
-"""What an approver sees before signing: the request recomputed from its payload, and a decoded summary.
+"""What an approver sees before signing: the request recomputed from its payload, in full, and what it does.
 
 The daemon's word is not taken for what will be signed. The digest and payload hash are recomputed here from
 the payload bytes the daemon sent, and if the daemon's copies differ the approval stops before anything is
 shown or signed. Everything printed is derived from the payload itself, except what only the daemon knows
 (key label and address, the rule, the quorum, the approvals so far), which is labelled as the daemon's.
+
+What the payload does is its intent tree, computed here from the same bytes by the function whose result the
+daemon's policy judged (custody.chains.evm.intents.payload_intents); the daemon never sends intents. Its flags
+(DELEGATECALL, UNLIMITED APPROVAL, ...) come first, then every field of the payload and every intent, nothing
+abbreviated: a review too long for one screen is approved only with --full (custody/cli/approve.py).
 
 Text from a payload (messages, typed data strings, policy documents) is printed with control characters
 escaped, so a payload cannot move the cursor, clear the screen or reverse text to hide what it says.
@@ -17,11 +22,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from custody.api._gen import custody_pb2
-from custody.chains.evm import Message, ParsedPayload, Transaction, TypedData, checksum_address, parse_payload
-from custody.chains.evm.decode import DecodedCall, decode_calldata, safe_operation_name
+from custody.chains.evm import Message, ParsedPayload, Transaction, TypedData, parse_payload
+from custody.chains.evm.intents import payload_intents
 from custody.chains.evm.values import format_ether, format_gwei
 from custody.cli.errors import ServerDisagrees
 from custody.cli.output import (
@@ -49,11 +53,6 @@ from custody.domain.requests import (
 MAX_SCREEN_ROWS = 200
 # Rows are counted as a terminal this wide shows them: one long value takes several rows.
 SCREEN_COLUMNS = 100
-UNKNOWN_FUNCTION_FLAG = "UNKNOWN FUNCTION -- check the calldata yourself"
-DELEGATECALL_FLAG = (
-    "!!! DELEGATECALL: the target's code runs with the Safe's own storage and funds; it can do anything to"
-    " the Safe !!!"
-)
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,11 @@ def recompute_hashes(request: custody_pb2.SigningRequest) -> RecomputedHashes:
         return RecomputedHashes(digest=payload_hash, payload_hash=payload_hash, chain_id=None, parsed=None)
     parsed = parse_payload(kind, payload)
     return RecomputedHashes(
-        digest=parsed.digest, payload_hash=payload_hash, chain_id=parsed.chain_id, parsed=parsed
+        digest=parsed.digest,
+        payload_hash=payload_hash,
+        chain_id=parsed.chain_id,
+        parsed=parsed,
+        intents=payload_intents(parsed),
     )
 
 
@@ -269,42 +272,10 @@ def _transaction_lines(transaction: Transaction) -> list[str]:
     )
     if transaction.access_list:
         lines.append(f"  access list    {len(transaction.access_list)} entries")
-    lines.append("  calldata")
-    lines += call_lines(decode_calldata(transaction.data, transaction.to), indent=4)
-    return lines
-
-
-def call_lines(call: DecodedCall, *, indent: int) -> list[str]:
-    """A decoded call as indented lines, nested calls below their parent, flags in capitals."""
-    pad = " " * indent
-    if call.is_plain_transfer:
-        return [f"{pad}none (a plain ether transfer)"]
-    lines: list[str] = []
-    if not call.known:
-        lines.append(f"{pad}{UNKNOWN_FUNCTION_FLAG}")
-        lines.append(f"{pad}selector {call.selector or 'none'}")
+    if transaction.data:
+        lines.append(f"  data           0x{transaction.data.hex()} ({len(transaction.data)} bytes)")
     else:
-        lines.append(f"{pad}{call.function} (selector {call.selector})")
-        lines += [f"{pad}  {argument.name} = {argument.value}" for argument in call.arguments]
-        if call.name in ("approve", "increaseAllowance") and any(
-            argument.value == str(2**256 - 1) for argument in call.arguments
-        ):
-            lines.append(f"{pad}  !!! UNLIMITED allowance: the spender may take every token of this kind !!!")
-        if call.name == "setApprovalForAll" and any(argument.value == "true" for argument in call.arguments):
-            lines.append(f"{pad}  !!! the operator may move EVERY token of this collection !!!")
-    if call.problem:
-        lines.append(f"{pad}UNDECODABLE: {call.problem}")
-    if not call.known or call.problem:
-        lines.append(f"{pad}raw 0x{call.data.hex()}")
-    for number, inner in enumerate(call.calls, start=1):
-        lines.append(
-            f"{pad}call {number}: {inner.operation} to {inner.call.to}, value {_wei_and_ether(inner.value)}"
-        )
-        if inner.operation != "CALL":
-            lines.append(
-                f"{pad}  {DELEGATECALL_FLAG if inner.operation == 'DELEGATECALL' else 'UNKNOWN OPERATION'}"
-            )
-        lines += call_lines(inner.call, indent=indent + 2)
+        lines.append("  data           none")
     return lines
 
 
@@ -315,24 +286,6 @@ def _typed_data_lines(typed_data: TypedData) -> list[str]:
     lines.append(f"  {printable(typed_data.primary_type)}")
     for name, value in typed_data.message.items():
         lines += _typed_value_lines(name, value, indent=4)
-    if typed_data.primary_type == "SafeTx":
-        lines += _safe_transaction_lines(typed_data.message)
-    return lines
-
-
-def _safe_transaction_lines(message: Mapping[str, Any]) -> list[str]:
-    # The parser already checked these fields when the daemon accepted the request and again here; the
-    # types are checked once more only because the message is a plain JSON mapping.
-    operation = _integer(message.get("operation", 0))
-    to = message.get("to")
-    data_text = message.get("data", "0x")
-    lines = [f"  Safe operation {safe_operation_name(operation)}"]
-    if operation != 0:
-        lines.append(f"    {DELEGATECALL_FLAG if operation == 1 else 'UNKNOWN OPERATION'}")
-    if isinstance(data_text, str) and data_text.startswith("0x") and isinstance(to, str):
-        to = checksum_address(to, "message.to")
-        lines.append(f"  Safe call to {to}, value {_wei_and_ether(_integer(message.get('value', 0)))}")
-        lines += call_lines(decode_calldata(bytes.fromhex(data_text[2:]), to), indent=4)
     return lines
 
 
@@ -404,20 +357,6 @@ def _unfreeze_lines(request: custody_pb2.SigningRequest) -> list[str]:
     if request.address:
         lines.append(f"  its address    {request.address} (according to the daemon)")
     return lines
-
-
-def _wei_and_ether(wei: int) -> str:
-    return f"{wei} wei = {format_ether(wei)} ether"
-
-
-def _integer(value: object) -> int:
-    if isinstance(value, bool):
-        raise InvalidInput("must be an integer, not a boolean", field="message")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        return int(value, 16) if value.startswith("0x") else int(value)
-    raise InvalidInput("must be an integer", field="message")
 
 
 def _timestamp(value: str, field: str, request_id: str) -> datetime:

@@ -31,8 +31,6 @@ from custody.cli.errors import NotConfirmed, ServerDisagrees
 from custody.cli.main import run
 from custody.cli.profile import load_profile
 from custody.cli.review import (
-    DELEGATECALL_FLAG,
-    UNKNOWN_FUNCTION_FLAG,
     check_server_hashes,
     domain_request,
     recompute_hashes,
@@ -426,7 +424,8 @@ def test_the_summary_shows_transaction_fields_digest_rule_quorum_and_approvals()
         "nonce          4",
         "max fee        30000000000 wei per gas",
         "priority fee   1000000000 wei per gas",
-        "none (a plain ether transfer)",
+        "data           none",
+        "[1] ether transfer",
         "0x" + TypedTransaction.from_dict(TRANSACTION).hash().hex(),
         "rule           treasury-transactions (policy version 2)",
         "quorum         2 of treasury",
@@ -442,14 +441,14 @@ def test_the_summary_decodes_a_token_transfer_and_flags_an_unknown_function() ->
         {**TRANSACTION, "to": TOKEN, "value": 0, "gas": 90000, "data": "0x" + transfer.hex()}
     )
     text = review_text(known, recompute_hashes(known))
-    assert "transfer(address,uint256) (selector 0xa9059cbb)" in text
-    assert f"to = {RECIPIENT}" in text and "amount = 42" in text
-    assert UNKNOWN_FUNCTION_FLAG not in text
+    assert "call             transfer(address,uint256)" in text
+    assert f"recipient        {RECIPIENT}" in text and "amount           42" in text
+    assert "UNKNOWN SELECTOR" not in text
 
     unknown_data = bytes.fromhex("deadbeef") + bytes(32)
     unknown = transaction_request({**TRANSACTION, "to": TOKEN, "data": "0x" + unknown_data.hex()})
     text = review_text(unknown, recompute_hashes(unknown))
-    assert UNKNOWN_FUNCTION_FLAG in text
+    assert "!!! UNKNOWN SELECTOR (intent 1)" in text
     assert "0x" + unknown_data.hex() in text
 
 
@@ -458,7 +457,7 @@ def test_the_summary_flags_an_unlimited_allowance() -> None:
     request = transaction_request(
         {**TRANSACTION, "to": TOKEN, "value": 0, "gas": 90000, "data": "0x" + data.hex()}
     )
-    assert "UNLIMITED allowance" in review_text(request, recompute_hashes(request))
+    assert "!!! UNLIMITED APPROVAL (intent 1)" in review_text(request, recompute_hashes(request))
 
 
 def test_a_safe_transaction_by_delegatecall_is_flagged_loudly() -> None:
@@ -488,10 +487,10 @@ def test_a_safe_transaction_by_delegatecall_is_flagged_loudly() -> None:
         custody_pb2.PAYLOAD_KIND_TYPED_DATA, json.dumps(safe_tx).encode(), digest, chain_id=1
     )
     text = review_text(request, recompute_hashes(request))
-    assert "Safe operation DELEGATECALL" in text
-    assert DELEGATECALL_FLAG in text
+    assert "[1] Safe transaction  !!! DELEGATECALL !!!" in text
+    assert "!!! DELEGATECALL (intent 1" in text
     assert f"verifyingContract = {ADDRESS}" in text
-    assert "transfer(address,uint256)" in text and "amount = 9" in text
+    assert "transfer(address,uint256)" in text and "amount           9" in text
 
 
 def test_a_policy_change_shows_the_document_and_its_diff() -> None:
