@@ -8,7 +8,7 @@ can never both move a request out of the same state.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from custody.domain.errors import WrongState
@@ -169,28 +169,6 @@ class SigningRequest:
     def is_final(self) -> bool:
         """Final states end every request; a governance request also ends once approved (it took effect)."""
         return self.state.is_final or (self.kind.is_governance and self.state is RequestState.APPROVED)
-
-    def moved_to(
-        self,
-        target: RequestState,
-        at: datetime,
-        *,
-        result: SignatureResult | None = None,
-        error: str | None = None,
-        not_before: datetime | None = None,
-    ) -> SigningRequest:
-        """Return this request in ``target``; raises WrongState for a transition the machine forbids."""
-        check_transition(self.state, target)
-        if self.is_final:
-            raise WrongState(f"request {self.request_id} is {self.state.value} and can no longer change")
-        return replace(
-            self,
-            state=target,
-            updated_at=at,
-            result=result if result is not None else self.result,
-            error=error if error is not None else self.error,
-            not_before=not_before if not_before is not None else self.not_before,
-        )
 
 
 class Verdict(enum.Enum):

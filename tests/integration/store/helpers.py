@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -217,7 +217,7 @@ STATEMENT_PREFIX = b"custody approval statement v1\n"
 def approval_statement(
     request: SigningRequest, approver: str, verdict: Verdict, expires_at: datetime
 ) -> bytes:
-    """The canonical approval statement of the design (DESIGN.md "Approvals" and the issue 3 brief): the
+    """The canonical approval statement, written out here independently of custody's encoder: the
     domain-separating prefix, then compact JSON with sorted keys binding the request's fields and the verdict."""
     fields = {
         "request_id": request.request_id,
@@ -313,3 +313,25 @@ def check_chain(events: Sequence[AuditEvent], first_sequence: int = 1) -> None:
         ).digest()
         assert recomputed == event.hash == event_hash(event.sequence, event, event.previous_hash)
         previous = event.hash
+
+
+def moved(
+    request: SigningRequest,
+    target: RequestState,
+    at: datetime,
+    *,
+    result: SignatureResult | None = None,
+    error: str | None = None,
+    not_before: datetime | None = None,
+) -> SigningRequest:
+    """What the store must return after moving ``request`` to ``target``: the same request with the new state
+    and time, and the result, error and time-lock given (the others kept). The store's own answer is compared
+    with this, so the expectation is written here and not taken from the code under test."""
+    return replace(
+        request,
+        state=target,
+        updated_at=at,
+        result=result if result is not None else request.result,
+        error=error if error is not None else request.error,
+        not_before=not_before if not_before is not None else request.not_before,
+    )

@@ -28,6 +28,7 @@ from .helpers import (
     make_key,
     make_message_request,
     make_transaction_request,
+    moved,
     sign_message,
     sign_transaction,
 )
@@ -119,7 +120,7 @@ def test_signed_transaction_round_trip(store: Store) -> None:
     )
     stored = store.get_request(request.request_id)
 
-    assert stored == returned == request.moved_to(RequestState.SIGNED, later(5), result=result)
+    assert stored == returned == moved(request, RequestState.SIGNED, later(5), result=result)
     assert stored is not None and stored.result is not None
     # The stored bytes still make a valid transaction signed by the key, and the digest and hash agree.
     assert stored.result.signed_tx is not None

@@ -30,6 +30,7 @@ from .helpers import (
     make_key,
     make_message_request,
     make_transaction_request,
+    moved,
     sign_message,
 )
 
@@ -177,7 +178,7 @@ def test_approval_under_a_time_lock_stores_not_before(store: Store, treasury: Te
         request.request_id, RequestState.PENDING_APPROVAL, RequestState.APPROVED, later(1), not_before=unlock
     )
 
-    assert approved == request.moved_to(RequestState.APPROVED, later(1), not_before=unlock)
+    assert approved == moved(request, RequestState.APPROVED, later(1), not_before=unlock)
     assert approved.not_before == unlock
     assert store.get_request(request.request_id) == approved
     # Later transitions keep the time-lock on record.
@@ -233,7 +234,7 @@ def test_governance_request_can_end_while_pending(store: Store, target: RequestS
     store.insert_request(request)
 
     ended = store.transition_request(request.request_id, RequestState.PENDING_APPROVAL, target, later(1))
-    assert ended == request.moved_to(target, later(1))
+    assert ended == moved(request, target, later(1))
 
 
 @pytest.mark.parametrize("target", [RequestState.SIGNED, RequestState.FAILED, RequestState.CANCELLED])

@@ -29,6 +29,7 @@ from .helpers import (
     make_key,
     make_message_request,
     make_transaction_request,
+    moved,
     sign_message,
     sign_transaction,
 )
@@ -70,15 +71,24 @@ def _insert_v1(connection: sqlite3.Connection, table: str, row: dict[str, object
 def _build_v1_database(db_path: Path) -> tuple[list[TestKey], list[SigningRequest]]:
     """Run only migration 1 and fill it as version 1 of the store did: keys, and requests in several states."""
     ops, treasury = make_key("ops"), make_key("treasury")
-    signed_message = make_message_request(ops, suffix=1, text="v1 signed").moved_to(
-        RequestState.SIGNED, later(1), result=sign_message(ops, "v1 signed")
+    signed_message = moved(
+        make_message_request(ops, suffix=1, text="v1 signed"),
+        RequestState.SIGNED,
+        later(1),
+        result=sign_message(ops, "v1 signed"),
     )
-    signed_transaction = make_transaction_request(treasury, suffix=2, state=RequestState.APPROVED).moved_to(
-        RequestState.SIGNED, later(2), result=sign_transaction(treasury)
+    signed_transaction = moved(
+        make_transaction_request(treasury, suffix=2, state=RequestState.APPROVED),
+        RequestState.SIGNED,
+        later(2),
+        result=sign_transaction(treasury),
     )
     pending = make_transaction_request(treasury, suffix=3, created_at=later(3))
-    failed = make_message_request(ops, suffix=4, text="v1 failed", created_at=later(4)).moved_to(
-        RequestState.FAILED, later(5), error="the HSM refused the operation"
+    failed = moved(
+        make_message_request(ops, suffix=4, text="v1 failed", created_at=later(4)),
+        RequestState.FAILED,
+        later(5),
+        error="the HSM refused the operation",
     )
     denied = make_message_request(
         ops, suffix=5, text="v1 denied", state=RequestState.DENIED, created_at=later(6)
@@ -216,12 +226,18 @@ def _build_v2_database(
     in several states, approvals and a policy version."""
     ops, treasury = make_key("ops"), make_key("treasury")
     alice = make_approver("alice")
-    signed = make_transaction_request(treasury, suffix=1, state=RequestState.APPROVED).moved_to(
-        RequestState.SIGNED, later(2), result=sign_transaction(treasury)
+    signed = moved(
+        make_transaction_request(treasury, suffix=1, state=RequestState.APPROVED),
+        RequestState.SIGNED,
+        later(2),
+        result=sign_transaction(treasury),
     )
     pending = make_transaction_request(treasury, suffix=2, created_at=later(3))
-    message = make_message_request(ops, suffix=3, text="v2 signed", created_at=later(4)).moved_to(
-        RequestState.SIGNED, later(5), result=sign_message(ops, "v2 signed")
+    message = moved(
+        make_message_request(ops, suffix=3, text="v2 signed", created_at=later(4)),
+        RequestState.SIGNED,
+        later(5),
+        result=sign_message(ops, "v2 signed"),
     )
     policy_change = make_governance_request(PayloadKind.POLICY_CHANGE, suffix=4, created_at=later(6))
     requests = [signed, pending, message, policy_change]

@@ -9,7 +9,7 @@ from custody.domain.errors import Aborted, InvalidInput, NotFound, WrongState
 from custody.domain.requests import ALLOWED_TRANSITIONS, INITIAL_STATES, RequestState, SigningRequest
 from custody.store.base import Store
 
-from .helpers import TestKey, later, make_key, make_message_request, sign_message
+from .helpers import TestKey, later, make_key, make_message_request, moved, sign_message
 
 ALLOWED_FROM_INITIAL = [
     (source, target)
@@ -46,10 +46,10 @@ def test_allowed_transition_succeeds(
     result = sign_message(ops) if target is RequestState.SIGNED else None
     error = "the HSM refused the operation" if target is RequestState.FAILED else None
 
-    moved = store.transition_request(request.request_id, source, target, later(2), result=result, error=error)
+    stored = store.transition_request(request.request_id, source, target, later(2), result=result, error=error)
 
-    assert moved == request.moved_to(target, later(2), result=result, error=error)
-    assert store.get_request(request.request_id) == moved
+    assert stored == moved(request, target, later(2), result=result, error=error)
+    assert store.get_request(request.request_id) == stored
     if result is not None:
         assert Account._recover_hash(request.digest, signature=result.signature) == ops.key.address
 
