@@ -152,7 +152,7 @@ class ApprovalUseCases:
             approver = policy.approver(caller.name)
             if approver is None:
                 raise PermissionDenied(f"{caller.name} is not an approver in policy version {policy.version}")
-            prepared = prepare(request)
+            prepared = prepare(request, now)
             closed = verdict_refusal(request, prepared.recomputed, now)
             if closed is None:
                 counted = self._count(

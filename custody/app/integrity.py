@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from custody.chains.evm import ParsedPayload, parse_payload
 from custody.chains.evm.intents import payload_intents
@@ -58,8 +59,8 @@ def prepared_at_submission(
     )
 
 
-def prepare(request: SigningRequest) -> Prepared:
-    """Hash, digest and facts as the daemon computes them now from the stored payload."""
+def prepare(request: SigningRequest, now: datetime) -> Prepared:
+    """Hash, digest and facts as the daemon computes them at ``now`` from the stored payload."""
     payload_hash = hashlib.sha256(request.payload).digest()
     if request.kind.is_governance:
         return Prepared(Recomputed(payload_hash=payload_hash, digest=payload_hash, facts=None), parsed=None)
@@ -68,12 +69,13 @@ def prepare(request: SigningRequest) -> Prepared:
     except CustodyError:
         # A stored payload that no longer parses cannot match anything that was approved.
         return Prepared(Recomputed(payload_hash=payload_hash, digest=b"", facts=None), parsed=None)
-    facts = request_facts(request.key_label, parsed, replacement=request.replaces is not None)
+    facts = request_facts(request.key_label, parsed, replacement=request.replaces is not None, now=now)
     return Prepared(Recomputed(payload_hash=payload_hash, digest=parsed.digest, facts=facts), parsed=parsed)
 
 
-def request_facts(key_label: str, parsed: ParsedPayload, *, replacement: bool) -> RequestFacts:
-    """What the policy looks at, taken from the payload as the daemon parsed it."""
+def request_facts(key_label: str, parsed: ParsedPayload, *, replacement: bool, now: datetime) -> RequestFacts:
+    """What the policy looks at, taken from the payload as the daemon parsed it, at ``now`` (permit horizons
+    are measured from it)."""
     return RequestFacts(
         key_label=key_label,
         kind=parsed.kind,
@@ -85,6 +87,7 @@ def request_facts(key_label: str, parsed: ParsedPayload, *, replacement: bool) -
         replacement=replacement,
         max_fee_wei=parsed.max_fee_wei,
         intents=payload_intents(parsed),
+        now=int(now.timestamp()),
     )
 
 

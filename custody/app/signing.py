@@ -161,7 +161,7 @@ class SigningUseCases:
                 "only transactions, which use a nonce, can replace a request", field="replaces"
             )
         now = self._clock()
-        facts = request_facts(key_label, parsed, replacement=replaces is not None)
+        facts = request_facts(key_label, parsed, replacement=replaces is not None, now=now)
         with self._store.transaction() as tx:
             key = tx.get_key(key_label)
             if key is None:
@@ -321,7 +321,7 @@ class SigningUseCases:
             request = tx.get_request(request_id)
             if request is None:
                 return None
-            prepared = prepare(request)
+            prepared = prepare(request, now)
             policy = self._policies.active(tx).policy
             if not self.claim(tx, request, now, prepared, policy=policy, key=tx.get_key(request.key_label)):
                 return None

@@ -8,6 +8,7 @@ signature in the data file cannot agree with itself here.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -1238,7 +1239,7 @@ def test_messages_are_printable_text_or_bytes_and_32_bytes_look_like_a_hash(
 
 def test_request_facts_carry_the_payload_intent_tree() -> None:
     parsed = transaction(SAFE, exec_transaction(TOKEN, 0, transfer(RECIPIENT, 9), 0))
-    facts = request_facts("treasury", parsed, replacement=False)
+    facts = request_facts("treasury", parsed, replacement=False, now=datetime.now(UTC))
     assert facts.intents == payload_intents(parsed)
     assert [intent.kind for intent in walk_all(facts.intents)] == [
         IntentKind.SAFE_TRANSACTION,

@@ -81,7 +81,7 @@ def transaction_request(key_label: str, *, value: int = 10**15, state: RequestSt
         expires_at=NOW + timedelta(hours=1),
     )
     # The daemon stores the canonical payload; the hashes below are the ones it would store.
-    recomputed = prepare(replace(draft, payload=payload)).recomputed
+    recomputed = prepare(replace(draft, payload=payload), NOW).recomputed
     assert recomputed.facts is not None
     decision = POLICY.evaluate(recomputed.facts, _no_usage).decision
     return replace(draft, payload_hash=recomputed.payload_hash, digest=recomputed.digest, decision=decision)
@@ -113,7 +113,7 @@ def refusal(
     approvals: tuple[Approval, ...] = (),
     now: datetime = NOW,
 ) -> Refusal | None:
-    prepared = prepare(request)
+    prepared = prepare(request, now)
     assert prepared.recomputed.facts is not None or not prepared.recomputed.matches(request)
     decision_now = (
         POLICY.evaluate(prepared.recomputed.facts, _no_usage).decision if prepared.recomputed.facts else None
