@@ -109,21 +109,24 @@ _DEV_POLICY_TEMPLATE = """\
 #
 # Rules are tried from top to bottom and the first rule whose conditions all match decides. A request that no
 # rule matches is denied ("deny by default"). Conditions a rule leaves out are not tested: a rule without
-# chain_ids matches any chain, for example.
+# chain_ids matches any chain, for example. Some dangers are refused by every rule unless it says otherwise:
+# see "What every rule refuses" below.
 #
-# Conditions a rule may use:
+# Conditions on the envelope of a request:
 #   keys               key labels the rule applies to (required)
 #   chain_ids          the request's chain id must be one of these; a request without one (a message)
 #                      never matches
 #   kinds              "transaction", "typed_data" (EIP-712) and/or "message" (EIP-191)
 #   transaction_types  "legacy", "eip2930" and/or "eip1559"; only transactions can match
-#   destinations       allowed recipients (EIP-55 addresses); for typed data, the domain's verifyingContract
+#   destinations       allowed recipients of a transaction (EIP-55 addresses). Messages never match, and typed
+#                      data only in a rule that lists typed_data, where its verifyingContract counts
 #   contracts          [{{ address = "0x...", selectors = ["0xa9059cbb"] }}]: the request must call one of these
 #                      contracts with one of its function selectors (a plain transfer without calldata does
 #                      not match)
 #   max_value_wei      the most wei of ether the request may send (a transaction's value field); write it as
 #                      a decimal string, because TOML integers stop at 2**63. It covers the ether value only:
-#                      not token amounts in calldata (an ERC-20 transfer sends value 0) and not fees
+#                      not token amounts in calldata (an ERC-20 transfer sends value 0; see token_caps) and not
+#                      fees. Only transactions can match: typed data and messages send no value
 #   max_fee_wei        the most wei a transaction may pay in fees: gas times maxFeePerGas (EIP-1559) or gas
 #                      times gasPrice (legacy, EIP-2930), the whole of which a block builder may keep; a
 #                      decimal string like max_value_wei. Only transactions can match: a rule with it never
@@ -132,7 +135,67 @@ _DEV_POLICY_TEMPLATE = """\
 #                      request included, e.g. {{ window_seconds = 86400, max_value_wei = "5000000000000000000",
 #                      max_count = 20, freeze_on_breach = true }}; with freeze_on_breach the key is frozen
 #                      when the limit is hit. Like max_value_wei it counts ether value, not fees
-# and what the rule does when they match:
+#
+# Conditions on what the request does: its intents. custody decodes every payload into a tree of intents (a
+# Safe transaction holds its call, a MultiSend batch its calls, a Governor proposal its actions), and a rule
+# that names intents matches only if EVERY intent of the tree passes, so one forbidden inner call decides.
+#   intents            the intent kinds the rule allows, e.g. ["native_transfer", "erc20_transfer"]. Others:
+#                      erc20_transfer_from, erc20_approve, erc20_increase_allowance, nft_transfer,
+#                      set_approval_for_all, permit, permit2_allowance, permit2_transfer, safe_transaction,
+#                      multisend, safe_configuration, governor_propose, governor_queue, governor_execute,
+#                      governor_cancel, vote, timelock_schedule, timelock_execute, timelock_cancel,
+#                      timelock_update_delay, ownership_transfer, ownership_renounce, role_grant, role_revoke,
+#                      role_renounce, upgrade, typed_data, text_message, binary_message, unknown (a function
+#                      or typed data custody does not know) and undecodable (calldata that claims to be a known
+#                      function but does not decode as it). A request custody could not decode matches no rule
+#                      that names intents
+#   tokens             token contracts the request may move or allow, e.g.
+#                      ["0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"] (USDC)
+#   recipients         who may receive ether, tokens or NFTs, e.g. ["0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"]
+#   spenders           who may be allowed to spend the key's tokens (approve, increaseAllowance, Permit,
+#                      Permit2), e.g. ["0x000000000022D473030F116dDEE9F6B43aC78BA3"]; required when intents
+#                      names an approval or permit kind
+#   operators          who may be made operator of the key's NFTs (setApprovalForAll); required when intents
+#                      names set_approval_for_all
+#   token_caps         [{{ token = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", max = "1000000000" }}]: the most
+#                      base units of each token the request may move or allow, all its intents added up (here
+#                      1,000 USDC, which has 6 decimals); a token without a cap is not allowed
+#   allow_unlimited_approval  true lets the rule match an approval or permit without limit (2**256-1); the
+#                      default false refuses them in every rule
+#   max_permit_horizon_seconds  e.g. 3600: a permit's deadline or expiration must be at most this far ahead;
+#                      a permit valid for ever does not match
+#   safes              Safe accounts the rule's Safe transactions and Safe configuration changes may be for,
+#                      e.g. ["0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"]; required when intents names
+#                      safe_transaction or safe_configuration
+#   safe_operations    ["CALL"] (the default in every rule) or ["CALL", "DELEGATECALL"]; DELEGATECALL runs
+#                      another contract's code as the Safe itself
+#   delegatecall_targets  the only contracts DELEGATECALL may run, required with it, e.g. Safe's
+#                      MultiSendCallOnly ["0x40A2aCCbd92BCA938b02010E17A5b8929b49130D"]
+#   allow_refund       true lets a Safe transaction pay gas back to a refund receiver; refused by default
+#   governance_targets contracts that Governor and Timelock actions may call, e.g.
+#                      ["0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"]; each action is also judged as an intent
+#   typed_data         [{{ primary_type = "Mail", name = "Ether Mail", version = "1", chain_id = 1,
+#                      verifying_contract = "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC" }}]: the typed data
+#                      allowed, by primary type and (each field optional) domain. A rule without typed_data
+#                      never matches typed data, and one with it matches only typed data
+#   text_only          true (the default) allows printable text messages only; false, with "binary_message"
+#                      in intents, allows binary messages too
+#   max_message_bytes  e.g. 1024: the longest message allowed, in bytes
+#   message_prefixes   e.g. ["Sign in to example.org"]: a text message must start with one of these
+#   allow_hash_like    true allows a 32-byte binary message, which is what a transaction hash or a Safe
+#                      transaction hash looks like; refused by default
+#   token_velocity     [{{ token = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", window_seconds = 86400,
+#                      max = "10000000000" }}]: what the key may move or allow of a token in a sliding window,
+#                      counting requests still waiting for approval, as velocity does for ether
+#
+# What every rule refuses unless it says otherwise: undecodable calldata, Safe configuration changes and
+# binary messages (unless intents names them), unlimited approvals (allow_unlimited_approval), DELEGATECALL
+# (safe_operations and delegatecall_targets), Safe gas refunds (allow_refund), and typed data whose primary
+# type it does not list (typed_data). Never copy allow_unlimited_approval = true, DELEGATECALL to a contract
+# you have not audited, or "unknown" / "undecodable" in intents into a rule that signs at once: each is how a
+# real treasury was drained.
+#
+# And what the rule does when they match:
 #   action             "sign" (sign at once), "deny", or "approve" (sign once the quorum has approved)
 #   quorum             approve rules: terms that must all be met, e.g. [{{ group = "treasury", threshold = 2 }},
 #                      {{ group = "security", threshold = 1 }}]; one person fills one seat only, and the person
@@ -166,47 +229,120 @@ groups = ["security", "admins"]
 quorum = [{{ group = "admins", threshold = 2 }}]
 security_groups = ["security"]
 
-# The operations key signs EIP-1559 and legacy transactions moving at most 1 ether and paying at most
-# 0.05 ether in fees (1,000,000 gas at 50 gwei), on Ethereum mainnet (1) and Sepolia (11155111).
+# The operations key signs at once three things and nothing else. First, EIP-1559 and legacy transactions that
+# are plain ether transfers of at most 1 ether, paying at most 0.05 ether in fees (1,000,000 gas at 50 gwei),
+# on Ethereum mainnet (1) and Sepolia (11155111). A transaction that calls a contract (a token approval, a
+# transfer, anything else) is no native transfer and is denied.
 [[rules]]
 name = "ops-transactions"
 keys = ["ops"]
 kinds = ["transaction"]
 transaction_types = ["legacy", "eip1559"]
 chain_ids = [1, 11155111]
+intents = ["native_transfer"]
 max_value_wei = "1000000000000000000"  # 1 ether
 max_fee_wei = "50000000000000000"  # 0.05 ether
 action = "sign"
 
-# The operations key also signs EIP-712 typed data and EIP-191 messages, on any chain.
+# Second, the EIP-712 "Mail" example (examples/typed-data.json), of its own domain only. Other typed data,
+# Permit, Permit2 and Safe transactions among it, matches no rule and is denied.
 [[rules]]
-name = "ops-typed-data-and-messages"
+name = "ops-mail"
 keys = ["ops"]
-kinds = ["typed_data", "message"]
+kinds = ["typed_data"]
+intents = ["typed_data"]
+action = "sign"
+# An entry of typed_data written as a table of its own: it must come after the rule's other fields.
+[[rules.typed_data]]
+primary_type = "Mail"
+name = "Ether Mail"
+version = "1"
+chain_id = 1
+verifying_contract = "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC"
+
+# Third, printable text messages of at most 1 KiB. Binary messages (a 32-byte one may be a transaction hash)
+# are denied.
+[[rules]]
+name = "ops-messages"
+keys = ["ops"]
+kinds = ["message"]
+intents = ["text_message"]
+text_only = true
+max_message_bytes = 1024
 action = "sign"
 
 # Treasury transactions on mainnet and Sepolia that pay at most 0.1 ether in fees need 2 of alice, bob and
-# carol. A request not approved and signed within 24 hours expires.
+# carol: ether and ERC-20 transfers, and Safe transactions (execTransaction) of the example Safe below that
+# make such a transfer by CALL. A request not approved and signed within 24 hours expires.
+# 0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359 is an example address from EIP-55; put your Safe here.
 [[rules]]
 name = "treasury-transactions"
 keys = ["treasury"]
 kinds = ["transaction"]
 chain_ids = [1, 11155111]
 max_fee_wei = "100000000000000000"  # 0.1 ether
+intents = ["native_transfer", "erc20_transfer", "safe_transaction"]
+safes = ["0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"]
+safe_operations = ["CALL"]
 action = "approve"
 quorum = [{{ group = "treasury", threshold = 2 }}]
 lifetime_seconds = 86400
 timelock_seconds = 0
 
-# Treasury EIP-712 typed data (a Safe transaction, for example) needs the same 2 of alice, bob and carol.
+# The treasury key's signatures as a Safe owner (SafeTx typed data) of the same Safe, making the same transfers
+# by CALL, need the same 2 of alice, bob and carol.
 [[rules]]
-name = "treasury-typed-data"
+name = "treasury-safe-transactions"
 keys = ["treasury"]
 kinds = ["typed_data"]
+chain_ids = [1, 11155111]
+typed_data = [{{ primary_type = "SafeTx", verifying_contract = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359" }}]
+intents = ["safe_transaction", "native_transfer", "erc20_transfer"]
+safes = ["0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"]
 action = "approve"
 quorum = [{{ group = "treasury", threshold = 2 }}]
 lifetime_seconds = 86400
 timelock_seconds = 0
 
-# Anything else for the treasury key (messages, other chains, higher fees) matches no rule and is denied.
+# Changes to who controls something need the admin quorum (2 of alice, bob, carol and dave): Safe configuration
+# changes (owners, threshold, guard, modules), ownership transfers, roles and upgrades, alone or inside a Safe
+# transaction of the example Safe. Such changes often come in a MultiSend batch, which a Safe runs by
+# DELEGATECALL; these rules allow DELEGATECALL to Safe's MultiSendCallOnly (versions 1.3.0 and 1.4.1) only,
+# and every call of the batch is judged on its own.
+[[rules]]
+name = "treasury-admin-transactions"
+keys = ["treasury"]
+kinds = ["transaction"]
+chain_ids = [1, 11155111]
+max_fee_wei = "100000000000000000"  # 0.1 ether
+intents = [
+  "native_transfer", "erc20_transfer", "safe_transaction", "multisend", "safe_configuration",
+  "ownership_transfer", "ownership_renounce", "role_grant", "role_revoke", "role_renounce", "upgrade",
+]
+safes = ["0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"]
+safe_operations = ["CALL", "DELEGATECALL"]
+delegatecall_targets = ["0x40A2aCCbd92BCA938b02010E17A5b8929b49130D", "0x9641d764fc13c8B624c04430C7356C1C7C8102e2"]
+action = "approve"
+quorum = [{{ group = "admins", threshold = 2 }}]
+lifetime_seconds = 86400
+
+[[rules]]
+name = "treasury-admin-safe-transactions"
+keys = ["treasury"]
+kinds = ["typed_data"]
+chain_ids = [1, 11155111]
+typed_data = [{{ primary_type = "SafeTx", verifying_contract = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359" }}]
+intents = [
+  "native_transfer", "erc20_transfer", "safe_transaction", "multisend", "safe_configuration",
+  "ownership_transfer", "ownership_renounce", "role_grant", "role_revoke", "role_renounce", "upgrade",
+]
+safes = ["0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"]
+safe_operations = ["CALL", "DELEGATECALL"]
+delegatecall_targets = ["0x40A2aCCbd92BCA938b02010E17A5b8929b49130D", "0x9641d764fc13c8B624c04430C7356C1C7C8102e2"]
+action = "approve"
+quorum = [{{ group = "admins", threshold = 2 }}]
+lifetime_seconds = 86400
+
+# Anything else for the treasury key (messages, other typed data, approvals, unknown calls, other chains,
+# higher fees) matches no rule and is denied.
 """

@@ -14,8 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from custody.chains.evm import parse_payload
+from custody.chains.evm.intents import payload_intents
 from custody.domain.errors import ConfigurationError, InternalError, InvalidInput
-from custody.domain.intents import Intent, IntentKind, TypedDataDomain
+from custody.domain.intents import Intent, IntentKind, Party, PartyRole, TokenAmount, TypedDataDomain
 from custody.domain.policy import (
     NO_MATCH_REASON,
     Policy,
@@ -1599,10 +1600,31 @@ timelock_seconds = 3600
 
 # ----------------------------------------------------------------------------------------------------
 # The development policy: key "ops" signs EIP-1559 and legacy transactions of at most 1 ether on chains 1 and
-# 11155111, and EIP-712 typed data and EIP-191 messages; "treasury" needs 2 of alice, bob and carol for
-# transactions on those chains and for typed data; dave is the security approver; changes need 2 of all four.
+# 11155111 that are plain ether transfers, the EIP-712 Mail example of its own domain and short text messages;
+# "treasury" needs 2 of alice, bob and carol for transactions on those chains; dave is the security approver;
+# changes need 2 of all four. (Safe transactions and admin intents: tests/unit/domain/test_policy_intents_dev.py.)
 
 DEV_KEYS = {name: PUBLIC_KEYS[name].hex() for name in ("alice", "bob", "carol", "dave")}
+MAIL_CONTRACT = "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC"
+
+
+def as_decoded(facts: RequestFacts) -> RequestFacts:
+    """``facts`` with the intents the decoder finds in such a payload: a plain ether transfer, the EIP-712 Mail
+    example (with the facts' chain id in its domain), or a short text message."""
+    if facts.kind is PayloadKind.TRANSACTION:
+        assert facts.to is not None
+        intent = Intent(
+            IntentKind.NATIVE_TRANSFER,
+            parties=(Party(PartyRole.RECIPIENT, facts.to),),
+            amounts=(TokenAmount(None, facts.value),),
+        )
+    elif facts.kind is PayloadKind.TYPED_DATA:
+        domain = TypedDataDomain("Ether Mail", "1", facts.chain_id, MAIL_CONTRACT)
+        intent = Intent(IntentKind.TYPED_DATA, contract=MAIL_CONTRACT, subject="Mail", domain=domain)
+    else:
+        intent = Intent(IntentKind.TEXT_MESSAGE, text="hello", size=5)
+    return replace(facts, intents=(intent,))
+
 
 DEV_POLICY_CASES = [
     pytest.param(EIP1559_MAINNET, "sign", "ops-transactions", id="eip1559-1-ether-mainnet"),
@@ -1615,14 +1637,10 @@ DEV_POLICY_CASES = [
     pytest.param(replace(EIP1559_MAINNET, value=ONE_ETHER + 1), "deny", None, id="over-1-ether"),
     pytest.param(replace(EIP1559_MAINNET, transaction_type="eip2930"), "deny", None, id="eip2930"),
     pytest.param(replace(EIP1559_MAINNET, chain_id=137), "deny", None, id="other-chain"),
-    pytest.param(TYPED_DATA, "sign", "ops-typed-data-and-messages", id="typed-data"),
-    pytest.param(
-        replace(TYPED_DATA, chain_id=None),
-        "sign",
-        "ops-typed-data-and-messages",
-        id="typed-data-without-chain-id",
-    ),
-    pytest.param(MESSAGE, "sign", "ops-typed-data-and-messages", id="message"),
+    pytest.param(TYPED_DATA, "sign", "ops-mail", id="mail"),
+    # The Mail rule names its domain's chain id: the same typed data without it is another domain.
+    pytest.param(replace(TYPED_DATA, chain_id=None), "deny", None, id="mail-without-chain-id"),
+    pytest.param(MESSAGE, "sign", "ops-messages", id="message"),
     pytest.param(
         replace(EIP1559_MAINNET, key_label="treasury", value=100 * ONE_ETHER),
         "approve",
@@ -1638,9 +1656,8 @@ DEV_POLICY_CASES = [
     pytest.param(
         replace(EIP1559_MAINNET, key_label="treasury", chain_id=137), "deny", None, id="treasury-other-chain"
     ),
-    pytest.param(
-        replace(TYPED_DATA, key_label="treasury"), "approve", "treasury-typed-data", id="treasury-typed-data"
-    ),
+    # Treasury typed data is a SafeTx of its Safe or nothing.
+    pytest.param(replace(TYPED_DATA, key_label="treasury"), "deny", None, id="treasury-mail"),
     pytest.param(replace(MESSAGE, key_label="treasury"), "deny", None, id="treasury-message"),
     # Fee caps: 0.05 ether for ops transactions and 0.1 ether for treasury transactions, both inclusive.
     pytest.param(
@@ -1672,7 +1689,7 @@ DEV_POLICY_CASES = [
 @pytest.mark.parametrize(("facts", "action", "rule"), DEV_POLICY_CASES)
 def test_dev_policy_decides_as_described(facts: RequestFacts, action: str, rule: str | None) -> None:
     policy = parse_policy_text(dev_policy_toml(DEV_KEYS), "policy.toml")
-    evaluation = policy.evaluate(facts)
+    evaluation = policy.evaluate(as_decoded(facts))
     decision = evaluation.decision
     assert (decision.action, decision.rule) == (action, rule)
     assert decision.policy_version == 1
@@ -1790,6 +1807,7 @@ def parsed_facts(kind: PayloadKind, payload: bytes, key_label: str = "ops") -> R
         value=parsed.value,
         selector=parsed.selector,
         max_fee_wei=parsed.max_fee_wei,
+        intents=payload_intents(parsed),
     )
 
 
@@ -1899,7 +1917,12 @@ def test_a_denial_names_what_stopped_the_rules_for_the_key() -> None:
         "no rule allows this request (deny by default);"
         " rule 'ops-transactions' did not match: maximum fee 30000000000000000000000 wei (30000 ether) exceeds"
         " the cap of 50000000000000000 wei (0.05 ether);"
-        " rule 'ops-typed-data-and-messages' did not match: kind 'transaction' is not in 'message', 'typed_data'"
+        " rule 'ops-mail' did not match: kind 'transaction' is not in 'typed_data'; intent 1: native_transfer is"
+        " not of an allowed kind ('typed_data'); the request is 'transaction', not typed data; the rule allows"
+        " only typed data of primary type 'Mail';"
+        " rule 'ops-messages' did not match: kind 'transaction' is not in 'message'; intent 1: native_transfer is"
+        " not of an allowed kind ('text_message'); the request is 'transaction', not a message; the rule's message"
+        " conditions need one"
     )
 
 

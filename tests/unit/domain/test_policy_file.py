@@ -24,9 +24,12 @@ def test_loads_a_policy_file(tmp_path: Path) -> None:
     policy = load_policy(path)
     assert [rule.name for rule in policy.rules] == [
         "ops-transactions",
-        "ops-typed-data-and-messages",
+        "ops-mail",
+        "ops-messages",
         "treasury-transactions",
-        "treasury-typed-data",
+        "treasury-safe-transactions",
+        "treasury-admin-transactions",
+        "treasury-admin-safe-transactions",
     ]
     assert {name: approver.public_key.hex() for name, approver in policy.approvers.items()} == DEV_KEYS
 

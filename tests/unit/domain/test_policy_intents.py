@@ -1146,3 +1146,27 @@ def test_malformed_intent_conditions_are_refused_naming_file_rule_and_field(
     with pytest.raises(ConfigurationError) as refused:
         policy(rule)
     assert refused.value.message.startswith(PREFIX + message), refused.value.message
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Deny rules: what every rule refuses unless it says otherwise narrows the rules that sign, never a deny rule,
+# which would otherwise hand its requests to the rules after it.
+
+
+def test_a_deny_rule_matches_what_the_guards_would_refuse_so_later_rules_never_see_it() -> None:
+    rules = policy(
+        {"kinds": ["typed_data", "message"], "action": "deny"},
+        {
+            "kinds": ["typed_data"],
+            "intents": ["typed_data", "permit"],
+            "spenders": [STRANGER],
+            "allow_unlimited_approval": True,
+            "typed_data": [{"primary_type": "Mail"}, {"primary_type": "Permit"}],
+        },
+    )
+    for request in (typed_data(mail()), typed_data(permit()), message(binary_message(size=32))):
+        decision = rules.evaluate(request).decision
+        assert (decision.action.value, decision.rule) == ("deny", "rule-0")
+    # Nor must a deny rule list the spenders of the approvals it denies.
+    approvals = policy({"intents": ["erc20_approve"], "action": "deny"})
+    assert approvals.evaluate(transaction(erc20_approve())).decision.rule == "rule-0"

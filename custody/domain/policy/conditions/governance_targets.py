@@ -10,6 +10,7 @@ from custody.domain.policy.conditions.base import RuleTable
 from custody.domain.policy.conditions.intent_tree import (
     GOVERNANCE_ACTION_KINDS,
     NOT_DECODED,
+    denies,
     kinds_listed,
     listed,
     parse_address_set,
@@ -41,7 +42,7 @@ class GovernanceTargetCondition:
     def parse(cls, rule: RuleTable) -> GovernanceTargetCondition | None:
         if "governance_targets" not in rule.raw:
             needing = (named_intent_kinds(rule) or frozenset()) & GOVERNANCE_ACTION_KINDS
-            if needing:
+            if needing and not denies(rule):
                 raise rule.fail(
                     "governance_targets",
                     f"is required: intents names {kinds_listed(needing)}, so the rule must list the contracts"

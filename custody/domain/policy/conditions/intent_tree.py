@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from custody.domain.intents import Intent, IntentKind
+from custody.domain.policy.conditions.base import RuleTable
 from custody.domain.policy.fields import FailFactory, parse_address, quoted_list, type_name
+from custody.domain.requests import DecisionAction
 
 # The trace detail of a condition that judges intents when the request carries none: the daemon decodes every
 # payload it parses, so an empty tree means the request was not decoded, and nothing can be said to be allowed.
@@ -133,3 +135,14 @@ def parse_address_set(value: object, field: str, fail: FailFactory) -> frozenset
             raise fail(field, f"lists {address} twice")
         seen.add(address)
     return frozenset(seen)
+
+
+def denies(rule: RuleTable) -> bool:
+    """Whether the rule's action is deny.
+
+    What every rule refuses unless it says otherwise (undecodable calldata, unlimited approvals, DELEGATECALL,
+    typed data it does not name, ...) narrows rules that sign or ask for approval; a deny rule is not narrowed
+    by it, since a deny rule that matched less would hand its requests to the rules after it. Nor must a deny
+    rule list the parties of what it denies.
+    """
+    return rule.raw.get("action") == DecisionAction.DENY.value

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from custody.domain.intents import IntentKind
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import NOT_DECODED, kinds_listed, placed_intents
+from custody.domain.policy.conditions.intent_tree import NOT_DECODED, denies, kinds_listed, placed_intents
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.fields import parse_string_set, quoted_list
 from custody.domain.policy.trace import ConditionTrace
@@ -36,8 +36,8 @@ class IntentCondition:
     ``unknown`` (a function or typed data custody does not know) and ``undecodable`` (something that claims to
     be a known function or type but does not decode as it) are allowed only where a rule names them. Even a
     rule without ``intents`` never matches an undecodable intent, a Safe configuration change or a binary
-    message: those need a rule that names them. A request custody decoded no intents from matches no rule
-    that names intents.
+    message: those need a rule that names them (a deny rule is not held back by this). A request custody
+    decoded no intents from matches no rule that names intents.
     """
 
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("intents",)
@@ -45,11 +45,11 @@ class IntentCondition:
     kinds: frozenset[IntentKind] | None  # None: the rule does not judge intents, only guards NAMED_ONLY_KINDS
 
     @classmethod
-    def parse(cls, rule: RuleTable) -> IntentCondition:
-        # Every rule has this condition, because a rule that does not name intents must still refuse the
-        # kinds only a rule naming them may allow.
+    def parse(cls, rule: RuleTable) -> IntentCondition | None:
+        # Every rule that signs or asks for approval has this condition, because a rule that does not name
+        # intents must still refuse the kinds only a rule naming them may allow.
         if "intents" not in rule.raw:
-            return cls(None)
+            return None if denies(rule) else cls(None)
         names = parse_string_set(rule.raw["intents"], "intents", "intent kinds", rule.fail)
         allowed = sorted(kind.value for kind in IntentKind)
         for name in sorted(names):

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from custody.domain.intents import IntentFlag, IntentKind
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import MESSAGE_KINDS, NOT_DECODED, placed_intents
+from custody.domain.policy.conditions.intent_tree import MESSAGE_KINDS, NOT_DECODED, denies, placed_intents
 from custody.domain.policy.conditions.intents import named_intent_kinds
 from custody.domain.policy.conditions.kinds import KindCondition
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
@@ -47,7 +47,7 @@ class MessageCondition:
     def parse(cls, rule: RuleTable) -> MessageCondition | None:
         binary_named = IntentKind.BINARY_MESSAGE in (named_intent_kinds(rule) or frozenset())
         if not any(field in rule.raw for field in _FIELDS):
-            if binary_named:
+            if binary_named and not denies(rule):
                 raise rule.fail(
                     "text_only",
                     "must be false in a rule whose intents names 'binary_message', or the rule could never"

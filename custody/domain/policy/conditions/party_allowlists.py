@@ -10,6 +10,7 @@ from custody.domain.intents import IntentKind, PartyRole
 from custody.domain.policy.conditions.base import RuleTable
 from custody.domain.policy.conditions.intent_tree import (
     NOT_DECODED,
+    denies,
     kinds_listed,
     listed,
     parse_address_set,
@@ -32,7 +33,7 @@ def parse_party_allowlist(
     if field not in rule.raw:
         named = named_intent_kinds(rule) or frozenset()
         needing = named & required_for
-        if needing:
+        if needing and not denies(rule):
             raise rule.fail(
                 field,
                 f"is required: intents names {kinds_listed(needing)}, which gives a {role.value} power over"

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from custody.domain.intents import IntentFlag, IntentKind
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import placed_intents
+from custody.domain.policy.conditions.intent_tree import denies, placed_intents
 from custody.domain.policy.conditions.intents import require_intent_kinds
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.trace import ConditionTrace
@@ -29,8 +29,11 @@ class RefundCondition:
     allow_refund: bool
 
     @classmethod
-    def parse(cls, rule: RuleTable) -> RefundCondition:
-        # Every rule has this condition, because a rule that does not mention refunds must refuse them.
+    def parse(cls, rule: RuleTable) -> RefundCondition | None:
+        # Every rule that signs or asks for approval has this condition, because a rule that does not mention
+        # refunds must refuse them.
+        if "allow_refund" not in rule.raw and denies(rule):
+            return None
         allow = rule.raw.get("allow_refund", False)
         if not isinstance(allow, bool):
             raise rule.fail("allow_refund", f"must be true or false, got {allow!r}")

@@ -9,6 +9,7 @@ from typing import ClassVar
 from custody.domain.intents import IntentFlag, IntentKind, PartyRole
 from custody.domain.policy.conditions.base import RuleTable
 from custody.domain.policy.conditions.intent_tree import (
+    denies,
     listed,
     parse_address_set,
     placed_intents,
@@ -45,8 +46,11 @@ class SafeOperationCondition:
     delegatecall_targets: frozenset[str]  # EIP-55
 
     @classmethod
-    def parse(cls, rule: RuleTable) -> SafeOperationCondition:
-        # Every rule has this condition, because a rule that does not mention operations must allow CALL only.
+    def parse(cls, rule: RuleTable) -> SafeOperationCondition | None:
+        # Every rule that signs or asks for approval has this condition, because a rule that does not mention
+        # operations must allow CALL only.
+        if not any(field in rule.raw for field in cls.TOML_FIELDS) and denies(rule):
+            return None
         operations = frozenset({"CALL"})
         if "safe_operations" in rule.raw:
             operations = parse_string_set(

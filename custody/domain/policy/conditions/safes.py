@@ -9,6 +9,7 @@ from custody.domain.policy.conditions.base import RuleTable
 from custody.domain.policy.conditions.intent_tree import (
     NOT_DECODED,
     SAFE_KINDS,
+    denies,
     kinds_listed,
     listed,
     parse_address_set,
@@ -40,7 +41,7 @@ class SafeCondition:
     def parse(cls, rule: RuleTable) -> SafeCondition | None:
         if "safes" not in rule.raw:
             needing = (named_intent_kinds(rule) or frozenset()) & SAFE_KINDS
-            if needing:
+            if needing and not denies(rule):
                 raise rule.fail(
                     "safes",
                     f"is required: intents names {kinds_listed(needing)}, so the rule must list its Safes",

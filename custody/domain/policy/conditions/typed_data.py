@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from custody.domain.intents import Intent, TypedDataDomain
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import NOT_DECODED
+from custody.domain.policy.conditions.intent_tree import NOT_DECODED, denies
 from custody.domain.policy.conditions.kinds import KindCondition
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.fields import (
@@ -64,10 +64,11 @@ class TypedDataCondition:
     ``primary_type`` is required in each entry; ``name``, ``version``, ``chain_id`` and ``verifying_contract``
     are optional, and each one given must equal the payload's EIP-712 domain field (a domain without it does
     not match). Typed data whose primary type no rule names is denied: a rule without ``typed_data`` never
-    matches typed data, and a rule with it matches only typed data (refused in a rule whose ``kinds`` leaves
-    typed data out). What the typed data does is judged by the rule's intent conditions as for any payload:
-    a Permit needs ``permit`` in ``intents`` and its spender in ``spenders``, a SafeTx ``safe_transaction``
-    and its Safe in ``safes``. In such a rule ``destinations`` is matched against the verifying contract.
+    matches typed data (unless its action is deny), and a rule with it matches only typed data (refused in a
+    rule whose ``kinds`` leaves typed data out). What the typed data does is judged by the rule's intent
+    conditions as for any payload: a Permit needs ``permit`` in ``intents`` and its spender in ``spenders``, a
+    SafeTx ``safe_transaction`` and its Safe in ``safes``. In such a rule ``destinations`` is matched against
+    the verifying contract.
     """
 
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("typed_data",)
@@ -75,10 +76,11 @@ class TypedDataCondition:
     allowed: tuple[AllowedTypedData, ...] | None  # None: the rule names no typed data and so matches none
 
     @classmethod
-    def parse(cls, rule: RuleTable) -> TypedDataCondition:
-        # Every rule has this condition, because a rule that names no typed data must refuse all of it.
+    def parse(cls, rule: RuleTable) -> TypedDataCondition | None:
+        # Every rule that signs or asks for approval has this condition, because a rule that names no typed
+        # data must refuse all of it.
         if "typed_data" not in rule.raw:
-            return cls(None)
+            return None if denies(rule) else cls(None)
         allowed = _parse_entries(rule.raw["typed_data"], rule.fail)
         kinds = rule.earlier(KindCondition)
         if kinds is not None and PayloadKind.TYPED_DATA not in kinds.kinds:

@@ -7,7 +7,12 @@ from typing import ClassVar
 
 from custody.domain.intents import Intent, IntentFlag
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import OPERATOR_KINDS, SPENDING_KINDS, placed_intents
+from custody.domain.policy.conditions.intent_tree import (
+    OPERATOR_KINDS,
+    SPENDING_KINDS,
+    denies,
+    placed_intents,
+)
 from custody.domain.policy.conditions.intents import require_intent_kinds
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.trace import ConditionTrace
@@ -29,9 +34,11 @@ class UnlimitedApprovalCondition:
     allow_unlimited_approval: bool
 
     @classmethod
-    def parse(cls, rule: RuleTable) -> UnlimitedApprovalCondition:
-        # Every rule has this condition, because a rule that does not mention unlimited approvals must refuse
-        # them.
+    def parse(cls, rule: RuleTable) -> UnlimitedApprovalCondition | None:
+        # Every rule that signs or asks for approval has this condition, because a rule that does not mention
+        # unlimited approvals must refuse them.
+        if "allow_unlimited_approval" not in rule.raw and denies(rule):
+            return None
         allow = rule.raw.get("allow_unlimited_approval", False)
         if not isinstance(allow, bool):
             raise rule.fail("allow_unlimited_approval", f"must be true or false, got {allow!r}")
