@@ -7,8 +7,11 @@ PYTHON      := $(VENV)/bin/python
 CUSTODY     := $(VENV)/bin/custody
 DEV_DIR     ?= dev-env
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test`: one per core. Each test file runs on one worker (--dist loadfile), so a
+# file's module-scoped daemon or environment is built once.
+TEST_WORKERS ?= auto
 
-.PHONY: run test lint proto bench system-deps venv clean-dev
+.PHONY: run test coverage lint proto bench system-deps venv clean-dev
 
 system-deps:
 	@bash scripts/ensure-system-deps.sh
@@ -34,7 +37,13 @@ run: venv
 	@exec $(CUSTODY) serve --config $(DEV_DIR)/server.toml
 
 test: venv
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The suite under coverage.py (settings in pyproject.toml), then the report; exits with the suite's status.
+coverage: venv
+	@rm -f .coverage .coverage.*
+	$(VENV)/bin/coverage run -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); status=$$?; \
+	$(VENV)/bin/coverage combine --quiet && $(VENV)/bin/coverage report; exit $$status
 
 lint: venv
 	$(VENV)/bin/ruff check custody tests bench

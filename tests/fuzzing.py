@@ -20,16 +20,19 @@ DEV_DIVISOR = 10
 DEV_MINIMUM_CASES = 20
 
 
+ACTIVE_PROFILE = os.environ.get(PROFILE_VARIABLE, DEV_PROFILE)
+
+
 def register_profiles() -> None:
     """Register both profiles and load the one HYPOTHESIS_PROFILE names (dev when it is unset)."""
     # Tests without a count of their own run hypothesis's default of 100 in CI, as they always did.
     settings.register_profile(CI_PROFILE, max_examples=100, print_blob=True)
     settings.register_profile(DEV_PROFILE, max_examples=DEV_MINIMUM_CASES * 2)
-    settings.load_profile(os.environ.get(PROFILE_VARIABLE, DEV_PROFILE))
+    settings.load_profile(ACTIVE_PROFILE)
 
 
 def cases(ci_cases: int) -> int:
     """How many cases a test that CI runs ``ci_cases`` times runs under the active profile."""
-    if settings.get_current_profile_name() == CI_PROFILE:
+    if ACTIVE_PROFILE == CI_PROFILE:
         return ci_cases
     return max(ci_cases // DEV_DIVISOR, DEV_MINIMUM_CASES)

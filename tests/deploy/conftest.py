@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.daemons import CUSTODY, NotifyListener, serve, wait_until_serving
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEPLOY = REPOSITORY / "deploy"
-CUSTODY = str(Path(sys.executable).parent / "custody")
-_LISTENING = re.compile(r"custody listening on (\S+):(\d+)")
 
 
 @dataclass
@@ -25,8 +22,9 @@ class RunningDaemon:
     """A `custody serve` process on a `custody dev init` environment."""
 
     environment: Path
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[str]
     address: str
+    notifications: NotifyListener
 
     def profile(self, identity: str) -> Path:
         return self.environment / "profiles" / f"{identity}.toml"
@@ -39,6 +37,7 @@ class RunningDaemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.notifications.close()
 
 
 def run_custody(*arguments: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -59,23 +58,15 @@ def start_daemon(directory: Path) -> RunningDaemon:
     made = run_custody("dev", "init", str(environment), timeout=120)
     assert made.returncode == 0, made.stderr
     log_path = directory / "daemon.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [CUSTODY, "serve", "--config", str(environment / "server.toml"), "--listen", "127.0.0.1:0"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        match = _LISTENING.search(log_path.read_text(errors="replace"))
-        if match:
-            return RunningDaemon(environment, process, f"{match.group(1)}:{match.group(2)}")
-        if process.poll() is not None:
-            raise AssertionError(f"custody serve exited {process.returncode}: {log_path.read_text()}")
-        time.sleep(0.05)
-    process.kill()
-    process.wait()
-    raise AssertionError(f"custody serve did not start within 60 s: {log_path.read_text()}")
+    process, listener = serve(
+        ["--config", str(environment / "server.toml"), "--listen", "127.0.0.1:0"], log_path
+    )
+    try:
+        address = wait_until_serving(process, listener, log_path)
+    except BaseException:
+        listener.close()
+        raise
+    return RunningDaemon(environment, process, address, listener)
 
 
 @pytest.fixture(scope="module")

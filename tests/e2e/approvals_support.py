@@ -6,7 +6,6 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -155,7 +154,3 @@ def wait_for_state(
 def assert_signed_by(request: pb.SigningRequest, address: str) -> None:
     assert request.state == pb.REQUEST_STATE_SIGNED, request
     assert Account.recover_transaction(request.signed_tx) == address
-
-
-def set_clock_offset(path: Path, seconds: float) -> None:
-    path.write_text(str(seconds))

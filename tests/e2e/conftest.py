@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import signal
 import sqlite3
 import subprocess
-import sys
-import time
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +19,9 @@ import psycopg
 import pytest
 
 from custody.api._gen import custody_pb2_grpc as pb_grpc
+from tests.daemons import CUSTODY, NotifyListener, serve, wait_until_listening, wait_until_serving
 
-CUSTODY = str(Path(sys.executable).parent / "custody")
 IDENTITIES = ("backend", "alice", "bob", "carol", "dave", "admin")
-_LISTENING = re.compile(r"custody listening on (\S+):(\d+)")
 
 
 @dataclass
@@ -32,6 +29,7 @@ class Daemon:
     process: subprocess.Popen[str]
     address: str
     log_path: Path
+    notifications: NotifyListener  # what the daemon told "systemd": READY=1, STATUS=..., WATCHDOG=1
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -110,37 +108,35 @@ def cli_json(env: DevEnv, daemon: Daemon, identity: str, *args: str) -> object:
     return json.loads(run_cli(env, daemon, identity, "--json", *args).stdout)
 
 
-def start_daemon(env: DevEnv, log_path: Path, extra_env: dict[str, str] | None = None) -> Daemon:
-    log_file = log_path.open("w")
-    process = subprocess.Popen(
-        [CUSTODY, "serve", "--config", str(env.config), "--listen", "127.0.0.1:0"],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(extra_env or {})},
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        match = _LISTENING.search(log_path.read_text(errors="replace"))
-        if match:
-            return Daemon(process=process, address=f"{match.group(1)}:{match.group(2)}", log_path=log_path)
-        if process.poll() is not None:
-            raise AssertionError(f"custody serve exited {process.returncode}: {log_path.read_text()}")
-        time.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"custody serve did not start within 60 s: {log_path.read_text()}")
+def start_daemon(
+    env: DevEnv, log_path: Path, extra_env: dict[str, str] | None = None, *, waiting_for_token: bool = False
+) -> Daemon:
+    """`custody serve` on a free port, returned once it said READY=1 on its notify socket (see tests/daemons.py);
+    with ``waiting_for_token``, once it said that it waits for its absent HSM token."""
+    process, listener = serve(["--config", str(env.config), "--listen", "127.0.0.1:0"], log_path, extra_env)
+    try:
+        wait = wait_until_listening if waiting_for_token else wait_until_serving
+        address = wait(process, listener, log_path)
+    except BaseException:
+        listener.close()
+        raise
+    return Daemon(process=process, address=address, log_path=log_path, notifications=listener)
 
 
 def stop_daemon(daemon: Daemon) -> int:
-    if daemon.process.poll() is None:
-        daemon.process.send_signal(signal.SIGTERM)
-        try:
-            return daemon.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.process.kill()
-            daemon.process.wait()
-            raise
-    return daemon.process.returncode
+    """SIGTERM, and the exit code once the daemon stopped (it is killed after 30 s, and the test fails)."""
+    try:
+        if daemon.process.poll() is None:
+            daemon.process.send_signal(signal.SIGTERM)
+            try:
+                return daemon.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.process.kill()
+                daemon.process.wait()
+                raise
+        return daemon.process.returncode
+    finally:
+        daemon.notifications.close()
 
 
 def channel_for(
@@ -184,6 +180,34 @@ def databases() -> Iterator[Databases]:
     made = Databases()
     yield made
     made.drop_all()
+
+
+class Nonces:
+    """Transaction nonces, each handed out once per test session (per worker, under pytest-xdist). A nonce once
+    signed stays taken for its key, so tests that share a daemon and its keys take their nonces from here and
+    never collide, whichever of them runs first. Load threads may draw from it at once."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Nonces:
+        return self
+
+    def __next__(self) -> int:
+        return self.reserve(1).start
+
+    def reserve(self, count: int) -> range:
+        """``count`` consecutive nonces nobody else gets, for a test that chooses among them itself."""
+        with self._lock:
+            block = range(self._next, self._next + count)
+            self._next += count
+        return block
+
+
+@pytest.fixture(scope="session")
+def nonces() -> Nonces:
+    return Nonces()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

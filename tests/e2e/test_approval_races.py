@@ -1,6 +1,6 @@
-"""Approvals racing to the threshold give exactly one signature and one signing audit event: threads on one
-daemon, and three replicas sharing one database (each approver through a different replica), 100 rounds each
-way, on SQLite and on PostgreSQL."""
+"""Approvals racing to the threshold through three replicas sharing one database (each approver through a
+different replica) give exactly one signature and one signing audit event, 100 rounds, on SQLite and on
+PostgreSQL. Threads racing inside one process are tested in tests/app/test_approvals.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from custody.api._gen import custody_pb2 as pb
 
 from .approvals_support import Approvers, approver_key, assert_signed_by, get_request, submit_tx, treasury_tx
-from .conftest import Daemon, Databases, DevEnv, cli_json, make_dev_env, start_daemon, stop_daemon
+from .conftest import Daemon, Databases, DevEnv, Nonces, cli_json, make_dev_env, start_daemon, stop_daemon
 
 ROUNDS = 100
 APPROVERS = ("alice", "bob", "carol")
@@ -73,15 +73,12 @@ def race_round(
     return request, outcomes
 
 
-@pytest.mark.parametrize("spread", ["threads-on-one-daemon", "three-replicas"])
-def test_racing_approvals_sign_exactly_once(
-    env: DevEnv, daemons: tuple[Daemon, ...], treasury: dict[str, str], spread: str
+def test_racing_approvals_through_three_replicas_sign_exactly_once(
+    env: DevEnv, daemons: tuple[Daemon, ...], treasury: dict[str, str], nonces: Nonces
 ) -> None:
-    targets = [daemons[0]] if spread == "threads-on-one-daemon" else list(daemons)
     approvers = Approvers(env, daemons[0])
-    base_nonce = 0 if spread == "threads-on-one-daemon" else 10_000
     for round_number in range(ROUNDS):
-        request, outcomes = race_round(env, approvers, targets, base_nonce + round_number)
+        request, outcomes = race_round(env, approvers, list(daemons), next(nonces))
         final = get_request(env, daemons[0], request.request_id)
         assert_signed_by(final, treasury["address"])
         # Exactly two verdicts counted (the quorum); the third arrived after it was met and was refused.

@@ -19,7 +19,17 @@ from eth_account import Account
 from custody.hsm.softhsm import SoftHsmToken, create_softhsm_token
 
 from .approvals_support import treasury_tx
-from .conftest import Daemon, Databases, DevEnv, cli_json, make_dev_env, run_cli, start_daemon, stop_daemon
+from .conftest import (
+    Daemon,
+    Databases,
+    DevEnv,
+    Nonces,
+    cli_json,
+    make_dev_env,
+    run_cli,
+    start_daemon,
+    stop_daemon,
+)
 
 TOKEN_LABEL = "alice-own-token"
 KEY_LABEL = "alice-approval"
@@ -79,31 +89,26 @@ def setting(
         assert stop_daemon(daemon) == 0
 
 
-def test_approver_key_create_makes_the_key_in_the_token_and_show_finds_it(setting: Setting) -> None:
-    code, out, err = setting.alice_with_token("--json", "approver-key", "create")
-    created = json.loads(out)
-    assert created["approver"] == "alice"
-    assert len(bytes.fromhex(created["public_key"])) == 32
-    assert TOKEN_LABEL in created["stored_in"] and KEY_LABEL in created["stored_in"]
-    code, out, err = setting.alice_with_token("--json", "approver-key", "show")
-    assert json.loads(out)["public_key"] == created["public_key"]
-    # A second create under the same label is refused, and the first key stays the one in use.
-    code, out, err = setting.alice_with_token("approver-key", "create", check=False)
-    assert code == 1
-    assert "already holds an object labelled" in err
-    code, out, err = setting.alice_with_token("--json", "approver-key", "show")
-    assert json.loads(out)["public_key"] == created["public_key"]
-    TokenState.public_key = created["public_key"]
+@pytest.fixture(scope="module")
+def token_key(setting: Setting) -> dict[str, str]:
+    """alice's approval key, made in her token with `custody approver-key create`."""
+    _code, out, _err = setting.alice_with_token("--json", "approver-key", "create")
+    created: dict[str, str] = json.loads(out)
+    return created
 
 
-def test_the_admin_quorum_moves_alice_to_her_token_key(setting: Setting, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def alice_on_her_token(
+    setting: Setting, token_key: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """The admin quorum (bob and carol) moves alice's policy entry to her token key; returns the old key."""
     env, daemon = setting.env, setting.daemon
     old_public_key = (env.directory / "approvers" / "alice.pub").read_text().strip()
     document = (env.directory / "policy.toml").read_text()
     assert f'public_key = "{old_public_key}"' in document and "version = 1\n" in document
-    proposal_file = tmp_path / "policy-v2.toml"
+    proposal_file = tmp_path_factory.mktemp("proposal") / "policy-v2.toml"
     proposal_file.write_text(
-        document.replace("version = 1\n", "version = 2\n", 1).replace(old_public_key, TokenState.public_key)
+        document.replace("version = 1\n", "version = 2\n", 1).replace(old_public_key, token_key["public_key"])
     )
     # The policy names keys that must exist before a proposal may name them.
     for label in ("ops", "treasury"):
@@ -112,18 +117,41 @@ def test_the_admin_quorum_moves_alice_to_her_token_key(setting: Setting, tmp_pat
     request_id = proposal["request_id"]  # type: ignore[index]
     for approver in ("bob", "carol"):
         run_cli(env, daemon, approver, "approve", "--yes", request_id)
-    active = cli_json(env, daemon, "alice", "policy", "show")
+    return old_public_key
+
+
+def test_approver_key_create_makes_the_key_in_the_token_and_show_finds_it(
+    setting: Setting, token_key: dict[str, str]
+) -> None:
+    assert token_key["approver"] == "alice"
+    assert len(bytes.fromhex(token_key["public_key"])) == 32
+    assert TOKEN_LABEL in token_key["stored_in"] and KEY_LABEL in token_key["stored_in"]
+    _code, out, _err = setting.alice_with_token("--json", "approver-key", "show")
+    assert json.loads(out)["public_key"] == token_key["public_key"]
+    # A second create under the same label is refused, and the first key stays the one in use.
+    code, out, err = setting.alice_with_token("approver-key", "create", check=False)
+    assert code == 1
+    assert "already holds an object labelled" in err
+    _code, out, _err = setting.alice_with_token("--json", "approver-key", "show")
+    assert json.loads(out)["public_key"] == token_key["public_key"]
+
+
+def test_the_admin_quorum_moves_alice_to_her_token_key(
+    setting: Setting, token_key: dict[str, str], alice_on_her_token: str
+) -> None:
+    active = cli_json(setting.env, setting.daemon, "alice", "policy", "show")
     assert active["version"] == 2  # type: ignore[index]
-    assert TokenState.public_key in json.dumps(active)
+    assert token_key["public_key"] in json.dumps(active)
+    assert alice_on_her_token not in json.dumps(active)
 
 
 def test_approvals_signed_in_the_token_count_and_the_old_key_file_no_longer_does(
-    setting: Setting, tmp_path: Path
+    setting: Setting, alice_on_her_token: str, tmp_path: Path, nonces: Nonces
 ) -> None:
     env, daemon = setting.env, setting.daemon
     treasury = cli_json(env, daemon, "admin", "keys", "show", "treasury")
     tx_file = tmp_path / "tx.json"
-    tx_file.write_text(json.dumps(treasury_tx(7)))
+    tx_file.write_text(json.dumps(treasury_tx(next(nonces))))
     submitted = cli_json(env, daemon, "backend", "sign", "tx", "--key", "treasury", "--file", str(tx_file))
     request_id = submitted["request_id"]  # type: ignore[index]
     assert submitted["state"] == "PENDING_APPROVAL"  # type: ignore[index]
@@ -142,11 +170,7 @@ def test_approvals_signed_in_the_token_count_and_the_old_key_file_no_longer_does
     assert Account.recover_transaction(signed["signed_tx"]) == treasury["address"]  # type: ignore[index]
 
 
-def test_the_token_pin_never_reaches_output_or_logs(setting: Setting) -> None:
+def test_the_token_pin_never_reaches_output_or_logs(setting: Setting, token_key: dict[str, str]) -> None:
     _code, out, err = setting.alice_with_token("--json", "approver-key", "show")
     assert TOKEN_PIN not in out + err
     assert TOKEN_PIN not in setting.daemon.log()
-
-
-class TokenState:
-    public_key: str

@@ -22,6 +22,7 @@ from .conftest import (
     Daemon,
     Databases,
     DevEnv,
+    Nonces,
     channel_for,
     cli_json,
     make_dev_env,
@@ -61,20 +62,24 @@ def count_requests(env: DevEnv, daemon: Daemon) -> int:
         )
 
 
-def test_an_unwritable_database_signs_nothing_and_service_resumes(env: DevEnv, daemon: Daemon) -> None:
+def test_an_unwritable_database_signs_nothing_and_service_resumes(
+    env: DevEnv, daemon: Daemon, nonces: Nonces
+) -> None:
     if env.backend != "sqlite":
         pytest.skip(
             "the database files are only on this machine's disk for SQLite; the store tests cover PostgreSQL"
         )
     ops = cli_json(env, daemon, "admin", "keys", "create", "--label", "ops")
-    assert_signed_by(submit_tx(env, daemon, "backend", "ops", treasury_tx(1)), ops["address"])  # type: ignore[index]
+    assert_signed_by(submit_tx(env, daemon, "backend", "ops", treasury_tx(next(nonces))), ops["address"])  # type: ignore[index]
+    # The refused request's nonce is not held: the same transaction signs once the database is writable.
+    nonce = next(nonces)
     before = count_requests(env, daemon)
 
     files = database_files(env)
     set_immutable(files, True)
     try:
         with pytest.raises(grpc.RpcError) as refused:
-            submit_tx(env, daemon, "backend", "ops", treasury_tx(2))
+            submit_tx(env, daemon, "backend", "ops", treasury_tx(nonce))
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "database" in refused.value.details()
         with channel_for(env, daemon, "admin") as channel, pytest.raises(grpc.RpcError) as refused:
@@ -85,5 +90,5 @@ def test_an_unwritable_database_signs_nothing_and_service_resumes(env: DevEnv, d
 
     assert count_requests(env, daemon) == before
     assert "blocked" not in {key["label"] for key in cli_json(env, daemon, "admin", "keys", "list")}  # type: ignore[union-attr]
-    assert_signed_by(submit_tx(env, daemon, "backend", "ops", treasury_tx(2)), ops["address"])  # type: ignore[index]
+    assert_signed_by(submit_tx(env, daemon, "backend", "ops", treasury_tx(nonce)), ops["address"])  # type: ignore[index]
     assert cli_json(env, daemon, "admin", "audit", "verify")["ok"] is True  # type: ignore[index]

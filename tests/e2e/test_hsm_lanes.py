@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from .approvals_support import assert_signed_by, submit_tx, treasury_tx
-from .conftest import Databases, DevEnv, cli_json, make_dev_env, start_daemon, stop_daemon
+from .conftest import Databases, DevEnv, Nonces, cli_json, make_dev_env, start_daemon, stop_daemon
 
 
 def with_lanes(env: DevEnv, lanes: int) -> None:
@@ -18,7 +18,7 @@ def with_lanes(env: DevEnv, lanes: int) -> None:
 
 
 def test_a_daemon_with_three_lanes_signs_concurrent_requests(
-    tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases
+    tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases, nonces: Nonces
 ) -> None:
     env = make_dev_env(tmp_path_factory.mktemp("lanes") / "env", backend, databases)
     with_lanes(env, 3)
@@ -28,7 +28,8 @@ def test_a_daemon_with_three_lanes_signs_concurrent_requests(
         with ThreadPoolExecutor(max_workers=12) as pool:
             answers = list(
                 pool.map(
-                    lambda nonce: submit_tx(env, daemon, "backend", "ops", treasury_tx(nonce)), range(36)
+                    lambda nonce: submit_tx(env, daemon, "backend", "ops", treasury_tx(nonce)),
+                    nonces.reserve(36),
                 )
             )
         for answer in answers:

@@ -12,11 +12,8 @@ import json
 import re
 import shutil
 import socket
-import tempfile
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
+from tests.daemons import wait_for
 
 from .conftest import (
     BACKENDS,
@@ -88,56 +86,9 @@ def health_of(env: DevEnv, daemon: Daemon) -> int:
         return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def token_directory(env: DevEnv) -> Path:
     (directory,) = (env.directory / "softhsm" / "tokens").iterdir()
     return directory
-
-
-class NotifyListener:
-    """A unix datagram socket bound where systemd would bind $NOTIFY_SOCKET, read by a thread as systemd reads
-    it (a receiver that stops reading would make the sender block)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lines: list[str] = []
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind(str(path))
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                self.lines.extend(self._sock.recv(4096).decode().split("\n"))
-            except OSError:
-                return
-
-    def wait_for(self, line: str) -> None:
-        wait_for(lambda: line in self.lines, f"{line} on the notify socket")
-
-    def close(self) -> None:
-        self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-        self._thread.join(timeout=5)
-
-
-@pytest.fixture
-def notify_listener() -> Iterator[NotifyListener]:
-    # A short path: sun_path holds about 100 bytes, and pytest's tmp_path can be longer.
-    directory = Path(tempfile.mkdtemp(prefix="custody-e2e-notify-"))
-    listener = NotifyListener(directory / "notify")
-    yield listener
-    listener.close()
-    shutil.rmtree(directory)
 
 
 def metric(scrape: str, name: str, labels: str = "") -> float:
@@ -147,18 +98,12 @@ def metric(scrape: str, name: str, labels: str = "") -> float:
 
 
 @pytest.mark.skipif("sqlite" not in BACKENDS, reason="runs on the SQLite backend")
-def test_metrics_json_logs_and_systemd_notifications(
-    tmp_path: Path, databases: Databases, notify_listener: NotifyListener
-) -> None:
+def test_metrics_json_logs_and_systemd_notifications(tmp_path: Path, databases: Databases) -> None:
     env = make_dev_env(tmp_path / "env", "sqlite", databases)
     configure(env, extra='[metrics]\nlisten = "127.0.0.1:0"\n\n[logging]\nformat = "json"\n')
-    daemon = start_daemon(
-        env,
-        tmp_path / "daemon.log",
-        extra_env={"NOTIFY_SOCKET": str(notify_listener.path), "WATCHDOG_USEC": "400000"},
-    )
+    daemon = start_daemon(env, tmp_path / "daemon.log", extra_env={"WATCHDOG_USEC": "400000"})
+    notify_listener = daemon.notifications
     try:
-        notify_listener.wait_for("READY=1")
         ops_address = create_key(env, daemon, "ops")
         create_key(env, daemon, "treasury")
         signed = sign_and_verify(env, daemon, 0, ops_address)
@@ -248,7 +193,7 @@ def test_metrics_json_logs_and_systemd_notifications(
 
 @pytest.mark.skipif("sqlite" not in BACKENDS, reason="runs on the SQLite backend")
 def test_a_daemon_waits_for_its_token_and_follows_it_away_and_back(
-    tmp_path: Path, databases: Databases, notify_listener: NotifyListener
+    tmp_path: Path, databases: Databases
 ) -> None:
     env = make_dev_env(tmp_path / "env", "sqlite", databases)
     configure(env, hsm="wait_for_token = true\nwait_seconds = 0.2")
@@ -256,10 +201,9 @@ def test_a_daemon_waits_for_its_token_and_follows_it_away_and_back(
     away = tmp_path / "token-away"
     shutil.move(token, away)
     daemon = start_daemon(
-        env,
-        tmp_path / "daemon.log",
-        extra_env={"NOTIFY_SOCKET": str(notify_listener.path), "WATCHDOG_USEC": "400000"},
+        env, tmp_path / "daemon.log", extra_env={"WATCHDOG_USEC": "400000"}, waiting_for_token=True
     )
+    notify_listener = daemon.notifications
     try:
         assert health_of(env, daemon) == NOT_SERVING
         with channel_for(env, daemon, "admin") as channel:

@@ -29,7 +29,7 @@ from eth_account import Account
 from custody.api._gen import custody_pb2 as pb
 
 from .approvals_support import assert_signed_by, submit_tx, treasury_tx, wait_for_state
-from .conftest import CUSTODY, Databases, DevEnv, make_dev_env, run_cli, start_daemon, stop_daemon
+from .conftest import CUSTODY, Databases, DevEnv, Nonces, make_dev_env, run_cli, start_daemon, stop_daemon
 
 APPROVERS = ("alice", "bob", "carol", "dave")
 _METRICS_LISTENING = re.compile(r"metrics listening on 127\.0\.0\.1:(\d+)")
@@ -103,7 +103,7 @@ def secret_forms(env: DevEnv, database_password: str | None) -> dict[str, set[st
 
 
 def test_no_secret_in_logs_errors_metrics_or_the_audit_log(
-    tmp_path: Path, backend: str, databases: Databases
+    tmp_path: Path, backend: str, databases: Databases, nonces: Nonces
 ) -> None:
     env = make_dev_env(tmp_path / "env", backend, databases)
     directory = env.directory
@@ -140,14 +140,14 @@ def test_no_secret_in_logs_errors_metrics_or_the_audit_log(
         assert signed["state"] == "SIGNED", signed
         signed_tx = bytes.fromhex(str(signed["signed_tx"]).removeprefix("0x"))
         assert Account.recover_transaction(signed_tx) == ops["address"]
-        pending = submit_tx(env, daemon, "backend", "treasury", treasury_tx(7))
+        pending = submit_tx(env, daemon, "backend", "treasury", treasury_tx(next(nonces)))
         cli("alice", "approve", pending.request_id, "--yes")
         cli("alice", "approve", pending.request_id, "--yes")  # refused: alice already approved
         cli("bob", "approve", pending.request_id, "--yes")
         assert_signed_by(
             wait_for_state(env, daemon, pending.request_id, pb.REQUEST_STATE_SIGNED), treasury["address"]
         )
-        rejected = submit_tx(env, daemon, "backend", "treasury", treasury_tx(8))
+        rejected = submit_tx(env, daemon, "backend", "treasury", treasury_tx(next(nonces)))
         cli("carol", "reject", rejected.request_id, "--reason", "no", "--yes")
         cli("backend", "keys", "create", "--label", "nope")  # refused: not an admin
         cli("admin", "audit", "export", "--out", str(tmp_path / "audit.jsonl"))
@@ -167,7 +167,7 @@ def test_no_secret_in_logs_errors_metrics_or_the_audit_log(
                 for line in profile.replace('"../', f'"{directory}/').splitlines()
             )
         )
-        third = submit_tx(env, daemon, "backend", "treasury", treasury_tx(9))
+        third = submit_tx(env, daemon, "backend", "treasury", treasury_tx(next(nonces)))
         result = subprocess.run(
             [
                 CUSTODY,

@@ -37,6 +37,7 @@ from .conftest import (
     Daemon,
     Databases,
     DevEnv,
+    Nonces,
     channel_for,
     cli_json,
     make_dev_env,
@@ -156,11 +157,11 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) ->
 
 
 def test_extra_watches_are_refused_and_approvals_health_and_waiting_go_on(
-    env: DevEnv, base_config: str, tmp_path: Path
+    env: DevEnv, base_config: str, tmp_path: Path, nonces: Nonces
 ) -> None:
     with serve_with_limits(env, base_config, tmp_path / "daemon.log", watch_seconds=60) as daemon:
         address = treasury_address(env, daemon)
-        tx = treasury_tx(1)
+        tx = treasury_tx(next(nonces))
         request = submit_tx(env, daemon, "backend", "treasury", tx)
         assert request.state == pb.REQUEST_STATE_PENDING_APPROVAL, request
         watch = pb.WatchRequestRequest(request_id=request.request_id)
@@ -230,11 +231,11 @@ def test_extra_watches_are_refused_and_approvals_health_and_waiting_go_on(
 
 
 def test_waiting_outlasts_watches_cut_short_every_second(
-    env: DevEnv, base_config: str, tmp_path: Path
+    env: DevEnv, base_config: str, tmp_path: Path, nonces: Nonces
 ) -> None:
     with serve_with_limits(env, base_config, tmp_path / "daemon.log", watch_seconds=1) as daemon:
         address = treasury_address(env, daemon)
-        tx = treasury_tx(2)
+        tx = treasury_tx(next(nonces))
         request = submit_tx(env, daemon, "backend", "treasury", tx)
         assert request.state == pb.REQUEST_STATE_PENDING_APPROVAL, request
 

@@ -23,8 +23,7 @@ from custody.store import open_store
 from custody.store.base import Store
 from tests.integration.store.conftest import BACKENDS
 from tests.integration.store.postgres_databases import postgres_database
-
-from .conftest import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
+from tests.softhsm_tokens import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 
 # Long enough for any real wait on this machine; a writer held up by the checkpoint would wait for ever.
 WAIT_SECONDS = 30.0

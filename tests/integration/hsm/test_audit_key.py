@@ -20,8 +20,7 @@ from custody.domain.errors import FailedPrecondition, HsmUnavailable, InvalidInp
 from custody.hsm.pkcs11 import Pkcs11Hsm
 from custody.hsm.pkcs11_common import ED25519_EC_PARAMS_NAME, ED25519_EC_PARAMS_OID, SECP256K1_EC_PARAMS
 from custody.testing.hsm_faults import SignFaults
-
-from .conftest import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
+from tests.softhsm_tokens import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 
 
 def _unique_label(prefix: str) -> str:

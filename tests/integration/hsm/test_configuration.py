@@ -12,8 +12,8 @@ from custody.domain.errors import ConfigurationError, InvalidInput, PinRefused
 from custody.hsm.pkcs11 import Pkcs11Hsm, unwrap_ec_point
 from custody.hsm.softhsm import create_softhsm_token, find_softhsm2_module
 from custody.testing.hsm_faults import SignFaults
+from tests.softhsm_tokens import OTHER_PIN, OTHER_TOKEN_LABEL, SoftHsmSetup
 
-from .conftest import OTHER_PIN, OTHER_TOKEN_LABEL, SoftHsmSetup
 from .verify import verify_raw_signature
 
 

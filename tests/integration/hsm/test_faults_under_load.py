@@ -1,8 +1,8 @@
-"""HSM faults under load (issue 5, point 5): the real application, a real token, faults injected into C_Sign.
+"""HSM faults under load: the real application, a real token, faults injected into C_Sign.
 
 custody is built in-process from its real parts: a SQLite file, SoftHSM2 through Pkcs11Hsm, and the
-development policy. The wrapper of custody.hsm.faults makes one sign call in five fail with a mix of session
-closed, device removed, device error and general error while 200 transactions are submitted at once. Every
+development policy. The wrapper of custody.testing.hsm_faults makes one sign call in five fail with a mix of
+session closed, device removed, device error and general error while 200 transactions are submitted at once. Every
 call must end signed (with a transaction eth-account recovers to the key's address) or with UNAVAILABLE;
 the store must hold no SIGNED request without a good signature and no request stuck in APPROVED; the audit
 chain must verify; and once the faults stop, signing works again without a restart.
@@ -36,8 +36,8 @@ from custody.store.base import Store
 from custody.testing.hsm_faults import TRANSIENT_FAULTS, SignFaults
 from tests.integration.store.conftest import BACKENDS
 from tests.integration.store.postgres_databases import postgres_database
+from tests.softhsm_tokens import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 
-from .conftest import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 from .verify import SECP256K1_ORDER
 
 ADMIN = Principal(name="admin", roles=frozenset({Role.ADMIN}))

@@ -22,8 +22,8 @@ from custody.domain.errors import ConfigurationError, HsmUnavailable, InvalidInp
 from custody.hsm.base import HsmHealth
 from custody.hsm.lanes import LaneHsm
 from custody.testing.hsm_faults import LaneSignFaults
+from tests.softhsm_tokens import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 
-from .conftest import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 from .verify import verify_raw_signature
 
 

@@ -31,8 +31,7 @@ from custody.hsm.pkcs11 import Pkcs11Hsm
 from custody.policy_file import DEV_APPROVERS, dev_policy_toml
 from custody.store import open_store
 from custody.testing.hsm_faults import SignFaults
-
-from .conftest import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
+from tests.softhsm_tokens import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 
 ADMIN = Principal(name="admin", roles=frozenset({Role.ADMIN}))
 BACKEND = Principal(name="backend", roles=frozenset({Role.REQUESTER}), keys=frozenset({"treasury"}))

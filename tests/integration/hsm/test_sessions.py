@@ -1,4 +1,4 @@
-"""Session loss, injected device faults and re-login, against the real token through custody.hsm.faults."""
+"""Session loss, injected device faults and re-login, against the real token through custody.testing.hsm_faults."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from pkcs11.exceptions import (
 from custody.domain.errors import HsmUnavailable
 from custody.hsm.pkcs11 import Pkcs11Hsm
 from custody.testing.hsm_faults import SignFaults
+from tests.softhsm_tokens import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 
-from .conftest import MAIN_PIN, MAIN_TOKEN_LABEL, SoftHsmSetup
 from .verify import verify_raw_signature
 
 

@@ -1,4 +1,5 @@
-"""The settings issue 5 added to server.toml, read by the real loader from real files in a temporary layout."""
+"""The operational settings of server.toml (metrics, logging, waiting for the HSM token, HSM lanes, PostgreSQL
+URLs, environment variables in paths and URLs), read by the real loader from real files in a temporary layout."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def write_config(
     return path
 
 
-def test_defaults_when_the_new_sections_are_absent(layout: Path) -> None:
+def test_defaults_when_the_metrics_logging_and_token_settings_are_absent(layout: Path) -> None:
     config = load_server_config(write_config(layout))
     assert config.metrics.listen is None
     assert config.logging.format in ("json", "text")
@@ -88,7 +89,7 @@ def test_defaults_when_the_new_sections_are_absent(layout: Path) -> None:
     assert config.hsm.lanes == 1
 
 
-def test_every_new_setting_is_read(layout: Path) -> None:
+def test_every_metrics_logging_token_and_lane_setting_is_read(layout: Path) -> None:
     config = load_server_config(
         write_config(
             layout,
