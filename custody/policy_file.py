@@ -149,6 +149,8 @@ _DEV_POLICY_TEMPLATE = """\
 #                      or typed data custody does not know) and undecodable (calldata that claims to be a known
 #                      function but does not decode as it). A request custody could not decode matches no rule
 #                      that names intents
+#   requires_intents   e.g. ["ownership_transfer", "upgrade"]: the request must hold at least one intent of these
+#                      kinds (each also in intents), for rules meant only for requests that do such a thing
 #   tokens             token contracts the request may move or allow, e.g.
 #                      ["0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"] (USDC)
 #   recipients         who may receive ether, tokens or NFTs, e.g. ["0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"]
@@ -308,7 +310,8 @@ timelock_seconds = 0
 # changes (owners, threshold, guard, modules), ownership transfers, roles and upgrades, alone or inside a Safe
 # transaction of the example Safe. Such changes often come in a MultiSend batch, which a Safe runs by
 # DELEGATECALL; these rules allow DELEGATECALL to Safe's MultiSendCallOnly (versions 1.3.0 and 1.4.1) only,
-# and every call of the batch is judged on its own.
+# and every call of the batch is judged on its own. requires_intents keeps them to requests that do change who
+# controls something: a plain transfer the rules above refused does not come here instead.
 [[rules]]
 name = "treasury-admin-transactions"
 keys = ["treasury"]
@@ -318,6 +321,10 @@ max_fee_wei = "100000000000000000"  # 0.1 ether
 intents = [
   "native_transfer", "erc20_transfer", "safe_transaction", "multisend", "safe_configuration",
   "ownership_transfer", "ownership_renounce", "role_grant", "role_revoke", "role_renounce", "upgrade",
+]
+requires_intents = [
+  "safe_configuration", "ownership_transfer", "ownership_renounce", "role_grant", "role_revoke",
+  "role_renounce", "upgrade",
 ]
 safes = ["0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"]
 safe_operations = ["CALL", "DELEGATECALL"]
@@ -335,6 +342,10 @@ typed_data = [{{ primary_type = "SafeTx", verifying_contract = "0xfB6916095ca1df
 intents = [
   "native_transfer", "erc20_transfer", "safe_transaction", "multisend", "safe_configuration",
   "ownership_transfer", "ownership_renounce", "role_grant", "role_revoke", "role_renounce", "upgrade",
+]
+requires_intents = [
+  "safe_configuration", "ownership_transfer", "ownership_renounce", "role_grant", "role_revoke",
+  "role_renounce", "upgrade",
 ]
 safes = ["0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"]
 safe_operations = ["CALL", "DELEGATECALL"]

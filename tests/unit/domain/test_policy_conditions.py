@@ -120,7 +120,8 @@ def test_a_rule_may_hold_only_its_own_fields_and_those_of_registered_conditions(
         " 'allow_refund', 'allow_replacement', 'allow_unlimited_approval', 'chain_ids', 'contracts',"
         " 'delegatecall_targets', 'destinations', 'governance_targets', 'intents', 'keys', 'kinds',"
         " 'lifetime_seconds', 'max_fee_wei', 'max_message_bytes', 'max_permit_horizon_seconds', 'max_value_wei',"
-        " 'message_prefixes', 'name', 'operators', 'quorum', 'recipients', 'safe_operations', 'safes',"
+        " 'message_prefixes', 'name', 'operators', 'quorum', 'recipients', 'requires_intents', 'safe_operations',"
+        " 'safes',"
         " 'spenders', 'text_only', 'timelock_seconds', 'token_caps', 'token_velocity', 'tokens',"
         " 'transaction_types', 'typed_data', 'velocity'"
     )

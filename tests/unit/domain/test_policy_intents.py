@@ -405,6 +405,21 @@ def test_the_guards_stay_out_of_the_trace_of_requests_they_say_nothing_about() -
     assert list(conditions) == ["keys"]
 
 
+def test_requires_intents_keeps_a_rule_to_requests_that_do_what_it_is_for() -> None:
+    rule = {
+        "intents": ["multisend", "native_transfer", "ownership_transfer"],
+        "requires_intents": ["ownership_transfer"],
+    }
+    _, conditions = outcome(rule, transaction(multisend(native(), transfer_ownership())))
+    assert conditions["requires_intents"] == (
+        True,
+        f"intent 1.2: ownership_transfer 'transferOwnership(address)' on {ROUTER} is of a kind the rule is for",
+    )
+    assert refused_by(rule, transaction(multisend(native(), native()))) == {
+        "requires_intents": "no intent of the request is of kind 'ownership_transfer', which the rule is for"
+    }
+
+
 # ------------------------------------------------------------------------------------------------------------
 # tokens, recipients, spenders, operators.
 
@@ -861,6 +876,7 @@ EVERY_INTENT_CONDITION: dict[str, Any] = {
         "set_approval_for_all",
         "governor_propose",
     ],
+    "requires_intents": ["multisend"],
     "tokens": [USDC],
     "recipients": [VAULT],
     "spenders": [ROUTER],
@@ -890,6 +906,7 @@ def test_every_intent_condition_is_in_the_trace_in_registry_order_and_reads_back
         "keys",
         "kinds",
         "intents",
+        "requires_intents",
         "tokens",
         "recipients",
         "spenders",
@@ -936,6 +953,14 @@ PARSE_ERRORS = [
         {"intents": ["native_transfers"]},
         "intents: unknown intent kind 'native_transfers'; allowed are",
         id="intents-unknown-kind",
+    ),
+    pytest.param(
+        {"intents": ["native_transfer"], "requires_intents": ["upgrade"]},
+        "requires_intents: 'upgrade' must also be in intents, or no request could match the rule",
+        id="requires-what-intents-does-not-allow",
+    ),
+    pytest.param(
+        {"requires_intents": ["upgrade"]}, "requires_intents: judges intents", id="requires-without-intents"
     ),
     pytest.param(
         {"tokens": [USDC]},

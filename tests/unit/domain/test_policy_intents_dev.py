@@ -379,3 +379,14 @@ def test_changes_of_control_need_the_admin_quorum(dev_policy: Policy) -> None:
     # A batch run by DELEGATECALL in anything but MultiSendCallOnly is denied even to the admins.
     elsewhere = facts("treasury", PayloadKind.TYPED_DATA, safe_tx(ATTACKER, batch, operation=1))
     assert decide(dev_policy, elsewhere)[0] is DecisionAction.DENY
+
+
+def test_a_transfer_batch_the_treasury_rules_refuse_does_not_reach_the_admin_quorum(
+    dev_policy: Policy,
+) -> None:
+    # The admin rules allow transfers only beside a change of control (requires_intents).
+    batch = multisend((0, USDC, 0, transfer()), (0, RECIPIENT, ONE_ETHER, b""))
+    request = tx("treasury", EXAMPLE_SAFE, exec_transaction(MULTISEND_CALL_ONLY, batch, operation=1))
+    decision = dev_policy.evaluate(request).decision
+    assert (decision.action, decision.rule) == (DecisionAction.DENY, None)
+    assert "no intent of the request is of kind" in decision.reason

@@ -52,6 +52,7 @@ from custody.domain.policy.conditions.permit_horizon import PermitHorizonConditi
 from custody.domain.policy.conditions.recipients import RecipientCondition
 from custody.domain.policy.conditions.refunds import RefundCondition
 from custody.domain.policy.conditions.replacement import ReplacementCondition
+from custody.domain.policy.conditions.required_intents import RequiredIntentCondition
 from custody.domain.policy.conditions.safe_operations import SafeOperationCondition
 from custody.domain.policy.conditions.safes import SafeCondition
 from custody.domain.policy.conditions.spenders import SpenderCondition
@@ -75,6 +76,7 @@ CONDITION_TYPES: tuple[ConditionType, ...] = (
     ReplacementCondition,
     # The conditions on intents. IntentCondition comes first: the others ask it which kinds the rule names.
     IntentCondition,
+    RequiredIntentCondition,
     TokenCondition,
     RecipientCondition,
     SpenderCondition,
@@ -115,6 +117,7 @@ __all__ = [
     "RecipientCondition",
     "RefundCondition",
     "ReplacementCondition",
+    "RequiredIntentCondition",
     "RuleTable",
     "SafeCondition",
     "SafeOperationCondition",
