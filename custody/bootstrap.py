@@ -19,7 +19,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -37,7 +36,6 @@ from custody.store.base import Store
 
 # Tests of expiry and time-locks move the daemon's clock forward by writing a number of seconds into the file
 # this variable names. It exists for tests only; the daemon warns loudly when it is set.
-CLOCK_OFFSET_VARIABLE = "CUSTODY_UNSAFE_CLOCK_OFFSET_FILE"
 LOG_LEVEL_VARIABLE = "CUSTODY_LOG_LEVEL"
 TOKEN_NOT_AVAILABLE = "the HSM token is not available yet"  # noqa: S105 -- a message, not a secret
 
@@ -56,7 +54,7 @@ def build_custody(config: ServerConfig, hsm: Hsm, policy_document: str) -> tuple
 
     store: Store = InstrumentedStore(open_store(config.database_url, config.base_dir))
     custody = Custody(
-        store=store, hsm=hsm, clock=daemon_clock(), checkpoint_every=config.limits.audit_checkpoint_every
+        store=store, hsm=hsm, clock=utc_now, checkpoint_every=config.limits.audit_checkpoint_every
     )
     try:
         custody.audit.open()
@@ -120,27 +118,6 @@ def _token_present(module: str, token_label: str, *, rescan: bool) -> bool:
         except p11.PKCS11Error:
             return False
     return True
-
-
-def daemon_clock() -> Callable[[], datetime]:
-    offset_file = os.environ.get(CLOCK_OFFSET_VARIABLE)
-    if not offset_file:
-        return utc_now
-    log.warning(
-        "%s is set: the daemon's clock is shifted by the seconds in %s (tests only)",
-        CLOCK_OFFSET_VARIABLE,
-        offset_file,
-    )
-    path = Path(offset_file)
-
-    def shifted_now() -> datetime:
-        try:
-            offset = float(path.read_text().strip() or 0)
-        except (OSError, ValueError):
-            offset = 0.0
-        return utc_now() + timedelta(seconds=offset)
-
-    return shifted_now
 
 
 class Daemon:
