@@ -193,7 +193,8 @@ _DEV_POLICY_TEMPLATE = """\
 # What every rule refuses unless it says otherwise: undecodable calldata, Safe configuration changes and
 # binary messages (unless intents names them), unlimited approvals (allow_unlimited_approval), DELEGATECALL
 # (safe_operations and delegatecall_targets), Safe gas refunds (allow_refund), and typed data whose primary
-# type it does not list (typed_data). Never copy allow_unlimited_approval = true, DELEGATECALL to a contract
+# type it does not list (typed_data). A deny rule is not narrowed by these, so what it denies never slips
+# through to the rules after it. Never copy allow_unlimited_approval = true, DELEGATECALL to a contract
 # you have not audited, or "unknown" / "undecodable" in intents into a rule that signs at once: each is how a
 # real treasury was drained.
 #
