@@ -43,11 +43,12 @@ from custody.domain.errors import ConfigurationError
 from custody.domain.policy import Policy, RequestFacts, VelocityUsage
 from custody.domain.requests import PayloadKind
 from custody.policy_file import DEV_APPROVERS, dev_policy_toml, parse_policy_text
+from tests.fuzzing import cases
 
 T = TypeVar("T")
 
-STRUCTURED_CASES = 6_000
-DEV_POLICY_CASES = 4_000
+STRUCTURED_CASES = cases(6_000)
+DEV_POLICY_CASES = cases(4_000)
 # Far above any honest parse (a few milliseconds); a parse this slow is a hang in waiting.
 SLOWEST_PARSE_SECONDS = 2.0
 SOURCE = "fuzz/policy.toml"
