@@ -355,6 +355,26 @@ action = "approve"
 quorum = [{{ group = "admins", threshold = 2 }}]
 lifetime_seconds = 86400
 
+# Governance proposals of the example Governor below need the admin quorum too: a proposal's actions run with
+# the protocol's own authority, so each action is judged as an intent of its own (an upgrade hidden among
+# grants must be named here, and the approver sees its UPGRADE flag), and every action must call one of the
+# governance_targets. The Governor and the protocol proxy are invented example addresses (put your own here);
+# the token is USDC on Ethereum mainnet. queue and execute carry only a proposal id, not the actions, so they
+# are not allowed here: the actions were judged when the proposal was signed.
+[[rules]]
+name = "treasury-governance-proposals"
+keys = ["treasury"]
+kinds = ["transaction"]
+chain_ids = [1, 11155111]
+destinations = ["0x78Db0C61a89aA2646c860Df401De476Fbf378983"]
+max_fee_wei = "100000000000000000"  # 0.1 ether
+intents = ["governor_propose", "governor_cancel", "erc20_transfer", "upgrade", "role_grant", "role_revoke"]
+requires_intents = ["governor_propose", "governor_cancel"]
+governance_targets = ["0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", "0xbc2Dbb7376C8e3a01A5C48F4b32E7b3b3897AE79"]
+action = "approve"
+quorum = [{{ group = "admins", threshold = 2 }}]
+lifetime_seconds = 86400
+
 # Anything else for the treasury key (messages, other typed data, approvals, unknown calls, other chains,
 # higher fees) matches no rule and is denied.
 """

@@ -33,8 +33,8 @@ from .incident_support import (
     upgrade_to,
 )
 
-# Invented for this test: the Governor, the protocol's upgradeable proxy, the code the proposal puts in it, and
-# the two grantees the description names.
+# The Governor and the protocol's upgradeable proxy are the development policy's invented examples (its rule
+# treasury-governance-proposals); the new implementation and the two grantees are invented for this test.
 GOVERNOR = "0x78Db0C61a89aA2646c860Df401De476Fbf378983"
 PROTOCOL_PROXY = "0xbc2Dbb7376C8e3a01A5C48F4b32E7b3b3897AE79"
 NEW_IMPLEMENTATION = "0xF9958543F1A8a7fC458D08234538E628C9660bFc"
@@ -74,13 +74,6 @@ def custody(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> I
         yield running
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the development policy denies every Governor proposal: its admin rules"
-    " (treasury-admin-transactions) allow ownership, role and upgrade intents only alone or inside a Safe"
-    " transaction of the example Safe, and their intents do not name governor_propose, so a proposal holding"
-    " an upgrade is denied instead of waiting for the admin quorum",
-)
 def test_the_proposal_waits_for_the_admin_quorum(custody: Custody, nonces: Nonces) -> None:
     request = custody.submit("treasury", pb.PAYLOAD_KIND_TRANSACTION, proposal(next(nonces)))
     assert request.state == pb.REQUEST_STATE_PENDING_APPROVAL, request.decision.reason

@@ -30,6 +30,7 @@ def test_loads_a_policy_file(tmp_path: Path) -> None:
         "treasury-safe-transactions",
         "treasury-admin-transactions",
         "treasury-admin-safe-transactions",
+        "treasury-governance-proposals",
     ]
     assert {name: approver.public_key.hex() for name, approver in policy.approvers.items()} == DEV_KEYS
 
