@@ -20,6 +20,7 @@ from custody.hsm.softhsm import SoftHsmToken, create_softhsm_token
 
 from .approvals_support import treasury_tx
 from .conftest import (
+    BACKENDS,
     Daemon,
     Databases,
     DevEnv,
@@ -60,10 +61,10 @@ class Setting:
 
 
 @pytest.fixture(scope="module")
-def setting(
-    tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases
-) -> Iterator[Setting]:
-    env = make_dev_env(tmp_path_factory.mktemp("approver-token") / "env", backend, databases)
+def setting(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> Iterator[Setting]:
+    # The approver's token is the CLI's and the policy change the use cases', whatever the store; the first
+    # configured backend is enough.
+    env = make_dev_env(tmp_path_factory.mktemp("approver-token") / "env", BACKENDS[0], databases)
     token = create_softhsm_token(tmp_path_factory.mktemp("alice-token"), TOKEN_LABEL, TOKEN_PIN, TOKEN_SO_PIN)
     pin_file = env.directory / "secrets" / "alice-token.pin"
     pin_file.write_text(TOKEN_PIN + "\n")

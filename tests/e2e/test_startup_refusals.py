@@ -12,11 +12,17 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak, to_checksum_address
 
-from .conftest import CUSTODY, Databases, DevEnv, make_dev_env, start_daemon, stop_daemon
+from .conftest import BACKENDS, CUSTODY, Databases, DevEnv, make_dev_env, start_daemon, stop_daemon
 
 
 @pytest.fixture
-def fresh_env(tmp_path: Path, backend: str, databases: Databases) -> DevEnv:
+def fresh_env(tmp_path: Path, databases: Databases) -> DevEnv:
+    """A new environment on the first configured backend: these refusals come before the database matters."""
+    return make_dev_env(tmp_path / "env", BACKENDS[0], databases)
+
+
+@pytest.fixture
+def fresh_env_on_each_backend(tmp_path: Path, backend: str, databases: Databases) -> DevEnv:
     return make_dev_env(tmp_path / "env", backend, databases)
 
 
@@ -118,7 +124,10 @@ def test_a_database_on_a_closed_port_is_a_temporary_failure(tmp_path: Path, data
     assert "listening" not in result.stderr
 
 
-def test_a_database_schema_newer_than_the_code_is_refused(fresh_env: DevEnv, tmp_path: Path) -> None:
+def test_a_database_schema_newer_than_the_code_is_refused(
+    fresh_env_on_each_backend: DevEnv, tmp_path: Path
+) -> None:
+    fresh_env = fresh_env_on_each_backend
     first = start_daemon(fresh_env, tmp_path / "first.log")
     assert stop_daemon(first) == 0
     fresh_env.sql(
