@@ -227,8 +227,11 @@ def make_dev_env(directory: Path, backend: str, databases: Databases) -> DevEnv:
 
 
 @pytest.fixture(scope="session")
-def dev_env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases) -> DevEnv:
-    return make_dev_env(tmp_path_factory.mktemp("e2e") / "env", backend, databases)
+def dev_env(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> DevEnv:
+    """The session's shared environment, on the first configured backend: the tests that use it check the
+    transport, identities and the command line, which do not depend on the store. Tests of what does (replicas
+    sharing a database, crashes, tampering with the database) request ``backend`` and run on each."""
+    return make_dev_env(tmp_path_factory.mktemp("e2e") / "env", BACKENDS[0], databases)
 
 
 @pytest.fixture(scope="session")
