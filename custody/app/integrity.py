@@ -92,4 +92,4 @@ def request_facts(key_label: str, parsed: ParsedPayload, *, replacement: bool, n
 
 
 def _no_earlier_usage(key_label: str, window_seconds: int) -> VelocityUsage:
-    return VelocityUsage(count=0, total_value=0)
+    return VelocityUsage(count=0, total_value=0, token_amounts={})

@@ -40,6 +40,7 @@ from custody.domain.errors import (
 from custody.domain.ids import new_request_id, validate_request_id
 from custody.domain.keys import Key, KeyState, validate_key_label
 from custody.domain.policy import Policy
+from custody.domain.policy.conditions.token_velocity import request_token_amounts
 from custody.domain.principals import Principal, Role
 from custody.domain.quorum import QuorumProgress, quorum_progress
 from custody.domain.requests import (
@@ -102,7 +103,9 @@ def claimant_name() -> str:
 def velocity_lookup(tx: StoreTransaction, now: datetime) -> Callable[[str, int], policy_rules.VelocityUsage]:
     def usage(key_label: str, window_seconds: int) -> policy_rules.VelocityUsage:
         stored = tx.velocity_usage(key_label, now - timedelta(seconds=window_seconds))
-        return policy_rules.VelocityUsage(count=stored.count, total_value=stored.total_value)
+        return policy_rules.VelocityUsage(
+            count=stored.count, total_value=stored.total_value, token_amounts=stored.token_amounts
+        )
 
     return usage
 
@@ -205,6 +208,7 @@ class SigningUseCases:
                 policy_trace=policy_rules.trace_to_json(evaluation.trace),
                 value=parsed.value,
                 replaces=replaces,
+                token_amounts=request_token_amounts(facts.intents),
             )
             tx.insert_request(request)
             self._audit.record(

@@ -164,6 +164,9 @@ class SigningRequest:
     policy_trace: str = ""
     value: int = 0  # wei the request moves (transactions); counted by velocity limits
     replaces: str | None = None  # the request whose nonce this one explicitly takes over
+    # Base units per token (EIP-55) the request moves or allows, as its intents state; counted by token
+    # velocity limits as ``value`` is by ether velocity limits.
+    token_amounts: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_final(self) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -29,6 +29,7 @@ from custody.domain.requests import Approval, RequestState, SignatureResult, Sig
 class VelocityUsage:
     count: int
     total_value: int  # wei
+    token_amounts: dict[str, int] = field(default_factory=dict)  # base units per token (EIP-55)
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ REQUEST_COLUMNS = (
     "quorum",
     "timelock_seconds",
     "replaces",
+    "token_amounts",
 )
 
 APPROVAL_COLUMNS = ("request_id", "approver", "verdict", "statement", "signature", "reason", "created_at")
@@ -132,6 +133,16 @@ def _encode_wei(value: int, field: str) -> str:
     if not 0 <= value <= _MAX_WEI:
         raise InvalidInput(f"must be a wei amount between 0 and 2**256 - 1, got {value}", field=field)
     return str(value)
+
+
+def encode_token_amounts(amounts: dict[str, int]) -> str:
+    for token, amount in amounts.items():
+        _encode_wei(amount, f"token_amounts[{token}]")
+    return canonical_json({token: str(amount) for token, amount in amounts.items()}, ascii_only=True)
+
+
+def decode_token_amounts(text: str) -> dict[str, int]:
+    return {token: int(amount) for token, amount in json.loads(text).items()}
 
 
 def _encode_quorum(quorum: tuple[QuorumTerm, ...]) -> str:
@@ -220,6 +231,7 @@ def request_to_row(request: SigningRequest) -> dict[str, Any]:
         "quorum": _encode_quorum(request.decision.quorum),
         "timelock_seconds": _check_bigint(request.decision.timelock_seconds, "timelock_seconds"),
         "replaces": request.replaces,
+        "token_amounts": encode_token_amounts(request.token_amounts),
     }
 
 
@@ -267,6 +279,7 @@ def request_from_row(row: Row) -> SigningRequest:
         policy_trace=row["policy_trace"],
         value=int(row["value_wei"]),
         replaces=row["replaces"],
+        token_amounts=decode_token_amounts(row["token_amounts"]),
     )
 
 

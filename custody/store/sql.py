@@ -379,13 +379,21 @@ class SqlTransaction(ABC):
         rows = self._execute(
             # Requests still waiting for approvals count too: otherwise any number of them could each pass the
             # limit alone and all be approved and signed afterwards.
-            "SELECT value_wei FROM requests WHERE key_label = ?"  # noqa: S608
+            "SELECT value_wei, token_amounts FROM requests WHERE key_label = ?"  # noqa: S608
             " AND state IN ('PENDING_APPROVAL', 'APPROVED', 'SIGNED')"
             f" AND kind IN ({codec.SIGNING_KINDS_SQL}) AND created_at >= ?",
             (key_label, codec.encode_time(since, "since")),
         ).fetchall()
         # Summed here rather than in SQL: the values are decimal text because they exceed 64-bit integers.
-        return VelocityUsage(count=len(rows), total_value=sum(int(row["value_wei"]) for row in rows))
+        token_amounts: dict[str, int] = {}
+        for row in rows:
+            for token, amount in codec.decode_token_amounts(row["token_amounts"]).items():
+                token_amounts[token] = token_amounts.get(token, 0) + amount
+        return VelocityUsage(
+            count=len(rows),
+            total_value=sum(int(row["value_wei"]) for row in rows),
+            token_amounts=token_amounts,
+        )
 
     @operation("find the requests waiting under an older policy")
     def pending_requests_before_version(self, version: int) -> Sequence[SigningRequest]:

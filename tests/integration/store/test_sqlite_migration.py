@@ -269,8 +269,10 @@ def _build_v2_database(
     return [ops, treasury], requests, approvals, policy
 
 
-# Version 3 adds one request column, and nothing else changes in the existing tables.
-_V2_REQUEST_COLUMNS = tuple(column for column in codec.REQUEST_COLUMNS if column != "replaces")
+# Version 3 adds one request column and version 4 another; nothing else changes in the existing tables.
+_V2_REQUEST_COLUMNS = tuple(
+    column for column in codec.REQUEST_COLUMNS if column not in {"replaces", "token_amounts"}
+)
 
 
 def test_version_2_database_upgrades_to_3_and_keeps_every_row(db_path: Path) -> None:
@@ -318,11 +320,7 @@ def test_version_2_database_upgrades_to_3_and_keeps_every_row(db_path: Path) -> 
     with sqlite3.connect(db_path) as connection:
         assert [
             row[0] for row in connection.execute("SELECT version FROM schema_version ORDER BY version")
-        ] == [
-            1,
-            2,
-            3,
-        ]
+        ] == list(range(1, latest_version() + 1))
         indexes = {
             row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
         }

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from custody.domain.intents import Intent
 from custody.domain.policy.conditions.base import RuleTable
 from custody.domain.policy.conditions.intent_tree import NOT_DECODED, TOKEN_KINDS, placed_intents
 from custody.domain.policy.conditions.intents import require_intent_kinds
@@ -55,9 +56,7 @@ class TokenVelocityCondition:
         placed = placed_intents(facts.intents)
         if not placed:
             return ConditionTrace("token_velocity", False, NOT_DECODED)
-        this_request = {
-            token.lower(): total for token, total in token_totals([p.intent for p in placed]).items()
-        }
+        this_request = {token.lower(): total for token, total in request_token_amounts(facts.intents).items()}
         findings: list[str] = []
         for limit in self.limits:
             window = f"in the last {limit.window_seconds} s"
@@ -82,6 +81,12 @@ class TokenVelocityCondition:
                 f"{window}, this request included: {total} of token {limit.token} is within {limit.max}"
             )
         return ConditionTrace("token_velocity", True, "; ".join(findings))
+
+
+def request_token_amounts(intents: tuple[Intent, ...]) -> dict[str, int]:
+    """Base units per token (EIP-55) that a request with these intents moves or allows, every intent of the
+    tree counted: what token velocity limits add up, and what the store keeps with each request for that."""
+    return token_totals([placed.intent for placed in placed_intents(intents)])
 
 
 def _parse_limits(value: Any, fail: FailFactory) -> tuple[TokenVelocityLimit, ...]:
