@@ -46,7 +46,9 @@ def test_allowed_transition_succeeds(
     result = sign_message(ops) if target is RequestState.SIGNED else None
     error = "the HSM refused the operation" if target is RequestState.FAILED else None
 
-    stored = store.transition_request(request.request_id, source, target, later(2), result=result, error=error)
+    stored = store.transition_request(
+        request.request_id, source, target, later(2), result=result, error=error
+    )
 
     assert stored == moved(request, target, later(2), result=result, error=error)
     assert store.get_request(request.request_id) == stored
