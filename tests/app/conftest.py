@@ -106,7 +106,6 @@ class App:
     clock: Clock
     approver_keys: dict[str, Ed25519PrivateKey]
     database: Path
-    policy_document: str
     keys: dict[str, Key] = field(default_factory=dict)
     _nonces: Iterator[int] = field(default_factory=count)
 
@@ -287,7 +286,7 @@ class AppFactory:
         self.built.append(custody)
         custody.audit.open()
         custody.policy.seed(document, "policy.toml")
-        app = App(custody, clock, self.approvers.keys, database, document)
+        app = App(custody, clock, self.approvers.keys, database)
         if restarted:
             custody.keys.verify_keys_in_hsm()
             app.keys = {key.label: key for key in custody.keys.list_keys(ADMIN)}
