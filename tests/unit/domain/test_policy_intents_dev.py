@@ -12,6 +12,7 @@ Safe, and the admin quorum for Safe configuration changes and ownership, role an
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_abi.abi import encode
 
+from custody.app.integrity import request_facts
 from custody.chains.evm import parse_payload
-from custody.chains.evm.intents import payload_intents
 from custody.domain.intents import UNLIMITED, UNLIMITED_UINT160
 from custody.domain.policy import Policy, RequestFacts
 from custody.domain.requests import DecisionAction, PayloadKind, QuorumTerm
@@ -60,18 +61,8 @@ def dev_policy() -> Policy:
 def facts(key: str, kind: PayloadKind, payload: bytes | dict[str, Any]) -> RequestFacts:
     """The facts the daemon derives from a payload, its intents decoded by custody."""
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    parsed = parse_payload(kind, raw)
-    return RequestFacts(
-        key_label=key,
-        kind=parsed.kind,
-        chain_id=parsed.chain_id,
-        transaction_type=parsed.transaction_type,
-        to=parsed.to,
-        value=parsed.value,
-        selector=parsed.selector,
-        max_fee_wei=parsed.max_fee_wei,
-        intents=payload_intents(parsed),
-        now=NOW,
+    return request_facts(
+        key, parse_payload(kind, raw), replacement=False, now=datetime.fromtimestamp(NOW, tz=UTC)
     )
 
 
