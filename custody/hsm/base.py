@@ -44,6 +44,19 @@ class Hsm(Protocol):
     def sign_ed25519(self, key_id: bytes, data: bytes) -> bytes:
         """Pure Ed25519 (CKM_EDDSA) over ``data``; returns the 64-byte signature."""
 
+    def generate_seal_key(self) -> bytes:
+        """Generate an HMAC-SHA256 secret key in the token (sensitive, not extractable, a token object) for
+        sealing the rows the daemon relies on; returns its CKA_ID, which the daemon stores to find it again."""
+
+    def check_seal_key(self, key_id: bytes) -> None:
+        """Raise NotFound when the token has no seal key with that id, FailedPrecondition when it may leave."""
+
+    def seal(self, key_id: bytes, data: bytes) -> bytes:
+        """HMAC-SHA256 (CKM_SHA256_HMAC) of ``data`` with the seal key: 32 bytes, one HSM call."""
+
+    def verify_seal(self, key_id: bytes, data: bytes, seal: bytes) -> bool:
+        """Whether ``seal`` is the seal of ``data``: the seal recomputed in the HSM, compared in constant time."""
+
     def health(self) -> HsmHealth: ...
 
     def close(self) -> None: ...

@@ -88,6 +88,18 @@ class InstrumentedHsm:
     def sign_ed25519(self, key_id: bytes, data: bytes) -> bytes:
         return self._timed("sign_ed25519", lambda hsm: hsm.sign_ed25519(key_id, data))
 
+    def generate_seal_key(self) -> bytes:
+        return self._timed("generate_seal_key", lambda hsm: hsm.generate_seal_key())
+
+    def check_seal_key(self, key_id: bytes) -> None:
+        self._timed("check_seal_key", lambda hsm: hsm.check_seal_key(key_id))
+
+    def seal(self, key_id: bytes, data: bytes) -> bytes:
+        return self._timed("seal", lambda hsm: hsm.seal(key_id, data))
+
+    def verify_seal(self, key_id: bytes, data: bytes, seal: bytes) -> bool:
+        return self._timed("verify_seal", lambda hsm: hsm.verify_seal(key_id, data, seal))
+
     def health(self) -> HsmHealth:
         inner = self._inner
         if inner is None:

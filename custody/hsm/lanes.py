@@ -176,6 +176,21 @@ class LaneHsm:
     def ensure_ed25519_key(self, label: str) -> tuple[bytes, bytes]:
         return self._control.ensure_ed25519_key(label)
 
+    # Seals are computed on the in-process session: one HMAC takes tens of microseconds on the token, less
+    # than a round trip to a lane, and the app caches every seal it has verified (custody/app/integrity.py).
+
+    def generate_seal_key(self) -> bytes:
+        return self._control.generate_seal_key()
+
+    def check_seal_key(self, key_id: bytes) -> None:
+        self._control.check_seal_key(key_id)
+
+    def seal(self, key_id: bytes, data: bytes) -> bytes:
+        return self._control.seal(key_id, data)
+
+    def verify_seal(self, key_id: bytes, data: bytes, seal: bytes) -> bool:
+        return self._control.verify_seal(key_id, data, seal)
+
     def health(self) -> HsmHealth:
         """The session in this process, and at least one live lane: signing goes only through the lanes, so
         with every worker down the daemon cannot sign however healthy its own session is. A lane that died

@@ -19,6 +19,7 @@ after a lost session and never appears in a log line or an error.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 from collections.abc import Callable
@@ -70,11 +71,30 @@ _SIGNATURE_BYTES = 64
 _UNCOMPRESSED_POINT_BYTES = 65
 _ED25519_SIGNATURE_BYTES = 64
 _HEALTH_LOCK_TIMEOUT_SECONDS = 10.0
+_SEAL_KEY_BITS = 256
+_SEAL_BYTES = 32
+# The seal key is a token object that cannot leave the token and can compute and check MACs, nothing else.
+_SEAL_KEY_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.SIGN: True,
+    Attribute.VERIFY: True,
+    Attribute.ENCRYPT: False,
+    Attribute.DECRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.UNWRAP: False,
+    Attribute.DERIVE: False,
+}
+_SEAL_KEY_LABEL = "custody-seal"
 
 
 SessionWrapper = Callable[[Any], Any]
 # The curves custody checks private keys for: secp256k1 for Ethereum signing, Ed25519 for the audit key.
 _Curve = Literal["secp256k1", "ed25519"]
+# What a key was checked as: one of the curves, or "seal" for the HMAC seal key.
+_CheckedAs = _Curve | Literal["seal"]
 
 
 class Pkcs11Hsm:
@@ -104,7 +124,7 @@ class Pkcs11Hsm:
         self._private_keys: dict[bytes, Any] = {}
         # Key ids whose private key passed the checks in the current session, with the curve it was checked
         # for: a key checked as the Ed25519 audit key must still be refused for secp256k1 signing.
-        self._checked_key_ids: dict[bytes, _Curve] = {}
+        self._checked_key_ids: dict[bytes, _CheckedAs] = {}
         # Raw Ed25519 public keys by key id. They are plain bytes, not session handles, so a reopened session
         # keeps them; every Ed25519 signature is verified against them before it is returned.
         self._ed25519_public_keys: dict[bytes, bytes] = {}
@@ -256,6 +276,60 @@ class Pkcs11Hsm:
                 " key's public key object; the token's key objects do not match"
             ) from None
         return signature
+
+    def generate_seal_key(self) -> bytes:
+        """Generate the HMAC-SHA256 seal key in the token; returns its CKA_ID for the daemon to store."""
+
+        def generate() -> bytes:
+            # A fresh id per attempt, so a retry after a lost session never makes two keys under one id.
+            key_id = secrets.token_bytes(_KEY_ID_BYTES)
+            secret_key = self._session.generate_key(
+                KeyType.GENERIC_SECRET,
+                _SEAL_KEY_BITS,
+                id=key_id,
+                label=_SEAL_KEY_LABEL,
+                store=True,
+                template=_SEAL_KEY_TEMPLATE,
+                mechanism=Mechanism.GENERIC_SECRET_KEY_GEN,
+            )
+            _check_seal_key(secret_key, key_id)
+            self._private_keys[key_id] = secret_key
+            self._checked_key_ids[key_id] = "seal"
+            return key_id
+
+        key_id = self._call(generate, "generate the seal key")
+        logger.info("generated the HMAC seal key with id %s", key_id.hex())
+        return key_id
+
+    def check_seal_key(self, key_id: bytes) -> None:
+        """NotFound when the token has no such seal key; FailedPrecondition when it could leave the token."""
+        _validate_key_id(key_id)
+
+        def check() -> None:
+            self._checked_key_ids.pop(key_id, None)
+            self._usable_seal_key(key_id)
+
+        self._call(check, f"check the seal key {key_id.hex()}")
+
+    def seal(self, key_id: bytes, data: bytes) -> bytes:
+        """HMAC-SHA256 (CKM_SHA256_HMAC) of ``data`` with the seal key, computed in the token."""
+        _validate_key_id(key_id)
+        if not isinstance(data, bytes):
+            raise InvalidInput("the data to seal must be bytes", field="data")
+
+        def compute() -> bytes:
+            mac = bytes(self._usable_seal_key(key_id).sign(data, mechanism=Mechanism.SHA256_HMAC))
+            if len(mac) != _SEAL_BYTES:
+                raise InternalError(f"the HSM returned a {len(mac)}-byte HMAC-SHA256; one is 32 bytes")
+            return mac
+
+        return self._call(compute, f"seal with the key {key_id.hex()}")
+
+    def verify_seal(self, key_id: bytes, data: bytes, seal: bytes) -> bool:
+        """Recompute the seal in the token and compare in constant time, so timing tells nothing about it."""
+        if not isinstance(seal, bytes):
+            return False
+        return hmac.compare_digest(self.seal(key_id, data), seal)
 
     def health(self) -> HsmHealth:
         """Report whether the library is loaded, the token present and the session logged in; never raises."""
@@ -426,6 +500,26 @@ class Pkcs11Hsm:
             self._checked_key_ids[key_id] = curve
         return private_key
 
+    def _usable_seal_key(self, key_id: bytes) -> Any:
+        secret_key = self._private_keys.get(key_id)
+        if secret_key is None:
+            found = list(
+                self._session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.ID: key_id})
+            )
+            if not found:
+                raise NotFound(f"the HSM has no seal key with id {key_id.hex()}")
+            if len(found) > 1:
+                raise FailedPrecondition(
+                    f"the HSM holds {len(found)} secret keys with id {key_id.hex()}, so custody cannot tell"
+                    " which one seals its rows"
+                )
+            secret_key = found[0]
+            self._private_keys[key_id] = secret_key
+        if self._checked_key_ids.get(key_id) != "seal":
+            _check_seal_key(secret_key, key_id)
+            self._checked_key_ids[key_id] = "seal"
+        return secret_key
+
     def _find_ed25519_pair(self, label: str) -> tuple[bytes, bytes] | None:
         """The (key_id, raw public key) of the checked Ed25519 pair labelled ``label``; None if absent."""
         private_keys = list(
@@ -514,6 +608,16 @@ def _check_ed25519_private_key(private_key: Any, key_id: bytes) -> None:
     if bytes(private_key[Attribute.EC_PARAMS]) not in ED25519_EC_PARAMS:
         raise FailedPrecondition(f"key {name} is not on edwards25519, so it cannot sign with Ed25519")
     _check_cannot_leave(private_key, name)
+
+
+def _check_seal_key(secret_key: Any, key_id: bytes) -> None:
+    """Raise FailedPrecondition unless the key is a generic secret that cannot leave the HSM and may MAC."""
+    name = key_id.hex()
+    if secret_key[Attribute.KEY_TYPE] != KeyType.GENERIC_SECRET:
+        raise FailedPrecondition(
+            f"key {name} is not a generic secret key, so it cannot seal with HMAC-SHA256"
+        )
+    _check_cannot_leave(secret_key, name)
 
 
 def _check_cannot_leave(private_key: Any, name: str) -> None:
