@@ -51,7 +51,7 @@ from custody.domain.requests import (
     RequestState,
     SigningRequest,
 )
-from custody.domain.signing import Refusal, key_refusal, signing_refusal
+from custody.domain.signing import Refusal, key_refusal, signing_refusal, verified_approvers
 from custody.hsm.base import Hsm
 from custody.observability.logs import request_context
 from custody.store.base import NonceUse, Store, StoreTransaction
@@ -534,10 +534,12 @@ class SigningUseCases:
         approvals = tuple(self._store.list_approvals(request.request_id))
         progress = None
         if request.decision.quorum:
-            approvers = [a.approver for a in approvals if a.verdict.value == "approve"]
-            progress = quorum_progress(
-                request.decision.quorum, self._policies.active().policy.group_members(), approvers
-            )
+            # People judge a request by its progress, so it counts what signing would count: the approvals
+            # that verify against the payload recomputed now, never a row merely present in the database.
+            policy = self._policies.active().policy
+            recomputed = prepare(request, self._clock()).recomputed
+            approvers = verified_approvers(request, approvals, policy, recomputed)
+            progress = quorum_progress(request.decision.quorum, policy.group_members(), approvers)
         return RequestView(request=request, approvals=approvals, progress=progress)
 
     def list(
