@@ -14,7 +14,10 @@ calls the store from many gRPC worker threads, and a SQLite connection must be u
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -25,7 +28,11 @@ from custody.domain.errors import ConfigurationError, InternalError, StoreUnavai
 from custody.store.migrate import load_migrations
 from custody.store.sql import SqlStore, SqlTransaction
 
+log = logging.getLogger(__name__)
+
 _URL_PREFIX = "sqlite:///"
+# SQLite keeps a database's write-ahead log and its shared-memory index next to it, in files named so.
+_COMPANION_SUFFIXES = ("-wal", "-shm")
 _DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
 _WAL_SWITCH_RETRY_SECONDS = 0.01
 
@@ -90,6 +97,8 @@ class SqliteStore(SqlStore[sqlite3.Connection]):
         # The class new connections are made of: sqlite3's own, unless a test has swapped in a subclass that
         # fails chosen writes on purpose (custody.testing.store_faults).
         self._connection_factory: type[sqlite3.Connection] = sqlite3.Connection
+        _warn_about_shared_files(self._path)
+        _create_private_file(self._path)
         self._prepare_schema(load_migrations())
 
     @classmethod
@@ -205,6 +214,45 @@ class SqliteStore(SqlStore[sqlite3.Connection]):
                 if _primary_code(exc) != _SQLITE_BUSY or time.monotonic() >= deadline:
                     raise
                 time.sleep(_WAL_SWITCH_RETRY_SECONDS)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file, empty, with mode 0600 if it does not exist yet.
+
+    SQLite would create it 0644 (less the umask), readable by every local user, and gives its -wal and -shm
+    files the database file's own mode; creating the file first, for its owner alone, keeps all three
+    private whatever the umask. An empty file is a valid, empty SQLite database.
+    """
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # An existing database (or another process that just made it) keeps its file and mode.
+    except OSError:
+        # A missing directory or a refused permission: SQLite's own open, next, fails the same way and
+        # reports it in custody's words, naming the file.
+        return
+    os.close(descriptor)
+
+
+def _warn_about_shared_files(path: Path) -> None:
+    """Warn, at start, about each existing database file that the owner's group or others may read or write.
+
+    The daemon still starts: files made before custody created them 0600 were 0644, and refusing them would
+    keep an upgraded daemon from coming back. The warning names the command that fixes it.
+    """
+    for candidate in (path, *(Path(f"{path}{suffix}") for suffix in _COMPANION_SUFFIXES)):
+        try:
+            mode = stat.S_IMODE(candidate.stat().st_mode)
+        except OSError:
+            continue  # Not there (yet): it will be created private, or SQLite reports why it cannot be.
+        if mode & 0o077:
+            log.warning(
+                "the database file %s has mode %04o, so users other than its owner may read or change it;"
+                " run chmod 600 %s",
+                candidate,
+                mode,
+                candidate,
+            )
 
 
 def _rollback_quietly(connection: sqlite3.Connection) -> None:
