@@ -9,7 +9,7 @@ moves them fails the test suite instead of changing what custody signs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from custody.chains.evm.values import (
     canonical_payload,
     format_ether,
     json_type_name,
+    parse_chain_id,
     parse_hex_bytes,
     parse_integer,
     shorten_hex,
@@ -63,6 +64,20 @@ _ACCESS_LIST_ENTRY_FIELDS = frozenset({"address", "storageKeys"})
 
 # EIP-155: v = chain_id * 2 + 35 + y_parity for replay-protected legacy transactions.
 _EIP155_V_OFFSET = 35
+
+# Intrinsic gas: what a transaction is charged before any of its code runs. A transaction whose gas limit is
+# below it is invalid and no block includes it, yet signing it would use up its nonce; so it is refused.
+# The costs are those every chain has charged since Shanghai, and on older chains the true minimum is only
+# higher (a non-zero calldata byte cost 68 before EIP-2028), so what is refused here no chain includes.
+# EIP-7623 (Prague) adds a further floor for calldata-heavy transactions on the chains that adopted it; it is
+# not applied here, since a transaction below that floor is still valid on chains without it.
+TRANSACTION_BASE_GAS = 21_000  # G_transaction, the Yellow Paper's cost of any transaction
+ZERO_CALLDATA_BYTE_GAS = 4  # G_txdatazero
+NONZERO_CALLDATA_BYTE_GAS = 16  # EIP-2028 lowered G_txdatanonzero from 68 to 16
+ACCESS_LIST_ADDRESS_GAS = 2_400  # EIP-2930
+ACCESS_LIST_STORAGE_KEY_GAS = 1_900  # EIP-2930
+CONTRACT_CREATION_GAS = 32_000  # G_txcreate (EIP-2)
+INITCODE_WORD_GAS = 2  # EIP-3860, per 32-byte word of initcode, rounded up
 
 
 @dataclass(frozen=True)
@@ -184,6 +199,27 @@ class Transaction:
         return SignatureResult(signature=signature, signed_tx=signed_tx, tx_hash=bytes(keccak(signed_tx)))
 
 
+def intrinsic_gas(to: str | None, data: bytes, access_list: Sequence[AccessListEntry]) -> int:
+    """The least gas a transaction with this destination, calldata and access list can be given.
+
+    ``to`` of None is a contract creation, whose calldata is its initcode. parse_transaction refuses those,
+    but the function states the whole rule so that its known values can be checked against other sources.
+    """
+    zero_bytes = data.count(0)
+    gas = (
+        TRANSACTION_BASE_GAS
+        + ZERO_CALLDATA_BYTE_GAS * zero_bytes
+        + NONZERO_CALLDATA_BYTE_GAS * (len(data) - zero_bytes)
+    )
+    gas += sum(
+        ACCESS_LIST_ADDRESS_GAS + ACCESS_LIST_STORAGE_KEY_GAS * len(entry.storage_keys)
+        for entry in access_list
+    )
+    if to is None:
+        gas += CONTRACT_CREATION_GAS + INITCODE_WORD_GAS * ((len(data) + 31) // 32)
+    return gas
+
+
 def _unsigned(transaction: Transaction) -> Any:
     """eth-account's unsigned transaction object; its ``hash()`` is the signing hash."""
     fields: dict[str, Any] = {
@@ -215,7 +251,9 @@ def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
     """Parse an eth-account-style transaction dict strictly; raises InvalidInput naming the field.
 
     Integers may be JSON numbers, 0x-hex strings or decimal strings (see ``values``). ``value`` defaults to 0,
-    ``data`` to empty and ``accessList`` to empty; every other field this version uses is required.
+    ``data`` to empty and ``accessList`` to empty; every other field this version uses is required. The chain
+    id is at most MAX_CHAIN_ID, ``gas`` at least the intrinsic gas, and gas times the price plus the value at
+    most 2**256 - 1: a transaction outside these bounds could not be recorded or would never be included.
     """
     unknown = sorted(set(obj) - _ALLOWED_FIELDS)
     if unknown:
@@ -228,7 +266,7 @@ def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
     if "chainId" not in obj or obj["chainId"] is None:
         # Without a chain id a signature is valid on every EVM chain (pre-EIP-155 replay), so it is refused.
         raise InvalidInput("is required: custody signs only replay-protected transactions", field="chainId")
-    chain_id = parse_integer(obj["chainId"], "chainId", minimum=1, maximum=UINT64_MAX)
+    chain_id = parse_chain_id(obj["chainId"], "chainId")
     # EIP-2681 caps the nonce at 2**64 - 2: an account whose nonce reached 2**64 - 1 can send nothing more.
     nonce = parse_integer(_required(obj, "nonce"), "nonce", minimum=0, maximum=UINT64_MAX - 1)
     gas = parse_integer(_required(obj, "gas"), "gas", minimum=0, maximum=UINT64_MAX)
@@ -249,8 +287,10 @@ def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
             raise InvalidInput(
                 f"({max_priority_fee}) must not exceed maxFeePerGas ({max_fee})", field="maxPriorityFeePerGas"
             )
+        fee_field, price = "maxFeePerGas", max_fee
     else:
         gas_price = parse_integer(_required(obj, "gasPrice"), "gasPrice", minimum=0, maximum=UINT256_MAX)
+        fee_field, price = "gasPrice", gas_price
 
     access_list: tuple[AccessListEntry, ...] = ()
     if "accessList" in obj:
@@ -258,6 +298,7 @@ def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
             raise InvalidInput("is not allowed in a legacy (type 0) transaction", field="accessList")
         access_list = _access_list(obj["accessList"])
 
+    _check_gas(gas, value, fee_field=fee_field, price=price, minimum=intrinsic_gas(to, data, access_list))
     return Transaction(
         transaction_type=transaction_type,
         chain_id=chain_id,
@@ -271,6 +312,32 @@ def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
         max_priority_fee_per_gas=max_priority_fee,
         access_list=access_list,
     )
+
+
+def _check_gas(gas: int, value: int, *, fee_field: str, price: int, minimum: int) -> None:
+    """Refuse a gas limit below the intrinsic gas, and fees or a total cost beyond 256 bits."""
+    if gas < minimum:
+        raise InvalidInput(
+            f"is {gas}, below this transaction's intrinsic gas of {minimum} (21,000, plus 4 per zero and 16"
+            " per non-zero byte of data, plus 2,400 per access list address and 1,900 per storage key);"
+            " no chain would include it",
+            field="gas",
+        )
+    # A node charges gas * price (plus the value) up front and does that arithmetic in 256 bits: a transaction
+    # whose total overflows is refused by every node ("required balance exceeds 256 bits" in go-ethereum), and
+    # the store and the policy hold fees as 256-bit amounts.
+    max_fee = gas * price
+    if max_fee > UINT256_MAX:
+        raise InvalidInput(
+            f"times gas ({gas}) is {max_fee} wei, more than 2**256 - 1: no chain can charge it",
+            field=fee_field,
+        )
+    if max_fee + value > UINT256_MAX:
+        raise InvalidInput(
+            f"plus the most the fees can cost ({max_fee} wei) is more than 2**256 - 1 wei: no chain can"
+            " charge it",
+            field="value",
+        )
 
 
 def _required(obj: Mapping[str, Any], name: str) -> Any:

@@ -25,6 +25,7 @@ from custody.chains.evm.values import (
     canonical_payload,
     format_ether,
     json_type_name,
+    parse_chain_id,
     parse_hex_bytes,
     parse_integer,
     shorten_hex,
@@ -389,7 +390,9 @@ def parse_typed_data(obj: Mapping[str, Any]) -> TypedData:
     message_hash = types.hash_struct(primary_type, message, "message")
     chain_id = None
     if "chainId" in domain:
-        chain_id = parse_integer(domain["chainId"], "domain.chainId", minimum=1, maximum=2**64 - 1)
+        # The domain encodes chainId as a uint256, but the request records it and the policy matches it as a
+        # chain id, so it is held to the same bound as a transaction's.
+        chain_id = parse_chain_id(domain["chainId"], "domain.chainId")
     to = (
         checksum_address(domain["verifyingContract"], "domain.verifyingContract")
         if ("verifyingContract" in domain)

@@ -35,6 +35,14 @@ _HEX_BYTES = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 # stack and kills the process instead of raising; so the depth is counted first, without recursion.
 MAX_JSON_DEPTH = 64
 
+# The largest chain id custody accepts, in a transaction or a typed data domain: EIP-2294's bound,
+# floor((2**64 - 1) / 2) - 36 = 2**63 - 37. EIP-155 puts chainId * 2 + 35 + y_parity in a legacy transaction's v,
+# and up to this bound v fits in the 64 bits that signers and nodes commonly give it. The store keeps chain ids
+# in BIGINT columns (signed 64-bit, at most 2**63 - 1) and a policy, written in TOML, cannot name a larger one
+# either. So a larger chain id could be neither signed portably, nor recorded, nor allowed by a rule; refusing
+# it when the payload is parsed names the field instead of failing later in the store.
+MAX_CHAIN_ID = (2**64 - 1) // 2 - 36
+
 # A hex or decimal spelling longer than this cannot fit in 256 bits, so it is refused before conversion.
 _MAX_QUANTITY_CHARS = 80
 
@@ -163,6 +171,18 @@ def parse_integer(value: object, field: str, *, minimum: int, maximum: int) -> i
     if number > maximum:
         raise InvalidInput(f"must be at most {maximum}, got {number}", field=field)
     return number
+
+
+def parse_chain_id(value: object, field: str) -> int:
+    """Read a chain id: an integer from 1 to MAX_CHAIN_ID, in one of the three accepted spellings."""
+    chain_id = parse_integer(value, field, minimum=1, maximum=2**256 - 1)
+    if chain_id > MAX_CHAIN_ID:
+        raise InvalidInput(
+            f"must be at most {MAX_CHAIN_ID} (2**63 - 37, the largest chain id EIP-155's v and the store can"
+            f" hold), got {chain_id}",
+            field=field,
+        )
+    return chain_id
 
 
 def parse_hex_bytes(value: object, field: str, *, max_length: int, exact_length: int | None = None) -> bytes:

@@ -63,12 +63,12 @@ FEE_CASES = [
         id="eip1559-enormous-fee",
     ),
     pytest.param(
-        {"gas": 0, "maxFeePerGas": 10**15, "maxPriorityFeePerGas": 0},
+        {"gas": 21000, "maxFeePerGas": 0, "maxPriorityFeePerGas": 0},
         "eip1559",
-        10**15,
+        0,
         0,
         "0",
-        id="no-gas",
+        id="no-fee",
     ),
     pytest.param(
         # The priority fee is a tip within maxFeePerGas, not on top of it, so it does not raise the bound.

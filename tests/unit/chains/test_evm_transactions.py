@@ -123,6 +123,7 @@ def test_summary_shows_what_an_approver_needs() -> None:
     transaction = {
         **INVALID["base"],
         "value": "1500000000000000001",
+        "gas": 60000,
         "data": "0xa9059cbb" + "00" * 12 + "11" * 20 + "00" * 31 + "01",
     }
     summary = _parse(transaction).summary()
@@ -171,7 +172,12 @@ def test_contract_creation_is_refused_with_a_clear_message() -> None:
 
 
 def test_calldata_limit() -> None:
-    at_limit = {**INVALID["base"], "data": "0x" + "ab" * MAX_CALLDATA_BYTES}
+    # The gas covers the intrinsic cost of the calldata: 21,000 plus 16 per non-zero byte.
+    at_limit = {
+        **INVALID["base"],
+        "gas": 21000 + 16 * MAX_CALLDATA_BYTES,
+        "data": "0x" + "ab" * MAX_CALLDATA_BYTES,
+    }
     assert len(parse_transaction(at_limit).data) == MAX_CALLDATA_BYTES
     with pytest.raises(InvalidInput) as refused:
         parse_transaction({**INVALID["base"], "data": "0x" + "ab" * (MAX_CALLDATA_BYTES + 1)})

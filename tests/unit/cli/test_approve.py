@@ -446,7 +446,9 @@ def test_the_summary_decodes_a_token_transfer_and_flags_an_unknown_function() ->
     assert "UNKNOWN SELECTOR" not in text
 
     unknown_data = bytes.fromhex("deadbeef") + bytes(32)
-    unknown = transaction_request({**TRANSACTION, "to": TOKEN, "data": "0x" + unknown_data.hex()})
+    unknown = transaction_request(
+        {**TRANSACTION, "to": TOKEN, "gas": 90000, "data": "0x" + unknown_data.hex()}
+    )
     text = review_text(unknown, recompute_hashes(unknown))
     assert "!!! UNKNOWN SELECTOR (intent 1)" in text
     assert "0x" + unknown_data.hex() in text
