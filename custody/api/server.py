@@ -2,8 +2,9 @@
 
 Watch streams are bounded here, in the transport: a server stream holds one of the ``[limits] max_workers``
 threads for as long as it is open, so ``WatchLimiter`` admits at most ``[limits] max_watches`` of them at once
-(refusing more with RESOURCE_EXHAUSTED) and ends each WatchRequest after ``[limits] watch_seconds``. The other
-threads stay free for approvals, health checks and every other unary call, however many clients wait.
+(refusing more with RESOURCE_EXHAUSTED) and ends each one, WatchRequest and the health service's Watch alike,
+after ``[limits] watch_seconds``. The other threads stay free for approvals, health checks and every other
+unary call, however many clients wait.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from custody.api._gen import custody_pb2
 from custody.api.auth import CertificateAuthenticator
+from custody.api.refusals import RefusalRecorder
 from custody.api.servicers import CustodySource, add_servicers
 from custody.app.custody import Health
 from custody.config import ServerConfig
@@ -37,6 +39,8 @@ HEALTH_CHECK_STALL_SECONDS = 30.0
 
 WATCH_REQUEST_METHOD = f"/{custody_pb2.DESCRIPTOR.services_by_name['SigningService'].full_name}/WatchRequest"
 HEALTH_WATCH_METHOD = f"/{health_pb2.DESCRIPTOR.services_by_name['Health'].full_name}/Watch"
+# How often a health Watch stream looks whether its call is still on, between status changes.
+HEALTH_WATCH_LOOK_SECONDS = 0.5
 
 
 @dataclass
@@ -44,11 +48,48 @@ class RunningServer:
     server: grpc.Server
     port: int
     health_monitor: HealthMonitor
+    refusals: RefusalRecorder
 
     def stop(self, grace_seconds: float) -> None:
-        """Refuse new calls, let in-flight calls finish within the grace period, then stop."""
+        """Refuse new calls, let in-flight calls finish within the grace period, then stop, recording the
+        refused calls still waiting for their audit event."""
         self.health_monitor.stop()
         self.server.stop(grace_seconds).wait()
+        self.refusals.stop()
+
+
+class HealthServicer(health.HealthServicer):
+    """The standard health service, whose Watch ends when its call does: when the client leaves, or when
+    ``WatchLimiter``'s time limit passes, which it looks at every HEALTH_WATCH_LOOK_SECONDS.
+
+    The reference Watch blocks until the next status change, which may never come, so no time limit could
+    end it and a client could hold its thread forever; it is the only part replaced here.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(experimental_non_blocking=False)
+        self._changed = threading.Condition()
+        self._statuses: dict[str, int] = {health.OVERALL_HEALTH: health_pb2.HealthCheckResponse.SERVING}
+
+    def set(self, service: str, status: int) -> None:
+        super().set(service, status)
+        with self._changed:
+            self._statuses[service] = status
+            self._changed.notify_all()
+
+    # The reference's extra parameter serves its non-blocking mode, which this servicer turns off.
+    def Watch(  # type: ignore[override]
+        self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext
+    ) -> Iterator[health_pb2.HealthCheckResponse]:
+        sent: int | None = None
+        while context.is_active():
+            with self._changed:
+                status = self._statuses.get(request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+                if status == sent:
+                    self._changed.wait(HEALTH_WATCH_LOOK_SECONDS)
+                    continue
+            sent = status
+            yield health_pb2.HealthCheckResponse(status=status)
 
 
 class HealthMonitor:
@@ -151,17 +192,21 @@ class _TimeBoundContext:
 
 
 class WatchLimiter(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic only in the stubs
-    """Admits at most ``max_watches`` watch streams at once and ends each WatchRequest after ``watch_seconds``.
+    """Admits at most ``max_watches`` watch streams at once and ends each after ``watch_seconds``.
 
     A watch over the limit is refused at once with RESOURCE_EXHAUSTED rather than queued: a queued watch would
     wait for a thread that another watch holds, and the caller can poll GetRequest meanwhile. The health
-    service's Watch counts against the same limit, since it holds a thread just the same; it is not cut short
-    (its clients expect one long stream, and it costs nothing but the thread the limit already accounts for).
+    service's Watch counts against the same limit, since it holds a thread just the same, and ends after
+    ``watch_seconds`` too (its clients open it again). It asks for no role, so any certificate of the CA may
+    open it: health watches may therefore hold at most half of the slots (none when ``max_watches`` is 1),
+    and the rest stay for WatchRequest, however many health watches are asked for.
     """
 
     def __init__(self, max_watches: int, watch_seconds: float) -> None:
         self._slots = threading.BoundedSemaphore(max_watches)
         self._max_watches = max_watches
+        self._max_health_watches = max_watches // 2
+        self._health_slots = threading.BoundedSemaphore(max(1, self._max_health_watches))
         self._watch_seconds = watch_seconds
 
     def intercept_service(
@@ -174,15 +219,15 @@ class WatchLimiter(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic
         if handler is None or handler.unary_stream is None:
             return handler
         if method == WATCH_REQUEST_METHOD:
-            time_limit: float | None = self._watch_seconds
+            health_watch = False
             instead = "poll GetRequest"
         elif method == HEALTH_WATCH_METHOD:
-            time_limit = None
+            health_watch = True
             instead = "call Check"
         else:
             return handler
         return grpc.unary_stream_rpc_method_handler(
-            self._bounded(handler.unary_stream, method, time_limit, instead),
+            self._bounded(handler.unary_stream, method, health_watch, instead),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -191,33 +236,39 @@ class WatchLimiter(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic
         self,
         behaviour: Callable[[Any, grpc.ServicerContext], Iterator[Any]],
         method: str,
-        time_limit: float | None,
+        health_watch: bool,
         instead: str,
     ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+        name = method.rsplit("/", 1)[-1]
+
+        def refuse(context: grpc.ServicerContext, limit: int, which: str) -> None:
+            log.warning("refused %s: %d %s are open, the limit ([limits] max_watches)", name, limit, which)
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the daemon already serves {limit} {which}, its limit; retry in a few seconds, or {instead}"
+                " meanwhile",
+            )
+
         def watch(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            # This is a generator, so the slot is taken when gRPC first asks for a message, on the thread
+            # This is a generator, so the slots are taken when gRPC first asks for a message, on the thread
             # that serves the stream, and given back in ``finally`` however the stream ends (a client that
-            # leaves included). A generator gRPC never started would never run ``finally``: taking the slot
+            # leaves included). A generator gRPC never started would never run ``finally``: taking a slot
             # before it starts could leak it.
-            if not self._slots.acquire(blocking=False):
-                log.warning(
-                    "refused %s: %d watch streams are open, the limit ([limits] max_watches)",
-                    method.rsplit("/", 1)[-1],
-                    self._max_watches,
-                )
-                context.abort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"the daemon already serves {self._max_watches} watch streams, its limit; retry in a few"
-                    f" seconds, or {instead} meanwhile",
-                )
+            if health_watch and (
+                self._max_health_watches == 0 or not self._health_slots.acquire(blocking=False)
+            ):
+                refuse(context, self._max_health_watches, "health watch streams")
             try:
-                if time_limit is None:
-                    yield from behaviour(request, context)
-                else:
-                    bounded: Any = _TimeBoundContext(context, time.monotonic() + time_limit)
+                if not self._slots.acquire(blocking=False):
+                    refuse(context, self._max_watches, "watch streams")
+                try:
+                    bounded: Any = _TimeBoundContext(context, time.monotonic() + self._watch_seconds)
                     yield from behaviour(request, bounded)
+                finally:
+                    self._slots.release()
             finally:
-                self._slots.release()
+                if health_watch:
+                    self._health_slots.release()
 
         return watch
 
@@ -258,14 +309,16 @@ def start_server(
         options=options,
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
     )
+    refusals = RefusalRecorder(custody)
     services = add_servicers(
         server,
         custody,
         CertificateAuthenticator(config.principals),
+        refusals,
         max_message_bytes=limits.max_message_bytes,
     )
 
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
@@ -285,5 +338,6 @@ def start_server(
         raise ConfigurationError(f"cannot listen on {listen}: the address is in use or not available")
     monitor = HealthMonitor(check_health, health_servicer, services, on_change=on_health_change)
     monitor.start()
+    refusals.start()
     server.start()
-    return RunningServer(server=server, port=port, health_monitor=monitor)
+    return RunningServer(server=server, port=port, health_monitor=monitor, refusals=refusals)

@@ -20,11 +20,11 @@ from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
 from custody.api.auth import CertificateAuthenticator
 from custody.api.errors import status_for
+from custody.api.refusals import Refusal, RefusalRecorder
 from custody.app.custody import Custody
 from custody.audit.events import AuditKind
 from custody.config import DEFAULT_MAX_MESSAGE_BYTES
 from custody.domain.errors import (
-    CustodyError,
     InvalidInput,
     PermissionDenied,
     ResourceExhausted,
@@ -115,9 +115,12 @@ _METHODS_THAT_RECORD_THEIR_REFUSALS = frozenset({"Approve", "Reject"})
 
 
 class _Servicer:
-    def __init__(self, custody: CustodySource, authenticator: CertificateAuthenticator) -> None:
+    def __init__(
+        self, custody: CustodySource, authenticator: CertificateAuthenticator, refusals: RefusalRecorder
+    ) -> None:
         self._custody = custody
         self.authenticator = authenticator
+        self._refusals = refusals
         self._addresses: dict[str, str] = {}
 
     @property
@@ -127,22 +130,22 @@ class _Servicer:
     def audit_refusal(
         self, error: Exception, caller: Principal | None, context: grpc.ServicerContext, method: str
     ) -> None:
-        """Authentication failures and permission denials go to the audit log. Other refusals are the use
-        cases' to record; a verdict's use case records every refusal of it, a permission denied included
-        (``approval.refused``, with the verdict), so those methods are left to it."""
+        """Authentication failures and permission denials go to the audit log, aggregated per peer (see
+        custody.api.refusals). Other refusals are the use cases' to record; a verdict's use case records every
+        refusal of it, a permission denied included (``approval.refused``, with the verdict), so those methods
+        are left to it."""
         if not isinstance(error, (Unauthenticated, PermissionDenied)):
             return
         if isinstance(error, PermissionDenied) and method in _METHODS_THAT_RECORD_THEIR_REFUSALS:
             return
         kind = AuditKind.AUTH_REFUSED if isinstance(error, Unauthenticated) else AuditKind.PERMISSION_DENIED
         actor = caller.name if caller is not None else "unauthenticated"
-        try:
-            custody = self.custody
-        except CustodyError as exc:
-            # Before the daemon has its HSM there is no audit log to write to; the refusal still stands.
-            log.warning("could not record a refused call by %s in the audit log: %s", actor, exc.message)
-            return
-        custody.audit.record_refusal(actor, kind, error, method=method, peer=context.peer())
+        # A caller without the role is a configured principal; anyone else is known by the certificate
+        # subject they presented, which stays the same whatever identity it claims.
+        peer_identity = caller.name if caller is not None else self.authenticator.presented_subject(context)
+        self._refusals.refused(
+            peer_identity, Refusal(actor=actor, kind=kind, error=error, method=method, peer=context.peer())
+        )
 
     def request_to_pb(self, request: SigningRequest, *, detailed: bool = True) -> pb.SigningRequest:
         """The request as a message; ``detailed`` adds the verdicts and quorum progress (one more query)."""
@@ -305,9 +308,10 @@ class AuditServicer(_Servicer, pb_grpc.AuditServiceServicer):
         self,
         custody: CustodySource,
         authenticator: CertificateAuthenticator,
+        refusals: RefusalRecorder,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        super().__init__(custody, authenticator)
+        super().__init__(custody, authenticator, refusals)
         self._max_message_bytes = max_message_bytes
         self._page_budget_bytes = min(max_message_bytes // 2, self.PAGE_BUDGET_CAP_BYTES)
 
@@ -372,14 +376,15 @@ def add_servicers(
     server: grpc.Server,
     custody: CustodySource,
     authenticator: CertificateAuthenticator,
+    refusals: RefusalRecorder,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> list[str]:
     """Register every custody service; returns the full service names (for health and reflection)."""
-    pb_grpc.add_KeyServiceServicer_to_server(KeyServicer(custody, authenticator), server)
-    pb_grpc.add_SigningServiceServicer_to_server(SigningServicer(custody, authenticator), server)
-    pb_grpc.add_ApprovalServiceServicer_to_server(ApprovalServicer(custody, authenticator), server)
-    pb_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(custody, authenticator), server)
+    pb_grpc.add_KeyServiceServicer_to_server(KeyServicer(custody, authenticator, refusals), server)
+    pb_grpc.add_SigningServiceServicer_to_server(SigningServicer(custody, authenticator, refusals), server)
+    pb_grpc.add_ApprovalServiceServicer_to_server(ApprovalServicer(custody, authenticator, refusals), server)
+    pb_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(custody, authenticator, refusals), server)
     pb_grpc.add_AuditServiceServicer_to_server(
-        AuditServicer(custody, authenticator, max_message_bytes), server
+        AuditServicer(custody, authenticator, refusals, max_message_bytes), server
     )
     return [service.full_name for service in pb.DESCRIPTOR.services_by_name.values()]

@@ -15,6 +15,9 @@ Series:
 - custody_audit_write_failures_total: transactions that wrote an audit event and did not commit.
 - custody_queue_depth{state}: requests waiting (PENDING_APPROVAL, and APPROVED but not yet signed), refreshed
   with every health check and counted up to QUEUE_COUNT_LIMIT.
+- custody_refusals_total{kind}: every call the transport refused ("auth.refused", "permission.denied"),
+  counted one by one although the audit log records them aggregated per peer; never labelled with the peer's
+  identity, which any certificate of the CA can choose.
 """
 
 from __future__ import annotations
@@ -75,6 +78,12 @@ QUEUE_DEPTH = Gauge(
     "custody_queue_depth",
     "Requests waiting, by state (APPROVED: not yet signed).",
     ["state"],
+    registry=REGISTRY,
+)
+REFUSALS = Counter(
+    "custody_refusals_total",
+    "Calls refused for authentication or permission, by audit event kind.",
+    ["kind"],
     registry=REGISTRY,
 )
 
