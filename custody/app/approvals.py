@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 
 from custody.app.audit import DAEMON_ACTOR, AuditUseCases
 from custody.app.integrity import Prepared, prepare
-from custody.app.policy import PolicyUseCases, require_request
+from custody.app.policy import PolicyUseCases, require_request, unfreeze_lifts
 from custody.app.signing import ChangeNotifier, SigningUseCases
 from custody.audit.events import AuditKind
 from custody.domain.approvals import ApprovalStatement, check_statement, verify_signature
-from custody.domain.errors import Aborted, CustodyError, FailedPrecondition, InvalidInput, PermissionDenied
+from custody.domain.errors import CustodyError, FailedPrecondition, InvalidInput, PermissionDenied
 from custody.domain.ids import validate_request_id
 from custody.domain.keys import KeyState
 from custody.domain.policy import Policy
@@ -248,7 +248,19 @@ class ApprovalUseCases:
             self._audit.record(tx, caller.name, AuditKind.REQUEST_REJECTED, request.request_id, reason=reason)
             return _Counted(request=rejected)
         if request.kind.is_governance:
-            self._carry_out(tx, request, now)
+            unchanged = self._carry_out(tx, request, now)
+            if unchanged is not None:
+                cancelled = tx.transition_request(
+                    request.request_id,
+                    RequestState.PENDING_APPROVAL,
+                    RequestState.CANCELLED,
+                    now,
+                    error=unchanged,
+                )
+                self._audit.record(
+                    tx, DAEMON_ACTOR, AuditKind.REQUEST_CANCELLED, request.request_id, reason=unchanged
+                )
+                return _Counted(request=cancelled)
             approved = tx.transition_request(
                 request.request_id, RequestState.PENDING_APPROVAL, RequestState.APPROVED, now
             )
@@ -315,8 +327,9 @@ class ApprovalUseCases:
             if approval.verdict is Verdict.REJECT or approval.approver in verified
         ]
 
-    def _carry_out(self, tx: StoreTransaction, request: SigningRequest, now: datetime) -> None:
-        """Make an approved governance request take effect, in the transaction that approves it."""
+    def _carry_out(self, tx: StoreTransaction, request: SigningRequest, now: datetime) -> str | None:
+        """Make an approved governance request take effect, in the transaction that approves it. Returns why
+        it changed nothing, when it could not take effect (an unfreeze of a freeze that is no longer the key's)."""
         if request.kind is PayloadKind.POLICY_CHANGE:
             document = request.payload.decode("utf-8")
             new_policy = parse_policy_text(document, f"policy change {request.request_id}")
@@ -345,12 +358,28 @@ class ApprovalUseCases:
                 )
             log.info("policy version %d is active (request %s)", new_policy.version, request.request_id)
         elif request.kind is PayloadKind.KEY_UNFREEZE:
-            try:
-                tx.set_key_state(request.key_label, KeyState.FROZEN, KeyState.ACTIVE, now)
-            except Aborted:
-                log.info("key %s was not frozen when its unfreeze was approved", request.key_label)
-            else:
-                self._audit.record(
-                    tx, DAEMON_ACTOR, AuditKind.KEY_UNFROZEN, request.request_id, key=request.key_label
-                )
-            log.info("key %s unfrozen (request %s)", request.key_label, request.request_id)
+            return self._unfreeze(tx, request, now)
+        return None
+
+    def _unfreeze(self, tx: StoreTransaction, request: SigningRequest, now: datetime) -> str | None:
+        """Lift the freeze the request names, and only while it is still the key's current freeze: an unfreeze
+        approved after the key was frozen again, or unfrozen meanwhile, leaves the key as it is."""
+        label = request.key_label
+        lifts = unfreeze_lifts(request.payload)
+        key = tx.get_key(label)
+        if key is None or key.state is not KeyState.FROZEN or lifts != key.freezes:
+            named = "no freeze" if lifts is None else f"freeze {lifts}"
+            now_is = (
+                "the key is not frozen"
+                if key is None or key.state is not KeyState.FROZEN
+                else f"the key's current freeze is {key.freezes}"
+            )
+            unchanged = f"this unfreeze lifts {named} of key {label}, but {now_is}; nothing changed"
+            log.warning("unfreeze request %s changed nothing: %s", request.request_id, unchanged)
+            return unchanged
+        tx.set_key_state(label, KeyState.FROZEN, KeyState.ACTIVE, now)
+        self._audit.record(
+            tx, DAEMON_ACTOR, AuditKind.KEY_UNFROZEN, request.request_id, key=label, freeze=lifts
+        )
+        log.info("key %s unfrozen, freeze %d lifted (request %s)", label, lifts, request.request_id)
+        return None

@@ -6,14 +6,14 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from custody.app.audit import AuditUseCases
+from custody.app.audit import DAEMON_ACTOR, AuditUseCases
 from custody.app.policy import PolicyUseCases, governance_request, unfreeze_payload
 from custody.audit.events import AuditKind
 from custody.chains.evm.address import address_from_public_point
 from custody.domain.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound, PermissionDenied
 from custody.domain.keys import Key, KeyState, validate_key_label
 from custody.domain.principals import Principal, Role
-from custody.domain.requests import PayloadKind, SigningRequest
+from custody.domain.requests import PayloadKind, RequestState, SigningRequest
 from custody.hsm.base import Hsm
 from custody.store.base import Store
 
@@ -81,7 +81,10 @@ class KeyUseCases:
     def freeze(self, caller: Principal, label: str, reason: str) -> Key:
         """The circuit breaker: any one security approver of the active policy stops a key from signing.
 
-        Freezing is the safe direction, so it takes one person and no quorum; an already frozen key stays frozen.
+        Freezing is the safe direction, so it takes one person and no quorum. Every freeze, of an active key or
+        of one already frozen, is a new freeze: it is recorded with its reason, and it cancels the key's waiting
+        unfreeze, whose approvers did not know of it; an unfreeze names the freeze it lifts, so none asked for
+        before this freeze can lift it.
         """
         validate_key_label(label)
         _check_reason(reason)
@@ -91,15 +94,30 @@ class KeyUseCases:
                 f"{caller.name} may not freeze keys: only approvers in a security group of policy version"
                 f" {policy.version} may"
             )
+        now = self._clock()
         with self._store.transaction() as tx:
             key = tx.get_key(label)
             if key is None:
                 raise NotFound(f"there is no key labelled {label!r}")
-            if key.state is KeyState.FROZEN:
-                return key
-            frozen = tx.set_key_state(label, KeyState.ACTIVE, KeyState.FROZEN, self._clock())
-            self._audit.record(tx, caller.name, AuditKind.KEY_FROZEN, key=label, reason=reason)
-        log.warning("key %s frozen by %s: %s", label, caller.name, reason or "no reason given")
+            frozen = tx.set_key_state(label, key.state, KeyState.FROZEN, now)
+            self._audit.record(
+                tx, caller.name, AuditKind.KEY_FROZEN, key=label, reason=reason, freeze=frozen.freezes
+            )
+            for waiting in tx.waiting_unfreezes(label):
+                why = f"key {label} was frozen again (freeze {frozen.freezes}) by {caller.name}; ask again"
+                tx.transition_request(
+                    waiting.request_id, RequestState.PENDING_APPROVAL, RequestState.CANCELLED, now, error=why
+                )
+                self._audit.record(
+                    tx, DAEMON_ACTOR, AuditKind.REQUEST_CANCELLED, waiting.request_id, reason=why
+                )
+        log.warning(
+            "key %s frozen (freeze %d) by %s: %s",
+            label,
+            frozen.freezes,
+            caller.name,
+            reason or "no reason given",
+        )
         return frozen
 
     def request_unfreeze(self, caller: Principal, label: str, reason: str) -> tuple[Key, SigningRequest]:
@@ -117,16 +135,30 @@ class KeyUseCases:
                 raise NotFound(f"there is no key labelled {label!r}")
             if key.state is not KeyState.FROZEN:
                 raise FailedPrecondition(f"key {label!r} is not frozen")
+            # One unfreeze waits per key: two identical ones would let a later quorum's approvals be spent on
+            # whichever is left over.
+            waiting = tx.waiting_unfreezes(label)
+            if waiting:
+                raise FailedPrecondition(
+                    f"unfreeze request {waiting[0].request_id} for key {label!r} is already waiting for the admin"
+                    " quorum; approve or reject that one"
+                )
             policy = self._policies.active(tx).policy
             request = governance_request(
                 kind=PayloadKind.KEY_UNFREEZE,
-                payload=unfreeze_payload(label),
+                payload=unfreeze_payload(label, key.freezes),
                 requester=caller.name,
                 key_label=label,
                 key_id=key.key_id,
                 decision=policy.governance_decision(),
                 now=now,
-                summary={"action": "unfreeze", "key": label, "address": key.address, "reason": reason},
+                summary={
+                    "action": "unfreeze",
+                    "key": label,
+                    "address": key.address,
+                    "freeze": str(key.freezes),
+                    "reason": reason,
+                },
             )
             tx.insert_request(request)
             self._audit.record(

@@ -7,6 +7,7 @@ after that a policy changes only through a proposal that the admin quorum of the
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -213,8 +214,23 @@ def governance_request(
     )
 
 
-def unfreeze_payload(key_label: str) -> bytes:
-    return canonical_json({"action": "unfreeze", "key": key_label}, ascii_only=True).encode()
+def unfreeze_payload(key_label: str, freeze: int) -> bytes:
+    """What the admins approve to unfreeze a key: the key, and which of its freezes is lifted (the key's
+    ``freezes`` count when the unfreeze was asked for), so that the approval cannot lift a later freeze."""
+    return canonical_json(
+        {"action": "unfreeze", "key": key_label, "freeze": freeze}, ascii_only=True
+    ).encode()
+
+
+def unfreeze_lifts(payload: bytes) -> int | None:
+    """The freeze an unfreeze payload lifts; None for a payload that names none (asked for before unfreezes
+    named their freeze), which therefore lifts nothing."""
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        return None
+    freeze = document.get("freeze") if isinstance(document, dict) else None
+    return freeze if isinstance(freeze, int) and not isinstance(freeze, bool) else None
 
 
 def require_request(tx: StoreTransaction, request_id: str) -> SigningRequest:

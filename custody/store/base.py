@@ -41,6 +41,16 @@ class StoredPolicy:
 
 
 @dataclass(frozen=True)
+class DaemonKey:
+    """An HSM key the daemon made or adopted for itself, found again by its CKA_ID and never by its label."""
+
+    purpose: str  # what the key is for, e.g. "audit" for the audit log's checkpoint key
+    key_id: str  # hex of the CKA_ID
+    public_key: bytes | None  # the public half of a key pair, to check the token's object against
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class NonceUse:
     """Which request holds a nonce. ``scope`` is "account" for an account's transaction nonce; a Safe's own
     nonce will use "safe:<address>", so one table serves both."""
@@ -64,7 +74,17 @@ class StoreTransaction(Protocol):
     def list_keys(self) -> Sequence[Key]: ...
 
     def set_key_state(self, label: str, expected: KeyState, new: KeyState, at: datetime) -> Key:
-        """Conditional update of a key's state; raises NotFound or Aborted."""
+        """Conditional update of a key's state; raises NotFound or Aborted. A move to FROZEN (from either
+        state) is a new freeze: it counts one more in the key's ``freezes``."""
+
+    def waiting_unfreezes(self, key_label: str) -> Sequence[SigningRequest]:
+        """The key's unfreeze requests still waiting for the admin quorum (PENDING_APPROVAL), oldest first."""
+
+    def daemon_key(self, purpose: str) -> DaemonKey | None:
+        """The daemon's own HSM key for ``purpose``; None before it was first stored."""
+
+    def insert_daemon_key(self, key: DaemonKey) -> None:
+        """Store the daemon's own HSM key; raises AlreadyExists when one is stored for that purpose."""
 
     # Requests.
     def insert_request(self, request: SigningRequest) -> None:

@@ -28,7 +28,7 @@ from custody.domain.requests import (
     SigningRequest,
     Verdict,
 )
-from custody.store.base import NonceUse, StoredPolicy
+from custody.store.base import DaemonKey, NonceUse, StoredPolicy
 
 
 class Row(Protocol):
@@ -61,7 +61,7 @@ GOVERNANCE_KINDS_SQL = ", ".join(
 # The final states a request reaches without a signature: its nonce is free again for another request.
 UNSIGNED_FINAL_STATES = FINAL_STATES - {RequestState.SIGNED}
 
-KEY_COLUMNS = ("key_id", "label", "address", "public_key", "state", "created_at", "updated_at")
+KEY_COLUMNS = ("key_id", "label", "address", "public_key", "state", "freezes", "created_at", "updated_at")
 
 REQUEST_COLUMNS = (
     "request_id",
@@ -171,6 +171,7 @@ def key_to_row(key: Key) -> dict[str, Any]:
         "address": key.address,
         "public_key": key.public_key,
         "state": key.state.value,
+        "freezes": key.freezes,
         "created_at": created_at,
         "updated_at": created_at,
     }
@@ -183,6 +184,29 @@ def key_from_row(row: Row) -> Key:
         address=row["address"],
         public_key=bytes(row["public_key"]),
         state=KeyState(row["state"]),
+        created_at=decode_time(row["created_at"]),
+        freezes=row["freezes"],
+    )
+
+
+DAEMON_KEY_COLUMNS = ("purpose", "key_id", "public_key", "created_at")
+
+
+def daemon_key_to_row(key: DaemonKey) -> dict[str, Any]:
+    return {
+        "purpose": key.purpose,
+        "key_id": key.key_id,
+        "public_key": key.public_key,
+        "created_at": encode_time(key.created_at, "created_at"),
+    }
+
+
+def daemon_key_from_row(row: Row) -> DaemonKey:
+    public_key = row["public_key"]
+    return DaemonKey(
+        purpose=row["purpose"],
+        key_id=row["key_id"],
+        public_key=None if public_key is None else bytes(public_key),
         created_at=decode_time(row["created_at"]),
     )
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, TypeVar
 from custody.audit.events import AuditDraft, AuditEvent
 from custody.domain.keys import Key, KeyState
 from custody.domain.requests import Approval, RequestState, SignatureResult, SigningRequest
-from custody.store.base import NonceUse, StoredPolicy, StoreTransaction, VelocityUsage
+from custody.store.base import DaemonKey, NonceUse, StoredPolicy, StoreTransaction, VelocityUsage
 
 # Events per statement when the whole audit log is read for verification: large enough to be fast, small
 # enough that memory stays flat however long the log grows.
@@ -44,6 +44,15 @@ class TransactionDelegatingStore:
 
     def set_key_state(self, label: str, expected: KeyState, new: KeyState, at: datetime) -> Key:
         return self._write(self._transaction_type.set_key_state, label, expected, new, at)
+
+    def waiting_unfreezes(self, key_label: str) -> Sequence[SigningRequest]:
+        return self._read(self._transaction_type.waiting_unfreezes, key_label)
+
+    def daemon_key(self, purpose: str) -> DaemonKey | None:
+        return self._read(self._transaction_type.daemon_key, purpose)
+
+    def insert_daemon_key(self, key: DaemonKey) -> None:
+        self._write(self._transaction_type.insert_daemon_key, key)
 
     # Requests.
 

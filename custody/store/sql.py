@@ -39,13 +39,14 @@ from custody.domain.keys import Key, KeyState
 from custody.domain.requests import (
     INITIAL_STATES,
     Approval,
+    PayloadKind,
     RequestState,
     SignatureResult,
     SigningRequest,
     check_transition,
 )
 from custody.store import codec
-from custody.store.base import NonceUse, StoredPolicy, StoreTransaction, VelocityUsage
+from custody.store.base import DaemonKey, NonceUse, StoredPolicy, StoreTransaction, VelocityUsage
 from custody.store.delegating import TransactionDelegatingStore
 from custody.store.migrate import Migration
 
@@ -166,9 +167,11 @@ class SqlTransaction(ABC):
     @operation("change the key's state")
     def set_key_state(self, label: str, expected: KeyState, new: KeyState, at: datetime) -> Key:
         updated_at = codec.encode_time(at, "at")
+        # Counting the freeze in the same statement keeps the count exact however freezes race.
+        freezing = 1 if new is KeyState.FROZEN else 0
         cursor = self._execute(
-            "UPDATE keys SET state = ?, updated_at = ? WHERE label = ? AND state = ?",
-            (new.value, updated_at, label, expected.value),
+            "UPDATE keys SET state = ?, updated_at = ?, freezes = freezes + ? WHERE label = ? AND state = ?",
+            (new.value, updated_at, freezing, label, expected.value),
         )
         # The row is read back rather than taken from UPDATE ... RETURNING, which SQLite only has since 3.35:
         # older SQLite libraries still ship with the Python of long-lived distributions.
@@ -178,6 +181,25 @@ class SqlTransaction(ABC):
         if cursor.rowcount == 0:
             raise Aborted(f"the key {label} is no longer in state {expected.value}; it is now {row['state']}")
         return codec.key_from_row(row)
+
+    @operation("find the key's waiting unfreezes")
+    def waiting_unfreezes(self, key_label: str) -> Sequence[SigningRequest]:
+        return self._requests(
+            "SELECT * FROM requests WHERE key_label = ? AND kind = ? AND state = 'PENDING_APPROVAL'"
+            " ORDER BY created_at, request_id",
+            (key_label, PayloadKind.KEY_UNFREEZE.value),
+        )
+
+    @operation("read the daemon's own key")
+    def daemon_key(self, purpose: str) -> DaemonKey | None:
+        row = self._execute("SELECT * FROM daemon_keys WHERE purpose = ?", (purpose,)).fetchone()
+        return None if row is None else codec.daemon_key_from_row(row)
+
+    @operation("store the daemon's own key")
+    def insert_daemon_key(self, key: DaemonKey) -> None:
+        if self._exists("SELECT 1 FROM daemon_keys WHERE purpose = ?", key.purpose):
+            raise AlreadyExists(f"the daemon's {key.purpose} key is already stored")
+        self._insert("daemon_keys", codec.DAEMON_KEY_COLUMNS, codec.daemon_key_to_row(key))
 
     # Requests.
 

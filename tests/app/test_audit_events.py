@@ -122,7 +122,7 @@ def test_freezing_and_unfreezing_a_key_write_their_events(app: App) -> None:
     app.custody.keys.freeze(DAVE, "ops", "audit drill")
     assert app.written_since(start) == [("key.frozen", "dave", None)]
     (frozen,) = app.events(kind="key.frozen")
-    assert dict(frozen.details) == {"key": "ops", "reason": "audit drill"}
+    assert dict(frozen.details) == {"key": "ops", "reason": "audit drill", "freeze": 1}
 
     start = app.head()
     _, unfreeze = app.custody.keys.request_unfreeze(ADMIN, "ops", "drill over")
@@ -137,7 +137,7 @@ def test_freezing_and_unfreezing_a_key_write_their_events(app: App) -> None:
         ("request.approved", "custody", request_id),
     ]
     (unfrozen,) = app.events(kind="key.unfrozen")
-    assert dict(unfrozen.details) == {"key": "ops"}
+    assert dict(unfrozen.details) == {"key": "ops", "freeze": 1}
 
 
 def test_a_policy_proposal_and_cancellations_write_their_events(app: App) -> None:

@@ -68,6 +68,13 @@ def _insert_v1(connection: sqlite3.Connection, table: str, row: dict[str, object
     )
 
 
+def _key_row_before_version_5(test_key: TestKey) -> dict[str, object]:
+    """A key's row as the schema had it until version 5 added the count of its freezes."""
+    row = codec.key_to_row(test_key.key)
+    del row["freezes"]
+    return row
+
+
 def _build_v1_database(db_path: Path) -> tuple[list[TestKey], list[SigningRequest]]:
     """Run only migration 1 and fill it as version 1 of the store did: keys, and requests in several states."""
     ops, treasury = make_key("ops"), make_key("treasury")
@@ -106,7 +113,7 @@ def _build_v1_database(db_path: Path) -> tuple[list[TestKey], list[SigningReques
             (codec.encode_time(datetime(2024, 4, 1, tzinfo=UTC), "applied_at"),),
         )
         for test_key in (ops, treasury):
-            _insert_v1(connection, "keys", codec.key_to_row(test_key.key))
+            _insert_v1(connection, "keys", _key_row_before_version_5(test_key))
         for request in requests:
             row = codec.request_to_row(request)
             _insert_v1(connection, "requests", {column: row[column] for column in _V1_REQUEST_COLUMNS})
@@ -256,7 +263,7 @@ def _build_v2_database(
                 (migration.version, codec.encode_time(datetime(2024, 4, 1, tzinfo=UTC), "applied_at")),
             )
         for test_key in (ops, treasury):
-            _insert_v1(connection, "keys", codec.key_to_row(test_key.key))
+            _insert_v1(connection, "keys", _key_row_before_version_5(test_key))
         for request in requests:
             row = codec.request_to_row(request)
             _insert_v1(connection, "requests", {column: row[column] for column in _V2_REQUEST_COLUMNS})
