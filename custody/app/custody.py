@@ -7,9 +7,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 from custody.app.approvals import ApprovalUseCases
 from custody.app.audit import AuditUseCases
+from custody.app.integrity import Sealer, SealingStore
 from custody.app.keys import KeyUseCases
 from custody.app.policy import PolicyUseCases
 from custody.app.signing import ChangeNotifier, SigningUseCases
@@ -47,13 +49,25 @@ class Custody:
         self._hsm = hsm
         notifier = ChangeNotifier()
         self.audit = AuditUseCases(store, hsm, clock, checkpoint_every)
-        self.policy = PolicyUseCases(store, self.audit, clock)
-        self.keys = KeyUseCases(store, hsm, self.policy, self.audit, clock)
+        self.sealer = Sealer(hsm, clock)
+        # Every use case that writes what a signature relies on writes through the sealing store, which stores
+        # each such record's HSM seal in the same transaction; the audit log has its own hash chain.
+        sealed = cast(Store, SealingStore(store, self.sealer, self.audit))
+        self.policy = PolicyUseCases(
+            sealed, self.audit, clock, open_seals=lambda: self.sealer.open(store, self.audit)
+        )
+        self.keys = KeyUseCases(sealed, hsm, self.policy, self.audit, clock)
         self.signing = SigningUseCases(
-            store, hsm=hsm, policies=self.policy, audit=self.audit, clock=clock, notifier=notifier
+            sealed,
+            hsm=hsm,
+            policies=self.policy,
+            audit=self.audit,
+            clock=clock,
+            notifier=notifier,
+            sealer=self.sealer,
         )
         self.approvals = ApprovalUseCases(
-            store,
+            sealed,
             policies=self.policy,
             signing=self.signing,
             audit=self.audit,
@@ -69,7 +83,10 @@ class Custody:
             store_ok, store_detail = True, ""
         except CustodyError as exc:
             store_ok, store_detail = False, exc.message
-        detail = "; ".join(part for part in (hsm_health.detail, store_detail) if part)
+        seal_detail = ""
+        if self.sealer.last_mismatch is not None:
+            seal_detail = f"the database was written without the seal key: {self.sealer.last_mismatch}"
+        detail = "; ".join(part for part in (hsm_health.detail, store_detail, seal_detail) if part)
         return Health(hsm_ok=hsm_health.ok, store_ok=store_ok, detail=detail)
 
     def start_background_work(self, interval_seconds: float) -> None:

@@ -15,15 +15,30 @@ facts, because the stored decision is only a database row.
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
+from custody.app.audit import DAEMON_ACTOR, AuditUseCases
+from custody.audit.events import AuditKind
 from custody.chains.evm import ParsedPayload, parse_payload
 from custody.chains.evm.intents import payload_intents
-from custody.domain.errors import CustodyError
+from custody.domain import seals
+from custody.domain.errors import ConfigurationError, CustodyError, Unavailable
+from custody.domain.keys import Key, KeyState
 from custody.domain.policy import Policy, RequestFacts, VelocityUsage
-from custody.domain.requests import Decision, SigningRequest
+from custody.domain.requests import Decision, RequestState, SigningRequest
 from custody.domain.signing import Recomputed
+from custody.hsm.base import Hsm
+from custody.observability.metrics import SEAL_MISMATCHES
+from custody.store.base import DaemonKey, Store, StoredPolicy, StoreTransaction
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,3 +108,266 @@ def request_facts(key_label: str, parsed: ParsedPayload, *, replacement: bool, n
 
 def _no_earlier_usage(key_label: str, window_seconds: int) -> VelocityUsage:
     return VelocityUsage(count=0, total_value=0, token_amounts={})
+
+
+# Verified (record, seal) pairs remembered per process. A pair that verified once verifies for as long as the
+# seal key exists, so remembering it is safe; the bound keeps memory flat on a daemon that runs for months.
+_VERIFIED_CACHE_SIZE = 100_000
+SEAL_KEY_PURPOSE = "seal"
+
+
+class Sealer:
+    """Seals records with the HSM's HMAC key and checks their seals, at most one HSM call per distinct record.
+
+    Computing a seal is one HMAC in the HSM (tens of microseconds on SoftHSM2, a round trip on a network HSM).
+    Checking one is computing it again, so the daemon remembers every (record, seal) pair that verified, by a
+    SHA-256 of both: reading an unchanged row again costs a hash and a dictionary lookup, and a row edited in
+    the database misses the cache and fails in the HSM.
+    """
+
+    def __init__(self, hsm: Hsm, clock: Callable[[], datetime]) -> None:
+        self._hsm = hsm
+        self._clock = clock
+        self._key_id: bytes | None = None
+        self._opening = threading.Lock()
+        self._verified: OrderedDict[bytes, None] = OrderedDict()
+        self._verified_lock = threading.Lock()
+        # The last seal that failed, for health: someone wrote the database without the seal key.
+        self.last_mismatch: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._key_id is not None
+
+    def open(self, store: Store, audit: AuditUseCases) -> None:
+        """Find the seal key by the CKA_ID stored for it, or make it at the first start on a database with
+        seals and seal the records written before (saying so in the log and the audit log).
+
+        This runs under the database's write lock, so replicas starting together make one key.
+        """
+        with self._opening:
+            if self._key_id is not None:
+                return
+            with store.transaction() as tx:
+                stored = tx.daemon_key(SEAL_KEY_PURPOSE)
+                if stored is not None:
+                    key_id = bytes.fromhex(stored.key_id)
+                    self._hsm.check_seal_key(key_id)
+                    self._key_id = key_id
+                    return
+                self._refuse_seals_without_their_key(tx)
+                key_id = self._hsm.generate_seal_key()
+                tx.insert_daemon_key(
+                    DaemonKey(
+                        purpose=SEAL_KEY_PURPOSE,
+                        key_id=key_id.hex(),
+                        public_key=None,
+                        created_at=self._clock(),
+                    )
+                )
+                self._key_id = key_id
+                try:
+                    sealed = self._seal_existing(tx)
+                    if sealed:
+                        audit.record(
+                            tx, DAEMON_ACTOR, AuditKind.SEALS_CREATED, records=sealed, key_id=key_id.hex()
+                        )
+                except BaseException:
+                    self._key_id = None
+                    raise
+            if sealed:
+                log.warning(
+                    "sealed %d records written before this version (keys, the active policy, requests waiting"
+                    " or approved) with the new HSM seal key %s; they are trusted as they stood at this start",
+                    sealed,
+                    key_id.hex(),
+                )
+            else:
+                log.info("made the HSM seal key %s", key_id.hex())
+
+    @staticmethod
+    def _refuse_seals_without_their_key(tx: StoreTransaction) -> None:
+        """Stored seals without the record of the key that made them mean that record was deleted: making a
+        new key would seal whatever the database holds now, forged rows included, so the daemon stops."""
+        subjects = [seals.key_subject(key.label) for key in tx.list_keys()]
+        active = tx.active_policy()
+        if active is not None:
+            subjects.append(seals.policy_subject(active.version))
+        if tx.seals(subjects):
+            raise ConfigurationError(
+                "the database holds seals but no record of the HSM seal key that made them; it was edited"
+                " outside custody. Restore the database from a backup; custody will not seal it anew"
+            )
+
+    def seal(self, data: bytes) -> bytes:
+        seal = self._hsm.seal(self._require_key(), data)
+        self._remember(data, seal)
+        return seal
+
+    def verifies(self, data: bytes, seal: bytes | None) -> bool:
+        if seal is None:
+            return False
+        fingerprint = _fingerprint(data, seal)
+        with self._verified_lock:
+            if fingerprint in self._verified:
+                self._verified.move_to_end(fingerprint)
+                return True
+        if not self._hsm.verify_seal(self._require_key(), data, seal):
+            return False
+        self._remember(data, seal)
+        return True
+
+    def problem(self, reader: StoreTransaction, records: dict[str, bytes]) -> str | None:
+        """Which of ``records`` (subject -> sealed bytes) has no seal that verifies, or None when all do."""
+        stored = reader.seals(list(records))
+        bad = [subject for subject, data in records.items() if not self.verifies(data, stored.get(subject))]
+        if not bad:
+            return None
+        problem = "the seal of " + ", ".join(bad) + (" is missing or does not verify")
+        self.last_mismatch = problem
+        for subject in bad:
+            SEAL_MISMATCHES.labels(record=subject.split(":", 1)[0]).inc()
+        return problem
+
+    def _require_key(self) -> bytes:
+        if self._key_id is None:
+            raise Unavailable("the HSM seal key is not open yet; the daemon opens it at start")
+        return self._key_id
+
+    def _remember(self, data: bytes, seal: bytes) -> None:
+        with self._verified_lock:
+            self._verified[_fingerprint(data, seal)] = None
+            while len(self._verified) > _VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+
+    def _seal_existing(self, tx: StoreTransaction) -> int:
+        count = 0
+        for key in tx.list_keys():
+            tx.put_seal(seals.key_subject(key.label), self.seal(seals.sealed_key(key)))
+            count += 1
+        active = tx.active_policy()
+        if active is not None:
+            sealed = seals.sealed_policy(active.version, active.document)
+            tx.put_seal(seals.policy_subject(active.version), self.seal(sealed))
+            count += 1
+        for state in (RequestState.PENDING_APPROVAL, RequestState.APPROVED):
+            for request in tx.list_requests(state=state, limit=1000):
+                count += self._seal_request(tx, request)
+        return count
+
+    def _seal_request(self, tx: StoreTransaction, request: SigningRequest) -> int:
+        tx.put_seal(seals.decision_subject(request.request_id), self.seal(seals.sealed_decision(request)))
+        if request.state is not RequestState.APPROVED:
+            return 1
+        approval = seals.sealed_approval(request.request_id, request.not_before)
+        tx.put_seal(seals.approval_subject(request.request_id), self.seal(approval))
+        return 2
+
+
+def sealed_records(
+    request: SigningRequest, key: Key | None, policy: Policy, document: str
+) -> dict[str, bytes]:
+    """What must carry a valid seal before ``request`` is signed: its decision, its move to APPROVED, its key
+    and the active policy, by subject."""
+    records = {
+        seals.decision_subject(request.request_id): seals.sealed_decision(request),
+        seals.approval_subject(request.request_id): seals.sealed_approval(
+            request.request_id, request.not_before
+        ),
+        seals.policy_subject(policy.version): seals.sealed_policy(policy.version, document),
+    }
+    if key is not None:
+        records[seals.key_subject(key.label)] = seals.sealed_key(key)
+    return records
+
+
+def _fingerprint(data: bytes, seal: bytes) -> bytes:
+    return hashlib.sha256(len(data).to_bytes(8, "big") + data + seal).digest()
+
+
+class SealingStore:
+    """The store as the use cases see it: every write of a record the daemon relies on to sign stores its seal
+    in the same transaction, so no call site can forget one. Everything else is the store's own."""
+
+    def __init__(self, inner: Store, sealer: Sealer, audit: AuditUseCases) -> None:
+        self._inner = inner
+        self._sealer = sealer
+        self._audit = audit
+
+    @contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        # The seal key is opened before the first transaction that may need it, never inside one: opening
+        # takes the write lock itself.
+        if not self._sealer.is_open:
+            self._sealer.open(self._inner, self._audit)
+        with self._inner.transaction() as tx:
+            yield cast(StoreTransaction, SealingTransaction(tx, self._sealer))
+
+    def insert_key(self, key: Key) -> None:
+        with self.transaction() as tx:
+            tx.insert_key(key)
+
+    def set_key_state(self, label: str, expected: KeyState, new: KeyState, at: datetime) -> Key:
+        with self.transaction() as tx:
+            return tx.set_key_state(label, expected, new, at)
+
+    def insert_request(self, request: SigningRequest) -> None:
+        with self.transaction() as tx:
+            tx.insert_request(request)
+
+    def transition_request(self, *args: Any, **kwargs: Any) -> SigningRequest:
+        with self.transaction() as tx:
+            return tx.transition_request(*args, **kwargs)
+
+    def activate_policy(self, policy: StoredPolicy) -> None:
+        with self.transaction() as tx:
+            tx.activate_policy(policy)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class SealingTransaction:
+    """A store transaction that seals what it writes (see SealingStore)."""
+
+    def __init__(self, inner: StoreTransaction, sealer: Sealer) -> None:
+        self._inner = inner
+        self._sealer = sealer
+
+    def insert_key(self, key: Key) -> None:
+        self._inner.insert_key(key)
+        self._seal_key(key)
+
+    def set_key_state(self, label: str, expected: KeyState, new: KeyState, at: datetime) -> Key:
+        key = self._inner.set_key_state(label, expected, new, at)
+        self._seal_key(key)
+        return key
+
+    def insert_request(self, request: SigningRequest) -> None:
+        self._inner.insert_request(request)
+        self._inner.put_seal(
+            seals.decision_subject(request.request_id), self._sealer.seal(seals.sealed_decision(request))
+        )
+        if request.state is RequestState.APPROVED:
+            self._seal_approval(request)
+
+    def transition_request(self, *args: Any, **kwargs: Any) -> SigningRequest:
+        moved = self._inner.transition_request(*args, **kwargs)
+        if moved.state is RequestState.APPROVED and not moved.kind.is_governance:
+            self._seal_approval(moved)
+        return moved
+
+    def activate_policy(self, policy: StoredPolicy) -> None:
+        self._inner.activate_policy(policy)
+        sealed = seals.sealed_policy(policy.version, policy.document)
+        self._inner.put_seal(seals.policy_subject(policy.version), self._sealer.seal(sealed))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def _seal_key(self, key: Key) -> None:
+        self._inner.put_seal(seals.key_subject(key.label), self._sealer.seal(seals.sealed_key(key)))
+
+    def _seal_approval(self, request: SigningRequest) -> None:
+        sealed = seals.sealed_approval(request.request_id, request.not_before)
+        self._inner.put_seal(seals.approval_subject(request.request_id), self._sealer.seal(sealed))

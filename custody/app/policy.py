@@ -21,6 +21,7 @@ from custody.domain.errors import (
     Aborted,
     AlreadyExists,
     ConfigurationError,
+    InternalError,
     InvalidInput,
     NotFound,
 )
@@ -51,10 +52,20 @@ class Explanation:
 
 
 class PolicyUseCases:
-    def __init__(self, store: Store, audit: AuditUseCases, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditUseCases,
+        clock: Callable[[], datetime],
+        *,
+        open_seals: Callable[[], None] = lambda: None,
+    ) -> None:
         self._store = store
         self._audit = audit
         self._clock = clock
+        # Opens the HSM seal key (custody/app/integrity.py) before the policy is seeded and sealed: seeding is
+        # the first thing every start does after opening the audit log.
+        self._open_seals = open_seals
         self._parsed: dict[int, ActivePolicy] = {}
         self._lock = threading.Lock()
 
@@ -78,13 +89,24 @@ class PolicyUseCases:
                 self._parsed[stored.version] = cached
         return cached
 
+    def document_of(self, policy: Policy) -> str:
+        """The exact stored text ``policy`` was parsed from (by ``active``), whose seal is checked before a
+        request is signed under it."""
+        with self._lock:
+            cached = self._parsed.get(policy.version)
+        if cached is None or cached.policy is not policy:
+            raise InternalError(f"policy version {policy.version} was not read through PolicyUseCases.active")
+        return cached.document
+
     def seed(self, document: str, source: str) -> None:
         """Store ``document`` as the first policy when the database has none; otherwise keep the database's.
 
         A policy file that differs from the policy in force is reported, never applied: changing the policy
-        takes the admin quorum.
+        takes the admin quorum. The seal key is opened first, so a database whose seals cannot be trusted
+        stops the start here.
         """
         seeded = parse_policy_text(document, source)
+        self._open_seals()
         stored = self._store.active_policy()
         if stored is None:
             try:

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from custody.app.audit import DAEMON_ACTOR, AuditUseCases
-from custody.app.integrity import Prepared, prepare, prepared_at_submission, request_facts
+from custody.app.integrity import (
+    Prepared,
+    Sealer,
+    prepare,
+    prepared_at_submission,
+    request_facts,
+    sealed_records,
+)
 from custody.app.policy import PolicyUseCases
 from custody.audit.events import AuditKind
 from custody.chains.evm import MAX_PAYLOAD_BYTES, parse_payload
@@ -120,9 +127,11 @@ class SigningUseCases:
         audit: AuditUseCases,
         clock: Callable[[], datetime],
         notifier: ChangeNotifier,
+        sealer: Sealer,
     ) -> None:
         self._store = store
         self._hsm = hsm
+        self._sealer = sealer
         self._policies = policies
         self._audit = audit
         self._clock = clock
@@ -433,8 +442,8 @@ class SigningUseCases:
         log.info("request %s signed with key %s", request.request_id, key.label)
         return signed
 
-    @staticmethod
     def _refusal(
+        self,
         reader: StoreTransaction,
         *,
         policy: Policy,
@@ -443,12 +452,18 @@ class SigningUseCases:
         now: datetime,
         prepared: Prepared,
     ) -> Refusal | None:
-        """Ask the domain's signing question, reading the verdicts through ``reader`` (a transaction, or the
-        store).
+        """Ask the domain's signing question, reading the verdicts and the seals through ``reader`` (a
+        transaction, or the store).
 
         A request decided "sign" carries no quorum, so its verdicts are not read: were its stored decision
-        edited, the policy asked again would want approvals that then are not there, and it is refused.
+        edited, the policy asked again would want approvals that then are not there, and it is refused. The
+        seals of the request, its key and the policy are checked only for an APPROVED signing request, the only
+        kind the answer can let through.
         """
+        seal_problem = None
+        if request.state is RequestState.APPROVED and not request.kind.is_governance:
+            records = sealed_records(request, key, policy, self._policies.document_of(policy))
+            seal_problem = self._sealer.problem(reader, records)
         return signing_refusal(
             request,
             key=key,
@@ -456,6 +471,7 @@ class SigningUseCases:
             policy=policy,
             recomputed=prepared.recomputed,
             decision_now=prepared.decision_under(policy),
+            seal_problem=seal_problem,
             now=now,
         )
 
@@ -463,6 +479,13 @@ class SigningUseCases:
         """End a request that can never be signed (or approved), in ``tx``, with its audit event."""
         assert refusal.ends_as is not None
         tx.transition_request(request.request_id, request.state, refusal.ends_as, now, error=refusal.reason)
+        if refusal.seal_mismatch:
+            # Someone without the seal key wrote this row, its key or the policy: the signal that the database
+            # is in other hands, so it is recorded on its own besides the request's end.
+            self._audit.record(
+                tx, DAEMON_ACTOR, AuditKind.SEAL_MISMATCH, request.request_id, reason=refusal.reason
+            )
+            log.error("request %s was not signed: %s", request.request_id, refusal.reason)
         if refusal.ends_as is RequestState.EXPIRED:
             self._audit.record(tx, DAEMON_ACTOR, AuditKind.REQUEST_EXPIRED, request.request_id)
         else:

@@ -45,6 +45,8 @@ class AuditKind(enum.StrEnum):
     REQUEST_REJECTED = "request.rejected"
     REQUEST_SIGNED = "request.signed"
     REQUEST_SUBMITTED = "request.submitted"
+    SEAL_MISMATCH = "seal.mismatch"
+    SEALS_CREATED = "seals.created"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ the stored payload (never the stored digest or hash). Every reason a request may
 order a person would look for it: its state, its time window, its key, whether its row still matches its
 payload, and whether the active policy with the verified approvals still allows it.
 
+Whether the records it reads carry valid seals is asked by the caller (a seal is checked with the HSM's key)
+and handed in as a fact like the others.
+
 The function is pure: callers read the facts (inside the claim's transaction, or just before the HSM call) and
 act on the answer (leave the request waiting, or fail it).
 """
@@ -49,6 +52,9 @@ class Refusal:
 
     reason: str
     ends_as: RequestState | None
+    # True when the refusal is that a sealed record did not verify: someone wrote the database behind the
+    # daemon's back, which the caller reports (audit event, metric, log, health) as well as ending the request.
+    seal_mismatch: bool = False
 
 
 def verdict_refusal(request: SigningRequest, recomputed: Recomputed, now: datetime) -> Refusal | None:
@@ -131,9 +137,15 @@ def signing_refusal(
     policy: Policy,
     recomputed: Recomputed,
     decision_now: Decision | None,
+    seal_problem: str | None,
     now: datetime,
 ) -> Refusal | None:
     """Why ``request`` may not be signed at ``now``, or None when it may.
+
+    ``seal_problem`` is the caller's answer to whether the seals of the request (its decision, its move to
+    APPROVED with its time-lock), of its key and of ``policy`` verify with the HSM's seal key (None when they
+    all do; custody/domain/seals.py says what each covers). A record whose seal fails was written by someone
+    without the seal key, so nothing else it says is believed: the request ends FAILED.
 
     ``decision_now`` is what the active ``policy`` decides about ``recomputed.facts`` (None when there are no
     facts to judge); velocity limits are left out of it, because the usage counted now includes requests that
@@ -144,6 +156,12 @@ def signing_refusal(
         return Refusal("a governance request takes effect when approved and is never signed", ends_as=None)
     if request.state is not RequestState.APPROVED:
         return Refusal(f"it is {request.state.value}, not APPROVED", ends_as=None)
+    if seal_problem is not None:
+        return Refusal(
+            f"its stored state is not what the daemon sealed: {seal_problem}",
+            ends_as=RequestState.FAILED,
+            seal_mismatch=True,
+        )
     if request.expires_at is not None and request.expires_at <= now:
         return Refusal("the request expired before it could be signed", ends_as=RequestState.EXPIRED)
     if request.not_before is not None and request.not_before > now:

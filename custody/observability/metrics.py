@@ -52,6 +52,12 @@ APPROVALS = Counter(
     "custody_approvals_total", "Approver verdicts counted, by verdict.", ["verdict"], registry=REGISTRY
 )
 DENIALS = Counter("custody_denials_total", "Requests denied by policy.", registry=REGISTRY)
+SEAL_MISMATCHES = Counter(
+    "custody_seal_mismatches_total",
+    "Stored records whose HSM seal did not verify (written by someone without the seal key), by record.",
+    ["record"],
+    registry=REGISTRY,
+)
 # HSM calls take from well under a millisecond (SoftHSM2) to tens of milliseconds (network HSMs).
 HSM_CALL_SECONDS = Histogram(
     "custody_hsm_call_seconds",

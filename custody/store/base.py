@@ -189,6 +189,13 @@ class StoreTransaction(Protocol):
     def activate_policy(self, policy: StoredPolicy) -> None:
         """Store and activate a policy version; raises Aborted unless it is newer than the active one."""
 
+    # Seals (custody/domain/seals.py): one HMAC computed in the HSM per record the daemon relies on to sign.
+    def put_seal(self, subject: str, seal: bytes) -> None:
+        """Store the seal of the record ``subject`` names, replacing the one stored before."""
+
+    def seals(self, subjects: Sequence[str]) -> dict[str, bytes]:
+        """The stored seals of ``subjects``; a subject without a seal is missing from the answer."""
+
 
 class Store(StoreTransaction, Protocol):
     def transaction(self) -> AbstractContextManager[StoreTransaction]: ...

@@ -54,6 +54,14 @@ class TransactionDelegatingStore:
     def insert_daemon_key(self, key: DaemonKey) -> None:
         self._write(self._transaction_type.insert_daemon_key, key)
 
+    # Seals.
+
+    def put_seal(self, subject: str, seal: bytes) -> None:
+        self._write(self._transaction_type.put_seal, subject, seal)
+
+    def seals(self, subjects: Sequence[str]) -> dict[str, bytes]:
+        return self._read(self._transaction_type.seals, subjects)
+
     # Requests.
 
     def insert_request(self, request: SigningRequest) -> None:

@@ -580,6 +580,27 @@ class SqlTransaction(ABC):
             raise Aborted(f"policy version {policy.version} is older than the active version {active}")
         self._insert("policy_versions", codec.POLICY_COLUMNS, row)
 
+    # Seals.
+
+    @operation("store a seal")
+    def put_seal(self, subject: str, seal: bytes) -> None:
+        self._execute(
+            "INSERT INTO seals (subject, seal) VALUES (?, ?)"
+            " ON CONFLICT (subject) DO UPDATE SET seal = excluded.seal",
+            (subject, seal),
+        )
+
+    @operation("read the seals")
+    def seals(self, subjects: Sequence[str]) -> dict[str, bytes]:
+        if not subjects:
+            return {}
+        placeholders = ", ".join("?" for _ in subjects)
+        rows = self._execute(
+            f"SELECT subject, seal FROM seals WHERE subject IN ({placeholders})",  # noqa: S608
+            list(subjects),
+        ).fetchall()
+        return {row["subject"]: bytes(row["seal"]) for row in rows}
+
     # Schema.
 
     @operation("read the schema version")

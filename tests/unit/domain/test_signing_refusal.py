@@ -125,6 +125,7 @@ def refusal(
         policy=POLICY,
         recomputed=prepared.recomputed,
         decision_now=decision_now,
+        seal_problem=None,
         now=now,
     )
 

@@ -1,0 +1,150 @@
+"""A database writer gains no signing power, on a real daemon and on each backend.
+
+The tests edit the daemon's database with plain SQL as an outsider who can write it but holds no HSM key
+would: a policy version inserted with a rule that signs treasury transactions at once, a waiting treasury
+request set to APPROVED with the decision "sign", and a time-lock moved to now after the quorum. Each time the
+worker or the submission reaches the seal check before the HSM, nothing is signed, the request ends FAILED
+naming the seal, a ``seal.mismatch`` audit event is written and the daemon logs it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from custody.api._gen import custody_pb2 as pb
+from custody.api._gen import custody_pb2_grpc as pb_grpc
+from custody.store.codec import encode_time
+
+from .approvals_support import Approvers, submit_tx, treasury_tx, wait_for_state
+from .conftest import Daemon, Databases, DevEnv, Nonces, channel_for, make_dev_env, start_daemon, stop_daemon
+
+TIMELOCK_SECONDS = 3600
+TREASURY_SIGNS_AT_ONCE = """[[rules]]
+name = "treasury-sign"
+keys = ["treasury"]
+kinds = ["transaction"]
+chain_ids = [1, 11155111]
+action = "sign"
+
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases) -> DevEnv:
+    env = make_dev_env(tmp_path_factory.mktemp("writer") / "env", backend, databases)
+    config = env.directory / "server.toml"
+    config.write_text(config.read_text() + "\n[limits]\nworker_interval_seconds = 0.2\n")
+    # The treasury's transfers wait an hour after their quorum, so that moving the time-lock has a target.
+    policy = env.directory / "policy.toml"
+    document = policy.read_text()
+    assert "timelock_seconds = 0\n" in document
+    policy.write_text(
+        document.replace("timelock_seconds = 0\n", f"timelock_seconds = {TIMELOCK_SECONDS}\n", 1)
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def daemon(env: DevEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    running = start_daemon(env, tmp_path_factory.mktemp("logs") / "daemon.log")
+    yield running
+    stop_daemon(running)
+
+
+@pytest.fixture(scope="module")
+def treasury_address(env: DevEnv, daemon: Daemon) -> str:
+    with channel_for(env, daemon, "admin") as channel:
+        keys = pb_grpc.KeyServiceStub(channel)
+        return str(keys.CreateKey(pb.CreateKeyRequest(label="treasury")).key.address)
+
+
+def _seal_mismatches(env: DevEnv, daemon: Daemon, request_id: str) -> list[pb.AuditEvent]:
+    with channel_for(env, daemon, "admin") as channel:
+        page = pb_grpc.AuditServiceStub(channel).ListEvents(
+            pb.ListEventsRequest(limit=10_000, kind="seal.mismatch", request_id=request_id)
+        )
+    return list(page.events)
+
+
+def _assert_refused_for_its_seal(env: DevEnv, daemon: Daemon, request_id: str) -> None:
+    ended = wait_for_state(env, daemon, request_id, pb.REQUEST_STATE_FAILED)
+    assert ended.state == pb.REQUEST_STATE_FAILED, ended
+    assert not ended.signature and not ended.signed_tx
+    assert "sealed" in ended.error
+    (mismatch,) = _seal_mismatches(env, daemon, request_id)
+    assert "seal" in json.loads(mismatch.details_json)["reason"]
+    deadline = time.monotonic() + 5
+    while request_id not in daemon.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"request {request_id} was not signed" in daemon.log()
+
+
+def test_a_waiting_request_edited_to_sign_at_once_is_not_signed(
+    env: DevEnv, daemon: Daemon, treasury_address: str, nonces: Nonces
+) -> None:
+    request = submit_tx(env, daemon, "backend", "treasury", treasury_tx(next(nonces)))
+    assert request.state == pb.REQUEST_STATE_PENDING_APPROVAL
+
+    env.sql(
+        "UPDATE requests SET state = 'APPROVED', decision_action = 'sign', quorum = '[]' WHERE request_id = ?",
+        (request.request_id,),
+    )
+
+    _assert_refused_for_its_seal(env, daemon, request.request_id)
+
+
+def test_a_time_lock_moved_to_now_after_the_quorum_is_not_honoured(
+    env: DevEnv, daemon: Daemon, treasury_address: str, nonces: Nonces
+) -> None:
+    approvers = Approvers(env, daemon)
+    request = submit_tx(env, daemon, "backend", "treasury", treasury_tx(next(nonces)))
+    approvers.approve(request, "alice")
+    approved = approvers.approve(request, "bob")
+    assert approved.state == pb.REQUEST_STATE_APPROVED and not approved.signed_tx
+
+    env.sql(
+        "UPDATE requests SET not_before = ? WHERE request_id = ?",
+        (encode_time(datetime.now(UTC), "not_before"), request.request_id),
+    )
+
+    _assert_refused_for_its_seal(env, daemon, request.request_id)
+
+
+def test_a_policy_version_inserted_in_the_database_signs_nothing(
+    env: DevEnv, daemon: Daemon, treasury_address: str, nonces: Nonces
+) -> None:
+    ((active_version, document),) = env.sql(
+        "SELECT version, document FROM policy_versions ORDER BY version DESC LIMIT 1"
+    )
+    forged_version = active_version + 1
+    forged = document.replace(f"version = {active_version}\n", f"version = {forged_version}\n", 1).replace(
+        "[[rules]]\n", TREASURY_SIGNS_AT_ONCE + "[[rules]]\n", 1
+    )
+    env.sql(
+        "INSERT INTO policy_versions (version, document, activated_at, request_id) VALUES (?, ?, ?, NULL)",
+        (forged_version, forged, encode_time(datetime.now(UTC), "activated_at")),
+    )
+    try:
+        request = submit_tx(env, daemon, "backend", "treasury", treasury_tx(next(nonces)))
+        assert request.decision.rule == "treasury-sign"
+        _assert_refused_for_its_seal(env, daemon, request.request_id)
+    finally:
+        env.sql("DELETE FROM policy_versions WHERE version = ?", (forged_version,))
+
+    # With the forged row gone the sealed policy is in force again: an honest request gathers its quorum and
+    # waits for its time-lock, its seals verifying on every round of the worker.
+    approvers = Approvers(env, daemon)
+    honest = submit_tx(env, daemon, "backend", "treasury", treasury_tx(next(nonces)))
+    assert honest.state == pb.REQUEST_STATE_PENDING_APPROVAL
+    approvers.approve(honest, "alice")
+    assert approvers.approve(honest, "carol").state == pb.REQUEST_STATE_APPROVED
+    time.sleep(1)
+    assert wait_for_state(env, daemon, honest.request_id, pb.REQUEST_STATE_APPROVED).state == (
+        pb.REQUEST_STATE_APPROVED
+    )
+    assert _seal_mismatches(env, daemon, honest.request_id) == []
