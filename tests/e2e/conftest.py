@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -215,14 +218,56 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+class _DevInitTemplate:
+    """One `custody dev init` per process, copied for every environment a test asks for.
+
+    `custody dev init` takes over a second (a CA and certificates, a SoftHSM2 token, encrypted approver keys),
+    and the suite makes dozens of environments. A copy is the same environment a new user gets: its files are
+    relative to its directory except SoftHSM2's token directory, which the copy points at its own tokens, and
+    the database URL, which for PostgreSQL names a database made for the copy. Environments share the CA,
+    the approvers' keys and the HSM PIN, never a token or a database.
+    """
+
+    def __init__(self) -> None:
+        self._directory: Path | None = None
+
+    def copy_to(self, directory: Path, database_url: str | None) -> None:
+        template = self._made()
+        shutil.copytree(template, directory)
+        softhsm_config = directory / "softhsm" / "softhsm2.conf"
+        softhsm_config.write_text(softhsm_config.read_text().replace(str(template), str(directory)))
+        if database_url is not None:
+            server_toml = directory / "server.toml"
+            text = server_toml.read_text()
+            assert _SQLITE_URL_LINE in text
+            server_toml.write_text(text.replace(_SQLITE_URL_LINE, f"url = {json.dumps(database_url)}"))
+
+    def _made(self) -> Path:
+        if self._directory is None:
+            parent = Path(tempfile.mkdtemp(prefix="custody-e2e-template-"))
+            atexit.register(shutil.rmtree, parent, ignore_errors=True)
+            directory = parent / "env"
+            result = subprocess.run(
+                [CUSTODY, "dev", "init", str(directory)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            self._directory = directory
+        return self._directory
+
+
+_SQLITE_URL_LINE = 'url = "sqlite:///custody.db"'
+_DEV_INIT = _DevInitTemplate()
+
+
 def make_dev_env(directory: Path, backend: str, databases: Databases) -> DevEnv:
-    """`custody dev init DIR` (with --database for PostgreSQL), as a new user runs it."""
+    """The environment `custody dev init DIR` makes (with --database for PostgreSQL), as a new user runs it;
+    copied from one made earlier in this process (see _DevInitTemplate)."""
     database_url = databases.create() if backend == "postgresql" else None
-    command = [CUSTODY, "dev", "init", str(directory)]
-    if database_url:
-        command += ["--database", database_url]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
+    _DEV_INIT.copy_to(directory, database_url)
     return DevEnv(directory, database_url)
 
 
