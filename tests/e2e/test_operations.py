@@ -1,8 +1,8 @@
 """Operating the daemon: metrics, JSON logs, systemd notifications, health that follows the HSM and the
 database away and back, and a daemon that waits for its token.
 
-Each test starts its own real daemon on a fresh `custody dev init` environment and drives it with the real CLI
-and gRPC clients; every signature is recovered with eth-account and compared with the key's address.
+Each test starts its own real daemon on a fresh `custody dev init` environment and drives it through gRPC
+clients; every signature is recovered with eth-account and compared with the key's address.
 """
 
 from __future__ import annotations
@@ -32,9 +32,7 @@ from .conftest import (
     Databases,
     DevEnv,
     channel_for,
-    cli_json,
     make_dev_env,
-    run_cli,
     start_daemon,
     stop_daemon,
 )
@@ -65,20 +63,34 @@ def configure(env: DevEnv, *, hsm: str = "", extra: str = "") -> None:
     env.config.write_text(text.replace(anchor, anchor + hsm + "\n") + "\n" + extra)
 
 
-def sign_and_verify(env: DevEnv, daemon: Daemon, nonce: int, address: str) -> dict[str, object]:
-    tx_file = env.directory / f"tx-{nonce}.json"
-    tx_file.write_text(json.dumps(transaction(nonce)))
-    answer = cli_json(env, daemon, "backend", "sign", "tx", "--key", "ops", "--file", str(tx_file))
-    assert isinstance(answer, dict) and answer["state"] == "SIGNED", answer
-    signed_tx = bytes.fromhex(str(answer["signed_tx"]).removeprefix("0x"))
-    assert Account.recover_transaction(signed_tx) == address
-    return answer
+def submit(env: DevEnv, daemon: Daemon, key: str, tx: dict[str, object]) -> pb.SigningRequest:
+    with channel_for(env, daemon, "backend") as channel:
+        return (
+            pb_grpc.SigningServiceStub(channel)
+            .SubmitRequest(
+                pb.SubmitRequestRequest(
+                    key_label=key, kind=pb.PAYLOAD_KIND_TRANSACTION, payload=json.dumps(tx).encode()
+                ),
+                timeout=30,
+            )
+            .request
+        )
+
+
+def sign_and_verify(env: DevEnv, daemon: Daemon, nonce: int, address: str) -> pb.SigningRequest:
+    signed = submit(env, daemon, "ops", transaction(nonce))
+    assert signed.state == pb.REQUEST_STATE_SIGNED, signed
+    assert Account.recover_transaction(signed.signed_tx) == address
+    return signed
 
 
 def create_key(env: DevEnv, daemon: Daemon, label: str) -> str:
-    key = cli_json(env, daemon, "admin", "keys", "create", "--label", label)
-    assert isinstance(key, dict)
-    return str(key["address"])
+    with channel_for(env, daemon, "admin") as channel:
+        return str(
+            pb_grpc.KeyServiceStub(channel)
+            .CreateKey(pb.CreateKeyRequest(label=label), timeout=30)
+            .key.address
+        )
 
 
 def health_of(env: DevEnv, daemon: Daemon) -> int:
@@ -107,36 +119,17 @@ def test_metrics_json_logs_and_systemd_notifications(tmp_path: Path, databases: 
         ops_address = create_key(env, daemon, "ops")
         create_key(env, daemon, "treasury")
         signed = sign_and_verify(env, daemon, 0, ops_address)
-        shown = cli_json(env, daemon, "backend", "requests", "show", str(signed["request_id"]))
-        assert isinstance(shown, dict) and shown["signed_tx"] == signed["signed_tx"]
+        with channel_for(env, daemon, "backend") as channel:
+            shown = (
+                pb_grpc.SigningServiceStub(channel)
+                .GetRequest(pb.GetRequestRequest(request_id=signed.request_id), timeout=30)
+                .request
+            )
+        assert shown.signed_tx == signed.signed_tx
         # Over the development policy's 1 ether limit: denied.
-        (env.directory / "big.json").write_text(json.dumps(transaction(1, value=5 * 10**18)))
-        run_cli(
-            env,
-            daemon,
-            "backend",
-            "sign",
-            "tx",
-            "--key",
-            "ops",
-            "--file",
-            str(env.directory / "big.json"),
-            check=False,
-        )
+        assert submit(env, daemon, "ops", transaction(1, value=5 * 10**18)).state == pb.REQUEST_STATE_DENIED
         # The treasury key needs approvals: one request waits.
-        (env.directory / "treasury.json").write_text(json.dumps(transaction(0)))
-        waiting = cli_json(
-            env,
-            daemon,
-            "backend",
-            "sign",
-            "tx",
-            "--key",
-            "treasury",
-            "--file",
-            str(env.directory / "treasury.json"),
-        )
-        assert isinstance(waiting, dict) and waiting["state"] == "PENDING_APPROVAL"
+        assert submit(env, daemon, "treasury", transaction(0)).state == pb.REQUEST_STATE_PENDING_APPROVAL
         notify_listener.wait_for("WATCHDOG=1")
 
         port_match = re.search(r"metrics listening on 127\.0\.0\.1:(\d+)", daemon.log())
@@ -176,10 +169,10 @@ def test_metrics_json_logs_and_systemd_notifications(tmp_path: Path, databases: 
     assert len(calls) >= 6
     assert all(str(line.get("request_id", "")).startswith(("call_", "req_")) for line in calls)
     (shown_call,) = [line for line in calls if str(line["message"]).startswith("GetRequest by backend: OK")]
-    assert shown_call["request_id"] == signed["request_id"]
+    assert shown_call["request_id"] == signed.request_id
     # Every line the signing call logged, deep in the use cases too, carries that call's correlation id.
     (signed_line,) = [
-        line for line in lines if line["message"] == f"request {signed['request_id']} signed with key ops"
+        line for line in lines if line["message"] == f"request {signed.request_id} signed with key ops"
     ]
     assert str(signed_line["request_id"]).startswith("call_")
     assert any(
