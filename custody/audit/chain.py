@@ -301,10 +301,13 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None and format_time(parsed) == value else None
 
 
-def verify_json_lines(lines: Iterable[str], public_key: bytes) -> ChainVerification:
+def verify_json_lines(
+    lines: Iterable[str], public_key: bytes, *, accept_unsigned_tail: bool = False
+) -> ChainVerification:
     """Verify an export offline with the audit public key alone; a malformed line fails it like a bad event,
     and an intact chain that no checkpoint signed by ``public_key`` covers is not verified (see
-    ``require_signed_checkpoint``)."""
+    ``require_signed_checkpoint``), nor are events after its last checkpoint unless ``accept_unsigned_tail``
+    (see ``require_covered_tail``)."""
     refusals: list[InvalidInput] = []
 
     def parsed() -> Iterator[AuditEvent]:
@@ -324,7 +327,27 @@ def verify_json_lines(lines: Iterable[str], public_key: bytes) -> ChainVerificat
             first_bad_sequence=head.sequence + 1 if head is not None else 1,
             problem=refusals[0].message,
         )
-    return require_signed_checkpoint(outcome)
+    outcome = require_signed_checkpoint(outcome)
+    return outcome if accept_unsigned_tail else require_covered_tail(outcome)
+
+
+def require_covered_tail(outcome: ChainVerification) -> ChainVerification:
+    """A verified chain with events after its last checkpoint, turned into a failure naming that tail.
+
+    Whoever can write the database can rewrite every event after the last checkpoint and recompute their
+    hashes, so those events prove nothing offline; the events up to the checkpoint do, and a person who knows
+    that may accept them alone. ``first_bad_sequence`` stays None: nothing is provably altered.
+    """
+    if not outcome.ok or outcome.unsigned_tail == 0:
+        return outcome
+    head = outcome.last_event
+    last = head.sequence if head is not None else outcome.unsigned_tail
+    first = last - outcome.unsigned_tail + 1
+    problem = (
+        f"events {first} to {last} follow the last checkpoint and no checkpoint signs them, so they are not"
+        f" verified (the events up to {first - 1} are; --accept-unsigned-tail accepts the export without its tail)"
+    )
+    return replace(outcome, ok=False, problem=problem)
 
 
 def require_signed_checkpoint(outcome: ChainVerification) -> ChainVerification:

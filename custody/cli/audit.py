@@ -59,13 +59,22 @@ def audit_group() -> None:
     help="With --file: the audit public key, 64 hex characters (0x optional) or a file holding them.",
 )
 @click.pass_context
-def verify(context: click.Context, file_name: str | None, public_key: str | None) -> None:
+@click.option(
+    "--accept-unsigned-tail",
+    is_flag=True,
+    help="With --file: accept an export whose last events no checkpoint signs, verifying the rest.",
+)
+def verify(
+    context: click.Context, file_name: str | None, public_key: str | None, accept_unsigned_tail: bool
+) -> None:
     """Recompute the hash chain and check the signed checkpoints; exit 1 if the log was tampered with.
 
     Without --file the daemon verifies its own log and names its audit public key; with --file and
     --public-key an export is verified here, offline. An export is verified only if a checkpoint signed by
     that key covers its events: one without such a checkpoint, or an empty one, exits 1 as NOT VERIFIED.
-    Events after the last checkpoint are reported as the unsigned tail.
+    Events after the last checkpoint are reported as the unsigned tail; offline they are NOT VERIFIED and the
+    command exits 1, since whoever wrote the database could have rewritten them, unless
+    --accept-unsigned-tail says to accept the checkpointed events alone.
     """
     json_output = options_of(context).json_output
     if file_name is None and public_key is None:
@@ -80,7 +89,9 @@ def verify(context: click.Context, file_name: str | None, public_key: str | None
         key = parse_public_key(public_key)
         with open_export(file_name) as lines:
             verification = verify_json_lines(
-                with_progress(lines, "events read", enabled=sys.stderr.isatty()), key
+                with_progress(lines, "events read", enabled=sys.stderr.isatty()),
+                key,
+                accept_unsigned_tail=accept_unsigned_tail,
             )
         report = offline_verification_to_json(verification, key)
         ok = verification.ok

@@ -79,10 +79,17 @@ def test_an_exported_file_verifies_offline_with_the_public_key(tmp_path: Path) -
     path = tmp_path / "audit.jsonl"
     path.write_text("".join(line + "\n" for line in LINES), encoding="ascii")
     with path.open(encoding="utf-8") as lines:
-        result = verify_json_lines(lines, PUBLIC_KEY)
+        result = verify_json_lines(lines, PUBLIC_KEY, accept_unsigned_tail=True)
     assert result == verify_events(iter(LOG), public_key=PUBLIC_KEY)
     assert result.ok and result.events_checked == 14 and result.checkpoints_checked == 2
     assert result.unsigned_tail == 4 and result.last_event == LOG[-1]
+
+
+def test_events_after_the_last_checkpoint_are_not_verified_unless_accepted() -> None:
+    result = verify_json_lines(LINES, PUBLIC_KEY)
+    assert not result.ok and result.first_bad_sequence is None
+    assert result.unsigned_tail == 4
+    assert "events 11 to 14 follow the last checkpoint" in result.problem
 
 
 def test_an_export_verified_with_another_public_key_fails_at_the_first_checkpoint() -> None:
