@@ -38,7 +38,9 @@ class Daemon:
         return self.log_path.read_text(errors="replace")
 
 
-# The end-to-end suite runs once per database backend; CUSTODY_TEST_BACKENDS narrows it (e.g. "sqlite").
+# The database backends the suite runs on; CUSTODY_TEST_BACKENDS narrows them (e.g. "sqlite"). Tests of what
+# depends on the store (replicas sharing a database, crashes, a tampered database) request the ``backend``
+# fixture and run once per backend; the others run on the first.
 BACKENDS = tuple(os.environ.get("CUSTODY_TEST_BACKENDS", "sqlite,postgresql").split(","))
 # Tests create and drop databases of their own on the PostgreSQL server CI and developers have locally; the
 # store tests read the same variable (an administrative URL ending in a database name).
