@@ -31,11 +31,13 @@ from custody.domain.errors import (
 )
 from custody.domain.principals import Principal, Role
 from custody.hsm.base import Hsm
-from custody.store.base import Store, StoreTransaction
+from custody.store.base import DaemonKey, Store, StoreTransaction
 
 log = logging.getLogger(__name__)
 
 AUDIT_KEY_LABEL = "custody-audit"
+# The audit key's entry among the daemon's own keys in the database, which hold its CKA_ID.
+AUDIT_KEY_PURPOSE = "audit"
 DAEMON_ACTOR = "custody"
 DEFAULT_CHECKPOINT_EVERY = 1000
 CHECKPOINT_ATTEMPTS = 5
@@ -85,12 +87,31 @@ class AuditUseCases:
         return self._public_key
 
     def open(self) -> None:
-        """At start: find or create the audit key in the HSM, then verify the chain's head (the last checkpoint
-        and every event after it) before serving anything."""
+        """At start: find the audit key in the HSM, then verify the chain's head (the last checkpoint and every
+        event after it) before serving anything.
+
+        The key is found by the CKA_ID the database stores for it, never by its label, so a key that anyone
+        else labels like it changes nothing. Only a database that stores no audit key yet (a new one, or one
+        from before the daemon stored it) looks the key up by label or makes it, and stores its id.
+        """
         # Finding or creating the key happens under the database's write lock: replicas sharing one database
         # and one token start at the same time, and two of them must not each create an audit key.
-        with self._store.transaction():
-            self._key_id, self._public_key = self._hsm.ensure_ed25519_key(AUDIT_KEY_LABEL)
+        with self._store.transaction() as tx:
+            stored = tx.daemon_key(AUDIT_KEY_PURPOSE)
+            if stored is None:
+                key_id, public_key = self._hsm.ensure_ed25519_key(AUDIT_KEY_LABEL)
+                tx.insert_daemon_key(
+                    DaemonKey(AUDIT_KEY_PURPOSE, key_id.hex(), public_key, created_at=self._clock())
+                )
+            else:
+                key_id = bytes.fromhex(stored.key_id)
+                public_key = self._hsm.ed25519_public_key(key_id)
+                if public_key != stored.public_key:
+                    raise ConfigurationError(
+                        f"the HSM's Ed25519 key {stored.key_id} is not the audit key the database names (its"
+                        " public key differs); refusing to start"
+                    )
+        self._key_id, self._public_key = key_id, public_key
         verification = self.verify_head()
         if not verification.ok:
             raise ConfigurationError(

@@ -11,7 +11,7 @@ from custody.app.policy import PolicyUseCases, governance_request, unfreeze_payl
 from custody.audit.events import AuditKind
 from custody.chains.evm.address import address_from_public_point
 from custody.domain.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound, PermissionDenied
-from custody.domain.keys import Key, KeyState, validate_key_label
+from custody.domain.keys import Key, KeyState, check_label_not_reserved, validate_key_label
 from custody.domain.principals import Principal, Role
 from custody.domain.requests import PayloadKind, RequestState, SigningRequest
 from custody.hsm.base import Hsm
@@ -40,7 +40,7 @@ class KeyUseCases:
     def create_key(self, caller: Principal, label: str) -> Key:
         """Generate a secp256k1 key pair in the HSM and record it; only admins create keys."""
         caller.require(Role.ADMIN, "create keys")
-        validate_key_label(label)
+        check_label_not_reserved(validate_key_label(label))
         # Checking first keeps the common mistake (a label in use) from leaving an orphan key pair in the token;
         # the store's unique constraint still decides a race between two admins.
         if self._store.get_key(label) is not None:

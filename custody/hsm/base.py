@@ -41,6 +41,10 @@ class Hsm(Protocol):
         """Find the Ed25519 key pair labelled ``label`` in the token, or generate it there (sensitive, not
         extractable); returns (key_id, raw 32-byte public key). Used for the audit log's checkpoints."""
 
+    def ed25519_public_key(self, key_id: bytes) -> bytes:
+        """The raw 32-byte public key of the Ed25519 pair with CKA_ID ``key_id`` (private half sensitive, not
+        extractable); raises NotFound when the token has no such pair. How the daemon finds its audit key."""
+
     def sign_ed25519(self, key_id: bytes, data: bytes) -> bytes:
         """Pure Ed25519 (CKM_EDDSA) over ``data``; returns the 64-byte signature."""
 

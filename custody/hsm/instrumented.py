@@ -85,6 +85,9 @@ class InstrumentedHsm:
     def ensure_ed25519_key(self, label: str) -> tuple[bytes, bytes]:
         return self._timed("ensure_ed25519_key", lambda hsm: hsm.ensure_ed25519_key(label))
 
+    def ed25519_public_key(self, key_id: bytes) -> bytes:
+        return self._timed("ed25519_public_key", lambda hsm: hsm.ed25519_public_key(key_id))
+
     def sign_ed25519(self, key_id: bytes, data: bytes) -> bytes:
         return self._timed("sign_ed25519", lambda hsm: hsm.sign_ed25519(key_id, data))
 

@@ -176,6 +176,9 @@ class LaneHsm:
     def ensure_ed25519_key(self, label: str) -> tuple[bytes, bytes]:
         return self._control.ensure_ed25519_key(label)
 
+    def ed25519_public_key(self, key_id: bytes) -> bytes:
+        return self._control.ed25519_public_key(key_id)
+
     # Seals are computed on the in-process session: one HMAC takes tens of microseconds on the token, less
     # than a round trip to a lane, and the app caches every seal it has verified (custody/app/integrity.py).
 

@@ -244,6 +244,20 @@ class Pkcs11Hsm:
         self._ed25519_public_keys[key_id] = raw
         return key_id, raw
 
+    def ed25519_public_key(self, key_id: bytes) -> bytes:
+        """The raw public key of the Ed25519 pair with CKA_ID ``key_id``, its private half checked as the audit
+        key's is (sensitive, not extractable); raises NotFound when the token has no such pair."""
+        _validate_key_id(key_id)
+
+        def read() -> bytes:
+            self._usable_private_key(key_id, "ed25519")
+            public_object = self._find_one(ObjectClass.PUBLIC_KEY, key_id)
+            return _checked_ed25519_public_key(public_object[Attribute.EC_POINT], key_id)
+
+        raw = self._call(read, f"read the Ed25519 key {key_id.hex()}")
+        self._ed25519_public_keys[key_id] = raw
+        return raw
+
     def sign_ed25519(self, key_id: bytes, data: bytes) -> bytes:
         """Pure Ed25519 (CKM_EDDSA) over ``data``; the signature is verified before it is returned."""
         _validate_key_id(key_id)
