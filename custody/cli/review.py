@@ -354,6 +354,12 @@ def _unfreeze_lines(request: custody_pb2.SigningRequest) -> list[str]:
             f"  payload        {printable(bytes(request.payload).decode('utf-8', 'replace'))} (not understood)"
         ]
     lines = [f"  unfreeze key   {printable(key)}: once approved it signs again"]
+    freeze = document.get("freeze") if isinstance(document, dict) else None
+    if isinstance(freeze, int) and not isinstance(freeze, bool):
+        lines.append(f"  lifts          freeze {freeze} only; a later freeze of the key stays")
+    else:
+        # Unfreezes asked for before they named their freeze lift nothing when approved.
+        lines.append("  lifts          no named freeze: approving it changes nothing")
     if request.address:
         lines.append(f"  its address    {request.address} (according to the daemon)")
     return lines
