@@ -15,6 +15,7 @@ from custody.app.integrity import Sealer, SealingStore
 from custody.app.keys import KeyUseCases
 from custody.app.policy import PolicyUseCases
 from custody.app.signing import ChangeNotifier, SigningUseCases
+from custody.audit.head import RememberedHead
 from custody.domain.errors import CustodyError
 from custody.hsm.base import Hsm
 from custody.store.base import Store
@@ -48,14 +49,13 @@ class Custody:
         self._store = store
         self._hsm = hsm
         notifier = ChangeNotifier()
-        self.audit = AuditUseCases(store, hsm, clock, checkpoint_every)
         self.sealer = Sealer(hsm, clock)
-        # Every use case that writes what a signature relies on writes through the sealing store, which stores
-        # each such record's HSM seal in the same transaction; the audit log has its own hash chain.
-        sealed = cast(Store, SealingStore(store, self.sealer, self.audit))
-        self.policy = PolicyUseCases(
-            sealed, self.audit, clock, open_seals=lambda: self.sealer.open(store, self.audit)
-        )
+        self.audit_head = RememberedHead()
+        # Every use case writes through the sealing store: it stores the HSM seal of each record a signature
+        # relies on in the transaction that writes it, and checks the audit log's head before each append.
+        sealed = cast(Store, SealingStore(store, self.sealer, lambda: self.audit, self.audit_head))
+        self.audit = AuditUseCases(sealed, hsm, clock, checkpoint_every)
+        self.policy = PolicyUseCases(sealed, self.audit, clock, open_seals=lambda: self._at_start(store))
         self.keys = KeyUseCases(sealed, hsm, self.policy, self.audit, clock)
         self.signing = SigningUseCases(
             sealed,
@@ -75,6 +75,11 @@ class Custody:
             notifier=notifier,
         )
         self._worker: BackgroundWorker | None = None
+
+    def _at_start(self, store: Store) -> None:
+        """Right after the audit log verified at start: open the seal key and remember the head just verified."""
+        self.sealer.open(store, self.audit)
+        self.audit_head.remember(store.audit_head())
 
     def health(self) -> Health:
         hsm_health = self._hsm.health()

@@ -25,7 +25,8 @@ from datetime import datetime
 from typing import Any, cast
 
 from custody.app.audit import DAEMON_ACTOR, AuditUseCases
-from custody.audit.events import AuditKind
+from custody.audit.events import AuditDraft, AuditEvent, AuditKind
+from custody.audit.head import RememberedHead
 from custody.chains.evm import ParsedPayload, parse_payload
 from custody.chains.evm.intents import payload_intents
 from custody.domain import seals
@@ -35,7 +36,6 @@ from custody.domain.policy import Policy, RequestFacts, VelocityUsage
 from custody.domain.requests import Decision, RequestState, SigningRequest
 from custody.domain.signing import Recomputed
 from custody.hsm.base import Hsm
-from custody.observability.metrics import SEAL_MISMATCHES
 from custody.store.base import DaemonKey, Store, StoredPolicy, StoreTransaction
 
 log = logging.getLogger(__name__)
@@ -225,8 +225,6 @@ class Sealer:
             return None
         problem = "the seal of " + ", ".join(bad) + (" is missing or does not verify")
         self.last_mismatch = problem
-        for subject in bad:
-            SEAL_MISMATCHES.labels(record=subject.split(":", 1)[0]).inc()
         return problem
 
     def _require_key(self) -> bytes:
@@ -281,27 +279,48 @@ def sealed_records(
     return records
 
 
+def _audit_public_key(audit: AuditUseCases) -> bytes | None:
+    """The audit public key once the audit log is open; before that no checkpoint is checked against it."""
+    try:
+        return audit.public_key
+    except ConfigurationError:
+        return None
+
+
 def _fingerprint(data: bytes, seal: bytes) -> bytes:
     return hashlib.sha256(len(data).to_bytes(8, "big") + data + seal).digest()
 
 
 class SealingStore:
     """The store as the use cases see it: every write of a record the daemon relies on to sign stores its seal
-    in the same transaction, so no call site can forget one. Everything else is the store's own."""
+    in the same transaction, so no call site can forget one, and every audit append first checks the stored
+    head against the one this process remembers (custody/audit/head.py). Everything else is the store's own.
 
-    def __init__(self, inner: Store, sealer: Sealer, audit: AuditUseCases) -> None:
+    ``audit`` gives the audit use cases, which are built on this store themselves."""
+
+    def __init__(
+        self, inner: Store, sealer: Sealer, audit: Callable[[], AuditUseCases], head: RememberedHead
+    ) -> None:
         self._inner = inner
         self._sealer = sealer
         self._audit = audit
+        self._head = head
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
         # The seal key is opened before the first transaction that may need it, never inside one: opening
         # takes the write lock itself.
         if not self._sealer.is_open:
-            self._sealer.open(self._inner, self._audit)
+            self._sealer.open(self._inner, self._audit())
         with self._inner.transaction() as tx:
-            yield cast(StoreTransaction, SealingTransaction(tx, self._sealer))
+            sealing = SealingTransaction(tx, self._sealer, self._audit, self._head)
+            yield cast(StoreTransaction, sealing)
+        # Committed: the last event it appended is now the head this process knows.
+        self._head.remember(sealing.appended)
+
+    def append_audit(self, draft: AuditDraft) -> AuditEvent:
+        with self.transaction() as tx:
+            return tx.append_audit(draft)
 
     def insert_key(self, key: Key) -> None:
         with self.transaction() as tx:
@@ -330,9 +349,25 @@ class SealingStore:
 class SealingTransaction:
     """A store transaction that seals what it writes (see SealingStore)."""
 
-    def __init__(self, inner: StoreTransaction, sealer: Sealer) -> None:
+    def __init__(
+        self,
+        inner: StoreTransaction,
+        sealer: Sealer,
+        audit: Callable[[], AuditUseCases],
+        head: RememberedHead,
+    ) -> None:
         self._inner = inner
         self._sealer = sealer
+        self._audit = audit
+        self._head = head
+        self.appended: AuditEvent | None = None
+
+    def append_audit(self, draft: AuditDraft) -> AuditEvent:
+        # Once per transaction: later appends in it chain on its own events, under the same write lock.
+        if self.appended is None:
+            self._head.check(self._inner, _audit_public_key(self._audit()))
+        self.appended = self._inner.append_audit(draft)
+        return self.appended
 
     def insert_key(self, key: Key) -> None:
         self._inner.insert_key(key)

@@ -54,8 +54,7 @@ APPROVALS = Counter(
 DENIALS = Counter("custody_denials_total", "Requests denied by policy.", registry=REGISTRY)
 SEAL_MISMATCHES = Counter(
     "custody_seal_mismatches_total",
-    "Stored records whose HSM seal did not verify (written by someone without the seal key), by record.",
-    ["record"],
+    "Requests refused because a record they rely on did not carry a valid HSM seal (seal.mismatch events).",
     registry=REGISTRY,
 )
 # HSM calls take from well under a millisecond (SoftHSM2) to tens of milliseconds (network HSMs).
@@ -155,6 +154,8 @@ class _Tally:
         elif method == "insert_approval":
             approval: Approval = args[0] if args else kwargs["approval"]
             self._pending.append(APPROVALS.labels(verdict=approval.verdict.value).inc)
+        elif method == "append_audit" and getattr(result, "kind", None) == "seal.mismatch":
+            self._pending.append(SEAL_MISMATCHES.inc)
 
     def committed(self) -> None:
         for count in self._pending:

@@ -1,0 +1,86 @@
+"""The audit log's head as this process last saw it, kept in memory, so that a rewrite of the events after the
+last checkpoint is caught before the daemon appends to them or signs a checkpoint over them.
+
+Whoever can write the database can rewrite every event after the last checkpoint and recompute their hashes:
+the chain then verifies, and the daemon's next checkpoint would sign the forgery with the HSM's audit key. The
+daemon therefore remembers the last event it appended or verified. Before each append (a checkpoint is an
+append) it reads the stored head under the write lock: the same event means nothing moved; a head further on
+means other writers appended (replicas sharing a PostgreSQL database do), and it is accepted only when the
+stored events continue the chain from the remembered one, which must still be there unchanged; anything else
+refuses the append with Unavailable, so the change it belonged to does not happen either (fail closed).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Protocol
+
+from custody.audit.chain import verify_events
+from custody.audit.events import AuditEvent
+from custody.domain.errors import Unavailable
+
+# Events read per statement while walking from the remembered event to the stored head.
+_PAGE = 10_000
+
+
+class AuditReader(Protocol):
+    """What the check reads: a store transaction holding the write lock has both."""
+
+    def audit_head(self) -> AuditEvent | None: ...
+
+    def list_audit_events(self, *, after_sequence: int = 0, limit: int = 1000) -> Sequence[AuditEvent]: ...
+
+
+class RememberedHead:
+    def __init__(self) -> None:
+        self._event: AuditEvent | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def event(self) -> AuditEvent | None:
+        return self._event
+
+    def remember(self, event: AuditEvent | None) -> None:
+        """Remember ``event`` unless a later one is remembered: transactions of several threads may report
+        their commits out of order."""
+        if event is None:
+            return
+        with self._lock:
+            if self._event is None or event.sequence > self._event.sequence:
+                self._event = event
+
+    def check(self, reader: AuditReader, public_key: bytes | None) -> None:
+        """Raise Unavailable unless the stored head is the remembered event or continues the chain from it;
+        accept and remember a head that does. Run under the write lock, before an append."""
+        known = self._event
+        if known is None:
+            return
+        head = reader.audit_head()
+        if head is not None and (head.sequence, head.hash) == (known.sequence, known.hash):
+            return
+        if head is None or head.sequence < known.sequence:
+            stored = head.sequence if head is not None else 0
+            raise Unavailable(
+                f"the audit log's head went back from event {known.sequence} to {stored} under this daemon;"
+                " it will not append to a log that lost events"
+            )
+        events = list(reader.list_audit_events(after_sequence=known.sequence - 1, limit=1))
+        if not events or events[0].hash != known.hash or events[0].sequence != known.sequence:
+            raise Unavailable(
+                f"audit event {known.sequence}, which this daemon appended or verified, was changed in the"
+                " database; it will not append to or sign a checkpoint over a rewritten log"
+            )
+        previous = known
+        while previous.sequence < head.sequence:
+            page = reader.list_audit_events(after_sequence=previous.sequence, limit=_PAGE)
+            if not page:
+                break
+            outcome = verify_events(page, public_key=public_key, start_after=previous)
+            if not outcome.ok or outcome.last_event is None:
+                raise Unavailable(
+                    f"the audit events appended after event {known.sequence} do not verify"
+                    f" ({outcome.problem}); this daemon will not append to them"
+                )
+            previous = outcome.last_event
+        self.remember(previous)
