@@ -4,7 +4,9 @@ The tests edit the daemon's database with plain SQL as an outsider who can write
 would: a policy version inserted with a rule that signs treasury transactions at once, a waiting treasury
 request set to APPROVED with the decision "sign", and a time-lock moved to now after the quorum. Each time the
 worker or the submission reaches the seal check before the HSM, nothing is signed, the request ends FAILED
-naming the seal, a ``seal.mismatch`` audit event is written and the daemon logs it.
+naming the seal, a ``seal.mismatch`` audit event is written and the daemon logs it. And the newest audit
+event rewritten with every hash after it computed again: the daemon appends nothing more and signs no
+checkpoint over it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
+import grpc
 import pytest
 
 from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
-from custody.store.codec import encode_time
+from custody.audit.events import AuditEvent, event_hash
+from custody.store.codec import decode_time, encode_time
 
 from .approvals_support import Approvers, submit_tx, treasury_tx, wait_for_state
 from .conftest import Daemon, Databases, DevEnv, Nonces, channel_for, make_dev_env, start_daemon, stop_daemon
@@ -148,3 +153,55 @@ def test_a_policy_version_inserted_in_the_database_signs_nothing(
         pb.REQUEST_STATE_APPROVED
     )
     assert _seal_mismatches(env, daemon, honest.request_id) == []
+
+
+def test_audit_events_rewritten_after_the_last_checkpoint_get_no_checkpoint(
+    tmp_path: Path, backend: str, databases: Databases, nonces: Nonces
+) -> None:
+    """The writer rewrites the newest event and computes every hash after it again, so the chain verifies;
+    the daemon, which remembers the head it appended, refuses the next append and signs no checkpoint over the
+    forgery, not even at shutdown."""
+    env = make_dev_env(tmp_path / "env", backend, databases)
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    try:
+        with channel_for(env, daemon, "admin") as channel:
+            ops = pb_grpc.KeyServiceStub(channel).CreateKey(pb.CreateKeyRequest(label="ops")).key
+        signed = submit_tx(env, daemon, "backend", "ops", treasury_tx(next(nonces)))
+        assert signed.state == pb.REQUEST_STATE_SIGNED and ops.address
+        ((head,),) = env.sql("SELECT MAX(sequence) FROM audit_events")
+        _rewrite_actor(env, head - 1, "someone-else")
+
+        with pytest.raises(grpc.RpcError) as refused:
+            submit_tx(env, daemon, "backend", "ops", treasury_tx(next(nonces)))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        stop_daemon(daemon)
+    assert env.sql("SELECT COUNT(*) FROM audit_events WHERE kind = 'audit.checkpoint'") == [(0,)]
+    assert "was changed in the database" in daemon.log()
+
+
+def _rewrite_actor(env: DevEnv, sequence: int, actor: str) -> None:
+    """Give event ``sequence`` another actor and compute its hash and every later hash again."""
+    ((previous_hash,),) = env.sql("SELECT hash FROM audit_events WHERE sequence = ?", (sequence - 1,))
+    rows = env.sql(
+        "SELECT sequence, time, actor, kind, request_id, details FROM audit_events WHERE sequence >= ?"
+        " ORDER BY sequence",
+        (sequence,),
+    )
+    for number, time_text, stored_actor, kind, request_id, details in rows:
+        event = AuditEvent(
+            sequence=number,
+            time=decode_time(time_text),
+            actor=actor if number == sequence else stored_actor,
+            kind=kind,
+            request_id=request_id,
+            details=json.loads(details),
+            previous_hash=bytes(previous_hash),
+            hash=b"",
+        )
+        new_hash = event_hash(number, event, event.previous_hash)
+        env.sql(
+            "UPDATE audit_events SET actor = ?, previous_hash = ?, hash = ? WHERE sequence = ?",
+            (event.actor, event.previous_hash, new_hash, number),
+        )
+        previous_hash = new_hash
