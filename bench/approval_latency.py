@@ -28,6 +28,7 @@ from pathlib import Path
 
 import grpc
 from cryptography.hazmat.primitives import serialization
+from payloads import transaction
 
 from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
@@ -54,21 +55,6 @@ def approver_key(env: Path, name: str):  # type: ignore[no-untyped-def]
     return serialization.load_pem_private_key(
         (env / "approvers" / f"{name}.key").read_bytes(), password=passphrase
     )
-
-
-def transaction(nonce: int) -> bytes:
-    return json.dumps(
-        {
-            "type": 2,
-            "chainId": 11155111,
-            "nonce": nonce,
-            "to": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-            "value": 10**15,
-            "gas": 21000,
-            "maxFeePerGas": 30 * 10**9,
-            "maxPriorityFeePerGas": 10**9,
-        }
-    ).encode()
 
 
 def approve_request(request: pb.SigningRequest, name: str, key) -> pb.ApproveRequest:  # type: ignore[no-untyped-def]

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import grpc
+from payloads import transaction
 
 from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
@@ -104,21 +105,6 @@ def channel(env_dir: Path, address: str, identity: str) -> grpc.Channel:
             certificate_chain=(pki / f"{identity}.pem").read_bytes(),
         ),
     )
-
-
-def transaction(nonce: int) -> bytes:
-    return json.dumps(
-        {
-            "type": 2,
-            "chainId": 11155111,
-            "nonce": nonce,
-            "to": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-            "value": 10**15,
-            "gas": 21000,
-            "maxFeePerGas": 30 * 10**9,
-            "maxPriorityFeePerGas": 10**9,
-        }
-    ).encode()
 
 
 def measure_end_to_end(

@@ -30,6 +30,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
+from payloads import transaction
 
 from custody.app.custody import Custody
 from custody.domain.approvals import ApprovalStatement
@@ -71,22 +72,6 @@ def counting_connection(statements: StatementLog) -> type[sqlite3.Connection]:
             self.set_trace_callback(statements.record)
 
     return CountingConnection
-
-
-def transaction(nonce: int) -> bytes:
-    return json.dumps(
-        {
-            "type": 2,
-            "chainId": 1,
-            "nonce": nonce,
-            "to": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-            "value": 10**15,
-            "gas": 21000,
-            "maxFeePerGas": 30 * 10**9,
-            "maxPriorityFeePerGas": 10**9,
-            "data": "0x",
-        }
-    ).encode()
 
 
 def main() -> None:
