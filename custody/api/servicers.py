@@ -147,15 +147,13 @@ class _Servicer:
             peer_identity, Refusal(actor=actor, kind=kind, error=error, method=method, peer=context.peer())
         )
 
-    def request_to_pb(self, request: SigningRequest, *, detailed: bool = True) -> pb.SigningRequest:
-        """The request as a message; ``detailed`` adds the verdicts and quorum progress (one more query)."""
+    def request_to_pb(self, request: SigningRequest) -> pb.SigningRequest:
+        """The request as a message, with its verdicts and the quorum progress of the verified ones."""
         # A key's address never changes, so it is looked up once per label. A policy change has no key.
         address = self._addresses.get(request.key_label, "")
         if request.key_label and not address:
             address = self.custody.keys.get_key_record(request.key_label).address
             self._addresses[request.key_label] = address
-        if not detailed:
-            return convert.request_to_pb(request, address)
         view = self.custody.signing.view(request)
         return convert.request_to_pb(request, address, view.approvals, view.progress)
 
@@ -223,7 +221,9 @@ class SigningServicer(_Servicer, pb_grpc.SigningServiceServicer):
             key_label=request.key_label or None,
             limit=request.limit or 100,
         )
-        return pb.ListRequestsResponse(requests=[self.request_to_pb(item, detailed=False) for item in found])
+        # Each request with its verdicts and quorum progress, as GetRequest answers it: a list that shows
+        # "-" for approvals a request has would mislead the people reading it.
+        return pb.ListRequestsResponse(requests=[self.request_to_pb(item) for item in found])
 
     @server_stream
     def WatchRequest(

@@ -33,7 +33,7 @@ def policy_group() -> None:
 @client_options
 @click.pass_context
 def show_policy(context: click.Context) -> None:
-    """Print the active policy version and its document."""
+    """Print the active policy's document (its version and hash go to stderr)."""
     options = options_of(context)
     with connect(options) as connection:
         response = connection.policy.GetPolicy(custody_pb2.GetPolicyRequest(), timeout=UNARY_TIMEOUT_SECONDS)
@@ -46,8 +46,11 @@ def show_policy(context: click.Context) -> None:
             }
         )
         return
+    # The header goes to stderr so that stdout is exactly the document: `policy show > file`, an edit and
+    # `policy propose file` must not carry the header into the next version.
     click.echo(
-        f"# active policy version {response.version}, document hash {hex_bytes(response.document_hash)}"
+        f"# active policy version {response.version}, document hash {hex_bytes(response.document_hash)}",
+        err=True,
     )
     click.echo(response.document.rstrip("\n"))
 
