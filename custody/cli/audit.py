@@ -137,7 +137,9 @@ def export(
         if out_file is None:
             write_json_lines(events, sys.stdout)
         else:
-            write_export_file(events, Path(out_file))
+            written = write_export_file(events, Path(out_file))
+            # Said on stderr, so a script that reads stdout sees nothing new; a person sees it worked.
+            click.echo(f"wrote {written} audit events to {out_file}", err=True)
 
 
 def list_events_query(

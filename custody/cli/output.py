@@ -185,7 +185,9 @@ def request_text(request: custody_pb2.SigningRequest, *, summary: bool = True) -
     decision_line = decision.action or "none"
     if decision.rule:
         decision_line += f" by rule {decision.rule}"
-    if decision.reason:
+    # A rule's own reason only repeats its name ("rule 'ops' allows this request"); other reasons (deny by
+    # default, what stopped the rules) say something the line does not.
+    if decision.reason and not decision.reason.startswith(f"rule {decision.rule!r} "):
         decision_line += f": {decision.reason}"
     if decision.policy_version:
         decision_line += f" (policy version {decision.policy_version})"

@@ -514,6 +514,7 @@ def test_a_full_export_pages_through_everything_and_verifies_offline(
     assert run(["--profile", profile, "--server", address, "audit", "export", "--out", str(out)]) == 0
     # 13 events in pages of at most 3: the last, empty page is what ends the export.
     assert len(chain) == 13
+    assert capsys.readouterr().err.splitlines()[-1] == f"wrote 13 audit events to {out}"
     assert [query.after_sequence for query in service.queries] == [0, 3, 6, 9, 12, 13]
     assert all(query.limit == EXPORT_PAGE_SIZE for query in service.queries)
     lines = out.read_text(encoding="utf-8").splitlines()

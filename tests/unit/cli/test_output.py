@@ -277,3 +277,18 @@ def test_governance_kinds_have_names_and_approved_is_final_only_for_them() -> No
         assert not ended_unsigned(request)
         request.state = custody_pb2.REQUEST_STATE_REJECTED
         assert is_final(request) and ended_unsigned(request)
+
+
+def test_the_decision_line_does_not_repeat_the_rule_its_reason_names() -> None:
+    signed = custody_pb2.SigningRequest(
+        request_id="req_5",
+        state=custody_pb2.REQUEST_STATE_SIGNED,
+        decision=custody_pb2.Decision(
+            action="sign",
+            rule="ops-transactions",
+            reason="rule 'ops-transactions' allows this request",
+            policy_version=3,
+        ),
+    )
+    (line,) = [line for line in request_text(signed).splitlines() if line.startswith("decision")]
+    assert line.split(":", 1)[1].strip() == "sign by rule ops-transactions (policy version 3)"
