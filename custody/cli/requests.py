@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import time
 
 import click
@@ -17,6 +18,7 @@ from custody.cli.output import (
     intents_to_json,
     is_final,
     ordered_flags,
+    request_state_name,
     request_state_value,
     request_text,
     request_to_json,
@@ -132,14 +134,45 @@ def conclude(
 ) -> None:
     """Print a request (after following it to a final state when ``wait``); exit 3 if it ended unsigned."""
     if wait:
-        request = follow_to_final_state(connection, request)
+        request = follow_to_final_state(connection, request, progress=WaitProgress())
     print_request(request, json_output=options_of(context).json_output)
     if ended_unsigned(request):
         context.exit(EXIT_REQUEST_UNSIGNED)
 
 
+class WaitProgress:
+    """Tells the person waiting which request it is and each change of its state, on stderr, so that
+    ``--json`` output on stdout stays one document; on a terminal each line also says how long it has waited.
+    Nothing but plain lines is written: no spinner or cursor codes, which a log file would keep as noise.
+    """
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._last_state: str | None = None
+        self._on_terminal = sys.stderr.isatty()
+
+    def saw(self, request: custody_pb2.SigningRequest) -> None:
+        """Report ``request`` if its state differs from the one last reported."""
+        state = request_state_name(request.state)
+        if state == self._last_state:
+            return
+        first = self._last_state is None
+        self._last_state = state
+        line = f"request {request.request_id}: {state}"
+        if first and not is_final(request):
+            line += " (waiting; Ctrl-C stops waiting and leaves the request as it is)"
+        if self._on_terminal and not first:
+            line += f" after {_elapsed_text(time.monotonic() - self._started)}"
+        click.echo(line, err=True)
+
+
+def _elapsed_text(seconds: float) -> str:
+    minutes, whole_seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{whole_seconds:02d}s" if minutes else f"{whole_seconds}s"
+
+
 def follow_to_final_state(
-    connection: Connection, request: custody_pb2.SigningRequest
+    connection: Connection, request: custody_pb2.SigningRequest, *, progress: WaitProgress | None = None
 ) -> custody_pb2.SigningRequest:
     """The request as it is once final, following WatchRequest; a request already final is returned as is.
 
@@ -151,10 +184,12 @@ def follow_to_final_state(
     """
     # No overall deadline: approvals take as long as people take; Ctrl-C ends the wait without touching the
     # request.
+    if progress is not None:
+        progress.saw(request)
     while not is_final(request):
         started = time.monotonic()
         try:
-            request = _watch_once(connection, request)
+            request = _watch_once(connection, request, progress)
         except grpc.RpcError as error:
             if not isinstance(error, grpc.Call) or error.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise
@@ -162,19 +197,25 @@ def follow_to_final_state(
             request = connection.signing.GetRequest(
                 custody_pb2.GetRequestRequest(request_id=request.request_id), timeout=UNARY_TIMEOUT_SECONDS
             ).request
+            if progress is not None:
+                progress.saw(request)
             continue
         if not is_final(request):
             time.sleep(max(0.0, _MIN_SUBSCRIPTION_SECONDS - (time.monotonic() - started)))
     return request
 
 
-def _watch_once(connection: Connection, request: custody_pb2.SigningRequest) -> custody_pb2.SigningRequest:
+def _watch_once(
+    connection: Connection, request: custody_pb2.SigningRequest, progress: WaitProgress | None
+) -> custody_pb2.SigningRequest:
     """Follow one WatchRequest stream until the request is final or the daemon ends the stream; returns the
     request as last seen."""
     stream = connection.signing.WatchRequest(custody_pb2.WatchRequestRequest(request_id=request.request_id))
     try:
         for update in stream:
             request = update
+            if progress is not None:
+                progress.saw(request)
             if is_final(request):
                 break
     finally:
