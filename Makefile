@@ -6,6 +6,9 @@ VENV        ?= .venv
 PYTHON      := $(VENV)/bin/python
 CUSTODY     := $(VENV)/bin/custody
 DEV_DIR     ?= dev-env
+# The daemon's gRPC port for a new `make run` environment (on 127.0.0.1); PORT+1 is kept for JSON-RPC, PORT+2
+# for metrics. An existing environment keeps the port it was made with; giving another PORT says so and stops.
+PORT        ?= 50051
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test`: one per core. Each test file runs on one worker (--dist loadfile), so a
 # file's module-scoped daemon or environment is built once.
@@ -26,7 +29,11 @@ $(VENV)/.installed: pyproject.toml
 venv: system-deps $(VENV)/.installed
 
 run: venv
-	@if [ ! -f $(DEV_DIR)/server.toml ]; then $(CUSTODY) dev init $(DEV_DIR); fi
+	@if [ ! -f $(DEV_DIR)/server.toml ]; then $(CUSTODY) dev init $(DEV_DIR) --listen 127.0.0.1:$(PORT); \
+	elif [ "$(origin PORT)" != file ] && ! grep -q '^listen = "127.0.0.1:$(PORT)"' $(DEV_DIR)/server.toml; then \
+	  echo "$(DEV_DIR) was made for another port ($$(grep -m1 '^listen' $(DEV_DIR)/server.toml)); its profiles"; \
+	  echo "connect there. To use port $(PORT), remove $(DEV_DIR) (make clean-dev) and run make run PORT=$(PORT) again."; \
+	  exit 2; fi
 	@echo
 	@echo "Starting custody on $(DEV_DIR)/server.toml (Ctrl-C stops it). In a second terminal:"
 	@echo "    . $(VENV)/bin/activate"

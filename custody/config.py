@@ -18,7 +18,7 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -396,11 +396,35 @@ def _read_principals(reader: _Reader, raw: Any) -> dict[str, Principal]:
     return principals
 
 
-def _check_address(reader: _Reader, key: str, address: str, *, allow_any_port: bool = False) -> None:
-    """HOST:PORT; ``allow_any_port`` admits port 0, which lets the system pick a free port."""
+def with_listener_overrides(
+    config: ServerConfig, *, listen: str | None = None, metrics_listen: str | None = None
+) -> ServerConfig:
+    """``config`` with the addresses given on the command line in place of the configured ones.
+
+    Each listener can be moved on its own, so that two replicas can share one configuration file (and one
+    database) and still listen on different ports.
+    """
+    if listen is not None:
+        if not is_listen_address(listen):
+            raise ConfigurationError(f"--listen: must be HOST:PORT, got {listen!r}")
+        config = replace(config, listen=listen)
+    if metrics_listen is not None:
+        if not is_listen_address(metrics_listen, allow_any_port=True):
+            raise ConfigurationError(f"--metrics-listen: must be HOST:PORT, got {metrics_listen!r}")
+        config = replace(config, metrics=replace(config.metrics, listen=metrics_listen))
+    return config
+
+
+def is_listen_address(address: str, *, allow_any_port: bool = False) -> bool:
+    """Whether ``address`` is HOST:PORT; ``allow_any_port`` admits port 0, which lets the system pick a free
+    port."""
     host, sep, port = address.rpartition(":")
     lowest = 0 if allow_any_port else 1
-    if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
+    return bool(sep and host and port.isdigit() and lowest <= int(port) < 65536)
+
+
+def _check_address(reader: _Reader, key: str, address: str, *, allow_any_port: bool = False) -> None:
+    if not is_listen_address(address, allow_any_port=allow_any_port):
         raise reader.fail(key, f"must be HOST:PORT, got {address!r}")
 
 

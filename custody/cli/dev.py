@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from custody.cli.client import client_options, options_of
-from custody.cli.dev_env import SOFTHSM_LABEL, DevEnvironment, init_dev_environment
+from custody.cli.dev_env import (
+    DEFAULT_LISTEN,
+    METRICS_PORT_OFFSET,
+    SOFTHSM_LABEL,
+    DevEnvironment,
+    init_dev_environment,
+)
 from custody.cli.output import emit_json
 
 
@@ -27,11 +33,17 @@ def dev_group() -> None:
     metavar="URL",
     help="Keep state in this database (postgresql://...) instead of a SQLite file in DIRECTORY.",
 )
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help=f"The daemon's gRPC address, which the profiles connect to (default {DEFAULT_LISTEN}); the metrics"
+    f" address, commented out in server.toml, is PORT+{METRICS_PORT_OFFSET}.",
+)
 @click.pass_context
-def dev_init(context: click.Context, directory: Path, database_url: str | None) -> None:
+def dev_init(context: click.Context, directory: Path, database_url: str | None, listen: str | None) -> None:
     """Build a complete local environment in DIRECTORY: SoftHSM2 token, PKI, approver keys, configuration,
     policy and client profiles."""
-    environment = init_dev_environment(directory, database_url)
+    environment = init_dev_environment(directory, database_url, listen)
     if options_of(context).json_output:
         emit_json(_environment_json(environment))
     else:
@@ -41,6 +53,7 @@ def dev_init(context: click.Context, directory: Path, database_url: str | None) 
 def _environment_json(environment: DevEnvironment) -> dict[str, object]:
     return {
         "directory": str(environment.directory),
+        "listen": environment.listen,
         "server_config": str(environment.server_config),
         "policy_file": str(environment.policy_file),
         "database": environment.redacted_database,
@@ -68,7 +81,7 @@ def _next_steps(environment: DevEnvironment) -> str:
     typed_data = environment.example_typed_data
     lines = [
         f"Created a custody development environment in {environment.directory}",
-        f"  server configuration  {environment.server_config}",
+        f"  server configuration  {environment.server_config} (listens on {environment.listen})",
         f"  policy                {environment.policy_file}",
         f"  database              {environment.redacted_database}",
         f'  HSM                   SoftHSM2 token "{SOFTHSM_LABEL}" ({environment.softhsm_config})',

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from custody.approver_keys.pkcs8_file import generate_encrypted_key_file
+from custody.config import is_listen_address
 from custody.domain.errors import AlreadyExists, InvalidInput
 from custody.hsm.softhsm import create_softhsm_token
 from custody.policy_file import dev_policy_toml
@@ -34,6 +35,9 @@ from custody.tls.certificates import (
 
 SOFTHSM_LABEL = "custody-dev"
 DEFAULT_LISTEN = "127.0.0.1:50051"
+# The Prometheus listener of a development environment (when enabled in server.toml) is the gRPC port plus this;
+# the port in between is kept for the JSON-RPC endpoint.
+METRICS_PORT_OFFSET = 2
 DEFAULT_DATABASE_URL = "sqlite:///custody.db"
 APPROVERS = ("alice", "bob", "carol", "dave")
 CLIENT_IDENTITIES = ("backend", "alice", "bob", "carol", "dave", "admin")
@@ -101,6 +105,7 @@ class DevEnvironment:
     approver_keys: dict[str, Path]
     example_transaction: Path
     example_typed_data: Path
+    listen: str = DEFAULT_LISTEN
 
     @property
     def redacted_database(self) -> str:
@@ -108,12 +113,16 @@ class DevEnvironment:
         return redact_database_url(self.database_url)
 
 
-def init_dev_environment(directory: Path, database_url: str | None) -> DevEnvironment:
-    """Build a development environment in ``directory``, which must not exist yet or be empty.
+def init_dev_environment(
+    directory: Path, database_url: str | None, listen: str | None = None
+) -> DevEnvironment:
+    """Build a development environment in ``directory``, which must not exist yet or be empty, whose daemon
+    listens on ``listen`` (HOST:PORT, default 127.0.0.1:50051) and whose profiles connect there.
 
     If anything fails half-way, what was written is removed again, so the command can simply be re-run.
     """
     database_url = _check_database_url(database_url or DEFAULT_DATABASE_URL)
+    listen = _check_listen(listen or DEFAULT_LISTEN)
     if (directory / "server.toml").exists():
         raise AlreadyExists(
             f"{directory} already holds a custody environment (it has a server.toml); remove the directory"
@@ -126,7 +135,7 @@ def init_dev_environment(directory: Path, database_url: str | None) -> DevEnviro
         )
     directory.mkdir(mode=_PRIVATE_DIRECTORY_MODE, parents=True, exist_ok=True)
     try:
-        return _build(directory, database_url)
+        return _build(directory, database_url, listen)
     except BaseException:
         # The directory was empty or absent before, so everything in it is ours to remove.
         for child in directory.iterdir():
@@ -147,7 +156,7 @@ def redact_database_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
-def _build(directory: Path, database_url: str) -> DevEnvironment:
+def _build(directory: Path, database_url: str, listen: str) -> DevEnvironment:
     # Secrets live under these directories, and the umask may be permissive, so the modes are set explicitly.
     os.chmod(directory, _PRIVATE_DIRECTORY_MODE)
     for name in _SUBDIRECTORIES:
@@ -182,11 +191,14 @@ def _build(directory: Path, database_url: str) -> DevEnvironment:
     write_public_file(
         server_config,
         _server_toml(
-            module=token.module_path, softhsm_config=softhsm_config, database_url=database_url
+            module=token.module_path,
+            softhsm_config=softhsm_config,
+            database_url=database_url,
+            listen=listen,
         ).encode(),
     )
 
-    profiles = {identity: _write_profile(directory, identity) for identity in CLIENT_IDENTITIES}
+    profiles = {identity: _write_profile(directory, identity, listen) for identity in CLIENT_IDENTITIES}
 
     example_transaction = directory / "examples" / "eip1559-tx.json"
     write_public_file(example_transaction, _json_document(_EXAMPLE_TRANSACTION))
@@ -205,6 +217,7 @@ def _build(directory: Path, database_url: str) -> DevEnvironment:
         approver_keys=approver_keys,
         example_transaction=example_transaction,
         example_typed_data=example_typed_data,
+        listen=listen,
     )
 
 
@@ -217,6 +230,23 @@ def _check_database_url(url: str) -> str:
             field="--database",
         )
     return url
+
+
+def _check_listen(listen: str) -> str:
+    if not is_listen_address(listen):
+        raise InvalidInput(f"give the address as HOST:PORT, got {listen!r}", field="--listen")
+    if int(listen.rpartition(":")[2]) + METRICS_PORT_OFFSET > 65535:
+        raise InvalidInput(
+            f"the port must leave room for the metrics listener at PORT+{METRICS_PORT_OFFSET}; got {listen!r}",
+            field="--listen",
+        )
+    return listen
+
+
+def metrics_address(listen: str) -> str:
+    """The development environment's metrics address for a gRPC address: the same host, PORT+2."""
+    host, _, port = listen.rpartition(":")
+    return f"{host}:{int(port) + METRICS_PORT_OFFSET}"
 
 
 def _make_private_tree(root: Path) -> None:
@@ -242,10 +272,10 @@ def _write_approver_key(directory: Path, name: str) -> str:
     return public_key
 
 
-def _write_profile(directory: Path, identity: str) -> Path:
+def _write_profile(directory: Path, identity: str, listen: str) -> Path:
     lines = [
         f"# custody client profile for {identity}",
-        f"server = {_toml_string(DEFAULT_LISTEN)}",
+        f"server = {_toml_string(listen)}",
         'ca_file = "../pki/ca.pem"            # relative paths resolve against this file\'s directory',
         f"cert_file = {_toml_string(f'../pki/{identity}.pem')}",
         f"key_file = {_toml_string(f'../pki/{identity}.key')}",
@@ -260,11 +290,17 @@ def _write_profile(directory: Path, identity: str) -> Path:
     return path
 
 
-def _server_toml(*, module: str, softhsm_config: str, database_url: str) -> str:
+def _server_toml(*, module: str, softhsm_config: str, database_url: str, listen: str) -> str:
     return f"""\
 # custody daemon configuration for a local development environment (made by `custody dev init`).
 # Relative paths resolve against the directory of this file.
-listen = {_toml_string(DEFAULT_LISTEN)}
+listen = {_toml_string(listen)}
+
+# Prometheus metrics are off in development; to serve them, uncomment these two lines (the address is the
+# gRPC port plus {METRICS_PORT_OFFSET}, the port in between being kept for the JSON-RPC endpoint). A second
+# replica sharing this file moves its listeners with `custody serve --listen ... --metrics-listen ...`.
+# [metrics]
+# listen = {_toml_string(metrics_address(listen))}
 
 [tls]
 ca_file = "pki/ca.pem"

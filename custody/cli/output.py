@@ -202,7 +202,8 @@ def request_text(request: custody_pb2.SigningRequest, *, summary: bool = True) -
     if request.replaces:
         lines.append(("replaces", f"{request.replaces} (same nonce, explicit replacement)"))
     if summary:
-        lines += [(name, value) for name, value in sorted(request.summary.items())]
+        # The chain is already on its own line; the daemon's summary repeats it as chain_id.
+        lines += [(name, value) for name, value in sorted(request.summary.items()) if name != "chain_id"]
     lines += [("digest", hex_bytes(request.digest)), ("decision", decision_line)]
     if request.decision.quorum:
         lines.append(("quorum", quorum_text(request.decision)))

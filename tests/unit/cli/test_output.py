@@ -292,3 +292,15 @@ def test_the_decision_line_does_not_repeat_the_rule_its_reason_names() -> None:
     )
     (line,) = [line for line in request_text(signed).splitlines() if line.startswith("decision")]
     assert line.split(":", 1)[1].strip() == "sign by rule ops-transactions (policy version 3)"
+
+
+def test_the_chain_is_printed_once() -> None:
+    request = custody_pb2.SigningRequest(
+        request_id="req_6",
+        kind=custody_pb2.PAYLOAD_KIND_TRANSACTION,
+        chain_id=11155111,
+        summary={"chain_id": "11155111", "nonce": "4"},
+    )
+    text = request_text(request)
+    assert [line.split(":", 1)[0] for line in text.splitlines() if "11155111" in line] == ["chain"]
+    assert "nonce:" in text
