@@ -24,7 +24,13 @@ from types import FrameType
 
 from custody.api.server import RunningServer, start_server
 from custody.app.custody import Custody, Health, utc_now
-from custody.config import HsmConfig, ServerConfig, load_server_config, read_hsm_pin
+from custody.config import (
+    HsmConfig,
+    ServerConfig,
+    load_server_config,
+    read_hsm_pin,
+    with_listener_overrides,
+)
 from custody.domain.errors import ConfigurationError, CustodyError, HsmUnavailable, Unavailable
 from custody.exit_codes import EXIT_START_REFUSED, EXIT_START_TEMPORARY_FAILURE
 from custody.hsm.base import Hsm
@@ -169,7 +175,7 @@ class Daemon:
             self.hsm.close()
 
 
-def serve(config_path: Path, listen: str | None) -> int:
+def serve(config_path: Path, listen: str | None, metrics_listen: str | None = None) -> int:
     """Run the daemon in the foreground. Returns the process exit code: 0 after a clean SIGTERM or SIGINT,
     EXIT_START_TEMPORARY_FAILURE (75) when the HSM or the database could not be reached at start, and
     EXIT_START_REFUSED (2) for every other refusal to start."""
@@ -186,9 +192,11 @@ def serve(config_path: Path, listen: str | None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     notifier = SystemdNotifier()
     try:
-        config = load_server_config(config_path)
+        config = with_listener_overrides(
+            load_server_config(config_path), listen=listen, metrics_listen=metrics_listen
+        )
         configure_logging(config.logging.format, level)
-        return _run(config, listen or config.listen, stop, notifier)
+        return _run(config, config.listen, stop, notifier)
     except CustodyError as exc:
         # One plain line, whatever the log format: it may come before the configuration could be read.
         print(f"custody: cannot start: {exc.message}", file=sys.stderr, flush=True)
