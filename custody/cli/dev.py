@@ -12,10 +12,14 @@ from custody.cli.dev_env import (
     DEFAULT_LISTEN,
     METRICS_PORT_OFFSET,
     SOFTHSM_LABEL,
+    AddedIdentity,
     DevEnvironment,
+    add_dev_identity,
     init_dev_environment,
 )
 from custody.cli.output import emit_json
+from custody.domain.errors import InvalidInput
+from custody.domain.principals import Role
 
 
 @click.group("dev")
@@ -48,6 +52,91 @@ def dev_init(context: click.Context, directory: Path, database_url: str | None, 
         emit_json(_environment_json(environment))
     else:
         click.echo(_next_steps(environment))
+
+
+@dev_group.command("add-identity")
+@client_options
+@click.argument("name")
+@click.option(
+    "--roles",
+    default="requester",
+    show_default=True,
+    metavar="R,...",
+    help="Comma-separated roles to suggest for server.toml: " + ", ".join(role.value for role in Role) + ".",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=".",
+    show_default=True,
+    help="The development environment made by `custody dev init`.",
+)
+@click.pass_context
+def dev_add_identity(context: click.Context, name: str, roles: str, directory: Path) -> None:
+    """Issue a client certificate for NAME from the environment's CA and write profiles/NAME.toml.
+
+    Nothing is granted: the command prints what to add to server.toml's principals (and, for an approver,
+    how to create the approver key and add it to the policy).
+    """
+    added = add_dev_identity(directory, name, _parse_roles(roles))
+    if options_of(context).json_output:
+        emit_json(
+            {
+                "name": added.name,
+                "roles": [role.value for role in added.roles],
+                "certificate": str(added.certificate),
+                "private_key": str(added.private_key),
+                "profile": str(added.profile),
+                "approver_key_file": None
+                if added.approver_key_file is None
+                else str(added.approver_key_file),
+            }
+        )
+    else:
+        click.echo(_identity_next_steps(added, directory))
+
+
+def _parse_roles(text: str) -> tuple[Role, ...]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = {role.value: role for role in Role}
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise InvalidInput(
+            f"unknown role(s) {', '.join(unknown) or '(none given)'}; the roles are {', '.join(known)}",
+            field="--roles",
+        )
+    return tuple(dict.fromkeys(known[name] for name in names))
+
+
+def _identity_next_steps(added: AddedIdentity, directory: Path) -> str:
+    profile = shlex.quote(str(added.profile))
+    roles = ", ".join(f'"{role.value}"' for role in added.roles)
+    lines = [
+        f"Issued a client certificate for {added.name!r} from the development CA",
+        f"  certificate  {added.certificate}",
+        f"  private key  {added.private_key}",
+        f"  profile      {added.profile}",
+        "",
+        f"The daemon knows {added.name} once {directory / 'server.toml'} names it (then restart the daemon):",
+        "",
+        f"[principals.{added.name}]",
+        f"roles = [{roles}]",
+    ]
+    if Role.REQUESTER in added.roles:
+        lines.append('keys = ["ops"]                # the key labels it may request signatures with')
+    if added.approver_key_file is not None:
+        admin = shlex.quote(str(directory / "profiles" / "admin.toml"))
+        lines += [
+            "",
+            f"To approve, {added.name} needs an approver key in the policy:",
+            f"  custody --profile {profile} approver-key create      # asks for a passphrase twice",
+            f"  custody --profile {admin} policy show > policy-next.toml",
+            f"  # add the [approvers.{added.name}] table it printed, and the name to a group's members",
+            f"  custody --profile {admin} policy propose policy-next.toml",
+            "The proposal takes effect once the admin quorum approves it (custody approve REQUEST_ID).",
+        ]
+    return "\n".join(lines)
 
 
 def _environment_json(environment: DevEnvironment) -> dict[str, object]:

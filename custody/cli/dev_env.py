@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from custody.approver_keys.pkcs8_file import generate_encrypted_key_file
-from custody.config import is_listen_address
+from custody.config import is_listen_address, load_server_config
 from custody.domain.errors import AlreadyExists, InvalidInput
+from custody.domain.principals import Role
 from custody.hsm.softhsm import create_softhsm_token
 from custody.policy_file import dev_policy_toml
 from custody.tls.certificates import (
@@ -45,6 +47,8 @@ CLIENT_IDENTITIES = ("backend", "alice", "bob", "carol", "dave", "admin")
 _PRIVATE_DIRECTORY_MODE = 0o700
 _SUBDIRECTORIES = ("softhsm", "secrets", "pki", "approvers", "profiles", "examples")
 _DATABASE_URL_SCHEMES = ("sqlite", "postgresql", "postgres")
+# An identity names files (pki/NAME.pem, profiles/NAME.toml) and is a certificate's common name (at most 64).
+_IDENTITY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 # A transfer of 0.01 ether on Sepolia: small enough for the development policy (at most 1 ether on chain ids 1
 # and 11155111) to sign it at once. The recipient is the well-known 0x...dEaD burn address, so a test
@@ -146,6 +150,62 @@ def init_dev_environment(
         raise
 
 
+@dataclass(frozen=True)
+class AddedIdentity:
+    name: str
+    roles: tuple[Role, ...]
+    certificate: Path
+    private_key: Path
+    profile: Path
+    approver_key_file: (
+        Path | None
+    )  # where `approver-key create` puts the key, for an approver; None otherwise
+
+
+def add_dev_identity(directory: Path, name: str, roles: tuple[Role, ...]) -> AddedIdentity:
+    """Issue a client certificate for ``name`` from the environment's CA and write ``profiles/NAME.toml``.
+
+    The server's principals and the policy are left as they are: who may do what is the administrators'
+    decision, so the caller prints what to add rather than granting anything.
+    """
+    if not _IDENTITY_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"an identity name is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit;"
+            f" got {name!r}",
+            field="NAME",
+        )
+    server_config = directory / "server.toml"
+    if not server_config.is_file() or not (directory / "pki" / "ca.key").is_file():
+        raise InvalidInput(
+            f"{directory} is not a development environment made by `custody dev init` (it needs server.toml"
+            " and pki/ca.key); run the command inside one or give it with --dir",
+            field="--dir",
+        )
+    certificate = directory / "pki" / f"{name}.pem"
+    profile = directory / "profiles" / f"{name}.toml"
+    if certificate.exists() or profile.exists():
+        raise AlreadyExists(
+            f"the identity {name!r} already exists in {directory} ({certificate.name} or {profile.name});"
+            " choose another name"
+        )
+    listen = load_server_config(server_config).listen
+    ca = IssuedCertificate(
+        cert_pem=(directory / "pki" / "ca.pem").read_bytes(),
+        key_pem=(directory / "pki" / "ca.key").read_bytes(),
+    )
+    _write_certificate(directory / "pki", name, issue_client_certificate(ca, name))
+    is_approver = Role.APPROVER in roles
+    profile = _write_profile(directory, name, listen, approver_key=is_approver, approver_passphrase=False)
+    return AddedIdentity(
+        name=name,
+        roles=roles,
+        certificate=certificate,
+        private_key=directory / "pki" / f"{name}.key",
+        profile=profile,
+        approver_key_file=directory / "approvers" / f"{name}.key" if is_approver else None,
+    )
+
+
 def redact_database_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
@@ -198,7 +258,16 @@ def _build(directory: Path, database_url: str, listen: str) -> DevEnvironment:
         ).encode(),
     )
 
-    profiles = {identity: _write_profile(directory, identity, listen) for identity in CLIENT_IDENTITIES}
+    profiles = {
+        identity: _write_profile(
+            directory,
+            identity,
+            listen,
+            approver_key=identity in APPROVERS,
+            approver_passphrase=identity in APPROVERS,
+        )
+        for identity in CLIENT_IDENTITIES
+    }
 
     example_transaction = directory / "examples" / "eip1559-tx.json"
     write_public_file(example_transaction, _json_document(_EXAMPLE_TRANSACTION))
@@ -272,7 +341,9 @@ def _write_approver_key(directory: Path, name: str) -> str:
     return public_key
 
 
-def _write_profile(directory: Path, identity: str, listen: str) -> Path:
+def _write_profile(
+    directory: Path, identity: str, listen: str, *, approver_key: bool, approver_passphrase: bool
+) -> Path:
     lines = [
         f"# custody client profile for {identity}",
         f"server = {_toml_string(listen)}",
@@ -280,11 +351,10 @@ def _write_profile(directory: Path, identity: str, listen: str) -> Path:
         f"cert_file = {_toml_string(f'../pki/{identity}.pem')}",
         f"key_file = {_toml_string(f'../pki/{identity}.key')}",
     ]
-    if identity in APPROVERS:
-        lines += [
-            f"approver_key_file = {_toml_string(f'../approvers/{identity}.key')}",
-            f"approver_passphrase_file = {_toml_string(f'../secrets/{identity}.passphrase')}",
-        ]
+    if approver_key:
+        lines.append(f"approver_key_file = {_toml_string(f'../approvers/{identity}.key')}")
+    if approver_passphrase:
+        lines.append(f"approver_passphrase_file = {_toml_string(f'../secrets/{identity}.passphrase')}")
     path = directory / "profiles" / f"{identity}.toml"
     write_public_file(path, ("\n".join(lines) + "\n").encode("utf-8"))
     return path
