@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from custody.approver_keys import ApproverSigner, read_secret
 from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, client_options, connect, options_of
 from custody.cli.errors import NotConfirmed
 from custody.cli.output import flag_words, payload_kind_name, request_state_name
-from custody.cli.profile import ClientProfile, read_profile_file
+from custody.cli.profile import ClientProfile, find_profile_path, read_profile_file
 from custody.cli.requests import print_request
 from custody.cli.review import (
     MAX_SCREEN_ROWS,
@@ -122,9 +123,11 @@ def _give_verdict(
 ) -> None:
     options = options_of(context)
     interactive = sys.stdin.isatty()
+    # A missing profile is reported first: with --yes added, as the next refusal suggests, it would fail anyway.
+    find_profile_path(options.profile)
     # Refused before anything is fetched: without a terminal to answer on, the summary would go unread.
     if not assume_yes and not interactive:
-        raise NotConfirmed(_cannot_ask_message(request_id, verdict))
+        raise NotConfirmed(_cannot_ask_message(request_id, verdict, reason))
     with connect(options) as connection:
         request = connection.signing.GetRequest(
             custody_pb2.GetRequestRequest(request_id=request_id), timeout=UNARY_TIMEOUT_SECONDS
@@ -326,10 +329,13 @@ def _active_policy_document(connection: Connection) -> str | None:
     return document
 
 
-def _cannot_ask_message(request_id: str, verdict: Verdict) -> str:
+def _cannot_ask_message(request_id: str, verdict: Verdict, reason: str = "") -> str:
+    # The suggested command must run as it is: a rejection needs its --reason, quoted for the shell.
+    reason_option = f" --reason {shlex.quote(reason)}" if reason else ""
     return (
         f"standard input is not a terminal, so custody cannot ask you to confirm; review the request with"
-        f" `custody requests show {request_id}`, then run `custody {verdict.value} {request_id}` again with --yes."
+        f" `custody requests show {request_id}`, then run `custody {verdict.value} {request_id}{reason_option}`"
+        f" again with --yes."
     )
 
 

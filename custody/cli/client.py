@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,10 +51,18 @@ _TRANSPORT_FAILURE_MARKERS = (
     "empty address list",
     "ssl handshake failed",
     "connection refused",
+    "errors resolving",
 )
 
-# "last error: UNKNOWN: ipv4:127.0.0.1:50051: <cause>": the status name and the address repeat what we know.
-_TRANSPORT_FRAMING = re.compile(r"^(?:[A-Z_]+: )?(?:ipv[46]:\S+?: )?")
+# gRPC's words for a failed TLS handshake, whichever side refused the other's certificate.
+_TLS_FAILURE_MARKERS = ("ssl", "tls", "handshake", "certificate")
+# gRPC's words for an address that names no host (a typo in --server, an unknown name, a bad port).
+_ADDRESS_FAILURE_MARKERS = (
+    "dns resolution failed",
+    "empty address list",
+    "errors resolving",
+    "lookup failed",
+)
 
 # The generated gRPC module has no type annotations; going through Any keeps the untyped constructor calls out
 # of mypy's way without an ignore comment that would turn stale once typed stubs are generated.
@@ -159,10 +166,19 @@ def _is_transport_failure(details: str) -> bool:
 
 
 def _transport_cause(details: str) -> str:
-    """gRPC's reason without its framing, e.g. "Failed to connect to remote host: Connection refused"."""
-    cause = details.strip().splitlines()[0] if details.strip() else "no details"
-    cause = cause.split("last error:", 1)[-1].strip()
-    return _TRANSPORT_FRAMING.sub("", cause).rstrip(".")
+    """What gRPC's wording means for the user, in a few words: its raw text (addresses, TLS library errors,
+    status names) repeats what the user knows or names internals they cannot act on."""
+    lowered = details.lower()
+    if any(marker in lowered for marker in _TLS_FAILURE_MARKERS):
+        return (
+            "the TLS handshake failed: the daemon's certificate is not signed by the profile's CA, or the"
+            " daemon does not accept the profile's client certificate"
+        )
+    if "connection refused" in lowered:
+        return "nothing accepts connections there"
+    if any(marker in lowered for marker in _ADDRESS_FAILURE_MARKERS):
+        return "the address does not resolve to a host"
+    return "no connection could be made"
 
 
 def client_options(command: F) -> F:

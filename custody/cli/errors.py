@@ -4,6 +4,7 @@ lists the exit codes (their values are in custody/exit_codes.py).
 
 from __future__ import annotations
 
+from custody.domain import errors
 from custody.domain.errors import ConfigurationError, CustodyError, Unavailable
 from custody.exit_codes import EXIT_ERROR, EXIT_UNAVAILABLE, EXIT_USAGE
 
@@ -42,6 +43,35 @@ class ServerDisagrees(CustodyError):
 
 class NotConfirmed(CustodyError):
     """The approver did not confirm (or could not be asked to); nothing is signed."""
+
+
+# The "code" of a --json error: the gRPC status name the daemon answers with for its errors, a short word for
+# those only the command line raises. The first class in the list the error is an instance of gives the code.
+_ERROR_CODES: tuple[tuple[type[CustodyError], str], ...] = (
+    (MissingProfile, "usage"),
+    (DaemonUnreachable, "unreachable"),
+    (ServerDisagrees, "server_disagrees"),
+    (NotConfirmed, "not_confirmed"),
+    (errors.ConfigurationError, "configuration"),
+    (errors.InvalidInput, "INVALID_ARGUMENT"),
+    (errors.NotFound, "NOT_FOUND"),
+    (errors.AlreadyExists, "ALREADY_EXISTS"),
+    (errors.Unauthenticated, "UNAUTHENTICATED"),
+    (errors.PermissionDenied, "PERMISSION_DENIED"),
+    (errors.FailedPrecondition, "FAILED_PRECONDITION"),
+    (errors.Aborted, "ABORTED"),
+    (errors.Unavailable, "UNAVAILABLE"),
+    (errors.ResourceExhausted, "RESOURCE_EXHAUSTED"),
+    (errors.InternalError, "INTERNAL"),
+)
+
+
+def error_code_for(error: CustodyError) -> str:
+    """The short code a --json error carries: a gRPC status name, or a word for the command line's own errors."""
+    for error_class, code in _ERROR_CODES:
+        if isinstance(error, error_class):
+            return code
+    return "error"
 
 
 def exit_code_for(error: CustodyError) -> int:

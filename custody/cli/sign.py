@@ -6,6 +6,7 @@ command line checks only that the input can be read and is within the size limit
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -54,7 +55,7 @@ def sign_transaction(
         submit_request(
             key_label,
             custody_pb2.PAYLOAD_KIND_TRANSACTION,
-            read_payload(file_name),
+            read_json_payload(file_name),
             replaces_request_id=replaces_request_id,
         ),
         wait=wait,
@@ -71,7 +72,7 @@ def sign_typed_data(context: click.Context, key_label: str, file_name: str, wait
     """Sign EIP-712 typed data (eth_signTypedData_v4)."""
     _submit(
         context,
-        submit_request(key_label, custody_pb2.PAYLOAD_KIND_TYPED_DATA, read_payload(file_name)),
+        submit_request(key_label, custody_pb2.PAYLOAD_KIND_TYPED_DATA, read_json_payload(file_name)),
         wait=wait,
     )
 
@@ -109,6 +110,26 @@ def read_payload(file_name: str) -> bytes:
         reason = (error.strerror or str(error)).lower()
         raise InvalidInput(f"cannot read {file_name}: {reason}", field="--file") from None
     _check_size(len(payload), "--file")
+    return payload
+
+
+def read_json_payload(file_name: str) -> bytes:
+    """The bytes of a JSON ``file_name``, refused here, with the line and column, when they are not JSON.
+
+    The daemon checks the payload in full; this only lets a typo be found in the file without a round trip.
+    """
+    payload = read_payload(file_name)
+    try:
+        json.loads(payload)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            f"{file_name} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
+            field="--file",
+        ) from None
+    except (RecursionError, ValueError):
+        # Bytes that are not UTF-8, nesting too deep and over-long numbers are the daemon's to refuse, with
+        # the same words for every client.
+        pass
     return payload
 
 

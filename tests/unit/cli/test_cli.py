@@ -80,7 +80,7 @@ def test_missing_profile_suggests_the_dev_environment_when_there_is_one(
     no_profile_in_environment: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (no_profile_in_environment / "dev-env" / "profiles").mkdir(parents=True)
-    assert run(["requests", "list", "--json"]) == 2
+    assert run(["requests", "list"]) == 2
     assert "--profile dev-env/profiles/admin.toml" in capsys.readouterr().err
 
 
@@ -123,7 +123,7 @@ def test_unreachable_daemon_names_the_address_and_exits_4(
 ) -> None:
     address = f"127.0.0.1:{closed_port}"
     profile = environment.profiles["admin"]
-    assert run(["--profile", str(profile), "--server", address, "keys", "list", "--json"]) == 4
+    assert run(["--profile", str(profile), "--server", address, "keys", "list"]) == 4
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith(f"error: could not reach the custody daemon at {address} (")
@@ -186,7 +186,7 @@ def test_a_payload_within_the_limit_gets_as_far_as_the_profile(
     tmp_path: Path, no_profile_in_environment: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     payload = tmp_path / "ok.json"
-    payload.write_bytes(b" " * MAX_PAYLOAD_BYTES)
+    payload.write_bytes(b"{}".ljust(MAX_PAYLOAD_BYTES))
     assert run(["sign", "tx", "--key", "ops", "--file", str(payload)]) == 2
     assert "no client profile given" in capsys.readouterr().err
 
