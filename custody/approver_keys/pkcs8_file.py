@@ -17,9 +17,34 @@ from custody.approver_keys import read_owner_only_file
 from custody.domain.errors import AlreadyExists, ConfigurationError, InvalidInput, PermissionDenied
 
 ENCRYPTED_PEM_HEADER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+# The shortest passphrase a new approver key may have. The key file's encryption is only as strong as its
+# passphrase, and a stolen file can be attacked offline without limit.
+MIN_PASSPHRASE_CHARACTERS = 12
 PLAIN_PEM_HEADER = b"-----BEGIN PRIVATE KEY-----"
 # An encrypted Ed25519 PKCS#8 PEM is a few hundred bytes.
 MAX_KEY_FILE_BYTES = 64 * 1024
+
+
+def check_new_passphrase(passphrase: bytes, approver: str) -> None:
+    """Refuse a passphrase for ``approver``'s new key that is too short or trivially guessed, naming every
+    problem found (never the passphrase itself)."""
+    text = passphrase.decode("utf-8", errors="replace")
+    problems = []
+    if len(text) < MIN_PASSPHRASE_CHARACTERS:
+        problems.append(f"it has {len(text)} characters, at least {MIN_PASSPHRASE_CHARACTERS} are needed")
+    if text and len(set(text)) == 1:
+        problems.append("it is one character repeated")
+    if text.isdigit():
+        problems.append("it is all digits")
+    if text.strip().casefold() == approver.strip().casefold():
+        problems.append("it is the approver's own name")
+    if problems:
+        raise InvalidInput(
+            "the approver passphrase is too weak: "
+            + "; ".join(problems)
+            + ". Choose a longer one, for example several unrelated words; no key was created",
+            field="passphrase",
+        )
 
 
 def generate_encrypted_key_file(path: Path, passphrase: bytes) -> bytes:

@@ -52,9 +52,11 @@ def create(context: click.Context) -> None:
     approver = profile_identity(profile)
     key_file = profile.approver_key_file
     if approver_key_kind(profile) == "file" and key_file is not None:
-        from custody.approver_keys.pkcs8_file import generate_encrypted_key_file
+        from custody.approver_keys.pkcs8_file import check_new_passphrase, generate_encrypted_key_file
 
-        public_key = generate_encrypted_key_file(key_file, _new_passphrase(profile, key_file))
+        passphrase = _new_passphrase(profile, key_file)
+        check_new_passphrase(passphrase, approver)
+        public_key = generate_encrypted_key_file(key_file, passphrase)
     else:
         # Imported here so that approvers with a key file never load a PKCS#11 library.
         from custody.approver_keys.pkcs11_token import generate_token_key
