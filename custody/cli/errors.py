@@ -15,7 +15,9 @@ EXIT_CODES_EPILOG = (
     "  1  an error (the daemon refused the call, or a file could not be used)\n"
     "  2  usage error, or no client profile was given\n"
     "  3  the request ended unsigned (DENIED, REJECTED, EXPIRED, CANCELLED or FAILED)\n"
-    "  4  the daemon or one of its dependencies is unavailable"
+    "  4  the daemon or one of its dependencies is unavailable, or the daemon could not be reached\n"
+    "  130  interrupted (Ctrl-C) or aborted\n"
+    "With --json, an error is one JSON object on stdout, with the same exit code."
 )
 
 SERVE_EXIT_CODES_EPILOG = (
