@@ -43,7 +43,13 @@ from custody.cli.review import (
     too_long_to_confirm,
 )
 from custody.domain.approvals import ApprovalStatement
-from custody.domain.errors import ConfigurationError, FailedPrecondition, InternalError
+from custody.domain.errors import (
+    AlreadyExists,
+    ConfigurationError,
+    FailedPrecondition,
+    InternalError,
+    PermissionDenied,
+)
 from custody.domain.intents import all_flags
 from custody.domain.requests import Verdict
 from custody.tls.certificates import certificate_identity
@@ -189,15 +195,25 @@ def review_and_sign(
     """Check, show, confirm and sign: the approver's side of a verdict, without the network.
 
     Raises ServerDisagrees when the daemon's digest or payload hash is not the payload's, FailedPrecondition
-    when the request no longer waits for approvals, and NotConfirmed when the approver does not say yes, or
-    when an approval's review is longer than one screen and ``full`` was not given. The signer is only created
-    (and its passphrase or PIN only asked for) after the approver said yes.
+    when the request no longer waits for approvals, PermissionDenied for the approver's own request,
+    AlreadyExists when the approver already gave a verdict on it, and NotConfirmed when the approver does not
+    say yes, or when an approval's review is longer than one screen and ``full`` was not given. The signer is
+    only created (and its passphrase or PIN only asked for) after the approver said yes.
     """
     recomputed = recompute_hashes(request)
     check_server_hashes(request, recomputed)
     state = request_state_name(request.state)
     if state != "PENDING_APPROVAL":
         raise FailedPrecondition(f"request {request.request_id} is {state}, not waiting for approvals")
+    # Refused before the review is printed, with the daemon's own words: it would refuse the verdict anyway
+    # (custody/domain/quorum.py), and a full review read for nothing buries the one line that matters.
+    if request.requester == approver:
+        raise PermissionDenied(
+            f"{approver} submitted request {request.request_id} and cannot {verdict.value} it;"
+            " the requester's own verdict never counts"
+        )
+    if any(record.approver == approver for record in request.approvals):
+        raise AlreadyExists(f"{approver} already gave a verdict on request {request.request_id}")
     statement_request = domain_request(request, recomputed)
     review = review_text(request, recomputed, active_policy=active_policy)
     # Only payloads the HSM signs need --full: a policy change ends in its diff against the active policy, which
