@@ -7,6 +7,8 @@ SigningService: the test is about what the command line tells the person waiting
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -133,3 +135,23 @@ def test_requests_wait_with_json_keeps_stdout_one_document(
     # stderr is not a terminal here, so no elapsed time and no cursor or colour codes are written.
     assert "\x1b" not in captured.err
     assert " after " not in captured.err
+
+
+def test_on_a_terminal_each_change_says_how_long_it_waited(
+    environment: DevEnvironment,
+    scripted_daemon: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # capsys stands in for stderr; saying it is a terminal is what a person at one would have.
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    profile = str(_profile(environment))
+    assert run(["--profile", profile, "--server", scripted_daemon, "requests", "wait", _REQUEST_ID]) == 3
+    progress = capsys.readouterr().err.splitlines()
+    assert progress[0].endswith("(waiting; Ctrl-C stops waiting and leaves the request as it is)")
+    # The scripted daemon answers at once, but a busy machine may take a second or two.
+    assert [re.sub(r" after \d+s$", " after Ns", line) for line in progress[1:]] == [
+        f"request {_REQUEST_ID}: APPROVED after Ns",
+        f"request {_REQUEST_ID}: REJECTED after Ns",
+    ]
+    assert "\x1b" not in "".join(progress)
