@@ -404,8 +404,10 @@ def with_listener_overrides(
     Each listener can be moved on its own, so that two replicas can share one configuration file (and one
     database) and still listen on different ports.
     """
+    # Port 0 lets the system pick a free port, which the daemon names in its "listening on" line: tests and
+    # scripts that start several daemons rely on it.
     if listen is not None:
-        if not is_listen_address(listen):
+        if not is_listen_address(listen, allow_any_port=True):
             raise ConfigurationError(f"--listen: must be HOST:PORT, got {listen!r}")
         config = replace(config, listen=listen)
     if metrics_listen is not None:

@@ -66,6 +66,9 @@ def test_serve_overrides_move_each_listener_on_its_own(tmp_path: Path) -> None:
     replica = with_listener_overrides(config, listen="127.0.0.1:50181", metrics_listen="127.0.0.1:50183")
     assert (replica.listen, replica.metrics.listen) == ("127.0.0.1:50181", "127.0.0.1:50183")
 
+    any_port = with_listener_overrides(config, listen="127.0.0.1:0")
+    assert any_port.listen == "127.0.0.1:0"
+
     metrics_only = with_listener_overrides(config, metrics_listen="127.0.0.1:0")
     assert (metrics_only.listen, metrics_only.metrics.listen) == ("127.0.0.1:50171", "127.0.0.1:0")
 
