@@ -7,49 +7,19 @@ The rewrite is made with plain SQL on the database file, as someone who can writ
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from custody.audit.events import AuditEvent, event_hash
 from custody.domain.errors import Unavailable
 from custody.domain.requests import RequestState
-from custody.store.codec import decode_time
 from tests.app.conftest import App, AppFactory, assert_signed_by
-
-
-def _rewrite_from(app: App, sequence: int, actor: str) -> None:
-    """Give event ``sequence`` another actor and compute its hash and every later hash again."""
-    ((previous_hash,),) = app.sql("SELECT hash FROM audit_events WHERE sequence = ?", (sequence - 1,))
-    rows = app.sql(
-        "SELECT sequence, time, actor, kind, request_id, details FROM audit_events WHERE sequence >= ?"
-        " ORDER BY sequence",
-        (sequence,),
-    )
-    for number, time, stored_actor, kind, request_id, details in rows:
-        event = AuditEvent(
-            sequence=number,
-            time=decode_time(time),
-            actor=actor if number == sequence else stored_actor,
-            kind=kind,
-            request_id=request_id,
-            details=json.loads(details),
-            previous_hash=bytes(previous_hash),
-            hash=b"",
-        )
-        new_hash = event_hash(number, event, event.previous_hash)
-        app.sql(
-            "UPDATE audit_events SET actor = ?, previous_hash = ?, hash = ? WHERE sequence = ?",
-            (event.actor, event.previous_hash, new_hash, number),
-        )
-        previous_hash = new_hash
+from tests.tampering import rewrite_audit_actor
 
 
 def test_events_rewritten_after_the_last_checkpoint_get_no_checkpoint_and_no_successor(app: App) -> None:
     signed = app.submit_tx("ops")
     assert_signed_by(signed, app.keys["ops"].address)
     head = app.head()
-    _rewrite_from(app, head - 1, "someone-else")
+    rewrite_audit_actor(app.sql, head - 1, "someone-else")
     # The rewritten chain verifies on its own: only the head this daemon remembers tells it apart.
     assert app.custody.audit.verify_head().ok
 

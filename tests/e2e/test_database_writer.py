@@ -22,8 +22,8 @@ import pytest
 
 from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
-from custody.audit.events import AuditEvent, event_hash
-from custody.store.codec import decode_time, encode_time
+from custody.store.codec import encode_time
+from tests.tampering import rewrite_audit_actor
 
 from .approvals_support import Approvers, submit_tx, treasury_tx, wait_for_state
 from .conftest import Daemon, Databases, DevEnv, Nonces, channel_for, make_dev_env, start_daemon, stop_daemon
@@ -169,7 +169,7 @@ def test_audit_events_rewritten_after_the_last_checkpoint_get_no_checkpoint(
         signed = submit_tx(env, daemon, "backend", "ops", treasury_tx(next(nonces)))
         assert signed.state == pb.REQUEST_STATE_SIGNED and ops.address
         ((head,),) = env.sql("SELECT MAX(sequence) FROM audit_events")
-        _rewrite_actor(env, head - 1, "someone-else")
+        rewrite_audit_actor(env.sql, head - 1, "someone-else")
 
         with pytest.raises(grpc.RpcError) as refused:
             submit_tx(env, daemon, "backend", "ops", treasury_tx(next(nonces)))
@@ -178,30 +178,3 @@ def test_audit_events_rewritten_after_the_last_checkpoint_get_no_checkpoint(
         stop_daemon(daemon)
     assert env.sql("SELECT COUNT(*) FROM audit_events WHERE kind = 'audit.checkpoint'") == [(0,)]
     assert "was changed in the database" in daemon.log()
-
-
-def _rewrite_actor(env: DevEnv, sequence: int, actor: str) -> None:
-    """Give event ``sequence`` another actor and compute its hash and every later hash again."""
-    ((previous_hash,),) = env.sql("SELECT hash FROM audit_events WHERE sequence = ?", (sequence - 1,))
-    rows = env.sql(
-        "SELECT sequence, time, actor, kind, request_id, details FROM audit_events WHERE sequence >= ?"
-        " ORDER BY sequence",
-        (sequence,),
-    )
-    for number, time_text, stored_actor, kind, request_id, details in rows:
-        event = AuditEvent(
-            sequence=number,
-            time=decode_time(time_text),
-            actor=actor if number == sequence else stored_actor,
-            kind=kind,
-            request_id=request_id,
-            details=json.loads(details),
-            previous_hash=bytes(previous_hash),
-            hash=b"",
-        )
-        new_hash = event_hash(number, event, event.previous_hash)
-        env.sql(
-            "UPDATE audit_events SET actor = ?, previous_hash = ?, hash = ? WHERE sequence = ?",
-            (event.actor, event.previous_hash, new_hash, number),
-        )
-        previous_hash = new_hash
