@@ -15,24 +15,26 @@ from typing import Any
 import pytest
 
 from custody.api._gen import custody_pb2 as pb
-
-from .conftest import Databases, Nonces
-from .incident_support import (
+from tests.evm_payloads import (
     EXAMPLE_SAFE,
     PAYEE,
     SAFE_CALL,
     SAFE_DELEGATECALL,
     TREASURY_QUORUM,
     USDC,
+    erc20_transfer,
+    exec_transaction,
+    safe_tx,
+    transaction,
+)
+
+from .conftest import Databases, Nonces
+from .incident_support import (
     Custody,
     assert_denied_naming,
     assert_typed_data_signed_by,
     decision_of,
-    erc20_transfer,
-    exec_transaction,
     running_custody,
-    safe_tx,
-    transaction,
 )
 
 # The attack's call as Etherscan shows it and Sygnia's and NCC Group's analyses decode it (Ethereum mainnet,

@@ -17,20 +17,22 @@ from eth_abi.abi import encode
 from eth_utils.crypto import keccak
 
 from custody.api._gen import custody_pb2 as pb
-
-from .conftest import Databases, Nonces
-from .incident_support import (
+from tests.evm_payloads import (
     ADMIN_QUORUM,
     TREASURY_QUORUM,
     USDC,
+    erc20_transfer,
+    function_call,
+    transaction,
+    upgrade_to,
+)
+
+from .conftest import Databases, Nonces
+from .incident_support import (
     Custody,
     assert_denied_naming,
     decision_of,
-    erc20_transfer,
-    function_call,
     running_custody,
-    transaction,
-    upgrade_to,
 )
 
 # The Governor and the protocol's upgradeable proxy are the development policy's invented examples (its rule

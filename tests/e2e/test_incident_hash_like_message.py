@@ -17,17 +17,19 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from custody.api._gen import custody_pb2 as pb
-
-from .conftest import Databases
-from .incident_support import (
+from tests.evm_payloads import (
     ATTACKER,
     ONE_ETHER,
     SAFE_CALL,
+    safe_tx,
+    typed_data_digest,
+)
+
+from .conftest import Databases
+from .incident_support import (
     Custody,
     assert_denied_naming,
     running_custody,
-    safe_tx,
-    typed_data_digest,
 )
 
 # A real Safe transaction on Base with its published safeTxHash; the vector file names its source.

@@ -15,24 +15,26 @@ from typing import Any
 import pytest
 
 from custody.api._gen import custody_pb2 as pb
-
-from .conftest import Databases, Nonces
-from .incident_support import (
+from tests.evm_payloads import (
     ATTACKER,
     PAYEE,
     PERMIT2,
     UINT160_MAX,
     UINT256_MAX,
     USDC,
-    Custody,
-    assert_denied_naming,
     eip2612_permit,
     function_call,
     permit2_batch,
     permit2_single,
     permit2_transfer_from,
-    running_custody,
     transaction,
+)
+
+from .conftest import Databases, Nonces
+from .incident_support import (
+    Custody,
+    assert_denied_naming,
+    running_custody,
     unix_now,
 )
 

@@ -16,9 +16,7 @@ from typing import Any
 import pytest
 
 from custody.api._gen import custody_pb2 as pb
-
-from .conftest import Databases, Nonces
-from .incident_support import (
+from tests.evm_payloads import (
     ADMIN_QUORUM,
     ATTACKER,
     EXAMPLE_SAFE,
@@ -28,17 +26,21 @@ from .incident_support import (
     SAFE_CALL,
     SAFE_DELEGATECALL,
     USDC,
+    erc20_transfer,
+    exec_transaction,
+    multisend,
+    safe_tx,
+    transaction,
+    transfer_ownership,
+)
+
+from .conftest import Databases, Nonces
+from .incident_support import (
     Custody,
     assert_transaction_signed_by,
     assert_typed_data_signed_by,
     decision_of,
-    erc20_transfer,
-    exec_transaction,
-    multisend,
     running_custody,
-    safe_tx,
-    transaction,
-    transfer_ownership,
 )
 
 # Invented for this test: the contract whose owner controls the lending pools (Radiant's was its

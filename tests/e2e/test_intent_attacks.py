@@ -15,9 +15,7 @@ from typing import Any
 import pytest
 
 from custody.api._gen import custody_pb2 as pb
-
-from .conftest import Databases, Nonces
-from .incident_support import (
+from tests.evm_payloads import (
     ATTACKER,
     OTHER_SPENDER,
     PAYEE,
@@ -28,20 +26,24 @@ from .incident_support import (
     UINT256_MAX,
     UNIVERSAL_ROUTER,
     USDC,
-    Custody,
-    assert_denied_naming,
-    assert_typed_data_signed_by,
     eip2612_permit,
     erc20_approve,
     erc20_transfer,
-    failed_conditions,
     function_call,
     permit2_batch,
     permit2_single,
-    running_custody,
     safe_tx,
     transaction,
     typed_data_digest,
+)
+
+from .conftest import Databases, Nonces
+from .incident_support import (
+    Custody,
+    assert_denied_naming,
+    assert_typed_data_signed_by,
+    failed_conditions,
+    running_custody,
     unix_now,
 )
 

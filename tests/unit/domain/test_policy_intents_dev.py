@@ -26,6 +26,7 @@ from custody.domain.intents import UNLIMITED, UNLIMITED_UINT160
 from custody.domain.policy import Policy, RequestFacts
 from custody.domain.requests import DecisionAction, PayloadKind, QuorumTerm
 from custody.policy_file import DEV_APPROVERS, dev_policy_toml, parse_policy_text
+from tests import evm_payloads as payloads
 
 VECTORS = Path(__file__).parents[2] / "vectors"
 # Selectors from the vector file, not from custody's own data file.
@@ -38,7 +39,6 @@ EXAMPLE_SAFE = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 OTHER_SAFE = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 MULTISEND_CALL_ONLY = "0x40A2aCCbd92BCA938b02010E17A5b8929b49130D"
 USDC = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"
-PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
 RECIPIENT = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB"
 ATTACKER = "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb"
 OWNER = "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"
@@ -148,67 +148,13 @@ def safe_tx(
 
 
 def eip2612_permit(spender: str = ATTACKER) -> dict[str, Any]:
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Permit": [
-                {"name": "owner", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Permit",
-        "domain": {"name": "USD Coin", "version": "2", "chainId": 1, "verifyingContract": USDC},
-        "message": {
-            "owner": OWNER,
-            "spender": spender,
-            "value": str(UNLIMITED),
-            "nonce": 0,
-            "deadline": str(UNLIMITED),
-        },
-    }
+    """A permit of every USDC, valid for ever."""
+    return payloads.eip2612_permit(spender, UNLIMITED, UNLIMITED, owner=OWNER)
 
 
 def permit2_single(spender: str = ATTACKER) -> dict[str, Any]:
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "PermitSingle": [
-                {"name": "details", "type": "PermitDetails"},
-                {"name": "spender", "type": "address"},
-                {"name": "sigDeadline", "type": "uint256"},
-            ],
-            "PermitDetails": [
-                {"name": "token", "type": "address"},
-                {"name": "amount", "type": "uint160"},
-                {"name": "expiration", "type": "uint48"},
-                {"name": "nonce", "type": "uint48"},
-            ],
-        },
-        "primaryType": "PermitSingle",
-        "domain": {"name": "Permit2", "chainId": 1, "verifyingContract": PERMIT2},
-        "message": {
-            "details": {
-                "token": USDC,
-                "amount": str(UNLIMITED_UINT160),
-                "expiration": NOW + 86400,
-                "nonce": 0,
-            },
-            "spender": spender,
-            "sigDeadline": NOW + 600,
-        },
-    }
+    """An unlimited Permit2 allowance of USDC for a day."""
+    return payloads.permit2_single(spender, UNLIMITED_UINT160, NOW + 86400)
 
 
 def decide(
