@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -60,7 +61,11 @@ def build_custody(config: ServerConfig, hsm: Hsm, policy_document: str) -> tuple
 
     store: Store = InstrumentedStore(open_store(config.database_url, config.base_dir))
     custody = Custody(
-        store=store, hsm=hsm, clock=utc_now, checkpoint_every=config.limits.audit_checkpoint_every
+        store=store,
+        hsm=hsm,
+        clock=utc_now,
+        checkpoint_every=config.limits.audit_checkpoint_every,
+        checkpoint_interval=timedelta(seconds=config.limits.audit_checkpoint_interval_seconds),
     )
     try:
         custody.audit.open()

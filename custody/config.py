@@ -66,6 +66,9 @@ class Limits:
     worker_interval_seconds: float = 1.0
     # The worker signs a checkpoint over the audit log's head once this many events followed the last one.
     audit_checkpoint_every: int = 1000
+    # ... and once the oldest event no checkpoint covers is this many seconds old, so that an export of a quiet
+    # daemon is covered by a signed checkpoint within about this long.
+    audit_checkpoint_interval_seconds: float = 60.0
     # Watch streams (WatchRequest, the health service's Watch) open at once. Each holds one of the max_workers
     # threads for as long as it is open, so they are capped well below it and the rest stay free for unary
     # calls (approvals, health checks). When unset: a quarter of max_workers, at least 1.
@@ -281,6 +284,7 @@ def load_server_config(path: Path) -> ServerConfig:
             "shutdown_grace_seconds",
             "worker_interval_seconds",
             "audit_checkpoint_every",
+            "audit_checkpoint_interval_seconds",
             "max_watches",
             "watch_seconds",
         },
@@ -326,6 +330,14 @@ def load_server_config(path: Path) -> ServerConfig:
         ),
         audit_checkpoint_every=reader.positive(
             limits_table, "limits.audit_checkpoint_every", defaults.audit_checkpoint_every
+        ),
+        audit_checkpoint_interval_seconds=float(
+            reader.positive(
+                limits_table,
+                "limits.audit_checkpoint_interval_seconds",
+                defaults.audit_checkpoint_interval_seconds,
+                integer=False,
+            )
         ),
         max_watches=max_watches,
         watch_seconds=float(

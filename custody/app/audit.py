@@ -3,15 +3,17 @@
 Use cases record each state change with ``record(tx, ...)`` inside the transaction that makes the change: if
 the event cannot be written, the transaction and the change roll back, and the caller gets UNAVAILABLE (fail
 closed). Refusals change nothing, so they are recorded in a transaction of their own after the refusal.
-Checkpoints sign the chain's head with the audit key in the HSM every ``checkpoint_every`` events and at
-shutdown, so a log rewritten by someone with database access no longer verifies against the HSM's key.
+Checkpoints sign the chain's head with the audit key in the HSM every ``checkpoint_every`` events, once the
+oldest event no checkpoint covers is ``checkpoint_interval`` old, and at shutdown, so a log rewritten by someone
+with database access no longer verifies against the HSM's key, and an export of a quiet daemon is covered
+within about that interval.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from custody.audit.chain import (
@@ -40,6 +42,7 @@ AUDIT_KEY_LABEL = "custody-audit"
 AUDIT_KEY_PURPOSE = "audit"
 DAEMON_ACTOR = "custody"
 DEFAULT_CHECKPOINT_EVERY = 1000
+DEFAULT_CHECKPOINT_INTERVAL = timedelta(seconds=60)
 CHECKPOINT_ATTEMPTS = 5
 MAX_LIST_LIMIT = 10_000
 
@@ -51,11 +54,13 @@ class AuditUseCases:
         hsm: Hsm,
         clock: Callable[[], datetime],
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        checkpoint_interval: timedelta = DEFAULT_CHECKPOINT_INTERVAL,
     ) -> None:
         self._store = store
         self._hsm = hsm
         self._clock = clock
         self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval = checkpoint_interval
         self._key_id: bytes | None = None
         self._public_key: bytes | None = None
 
@@ -120,15 +125,26 @@ class AuditUseCases:
             )
 
     def checkpoint_if_due(self) -> None:
+        """Sign a checkpoint when ``checkpoint_every`` events followed the last one, or when the oldest event
+        after it is ``checkpoint_interval`` old; nothing when no event followed it."""
         head = self._store.audit_head()
+        if head is None or head.kind == CHECKPOINT_KIND:
+            return
         last = self._store.last_audit_event_of_kind(CHECKPOINT_KIND)
-        since = head.sequence - (last.sequence if last else 0) if head else 0
-        if since >= self._checkpoint_every:
+        covered = last.sequence if last else 0
+        if head.sequence - covered >= self._checkpoint_every or self._oldest_uncovered_is_due(covered):
             # Under a steady stream of writes the head may move while the HSM signs; each attempt's window is
             # one signature long, so a few attempts land the checkpoint unless writes never pause at all.
             for _ in range(CHECKPOINT_ATTEMPTS):
                 if self.checkpoint() is not None:
                     return
+
+    def _oldest_uncovered_is_due(self, covered: int) -> bool:
+        # Measured from the oldest event no checkpoint covers, not from the last checkpoint: a daemon that was
+        # quiet for an hour and then wrote one event still gets that event covered within the interval, not
+        # at once, and never later.
+        oldest = self._store.list_audit_events(after_sequence=covered, limit=1)
+        return bool(oldest) and self._clock() - oldest[0].time >= self._checkpoint_interval
 
     def checkpoint(self) -> AuditEvent | None:
         """Sign the current head with the audit key and chain the signature as the next event.

@@ -6,11 +6,11 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from custody.app.approvals import ApprovalUseCases
-from custody.app.audit import AuditUseCases
+from custody.app.audit import DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL, AuditUseCases
 from custody.app.integrity import Sealer, SealingStore
 from custody.app.keys import KeyUseCases
 from custody.app.policy import PolicyUseCases
@@ -44,7 +44,8 @@ class Custody:
         store: Store,
         hsm: Hsm,
         clock: Callable[[], datetime] = utc_now,
-        checkpoint_every: int = 1000,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        checkpoint_interval: timedelta = DEFAULT_CHECKPOINT_INTERVAL,
     ) -> None:
         self._store = store
         self._hsm = hsm
@@ -54,7 +55,7 @@ class Custody:
         # Every use case writes through the sealing store: it stores the HSM seal of each record a signature
         # relies on in the transaction that writes it, and checks the audit log's head before each append.
         sealed = cast(Store, SealingStore(store, self.sealer, lambda: self.audit, self.audit_head))
-        self.audit = AuditUseCases(sealed, hsm, clock, checkpoint_every)
+        self.audit = AuditUseCases(sealed, hsm, clock, checkpoint_every, checkpoint_interval)
         self.policy = PolicyUseCases(sealed, self.audit, clock, open_seals=lambda: self._at_start(store))
         self.keys = KeyUseCases(sealed, hsm, self.policy, self.audit, clock)
         self.signing = SigningUseCases(
