@@ -1,6 +1,6 @@
 # custody: `make run` starts a local daemon on a fresh machine, `make test` runs the whole test suite.
-# Both set up what they need first: system packages (SoftHSM2) via scripts/ensure-system-deps.sh, and the
-# project in .venv.
+# Both set up what they need first: system packages (SoftHSM2, Node.js and npm) via scripts/ensure-system-deps.sh,
+# the project in .venv, and for `make test` the Ethereum tools the end-to-end tests drive (tests/tools).
 
 VENV        ?= .venv
 PYTHON      := $(VENV)/bin/python
@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # file's module-scoped daemon or environment is built once.
 TEST_WORKERS ?= auto
 
-.PHONY: run test coverage lint proto bench system-deps venv clean-dev
+.PHONY: run test coverage lint proto bench system-deps venv tools clean-dev
 
 system-deps:
 	@bash scripts/ensure-system-deps.sh
@@ -27,6 +27,17 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 venv: system-deps $(VENV)/.installed
+
+# anvil, cast, ethers, viem and Safe's compiled contracts, at the versions tests/tools/package-lock.json pins
+# (anvil and cast as the platform binaries their npm packages ship; their install scripts, which would fetch
+# a binary from elsewhere when that package is missing, are not run). Reinstalled when the lock changes.
+TOOLS_DIR := tests/tools
+$(TOOLS_DIR)/node_modules/.installed: $(TOOLS_DIR)/package.json $(TOOLS_DIR)/package-lock.json $(TOOLS_DIR)/.npmrc
+	@echo "Installing the Ethereum tools the tests drive into $(TOOLS_DIR)/node_modules ..."
+	@cd $(TOOLS_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+tools: system-deps $(TOOLS_DIR)/node_modules/.installed
 
 run: venv
 	@if [ ! -f $(DEV_DIR)/server.toml ]; then $(CUSTODY) dev init $(DEV_DIR) --listen 127.0.0.1:$(PORT); \
@@ -43,11 +54,11 @@ run: venv
 	@echo
 	@exec $(CUSTODY) serve --config $(DEV_DIR)/server.toml
 
-test: venv
+test: venv tools
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The suite under coverage.py (settings in pyproject.toml), then the report; exits with the suite's status.
-coverage: venv
+coverage: venv tools
 	@rm -f .coverage .coverage.*
 	$(VENV)/bin/coverage run -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); status=$$?; \
 	$(VENV)/bin/coverage combine --quiet && $(VENV)/bin/coverage report; exit $$status
