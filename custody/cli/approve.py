@@ -27,8 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from custody.api._gen import custody_pb2
 from custody.approver_keys import ApproverSigner, read_secret
-from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, client_options, connect, options_of
+from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, connect
 from custody.cli.errors import NotConfirmed
+from custody.cli.options import client_options, options_of
 from custody.cli.output import flag_words, payload_kind_name, request_state_name
 from custody.cli.profile import ClientProfile, find_profile_path, read_profile_file
 from custody.cli.requests import print_request

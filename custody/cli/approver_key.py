@@ -26,7 +26,7 @@ from custody.cli.approve import (
     token_pin,
     token_settings,
 )
-from custody.cli.client import client_options, options_of
+from custody.cli.options import json_option, options_of, profile_option
 from custody.cli.output import emit_json, mapping_text
 from custody.cli.profile import ClientProfile, find_profile_path, load_profile
 from custody.domain.errors import InvalidInput
@@ -38,7 +38,8 @@ def approver_key_group() -> None:
 
 
 @approver_key_group.command("create")
-@client_options
+@profile_option
+@json_option
 @click.pass_context
 def create(context: click.Context) -> None:
     """Create the approver key your profile names and print its public key for the policy.
@@ -67,7 +68,8 @@ def create(context: click.Context) -> None:
 
 
 @approver_key_group.command("show")
-@client_options
+@profile_option
+@json_option
 @click.pass_context
 def show(context: click.Context) -> None:
     """Unlock the approver key your profile names and print its public key (compare it with `policy show`)."""

@@ -23,7 +23,8 @@ import grpc
 from custody.api._gen import custody_pb2
 from custody.audit.chain import ChainVerification, event_to_json_line, verify_json_lines
 from custody.audit.events import AuditEvent, format_time
-from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, client_options, connect, options_of
+from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, connect
+from custody.cli.options import client_options, options_of
 from custody.cli.output import emit_json, hex_bytes, mapping_text
 from custody.domain.errors import AlreadyExists, InvalidInput, ResourceExhausted
 from custody.exit_codes import EXIT_ERROR

@@ -5,23 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-import click
 import grpc
 
 from custody.api._gen import custody_pb2_grpc
 from custody.cli.errors import DaemonUnreachable
-from custody.cli.profile import (
-    PROFILE_ENVIRONMENT_VARIABLE,
-    ClientProfile,
-    find_profile_path,
-    load_profile,
-    read_profile_file,
-)
+from custody.cli.options import ClientOptions
+from custody.cli.profile import ClientProfile, find_profile_path, load_profile, read_profile_file
 from custody.domain import errors
-
-F = TypeVar("F", bound=Any)
 
 # Payloads are limited to 128 KiB and lists to 1000 entries, so 4 MiB leaves room without inviting abuse.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -75,15 +67,6 @@ _AUDIT_SERVICE_STUB: Any = custody_pb2_grpc.AuditServiceStub
 # What grpcio says for a method the server does not know, or whose servicer is still the generated stub; the
 # daemon's own UNIMPLEMENTED answers are sentences and are shown as they are.
 _GRPC_DEFAULT_UNIMPLEMENTED_DETAILS = frozenset({"Method not found!", "Method not implemented!"})
-
-
-@dataclass
-class ClientOptions:
-    """The options every command accepts, collected from the top-level group and the subcommand."""
-
-    profile: str | None = None
-    server: str | None = None
-    json_output: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,48 +162,3 @@ def _transport_cause(details: str) -> str:
     if any(marker in lowered for marker in _ADDRESS_FAILURE_MARKERS):
         return "the address does not resolve to a host"
     return "no connection could be made"
-
-
-def client_options(command: F) -> F:
-    """Accept --profile, --server and --json on a command as well as on the top-level group.
-
-    People write both `custody --json keys list` and `custody keys list --json`; the values land in one
-    ClientOptions object on the root context, a subcommand's own value winning over the group's.
-    """
-    command = click.option(
-        "--json",
-        "json_output",
-        is_flag=True,
-        expose_value=False,
-        callback=_remember_option,
-        help="Print machine-readable JSON.",
-    )(command)
-    command = click.option(
-        "--server",
-        metavar="HOST:PORT",
-        expose_value=False,
-        callback=_remember_option,
-        help="Daemon address, overriding the profile's.",
-    )(command)
-    return click.option(
-        "--profile",
-        metavar="FILE",
-        expose_value=False,
-        callback=_remember_option,
-        help=f"Client profile (TOML); defaults to ${PROFILE_ENVIRONMENT_VARIABLE}.",
-    )(command)
-
-
-def options_of(context: click.Context) -> ClientOptions:
-    """The options collected by @client_options for the command being run."""
-    return context.find_root().ensure_object(ClientOptions)
-
-
-def _remember_option(context: click.Context, parameter: click.Parameter, value: object) -> None:
-    options = options_of(context)
-    # Callbacks run for every declared option, given or not; only a given value may override one given
-    # earlier on the command line.
-    if parameter.name == "json_output":
-        options.json_output = options.json_output or bool(value)
-    elif value is not None and parameter.name in ("profile", "server"):
-        setattr(options, parameter.name, value)

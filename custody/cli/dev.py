@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from custody.cli.client import client_options, options_of
 from custody.cli.dev_env import (
     DEFAULT_LISTEN,
     METRICS_PORT_OFFSET,
@@ -17,19 +16,20 @@ from custody.cli.dev_env import (
     add_dev_identity,
     init_dev_environment,
 )
+from custody.cli.options import json_option, options_of
 from custody.cli.output import emit_json
 from custody.domain.errors import InvalidInput
 from custody.domain.principals import Role
 
 
 @click.group("dev")
-@client_options
+@json_option
 def dev_group() -> None:
     """Local development helpers."""
 
 
 @dev_group.command("init")
-@client_options
+@json_option
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.option(
     "--database",
@@ -55,7 +55,7 @@ def dev_init(context: click.Context, directory: Path, database_url: str | None, 
 
 
 @dev_group.command("add-identity")
-@client_options
+@json_option
 @click.argument("name")
 @click.option(
     "--roles",

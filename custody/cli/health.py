@@ -15,7 +15,8 @@ import click
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from custody.cli.client import client_options, custody_error_from_rpc, options_of, secure_channel
+from custody.cli.client import custody_error_from_rpc, secure_channel
+from custody.cli.options import client_options, options_of
 from custody.cli.output import emit_json
 from custody.cli.profile import find_profile_path, load_profile
 from custody.domain.errors import NotFound

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from custody.api._gen import custody_pb2
-from custody.cli.client import UNARY_TIMEOUT_SECONDS, client_options, connect, options_of
+from custody.cli.client import UNARY_TIMEOUT_SECONDS, connect
+from custody.cli.options import client_options, options_of
 from custody.cli.output import (
     emit_json,
     key_text,

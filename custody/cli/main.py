@@ -1,51 +1,105 @@
-"""The `custody` command: entry point and the one place where errors become messages and exit codes."""
+"""The `custody` command: entry point and the one place where errors become messages and exit codes.
+
+Start-up is kept short because approvers and scripts run many short commands: this module imports only click
+and the error types, and each subcommand's module (with gRPC, the generated stubs, eth-account or
+cryptography, as it needs them) is imported when that command runs. `custody --help` lists the commands from
+a table of names and one-line helps; a test keeps the table equal to the commands themselves.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import click
-import grpc
 
-from custody.cli.approve import approve, reject
-from custody.cli.approver_key import approver_key_group
-from custody.cli.audit import audit_group
-from custody.cli.client import client_options, custody_error_from_rpc
-from custody.cli.dev import dev_group
 from custody.cli.errors import EXIT_CODES_EPILOG, error_code_for, exit_code_for
-from custody.cli.health import health
-from custody.cli.keys import keys_group
-from custody.cli.policy import policy_group
-from custody.cli.requests import requests_group
-from custody.cli.serve import serve
-from custody.cli.sign import sign_group
+from custody.cli.options import client_options
 from custody.domain.errors import CustodyError
 from custody.exit_codes import EXIT_INTERRUPTED, EXIT_OK
 
 
-@click.group("custody", epilog=EXIT_CODES_EPILOG)
+@dataclass(frozen=True)
+class CommandEntry:
+    """Where a top-level command lives and the one line `custody --help` shows for it."""
+
+    module: str
+    attribute: str
+    short_help: str
+
+
+# The top-level commands, in the order `custody --help` lists them (alphabetical, as click's own listing is).
+COMMANDS: dict[str, CommandEntry] = {
+    "approve": CommandEntry(
+        "custody.cli.approve",
+        "approve",
+        "Review a request and sign your approval of it with your approver key.",
+    ),
+    "approver-key": CommandEntry(
+        "custody.cli.approver_key",
+        "approver_key_group",
+        "Your approver key: create it where your profile says, or show its public key.",
+    ),
+    "audit": CommandEntry(
+        "custody.cli.audit", "audit_group", "The tamper-evident audit log (auditor and admin roles)."
+    ),
+    "dev": CommandEntry("custody.cli.dev", "dev_group", "Local development helpers."),
+    "health": CommandEntry(
+        "custody.cli.health",
+        "health",
+        "Print SERVING or NOT_SERVING; exit 0 only when the daemon is SERVING, 4 when it cannot be reached.",
+    ),
+    "keys": CommandEntry("custody.cli.keys", "keys_group", "Signing keys held in the HSM."),
+    "policy": CommandEntry(
+        "custody.cli.policy", "policy_group", "The signing policy: rules, approvers and quorums."
+    ),
+    "reject": CommandEntry(
+        "custody.cli.approve",
+        "reject",
+        "Review a request and sign your rejection of it; one rejection ends the request REJECTED.",
+    ),
+    "requests": CommandEntry("custody.cli.requests", "requests_group", "Signing requests and their state."),
+    "serve": CommandEntry(
+        "custody.cli.serve", "serve", "Run the custody daemon until it is stopped (SIGTERM or Ctrl-C)."
+    ),
+    "sign": CommandEntry(
+        "custody.cli.sign", "sign_group", "Ask the daemon for a signature (the policy decides)."
+    ),
+}
+
+
+class LazyCommandGroup(click.Group):
+    """A group whose subcommands are imported from COMMANDS when one is invoked (or its help is asked for)."""
+
+    def list_commands(self, context: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, context: click.Context, name: str) -> click.Command | None:
+        entry = COMMANDS.get(name)
+        if entry is None:
+            return None
+        command = getattr(importlib.import_module(entry.module), entry.attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{entry.module}.{entry.attribute} is not a click command")
+        return command
+
+    def format_commands(self, context: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own listing asks every command for its help, which would import them all.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name].short_help) for name in self.list_commands(context)])
+
+
+@click.group("custody", cls=LazyCommandGroup, epilog=EXIT_CODES_EPILOG)
 @client_options
 def cli() -> None:
     """Key custody and signing: talk to a custody daemon, or run one.
 
-    Every command accepts --profile FILE (or CUSTODY_PROFILE), --server HOST:PORT and --json, before or after
-    the command name.
+    Every command that talks to the daemon accepts --profile FILE (or CUSTODY_PROFILE), --server HOST:PORT and
+    --json, before or after the command name.
     """
-
-
-cli.add_command(serve)
-cli.add_command(dev_group)
-cli.add_command(keys_group)
-cli.add_command(sign_group)
-cli.add_command(requests_group)
-cli.add_command(approve)
-cli.add_command(reject)
-cli.add_command(approver_key_group)
-cli.add_command(policy_group)
-cli.add_command(audit_group)
-cli.add_command(health)
 
 
 def run(arguments: Sequence[str] | None = None) -> int:
@@ -72,8 +126,14 @@ def run(arguments: Sequence[str] | None = None) -> int:
         return _report("interrupted", "interrupted", EXIT_INTERRUPTED, json_errors=json_errors)
     except CustodyError as error:
         return _report_custody_error(error, json_errors=json_errors)
-    except grpc.RpcError as error:
-        # Calls are made inside connect(), which translates their errors; this covers any made elsewhere.
+    except Exception as error:
+        # Calls are made inside connect(), which translates their errors; this covers any made elsewhere. gRPC
+        # is imported only by the commands that call the daemon, so an error of its kind means it is loaded.
+        grpc = sys.modules.get("grpc")
+        if grpc is None or not isinstance(error, grpc.RpcError):
+            raise
+        from custody.cli.client import custody_error_from_rpc
+
         translated = custody_error_from_rpc(error, address="the configured address")
         return _report_custody_error(translated, json_errors=json_errors)
     # In non-standalone mode click returns the code of ctx.exit(...) calls, and a command's return value

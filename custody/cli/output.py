@@ -14,7 +14,6 @@ from typing import Any, cast
 import click
 
 from custody.api._gen import custody_pb2
-from custody.domain.evm_notation import format_ether
 from custody.domain.intents import (
     UNLIMITED,
     UNLIMITED_UINT160,
@@ -473,6 +472,10 @@ def amount_text(amount: TokenAmount) -> str:
     elif amount.amount == UNLIMITED_UINT160:
         quantity = "UNLIMITED (2**160 - 1, Permit2's no-limit value)"
     elif amount.token is None:
+        # Imported here because its module loads eth-utils (a tenth of a second), which listing keys or
+        # requests does not need.
+        from custody.domain.evm_notation import format_ether
+
         quantity = f"{amount.amount} wei = {format_ether(amount.amount)} ether"
     else:
         quantity = f"{amount.amount} base units"

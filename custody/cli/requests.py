@@ -10,7 +10,8 @@ import click
 import grpc
 
 from custody.api._gen import custody_pb2
-from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, client_options, connect, options_of
+from custody.cli.client import UNARY_TIMEOUT_SECONDS, Connection, connect
+from custody.cli.options import client_options, options_of
 from custody.cli.output import (
     emit_json,
     ended_unsigned,

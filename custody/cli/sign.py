@@ -12,7 +12,8 @@ import sys
 import click
 
 from custody.api._gen import custody_pb2
-from custody.cli.client import UNARY_TIMEOUT_SECONDS, client_options, connect, options_of
+from custody.cli.client import UNARY_TIMEOUT_SECONDS, connect
+from custody.cli.options import client_options, options_of
 from custody.cli.requests import conclude
 from custody.domain.errors import InvalidInput
 

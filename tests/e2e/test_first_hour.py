@@ -4,6 +4,9 @@ that show what a request has, and a policy that goes round `policy show > file` 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +60,40 @@ def test_policy_show_prints_exactly_the_document_so_it_can_be_proposed_again(
     assert shown.stdout.rstrip("\n") == active["document"].rstrip("\n")
     assert f"# active policy version {active['version']}" in shown.stderr
     assert "# active policy version" not in shown.stdout
+
+
+def test_keys_list_against_the_daemon_loads_neither_eth_account_nor_cryptography(
+    dev_env: DevEnv, daemon: Daemon, keys: Any
+) -> None:
+    # What `custody keys list` imports, in a fresh interpreter that runs the command line as the console
+    # script does: the call and the table need gRPC and the stubs, not the signing or certificate libraries.
+    arguments = [
+        "--profile",
+        str(dev_env.profile("admin")),
+        "--server",
+        daemon.address,
+        "--json",
+        "keys",
+        "list",
+    ]
+    script = (
+        "import json, sys\n"
+        "from custody.cli.main import run\n"
+        f"code = run({arguments!r})\n"
+        "print('MODULES ' + json.dumps(sorted(sys.modules)))\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CUSTODY_PROFILE": ""},
+        check=True,
+    )
+    listing, modules_line = result.stdout.rsplit("MODULES ", 1)
+    assert {key["label"] for key in json.loads(listing)} >= {"ops", "treasury"}
+    modules = set(json.loads(modules_line))
+    assert "grpc" in modules
+    unneeded = ("eth_account", "eth_abi", "eth_utils", "cryptography", "pkcs11", "custody.chains.evm")
+    assert [name for name in unneeded if name in modules] == []
