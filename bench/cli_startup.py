@@ -1,6 +1,6 @@
 """Command-line start-up: the CPU time and wall time of short `custody` commands, against bare interpreters.
 
-    .venv/bin/python bench/cli_startup.py [--runs 20] [--out bench/results/cli_startup.json]
+    .venv/bin/python bench/cli_startup.py [--runs 20] [--code DIR] [--out bench/results/cli_startup.json]
 
 Measured: `custody --help`, `custody dev --help`, `custody keys list` and `custody requests list` against a
 running development daemon (made with `custody dev init` in a scratch directory), each run --runs times as a
@@ -8,8 +8,9 @@ fresh process, as an approver's sitting or a script runs them. CPU time is the c
 (resource.getrusage(RUSAGE_CHILDREN) before and after each run), so other work on a shared machine does not
 count; wall time is also printed. Baselines from the same run: `python -c pass` (the interpreter alone) and
 `python -c "import grpc"` (the least a command that calls the daemon loads); the ratios to them are the figures
-to compare across machines. The target is under 0.3 s of CPU for `custody --help` and `custody keys list`.
-Not part of `make test`.
+to compare across machines. --code names another checkout whose command line (and daemon) to measure, e.g.
+a worktree of an older revision, for a before-and-after comparison. The target is under 0.3 s of CPU for
+`custody --help` and `custody keys list`. Not part of `make test`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import os
 import platform
 import resource
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from signing_rate import CUSTODY, start_daemon
+from signing_rate import CUSTODY, REPOSITORY, code_env, start_custody
 
 
 def run_once(command: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -63,20 +63,18 @@ def measure(name: str, command: list[str], env: dict[str, str], runs: int) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="runs of each command")
+    parser.add_argument(
+        "--code", type=Path, default=REPOSITORY, help="the checkout whose command line to measure"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/cli_startup.json"))
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="custody-bench-") as scratch:
-        env_dir = Path(scratch) / "env"
-        subprocess.run([CUSTODY, "dev", "init", str(env_dir)], check=True, capture_output=True)
-        process, address = start_daemon(env_dir, Path(scratch) / "daemon.log")
+        # The daemon, with a key "ops" made by the admin, so that `keys list` lists something.
+        server = start_custody("daemon", args.code, Path(scratch), None)
         try:
-            profile = str(env_dir / "profiles" / "admin.toml")
-            env = {**os.environ, "CUSTODY_PROFILE": profile}
-            client = [CUSTODY, "--server", address]
-            subprocess.run(
-                [*client, "keys", "create", "--label", "ops"], env=env, check=True, capture_output=True
-            )
+            env = {**code_env(args.code), "CUSTODY_PROFILE": str(server.env_dir / "profiles" / "admin.toml")}
+            client = [CUSTODY, "--server", server.address]
             commands = {
                 "python -c pass": [sys.executable, "-c", "pass"],
                 "python -c 'import grpc'": [sys.executable, "-c", "import grpc"],
@@ -87,8 +85,7 @@ def main() -> None:
             }
             results = [measure(name, command, env, args.runs) for name, command in commands.items()]
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+            server.stop()
 
     bare, grpc_import = results[0]["cpu_median_s"], results[1]["cpu_median_s"]
     print()
@@ -108,6 +105,7 @@ def main() -> None:
                 "benchmark": "cli_startup",
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                 "runs": args.runs,
+                "code": str(args.code),
                 "commands": results,
                 "run_id": secrets.token_hex(4),
             },
