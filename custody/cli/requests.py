@@ -25,7 +25,6 @@ from custody.cli.output import (
     request_to_json,
     requests_table,
 )
-from custody.cli.review import check_server_hashes, payload_lines, recompute_hashes
 from custody.domain.intents import all_flags
 from custody.exit_codes import EXIT_REQUEST_UNSIGNED
 
@@ -238,6 +237,10 @@ def print_reviewed_request(request: custody_pb2.SigningRequest, *, json_output: 
     otherwise), so the intents shown are those of the bytes the HSM signs. Governance requests, which the HSM
     never signs, are shown as ``print_request`` shows them.
     """
+    # Imported here because decoding payloads loads eth-account (half a second), which listing, waiting for
+    # and cancelling requests do not need.
+    from custody.cli.review import check_server_hashes, payload_lines, recompute_hashes
+
     recomputed = recompute_hashes(request)
     check_server_hashes(request, recomputed)
     if recomputed.parsed is None:

@@ -62,20 +62,10 @@ def test_policy_show_prints_exactly_the_document_so_it_can_be_proposed_again(
     assert "# active policy version" not in shown.stdout
 
 
-def test_keys_list_against_the_daemon_loads_neither_eth_account_nor_cryptography(
-    dev_env: DevEnv, daemon: Daemon, keys: Any
-) -> None:
-    # What `custody keys list` imports, in a fresh interpreter that runs the command line as the console
-    # script does: the call and the table need gRPC and the stubs, not the signing or certificate libraries.
-    arguments = [
-        "--profile",
-        str(dev_env.profile("admin")),
-        "--server",
-        daemon.address,
-        "--json",
-        "keys",
-        "list",
-    ]
+def modules_loaded_by(dev_env: DevEnv, daemon: Daemon, *command: str) -> tuple[Any, set[str]]:
+    """What `custody --json COMMAND...` as the admin answers, and the modules it imported, in a fresh interpreter
+    that runs the command line as the console script does."""
+    arguments = ["--profile", str(dev_env.profile("admin")), "--server", daemon.address, "--json", *command]
     script = (
         "import json, sys\n"
         "from custody.cli.main import run\n"
@@ -91,9 +81,35 @@ def test_keys_list_against_the_daemon_loads_neither_eth_account_nor_cryptography
         env={**os.environ, "CUSTODY_PROFILE": ""},
         check=True,
     )
-    listing, modules_line = result.stdout.rsplit("MODULES ", 1)
-    assert {key["label"] for key in json.loads(listing)} >= {"ops", "treasury"}
-    modules = set(json.loads(modules_line))
+    answer, modules_line = result.stdout.rsplit("MODULES ", 1)
+    return json.loads(answer), set(json.loads(modules_line))
+
+
+# A listing calls the daemon and prints a table: it needs gRPC and the stubs, not the libraries that decode,
+# sign or make certificates.
+UNNEEDED_FOR_LISTING = ("eth_account", "eth_abi", "eth_utils", "cryptography", "pkcs11", "custody.chains.evm")
+
+
+def test_keys_list_against_the_daemon_loads_neither_eth_account_nor_cryptography(
+    dev_env: DevEnv, daemon: Daemon, keys: Any
+) -> None:
+    listing, modules = modules_loaded_by(dev_env, daemon, "keys", "list")
+    assert {key["label"] for key in listing} >= {"ops", "treasury"}
     assert "grpc" in modules
-    unneeded = ("eth_account", "eth_abi", "eth_utils", "cryptography", "pkcs11", "custody.chains.evm")
-    assert [name for name in unneeded if name in modules] == []
+    assert [name for name in UNNEEDED_FOR_LISTING if name in modules] == []
+
+
+def test_requests_list_loads_no_payload_decoder_and_requests_show_does(
+    dev_env: DevEnv, daemon: Daemon, keys: Any, nonces: Nonces, tmp_path: Path
+) -> None:
+    transaction = treasury_transaction(tmp_path / "tx.json", next(nonces))
+    submitted: Any = cli_json(
+        dev_env, daemon, "backend", "sign", "tx", "--key", "treasury", "--file", str(transaction)
+    )
+    listing, modules = modules_loaded_by(dev_env, daemon, "requests", "list")
+    assert submitted["request_id"] in {request["request_id"] for request in listing}
+    assert [name for name in UNNEEDED_FOR_LISTING if name in modules] == []
+
+    shown, modules = modules_loaded_by(dev_env, daemon, "requests", "show", submitted["request_id"])
+    assert shown["intents"][0]["kind"] == "native_transfer"
+    assert "custody.chains.evm" in modules
