@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -32,6 +33,11 @@ def serve(context: click.Context, config_path: Path, listen: str | None, metrics
     Under systemd (Type=notify) it reports READY once it serves and feeds the watchdog while it is alive;
     whether the HSM and the database are usable is what the gRPC health service reports.
     """
+    # gRPC's core library logs in its own format on stderr (a failed bind, for one, comes before the daemon's
+    # own sentence about it); the daemon reports what matters in its own words and logs. The core reads the
+    # setting when gRPC is first imported, which on this path is below; an operator who wants the core's lines
+    # sets GRPC_VERBOSITY (ERROR, INFO or DEBUG) themselves.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     # Imported here so that client commands do not load the HSM, database and server machinery.
     from custody.bootstrap import serve as serve_daemon
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from .conftest import Daemon, DevEnv, Nonces, cli_json, run_cli
+from .conftest import BACKENDS, CUSTODY, Daemon, Databases, DevEnv, Nonces, cli_json, make_dev_env, run_cli
 
 
 def treasury_transaction(path: Path, nonce: int) -> Path:
@@ -113,3 +114,40 @@ def test_requests_list_loads_no_payload_decoder_and_requests_show_does(
     shown, modules = modules_loaded_by(dev_env, daemon, "requests", "show", submitted["request_id"])
     assert shown["intents"][0]["kind"] == "native_transfer"
     assert "custody.chains.evm" in modules
+
+
+def serve_on_a_taken_port(
+    env: DevEnv, extra_env: dict[str, str]
+) -> tuple[str, subprocess.CompletedProcess[str]]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        environment = {key: value for key, value in os.environ.items() if key != "GRPC_VERBOSITY"}
+        result = subprocess.run(
+            [CUSTODY, "serve", "--config", str(env.config), "--listen", address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**environment, **extra_env},
+            check=False,
+        )
+    return address, result
+
+
+def test_serve_on_a_taken_port_says_so_in_one_sentence_without_grpc_core_log_lines(
+    tmp_path: Path, databases: Databases
+) -> None:
+    env = make_dev_env(tmp_path / "env", BACKENDS[0], databases)
+    address, result = serve_on_a_taken_port(env, {})
+    assert result.returncode == 2
+    # The daemon's log records are JSON lines; everything else on stderr is what a person reads.
+    for_people = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert for_people == [
+        f"custody: cannot start: cannot listen on {address}: the address is in use or not available"
+    ]
+
+    # An operator who asks for gRPC's own log lines still gets them.
+    _, verbose = serve_on_a_taken_port(env, {"GRPC_VERBOSITY": "ERROR"})
+    assert verbose.returncode == 2
+    assert len([line for line in verbose.stderr.splitlines() if not line.startswith("{")]) > 1
