@@ -1,6 +1,6 @@
 # custody: `make run` starts a local daemon on a fresh machine, `make test` runs the whole test suite.
-# Both set up what they need first: system packages (SoftHSM2, Node.js and npm) via scripts/ensure-system-deps.sh,
-# the project in .venv, and for `make test` the Ethereum tools the end-to-end tests drive (tests/tools).
+# Both set up what they need first: system packages (SoftHSM2) via scripts/ensure-system-deps.sh, the project
+# in .venv, and for `make test` Node.js with the Ethereum tools the end-to-end tests drive (tests/tools).
 
 VENV        ?= .venv
 PYTHON      := $(VENV)/bin/python
@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # file's module-scoped daemon or environment is built once.
 TEST_WORKERS ?= auto
 
-.PHONY: run test coverage lint proto bench system-deps venv tools clean-dev
+.PHONY: run test coverage lint proto bench system-deps node-deps venv tools clean-dev
 
 system-deps:
 	@bash scripts/ensure-system-deps.sh
@@ -37,7 +37,10 @@ $(TOOLS_DIR)/node_modules/.installed: $(TOOLS_DIR)/package.json $(TOOLS_DIR)/pac
 	@cd $(TOOLS_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
-tools: system-deps $(TOOLS_DIR)/node_modules/.installed
+tools: node-deps $(TOOLS_DIR)/node_modules/.installed
+
+node-deps:
+	@bash scripts/ensure-system-deps.sh --with-node
 
 run: venv
 	@if [ ! -f $(DEV_DIR)/server.toml ]; then $(CUSTODY) dev init $(DEV_DIR) --listen 127.0.0.1:$(PORT); \

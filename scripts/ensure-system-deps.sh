@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the system packages custody needs are present: SoftHSM2 (the PKCS#11 token used in development
-# and tests), Python's venv module, and Node.js with npm (which install the Ethereum tools the end-to-end tests
-# drive: anvil, cast, ethers, viem). Installs them with apt-get when running as root on Debian or Ubuntu;
-# otherwise says exactly what to install and stops.
+# and tests) and Python's venv module; with --with-node also Node.js and npm, which `make test` needs for the
+# Ethereum tools its end-to-end tests drive (anvil, cast, ethers, viem; see tests/tools). Installs them with
+# apt-get when running as root on Debian or Ubuntu; otherwise says exactly what to install and stops.
 set -euo pipefail
 
 missing=()
@@ -12,8 +12,10 @@ python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/de
   exit 1
 }
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=("python3-venv")
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ "${1:-}" = "--with-node" ]; then
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
