@@ -11,6 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
+
+from custody.api._gen import custody_pb2 as pb
+from custody.api._gen import custody_pb2_grpc as pb_grpc
+
 from .conftest import BACKENDS, CUSTODY, Daemon, Databases, DevEnv, Nonces, cli_json, make_dev_env, run_cli
 
 
@@ -151,3 +157,39 @@ def test_serve_on_a_taken_port_says_so_in_one_sentence_without_grpc_core_log_lin
     _, verbose = serve_on_a_taken_port(env, {"GRPC_VERBOSITY": "ERROR"})
     assert verbose.returncode == 2
     assert len([line for line in verbose.stderr.splitlines() if not line.startswith("{")]) > 1
+
+
+# A trailing comma after the last field, the commonest hand-editing slip: the decoder stops at line 5, column 1.
+MALFORMED_TRANSACTION = '{\n  "type": 2,\n  "chainId": 11155111,\n  "nonce": 7,\n}\n'
+
+
+def test_malformed_json_submitted_over_grpc_is_refused_naming_the_line_and_column(
+    signing_stub: pb_grpc.SigningServiceStub, keys: Any
+) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        signing_stub.SubmitRequest(
+            pb.SubmitRequestRequest(
+                key_label="ops", kind=pb.PAYLOAD_KIND_TRANSACTION, payload=MALFORMED_TRANSACTION.encode()
+            ),
+            timeout=30,
+        )
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == (
+        "payload: the transaction is not valid JSON:"
+        " Expecting property name enclosed in double quotes at line 5, column 1"
+    )
+
+
+def test_malformed_json_given_to_the_cli_is_refused_naming_the_file_line_and_column(
+    dev_env: DevEnv, daemon: Daemon, keys: Any, tmp_path: Path
+) -> None:
+    payload = tmp_path / "tx.json"
+    payload.write_text(MALFORMED_TRANSACTION)
+    result = run_cli(
+        dev_env, daemon, "backend", "sign", "tx", "--key", "ops", "--file", str(payload), check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: --file: {payload} is not valid JSON:"
+        " Expecting property name enclosed in double quotes at line 5, column 1.\n"
+    )

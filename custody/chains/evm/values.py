@@ -87,9 +87,14 @@ def load_json_object(payload: bytes, what: str) -> dict[str, Any]:
     except RecursionError:
         raise InvalidInput(f"the {what} nests JSON too deeply", field="payload") from None
     except ValueError as error:
-        # JSONDecodeError (a ValueError) carries the position; other ValueErrors come from over-long integers.
-        detail = error.msg if isinstance(error, json.JSONDecodeError) else "a number is too long"
-        raise InvalidInput(f"the {what} is not valid JSON ({detail})", field="payload") from None
+        # JSONDecodeError (a ValueError) carries the position, which lets the sender find the typo in the file
+        # the payload came from; other ValueErrors come from over-long integers.
+        detail = (
+            f"{error.msg} at line {error.lineno}, column {error.colno}"
+            if isinstance(error, json.JSONDecodeError)
+            else "a number is too long"
+        )
+        raise InvalidInput(f"the {what} is not valid JSON: {detail}", field="payload") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"the {what} must be a JSON object", field="payload")
     return value
