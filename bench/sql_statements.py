@@ -58,11 +58,13 @@ class StatementLog:
 
     def __init__(self) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
+        self.texts: list[str] = []
         self.enabled = False
 
     def record(self, statement: str) -> None:
         if self.enabled:
             self.counts[statement.lstrip().split(None, 1)[0].upper()] += 1
+            self.texts.append(" ".join(statement.split()))
 
 
 def counting_connection(statements: StatementLog) -> type[sqlite3.Connection]:
@@ -78,6 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("bench/results/sql_statements.json"))
+    parser.add_argument(
+        "--show", action="store_true", help="print each statement of the last round's two paths, in order"
+    )
     arguments = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="custody-bench-sql-"))
@@ -102,6 +107,7 @@ def main() -> None:
     completing: collections.Counter[str] = collections.Counter()
     for round_number in range(arguments.rounds):
         statements.counts.clear()
+        statements.texts.clear()
         statements.enabled = True
         signed = custody.signing.submit(BACKEND, "ops", PayloadKind.TRANSACTION, transaction(round_number))
         statements.enabled = False
@@ -109,6 +115,7 @@ def main() -> None:
         assert signed.result.signed_tx is not None
         assert Account.recover_transaction(signed.result.signed_tx) == ops.address
         auto_signed.update(statements.counts)
+        auto_signed_texts = list(statements.texts)
 
         pending = custody.signing.submit(
             BACKEND, "treasury", PayloadKind.TRANSACTION, transaction(round_number)
@@ -119,11 +126,13 @@ def main() -> None:
             statement = ApprovalStatement.for_request(pending, name, Verdict.APPROVE, expires).to_bytes()
             signature = approver_keys[name].sign(statement)
             statements.counts.clear()
+            statements.texts.clear()
             statements.enabled = name == "bob"
             result = custody.approvals.approve(approver(name), pending.request_id, statement, signature)
             statements.enabled = False
         assert result.state is RequestState.SIGNED
         completing.update(statements.counts)
+        completing_texts = list(statements.texts)
     custody.close()
 
     def per_request(counter: collections.Counter[str]) -> dict[str, float]:
@@ -143,6 +152,14 @@ def main() -> None:
         print(
             f"{path}: {total:g} statements per request, " + ", ".join(f"{k} {v:g}" for k, v in counts.items())
         )
+    if arguments.show:
+        for path, texts in (
+            ("auto-signed submit", auto_signed_texts),
+            ("completing approval", completing_texts),
+        ):
+            print(f"\n{path}, statement by statement:")
+            for number, text in enumerate(texts, 1):
+                print(f"  {number:>2}. {text[:160]}")
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"written to {arguments.out}")

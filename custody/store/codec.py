@@ -39,6 +39,7 @@ class Row(Protocol):
 
 # Fixed width with microseconds and a literal "Z", so that text order is time order in every database.
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TIME_LENGTH = len("2026-01-01T00:00:00.000000Z")
 
 # The largest value a BIGINT column holds; Python integers are unbounded, database integers are not.
 _MAX_BIGINT = 2**63 - 1
@@ -108,11 +109,15 @@ def encode_time(value: datetime, field: str) -> str:
     """UTC text for ``value``; a naive datetime is refused because its time zone would be a guess."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput("a time without a time zone cannot be stored; pass an aware datetime", field=field)
-    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def decode_time(text: str) -> datetime:
-    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+    # datetime.fromisoformat costs a tenth of strptime, which a request's rows call about ten times; it
+    # accepts more forms than the one encode_time writes, so the shape is checked first.
+    if len(text) != _TIME_LENGTH or text[10] != "T" or text[-1] != "Z":
+        raise ValueError(f"time data {text!r} does not match format {_TIME_FORMAT!r}")
+    return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
 
 
 def encode_optional_time(value: datetime | None, field: str) -> str | None:

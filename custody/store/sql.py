@@ -124,6 +124,13 @@ class SqlTransaction(ABC):
         # can append until it commits, so a second append chains on this without reading the head again;
         # appending thousands of events in one transaction then costs one statement each, not two.
         self._appended: tuple[int, bytes] | None = None
+        # What this transaction read or wrote itself while holding the write lock, which no other writer can
+        # change before it commits: the consistency checks of later operations in it take these from here
+        # instead of reading them again. A transaction without the write lock (a single read) remembers nothing.
+        self.holds_write_lock = False
+        self._key_labels: dict[str, str] = {}  # key id -> label
+        self._own_requests: set[str] = set()
+        self._free_nonces: set[tuple[str, int, str, int]] = set()
 
     def end(self) -> None:
         self._open = False
@@ -152,11 +159,12 @@ class SqlTransaction(ABC):
         if self._exists("SELECT 1 FROM keys WHERE key_id = ?", key.key_id):
             raise AlreadyExists(f"a key with id {key.key_id} already exists")
         self._insert("keys", codec.KEY_COLUMNS, row)
+        self._know_key(key)
 
     @operation("read the key")
     def get_key(self, label: str) -> Key | None:
         row = self._execute("SELECT * FROM keys WHERE label = ?", (label,)).fetchone()
-        return None if row is None else codec.key_from_row(row)
+        return None if row is None else self._know_key(codec.key_from_row(row))
 
     @operation("list the keys")
     def list_keys(self) -> Sequence[Key]:
@@ -180,7 +188,7 @@ class SqlTransaction(ABC):
             raise NotFound(f"there is no key labelled {label}")
         if cursor.rowcount == 0:
             raise Aborted(f"the key {label} is no longer in state {expected.value}; it is now {row['state']}")
-        return codec.key_from_row(row)
+        return self._know_key(codec.key_from_row(row))
 
     @operation("find the key's waiting unfreezes")
     def waiting_unfreezes(self, key_label: str) -> Sequence[SigningRequest]:
@@ -217,12 +225,17 @@ class SqlTransaction(ABC):
         if self._exists("SELECT 1 FROM requests WHERE request_id = ?", request.request_id):
             raise AlreadyExists(f"a request with id {request.request_id} already exists")
         if request.key_id:
-            key_row = self._execute("SELECT label FROM keys WHERE key_id = ?", (request.key_id,)).fetchone()
-            if key_row is None:
-                raise NotFound(f"there is no key with id {request.key_id}")
-            if key_row["label"] != request.key_label:
+            label = self._key_labels.get(request.key_id)
+            if label is None:
+                key_row = self._execute(
+                    "SELECT label FROM keys WHERE key_id = ?", (request.key_id,)
+                ).fetchone()
+                if key_row is None:
+                    raise NotFound(f"there is no key with id {request.key_id}")
+                label = key_row["label"]
+            if label != request.key_label:
                 raise InvalidInput(
-                    f"the key with id {request.key_id} is labelled {key_row['label']}, not {request.key_label}",
+                    f"the key with id {request.key_id} is labelled {label}, not {request.key_label}",
                     field="key_label",
                 )
         if request.replaces is not None and self._request_row(request.replaces) is None:
@@ -230,6 +243,8 @@ class SqlTransaction(ABC):
                 f"request {request.request_id} replaces request {request.replaces}, which does not exist"
             )
         self._insert("requests", codec.REQUEST_COLUMNS, row)
+        if self.holds_write_lock:
+            self._own_requests.add(request.request_id)
 
     @operation("read the request")
     def get_request(self, request_id: str) -> SigningRequest | None:
@@ -454,25 +469,31 @@ class SqlTransaction(ABC):
 
     @operation("read the nonce's holder")
     def nonce_holder(self, key_id: str, chain_id: int, scope: str, nonce: int) -> NonceUse | None:
-        return self._nonce_holder(key_id, chain_id, scope, nonce)
+        holder = self._nonce_holder(key_id, chain_id, scope, nonce)
+        if holder is None and self.holds_write_lock:
+            self._free_nonces.add((key_id, chain_id, scope, nonce))
+        return holder
 
     @operation("reserve the nonce")
     def reserve_nonce(self, use: NonceUse) -> None:
         row = codec.nonce_to_row(use)
-        if self._request_row(use.request_id) is None:
+        if use.request_id not in self._own_requests and self._request_row(use.request_id) is None:
             raise NotFound(f"there is no request with id {use.request_id} to hold nonce {use.nonce}")
-        holder = self._nonce_holder(use.key_id, use.chain_id, use.scope, use.nonce)
-        if holder is not None:
-            raise AlreadyExists(
-                f"nonce {use.nonce} of key {use.key_id} on chain {use.chain_id} is already held by request"
-                f" {holder.request_id}"
-            )
+        slot = (use.key_id, use.chain_id, use.scope, use.nonce)
+        if slot not in self._free_nonces:
+            holder = self._nonce_holder(*slot)
+            if holder is not None:
+                raise AlreadyExists(
+                    f"nonce {use.nonce} of key {use.key_id} on chain {use.chain_id} is already held by request"
+                    f" {holder.request_id}"
+                )
         self._insert("nonces", codec.NONCE_COLUMNS, row)
+        self._free_nonces.discard(slot)
 
     @operation("hand the nonce to the replacement request")
     def move_nonce(self, use: NonceUse, from_request_id: str) -> None:
         row = codec.nonce_to_row(use)
-        if self._request_row(use.request_id) is None:
+        if use.request_id not in self._own_requests and self._request_row(use.request_id) is None:
             raise NotFound(f"there is no request with id {use.request_id} to take over nonce {use.nonce}")
         cursor = self._execute(
             "UPDATE nonces SET request_id = ?, payload_hash = ?, created_at = ?"
@@ -520,6 +541,9 @@ class SqlTransaction(ABC):
     @operation("read the head of the audit log")
     def audit_head(self) -> AuditEvent | None:
         row = self._execute("SELECT * FROM audit_events ORDER BY sequence DESC LIMIT 1").fetchone()
+        if self.holds_write_lock and self._appended is None:
+            # The head read under the write lock is the one the next append chains on.
+            self._appended = (0, GENESIS_HASH) if row is None else (row["sequence"], bytes(row["hash"]))
         return None if row is None else codec.audit_event_from_row(row)
 
     @operation("list the audit events")
@@ -638,6 +662,11 @@ class SqlTransaction(ABC):
 
     def _requests(self, query: str, parameters: Sequence[Any]) -> list[SigningRequest]:
         return [codec.request_from_row(row) for row in self._execute(query, parameters).fetchall()]
+
+    def _know_key(self, key: Key) -> Key:
+        if self.holds_write_lock:
+            self._key_labels[key.key_id] = key.label
+        return key
 
     def _nonce_holder(self, key_id: str, chain_id: int, scope: str, nonce: int) -> NonceUse | None:
         row = self._execute(
@@ -781,6 +810,7 @@ class SqlStore(TransactionDelegatingStore, ABC, Generic[_Connection]):
                 self._locked_connection(action) as connection,
                 self._operations(connection) as transaction,
             ):
+                transaction.holds_write_lock = True
                 yield transaction
         finally:
             self._writing.active = False

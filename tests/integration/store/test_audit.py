@@ -243,3 +243,24 @@ def test_iteration_holds_no_lock_between_batches(store: Store) -> None:
     rest = list(stream)
     assert rest[-1] == appended
     check_chain(first + rest)
+
+
+def test_an_append_after_reading_the_head_in_the_transaction_chains_on_it(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.append_audit(make_draft(1))
+    with store.transaction() as tx:
+        head = tx.audit_head()
+        assert head is not None and head.sequence == 1
+        second = tx.append_audit(make_draft(2))
+        third = tx.append_audit(make_draft(3))
+    assert (second.sequence, second.previous_hash) == (2, head.hash)
+    assert (third.sequence, third.previous_hash) == (3, second.hash)
+    check_chain(store.list_audit_events())
+
+
+def test_an_append_after_reading_an_empty_log_in_the_transaction_starts_it(store: Store) -> None:
+    with store.transaction() as tx:
+        assert tx.audit_head() is None
+        first = tx.append_audit(make_draft(1))
+    assert (first.sequence, first.previous_hash) == (1, GENESIS_HASH)
+    check_chain(store.list_audit_events())

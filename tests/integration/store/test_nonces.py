@@ -355,3 +355,26 @@ def test_the_primary_key_refuses_a_second_holder_written_past_the_store(
             " VALUES (?, ?, 'account', ?, ?, ?, ?)",
             (treasury.key.key_id, CHAIN, str(NONCE), second.request_id, second.payload_hash, "x"),
         )
+
+
+def test_a_nonce_read_free_in_a_transaction_is_reserved_once(store: Store, treasury: TestKey) -> None:
+    """The submission's flow: the holder is read (free) and the nonce reserved in one transaction. That read
+    spares the reservation its own; once reserved, the nonce is held for the rest of the transaction too."""
+    first, second = _requests(store, treasury, 2)
+    with store.transaction() as tx:
+        assert tx.nonce_holder(treasury.key.key_id, CHAIN, "account", NONCE) is None
+        tx.reserve_nonce(_use(first))
+        with pytest.raises(AlreadyExists, match=f"is already held by request {first.request_id}"):
+            tx.reserve_nonce(_use(second))
+    assert store.nonce_holder(treasury.key.key_id, CHAIN, "account", NONCE) == _use(first)
+
+
+def test_a_request_stored_in_the_transaction_holds_its_nonce(store: Store, treasury: TestKey) -> None:
+    request = make_transaction_request(treasury, suffix=70)
+    with store.transaction() as tx:
+        tx.insert_request(request)
+        tx.reserve_nonce(_use(request))
+        ghost = dataclasses.replace(_use(request, NONCE + 1), request_id="req_ghost")
+        with pytest.raises(NotFound, match="there is no request with id req_ghost to hold nonce 8"):
+            tx.reserve_nonce(ghost)
+    assert store.nonce_holder(treasury.key.key_id, CHAIN, "account", NONCE) == _use(request)

@@ -19,6 +19,7 @@ from custody.domain.errors import (
 )
 from custody.domain.keys import KeyState
 from custody.domain.requests import INITIAL_STATES, RequestState
+from custody.store import codec
 from custody.store.base import Store
 
 from .conftest import Database
@@ -241,6 +242,29 @@ def test_request_with_mismatched_label_is_refused(store: Store) -> None:
 
     with pytest.raises(InvalidInput, match=r"key_label: the key with id \w+ is labelled ops, not treasury"):
         store.insert_request(request)
+
+
+def test_request_with_mismatched_label_is_refused_after_reading_the_key(store: Store) -> None:
+    """In the submission's transaction the key was just read; the label check still holds against it."""
+    test_key = make_key("ops")
+    store.insert_key(test_key.key)
+    request = replace(make_message_request(test_key), key_label="treasury")
+
+    with store.transaction() as tx:
+        assert tx.get_key("ops") == test_key.key
+        with pytest.raises(
+            InvalidInput, match=r"key_label: the key with id \w+ is labelled ops, not treasury"
+        ):
+            tx.insert_request(request)
+    assert store.list_requests() == []
+
+
+def test_stored_times_in_another_form_are_refused() -> None:
+    # Only the fixed-width UTC form the store writes is read back; anything else is a database edited by hand.
+    assert codec.decode_time("2024-05-01T12:00:00.000001Z") == datetime(2024, 5, 1, 12, 0, 0, 1, tzinfo=UTC)
+    for text in ("2024-05-01 12:00:00.000001Z", "2024-05-01T12:00:00.000001+00:00", "2024-05-01T12:00:00Z"):
+        with pytest.raises(ValueError, match="does not match format"):
+            codec.decode_time(text)
 
 
 def test_chain_id_beyond_bigint_is_refused(store: Store) -> None:
