@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +196,73 @@ def test_malformed_json_given_to_the_cli_is_refused_naming_the_file_line_and_col
         f"error: --file: {payload} is not valid JSON:"
         " Expecting property name enclosed in double quotes at line 5, column 1.\n"
     )
+
+
+def at_a_terminal(command: list[str], answers: list[bytes]) -> tuple[int, str]:
+    """Run ``command`` with a pseudo-terminal as its standard streams, typing each of ``answers`` once the
+    screen ends in a prompt (": "). The child runs in a session of its own, so it reads the pseudo-terminal it
+    was given as a person's terminal."""
+    terminal, child_end = pty.openpty()
+    child = subprocess.Popen(
+        command,
+        stdin=child_end,
+        stdout=child_end,
+        stderr=child_end,
+        env={**os.environ, "CUSTODY_PROFILE": ""},
+        start_new_session=True,
+    )
+    os.close(child_end)
+    screen = b""
+    pending = list(answers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not select.select([terminal], [], [], 1)[0]:
+            continue
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:
+            break  # Every copy of the other end is closed: the child has exited.
+        if not chunk:
+            break
+        screen += chunk
+        if pending and screen.endswith(b": "):
+            os.write(terminal, pending.pop(0))
+    os.close(terminal)
+    if child.poll() is None:
+        child.kill()
+    return child.wait(timeout=60), screen.decode(errors="replace").replace("\r\n", "\n")
+
+
+def test_a_declined_or_abandoned_confirmation_is_one_error_sentence_and_nothing_is_signed(
+    dev_env: DevEnv, daemon: Daemon, keys: Any, nonces: Nonces, tmp_path: Path
+) -> None:
+    transaction = treasury_transaction(tmp_path / "tx.json", next(nonces))
+    submitted: Any = cli_json(
+        dev_env, daemon, "backend", "sign", "tx", "--key", "treasury", "--file", str(transaction)
+    )
+    request_id = submitted["request_id"]
+    approve = [
+        CUSTODY,
+        "--profile",
+        str(dev_env.profile("alice")),
+        "--server",
+        daemon.address,
+        "approve",
+        request_id,
+    ]
+
+    code, screen = at_a_terminal(approve, [b"n\n"])
+    assert code == 1, screen
+    assert f"Approve request {request_id}? [y/N]: n\n" in screen
+    assert screen.endswith(f"error: you did not approve request {request_id}; nothing was signed.\n")
+
+    # End of input (Ctrl-D) at the question: click gives up on the prompt, and the command says so as every
+    # other error is said, with the exit code of an interruption.
+    code, screen = at_a_terminal(approve, [b"\x04"])
+    assert code == 130, screen
+    assert screen.endswith("error: aborted; nothing was done.\n")
+    assert "Aborted!" not in screen and "Error:" not in screen
+
+    shown: Any = cli_json(dev_env, daemon, "alice", "requests", "show", request_id)
+    assert shown["state"] == "PENDING_APPROVAL"
+    assert shown["approvals"] == []
