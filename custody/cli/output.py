@@ -89,9 +89,10 @@ def request_to_json(request: custody_pb2.SigningRequest) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "request_id": request.request_id,
         "state": state,
-        "key": request.key_label,
-        "key_id": request.key_id,
-        "address": request.address,
+        # A policy change concerns no key: null, as the text says "(none: a policy change)".
+        "key": request.key_label or None,
+        "key_id": request.key_id or None,
+        "address": request.address or None,
         "requester": request.requester,
         "kind": kind,
         # The proto uses zero for "no chain id"; no chain has id zero, so null says it plainly.
@@ -193,7 +194,7 @@ def request_text(request: custody_pb2.SigningRequest, *, summary: bool = True) -
     lines: list[tuple[str, str]] = [
         ("request", request.request_id),
         ("state", state),
-        ("key", f"{request.key_label} ({request.address})"),
+        ("key", _key_line(request)),
         ("requester", request.requester),
         ("kind", payload_kind_name(request.kind)),
         ("chain", str(request.chain_id) if request.chain_id else "none"),
@@ -201,8 +202,14 @@ def request_text(request: custody_pb2.SigningRequest, *, summary: bool = True) -
     if request.replaces:
         lines.append(("replaces", f"{request.replaces} (same nonce, explicit replacement)"))
     if summary:
-        # The chain is already on its own line; the daemon's summary repeats it as chain_id.
-        lines += [(name, value) for name, value in sorted(request.summary.items()) if name != "chain_id"]
+        # The chain, and the key and its address, are already on lines of their own; the daemon's summary
+        # repeats them (as chain_id, and as key and address for an unfreeze).
+        shown = {("key", request.key_label), ("address", request.address)}
+        lines += [
+            (name, value)
+            for name, value in sorted(request.summary.items())
+            if name != "chain_id" and (name, value) not in shown
+        ]
     lines += [("digest", hex_bytes(request.digest)), ("decision", decision_line)]
     if request.decision.quorum:
         lines.append(("quorum", quorum_text(request.decision)))
@@ -225,6 +232,12 @@ def request_text(request: custody_pb2.SigningRequest, *, summary: bool = True) -
     if request.signed_tx:
         text += f"\nsigned transaction (send with eth_sendRawTransaction): {hex_bytes(request.signed_tx)}"
     return text
+
+
+def _key_line(request: custody_pb2.SigningRequest) -> str:
+    if not request.key_label:
+        return "(none: a policy change)" if payload_kind_name(request.kind) == "POLICY_CHANGE" else "(none)"
+    return f"{request.key_label} ({request.address})" if request.address else request.key_label
 
 
 def requests_table(requests: Sequence[custody_pb2.SigningRequest]) -> str:

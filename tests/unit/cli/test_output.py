@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from eth_account import Account
@@ -304,3 +305,48 @@ def test_the_chain_is_printed_once() -> None:
     text = request_text(request)
     assert [line.split(":", 1)[0] for line in text.splitlines() if "11155111" in line] == ["chain"]
     assert "nonce:" in text
+
+
+def test_a_policy_change_names_no_key_in_text_and_json() -> None:
+    document = b'version = 2\n[approvers.alice]\npublic_key = "00"\n'
+    request = custody_pb2.SigningRequest(
+        request_id="req_3",
+        requester="admin",
+        kind=custody_pb2.PAYLOAD_KIND_POLICY_CHANGE,
+        payload=document,
+        payload_hash=hashlib.sha256(document).digest(),
+        digest=hashlib.sha256(document).digest(),
+        decision=custody_pb2.Decision(
+            action="approve", rule="admin", reason="admins decide", policy_version=1
+        ),
+        state=custody_pb2.REQUEST_STATE_PENDING_APPROVAL,
+        summary={"active_version": "1", "proposed_version": "2"},
+    )
+    lines = [" ".join(line.split()) for line in request_text(request).splitlines()]
+    assert "key: (none: a policy change)" in lines
+    assert not any("()" in line for line in lines)
+    answer = request_to_json(request)
+    assert (answer["key"], answer["key_id"], answer["address"]) == (None, None, None)
+
+
+def test_an_unfreeze_names_its_key_once() -> None:
+    address = Account.create().address
+    request = custody_pb2.SigningRequest(
+        request_id="req_4",
+        key_label="ops",
+        key_id="ab01",
+        address=address,
+        requester="admin",
+        kind=custody_pb2.PAYLOAD_KIND_KEY_UNFREEZE,
+        decision=custody_pb2.Decision(
+            action="approve", rule="admin", reason="admins decide", policy_version=1
+        ),
+        state=custody_pb2.REQUEST_STATE_PENDING_APPROVAL,
+        summary={"action": "unfreeze", "key": "ops", "address": address, "freeze": "1", "reason": "fixed"},
+    )
+    # Field names are padded to one width; the words are what is checked.
+    lines = [" ".join(line.split()) for line in request_text(request).splitlines()]
+    assert [line for line in lines if line.startswith("key:")] == [f"key: ops ({address})"]
+    assert [line for line in lines if address in line] == [f"key: ops ({address})"]
+    assert "freeze: 1" in lines and "reason: fixed" in lines
+    assert request_to_json(request)["summary"]["key"] == "ops"
