@@ -24,6 +24,7 @@ _KINDS: dict[PayloadKind, Any] = {
     PayloadKind.MESSAGE: pb.PAYLOAD_KIND_MESSAGE,
     PayloadKind.POLICY_CHANGE: pb.PAYLOAD_KIND_POLICY_CHANGE,
     PayloadKind.KEY_UNFREEZE: pb.PAYLOAD_KIND_KEY_UNFREEZE,
+    PayloadKind.AUTHORIZATION: pb.PAYLOAD_KIND_AUTHORIZATION,
 }
 _KINDS_FROM_PB: dict[int, PayloadKind] = {value: kind for kind, value in _KINDS.items()}
 _STATES: dict[RequestState, Any] = {
@@ -50,7 +51,7 @@ def key_to_pb(key: Key) -> pb.Key:
 def kind_from_pb(value: int) -> PayloadKind:
     kind = _KINDS_FROM_PB.get(value)
     if kind is None:
-        raise InvalidInput("must be TRANSACTION, TYPED_DATA or MESSAGE", field="kind")
+        raise InvalidInput("must be TRANSACTION, TYPED_DATA, MESSAGE or AUTHORIZATION", field="kind")
     return kind
 
 

@@ -314,6 +314,7 @@ INTENT_KIND_WORDS: Mapping[IntentKind, str] = {
     IntentKind.ROLE_REVOKE: "role revocation (AccessControl)",
     IntentKind.ROLE_RENOUNCE: "role renounced (AccessControl)",
     IntentKind.UPGRADE: "contract upgrade",
+    IntentKind.AUTHORIZATION: "EIP-7702 AUTHORIZATION: an account will run another contract's code",
     IntentKind.TYPED_DATA: "typed data",
     IntentKind.TEXT_MESSAGE: "text message",
     IntentKind.BINARY_MESSAGE: "binary message",
@@ -345,6 +346,8 @@ FLAG_WORDS: Mapping[IntentFlag, str] = {
     IntentFlag.UNDECODABLE: "UNDECODABLE",
     IntentFlag.HASH_LIKE_MESSAGE: "HASH-LIKE MESSAGE",
     IntentFlag.REFUND: "REFUND",
+    IntentFlag.CODE_DELEGATION: "ACCOUNT RUNS THE DELEGATE'S CODE",
+    IntentFlag.EVERY_CHAIN: "EVERY CHAIN",
 }
 FLAG_MEANINGS: Mapping[IntentFlag, str] = {
     IntentFlag.DELEGATECALL: "the delegate's code runs with the caller's own storage and funds (a Safe's),"
@@ -359,6 +362,11 @@ FLAG_MEANINGS: Mapping[IntentFlag, str] = {
     IntentFlag.HASH_LIKE_MESSAGE: "32 bytes that may be the hash of a transaction or order; signing them can"
     " authorise it (a Safe transaction, for one)",
     IntentFlag.REFUND: "the Safe pays gas back to a refund receiver, in ether or in a token",
+    IntentFlag.CODE_DELEGATION: "the authority's account (for an authorization custody signs: this key's"
+    " account) will run the delegate's code until another authorization replaces it; whoever controls that"
+    " code controls everything the account holds",
+    IntentFlag.EVERY_CHAIN: "chain id 0: the authorization is valid on every chain, where the delegate's"
+    " address may hold other code or none",
 }
 # Labels of an intent's rows are padded to at least this width so that the values line up; a block with longer
 # labels (up to the maximum) pads all of its labels to the longest, and a label beyond the maximum pushes its value.

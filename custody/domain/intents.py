@@ -79,6 +79,9 @@ class IntentKind(enum.StrEnum):
     ROLE_REVOKE = "role_revoke"
     ROLE_RENOUNCE = "role_renounce"
     UPGRADE = "upgrade"
+    # EIP-7702: an account (the authority) is made to run a delegate contract's code, as an authorization custody
+    # signs or one carried by a set-code transaction.
+    AUTHORIZATION = "authorization"
     # Typed data custody knows by primary type and domain but that moves nothing (e.g. the EIP-712 Mail example).
     TYPED_DATA = "typed_data"
     # EIP-191 messages.
@@ -114,6 +117,10 @@ class IntentFlag(enum.StrEnum):
     UNDECODABLE = "undecodable"
     HASH_LIKE_MESSAGE = "hash-like message"
     REFUND = "gas refund to a receiver"  # a Safe transaction that pays gas back to someone
+    # EIP-7702: the authority's account will run the delegate's code, which then controls all it holds.
+    CODE_DELEGATION = "ACCOUNT RUNS THE DELEGATE'S CODE"
+    # EIP-7702: an authorization of chain id 0, valid on every chain.
+    EVERY_CHAIN = "valid on EVERY chain (chain id 0)"
 
 
 @dataclass(frozen=True)

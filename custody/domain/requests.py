@@ -18,6 +18,8 @@ class PayloadKind(enum.Enum):
     TRANSACTION = "transaction"
     TYPED_DATA = "typed_data"
     MESSAGE = "message"
+    # An EIP-7702 authorization: the key's account would run another contract's code (chains/evm/authorizations.py).
+    AUTHORIZATION = "authorization"
     # Governance requests change custody itself and are never signed by the HSM: the approver quorum of the
     # policy in force signs off, and the change takes effect in the transaction that records the quorum.
     POLICY_CHANGE = "policy_change"
@@ -28,7 +30,9 @@ class PayloadKind(enum.Enum):
         return self in GOVERNANCE_KINDS
 
 
-SIGNING_KINDS = frozenset({PayloadKind.TRANSACTION, PayloadKind.TYPED_DATA, PayloadKind.MESSAGE})
+SIGNING_KINDS = frozenset(
+    {PayloadKind.TRANSACTION, PayloadKind.TYPED_DATA, PayloadKind.MESSAGE, PayloadKind.AUTHORIZATION}
+)
 GOVERNANCE_KINDS = frozenset({PayloadKind.POLICY_CHANGE, PayloadKind.KEY_UNFREEZE})
 
 

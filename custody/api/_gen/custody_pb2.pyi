@@ -21,6 +21,7 @@ class PayloadKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYLOAD_KIND_MESSAGE: _ClassVar[PayloadKind]
     PAYLOAD_KIND_POLICY_CHANGE: _ClassVar[PayloadKind]
     PAYLOAD_KIND_KEY_UNFREEZE: _ClassVar[PayloadKind]
+    PAYLOAD_KIND_AUTHORIZATION: _ClassVar[PayloadKind]
 
 class RequestState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -42,6 +43,7 @@ PAYLOAD_KIND_TYPED_DATA: PayloadKind
 PAYLOAD_KIND_MESSAGE: PayloadKind
 PAYLOAD_KIND_POLICY_CHANGE: PayloadKind
 PAYLOAD_KIND_KEY_UNFREEZE: PayloadKind
+PAYLOAD_KIND_AUTHORIZATION: PayloadKind
 REQUEST_STATE_UNSPECIFIED: RequestState
 REQUEST_STATE_PENDING_APPROVAL: RequestState
 REQUEST_STATE_APPROVED: RequestState

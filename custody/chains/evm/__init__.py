@@ -6,6 +6,7 @@ Nothing here does I/O; the use cases call ``parse_payload`` on submit and ``asse
 from __future__ import annotations
 
 from custody.chains.evm.address import address_from_public_point, checksum_address
+from custody.chains.evm.authorizations import Authorization, parse_authorization
 from custody.chains.evm.messages import Message, parse_message
 from custody.chains.evm.payload import ParsedPayload
 from custody.chains.evm.signature import SignatureMismatch, recoverable_signature
@@ -17,6 +18,7 @@ from custody.domain.requests import PayloadKind, SignatureResult
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "Authorization",
     "Message",
     "ParsedPayload",
     "PayloadKind",
@@ -26,6 +28,7 @@ __all__ = [
     "TypedData",
     "address_from_public_point",
     "checksum_address",
+    "parse_authorization",
     "parse_message",
     "parse_payload",
     "parse_transaction",
@@ -43,4 +46,6 @@ def parse_payload(kind: PayloadKind, payload: bytes) -> ParsedPayload:
         return parse_typed_data(load_json_object(payload, "typed data"))
     if kind is PayloadKind.MESSAGE:
         return parse_message(payload)
+    if kind is PayloadKind.AUTHORIZATION:
+        return parse_authorization(load_json_object(payload, "authorization"))
     raise InvalidInput(f"unsupported payload kind {kind!r}", field="kind")

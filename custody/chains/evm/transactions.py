@@ -1,4 +1,12 @@
-"""EIP-155 legacy, EIP-2930 and EIP-1559 transactions: strict parsing, signing hash and signed encoding.
+"""EIP-155 legacy, EIP-2930, EIP-1559, EIP-4844 blob and EIP-7702 set-code transactions: strict parsing, signing
+hash and signed encoding.
+
+Blob (type 3) transactions: custody signs the transaction, never the blobs. The signed output is the
+transaction without the network wrapper (EIP-4844's ``rlp([tx_payload_body, blobs, commitments, proofs])`` that
+a node's pool wants): the sender adds blobs, KZG commitments and proofs, which the signature does not cover
+and which must match ``blobVersionedHashes``. Set-code (type 4) transactions carry an ``authorizationList`` of
+tuples already signed by their authorities (custody/chains/evm/authorizations.py checks each and recovers its
+signer).
 
 The signing hash and the signed encoding come from eth-account's serializers, the reference most wallets agree
 with. Attaching ``(v, r, s)`` to a transaction goes through its *private* helpers
@@ -20,6 +28,7 @@ from eth_account._utils.legacy_transactions import (
 from eth_utils.crypto import keccak
 
 from custody.chains.evm.address import checksum_address
+from custody.chains.evm.authorizations import SignedAuthorization, parse_signed_authorization
 from custody.chains.evm.values import (
     canonical_payload,
     format_ether,
@@ -39,10 +48,36 @@ MAX_STORAGE_KEYS_PER_ENTRY = 256
 UINT256_MAX = 2**256 - 1
 UINT64_MAX = 2**64 - 1
 
+# EIP-4844: a blob versioned hash is 32 bytes whose first byte is the commitment's version; 0x01 (KZG) is the
+# only version defined, and a node refuses a transaction with any other.
+VERSIONED_HASH_VERSION_KZG = 0x01
+# EIP-7691 (Prague/Electra, "Pectra") raised the most blobs a block may hold to 9; a transaction cannot hold more
+# than a block can. Chains whose later forks set a lower per-transaction cap refuse the excess themselves.
+MAX_BLOBS_PER_TRANSACTION = 9
+GAS_PER_BLOB = 2**17  # EIP-4844: blob gas one blob uses, whatever the fork
+# EIP-4844's MIN_BASE_FEE_PER_BLOB_GAS: the blob base fee never falls below 1 wei, so a transaction offering
+# less is never included, yet signing it would use up its nonce.
+MIN_BLOB_GAS_PRICE = 1
+
+# How many authorizations one set-code transaction may carry. The protocol sets no number (each costs 25,000
+# gas), but every one hands an account to a contract and approvers must read each, so the list is kept short.
+MAX_AUTHORIZATIONS = 32
+
 LEGACY = "legacy"
 EIP2930 = "eip2930"
 EIP1559 = "eip1559"
-_TYPE_NUMBERS = {LEGACY: 0, EIP2930: 1, EIP1559: 2}
+EIP4844 = "eip4844"
+EIP7702 = "eip7702"
+_TYPE_NUMBERS = {LEGACY: 0, EIP2930: 1, EIP1559: 2, EIP4844: 3, EIP7702: 4}
+# The types whose fee is maxFeePerGas and maxPriorityFeePerGas (EIP-1559's fee market) rather than gasPrice.
+_DYNAMIC_FEE_TYPES = frozenset({EIP1559, EIP4844, EIP7702})
+_TYPE_DESCRIPTIONS = {
+    LEGACY: "legacy (type 0)",
+    EIP2930: "EIP-2930 (type 1)",
+    EIP1559: "EIP-1559 (type 2)",
+    EIP4844: "EIP-4844 blob (type 3)",
+    EIP7702: "EIP-7702 set-code (type 4)",
+}
 _TYPES_BY_NUMBER = {number: name for name, number in _TYPE_NUMBERS.items()}
 
 _ALLOWED_FIELDS = frozenset(
@@ -58,8 +93,12 @@ _ALLOWED_FIELDS = frozenset(
         "maxPriorityFeePerGas",
         "data",
         "accessList",
+        "maxFeePerBlobGas",
+        "blobVersionedHashes",
+        "authorizationList",
     }
 )
+_BLOB_FIELDS = ("maxFeePerBlobGas", "blobVersionedHashes")
 _ACCESS_LIST_ENTRY_FIELDS = frozenset({"address", "storageKeys"})
 
 # EIP-155: v = chain_id * 2 + 35 + y_parity for replay-protected legacy transactions.
@@ -78,6 +117,8 @@ ACCESS_LIST_ADDRESS_GAS = 2_400  # EIP-2930
 ACCESS_LIST_STORAGE_KEY_GAS = 1_900  # EIP-2930
 CONTRACT_CREATION_GAS = 32_000  # G_txcreate (EIP-2)
 INITCODE_WORD_GAS = 2  # EIP-3860, per 32-byte word of initcode, rounded up
+# EIP-7702's PER_EMPTY_ACCOUNT_COST, charged up front per authorization (part is refunded when the account exists).
+PER_AUTHORIZATION_GAS = 25_000
 
 
 @dataclass(frozen=True)
@@ -101,6 +142,9 @@ class Transaction:
     max_fee_per_gas: int | None = None
     max_priority_fee_per_gas: int | None = None
     access_list: tuple[AccessListEntry, ...] = ()
+    max_fee_per_blob_gas: int | None = None  # EIP-4844 only
+    blob_versioned_hashes: tuple[bytes, ...] = ()  # EIP-4844 only
+    authorization_list: tuple[SignedAuthorization, ...] = ()  # EIP-7702 only
     digest: bytes = field(init=False)
     canonical: bytes = field(init=False)
 
@@ -122,8 +166,9 @@ class Transaction:
 
     @property
     def max_price_per_gas(self) -> int:
-        """The highest price per unit of gas the transaction offers: maxFeePerGas for EIP-1559, else gasPrice."""
-        price = self.max_fee_per_gas if self.transaction_type == EIP1559 else self.gas_price
+        """The highest price per unit of gas the transaction offers: maxFeePerGas for EIP-1559 and the types
+        built on it (blob, set-code), else gasPrice."""
+        price = self.max_fee_per_gas if self.transaction_type in _DYNAMIC_FEE_TYPES else self.gas_price
         if price is None:
             # parse_transaction requires the fee field of the transaction's type, so this is a programming error.
             raise InternalError(f"a {self.transaction_type} transaction was built without its fee field")
@@ -135,9 +180,15 @@ class Transaction:
 
         What is actually charged is usually less (unused gas is refunded, and under EIP-1559 the price is the
         base fee plus the tip), but the whole amount can go, and a block builder keeps what it is paid; so this
-        bound, not an estimate, is what the policy caps and the approver is shown.
+        bound, not an estimate, is what the policy caps and the approver is shown. A blob transaction also pays
+        for its blob gas (GAS_PER_BLOB per blob) at up to maxFeePerBlobGas, which is burned in full.
         """
-        return self.gas * self.max_price_per_gas
+        return self.gas * self.max_price_per_gas + self.blob_gas * (self.max_fee_per_blob_gas or 0)
+
+    @property
+    def blob_gas(self) -> int:
+        """The blob gas an EIP-4844 transaction uses (GAS_PER_BLOB per blob); 0 for other types."""
+        return GAS_PER_BLOB * len(self.blob_versioned_hashes)
 
     def _json_fields(self) -> dict[str, Any]:
         """The eth-account-style dict of this transaction, quantities as 0x-hex (the JSON-RPC convention)."""
@@ -160,6 +211,15 @@ class Transaction:
             fields["accessList"] = [
                 {"address": entry.address, "storageKeys": ["0x" + key.hex() for key in entry.storage_keys]}
                 for entry in self.access_list
+            ]
+        if self.max_fee_per_blob_gas is not None:
+            fields["maxFeePerBlobGas"] = hex(self.max_fee_per_blob_gas)
+            fields["blobVersionedHashes"] = [
+                "0x" + blob_hash.hex() for blob_hash in self.blob_versioned_hashes
+            ]
+        if self.transaction_type == EIP7702:
+            fields["authorizationList"] = [
+                authorization.json_fields() for authorization in self.authorization_list
             ]
         return fields
 
@@ -187,6 +247,20 @@ class Transaction:
         summary["max_fee_ether"] = format_ether(self.max_fee_wei)
         if self.transaction_type != LEGACY:
             summary["access_list_entries"] = str(len(self.access_list))
+        if self.max_fee_per_blob_gas is not None:
+            summary["max_fee_per_blob_gas_wei"] = str(self.max_fee_per_blob_gas)
+            summary["blob_count"] = str(len(self.blob_versioned_hashes))
+            summary["blob_gas"] = str(self.blob_gas)
+            for index, blob_hash in enumerate(self.blob_versioned_hashes):
+                summary[f"blob_versioned_hashes[{index}]"] = "0x" + blob_hash.hex()
+        if self.transaction_type == EIP7702:
+            summary["authorization_count"] = str(len(self.authorization_list))
+            for index, authorization in enumerate(self.authorization_list):
+                where = f"authorization_list[{index}]"
+                summary[f"{where}.authority"] = authorization.authority
+                summary[f"{where}.delegate"] = authorization.delegate
+                summary[f"{where}.chain_id"] = str(authorization.chain_id)
+                summary[f"{where}.nonce"] = str(authorization.nonce)
         return summary
 
     def assemble(self, r: int, s: int, y_parity: int) -> SignatureResult:
@@ -199,8 +273,11 @@ class Transaction:
         return SignatureResult(signature=signature, signed_tx=signed_tx, tx_hash=bytes(keccak(signed_tx)))
 
 
-def intrinsic_gas(to: str | None, data: bytes, access_list: Sequence[AccessListEntry]) -> int:
-    """The least gas a transaction with this destination, calldata and access list can be given.
+def intrinsic_gas(
+    to: str | None, data: bytes, access_list: Sequence[AccessListEntry], authorization_count: int = 0
+) -> int:
+    """The least gas a transaction with this destination, calldata, access list and number of EIP-7702
+    authorizations can be given.
 
     ``to`` of None is a contract creation, whose calldata is its initcode. parse_transaction refuses those,
     but the function states the whole rule so that its known values can be checked against other sources.
@@ -215,6 +292,7 @@ def intrinsic_gas(to: str | None, data: bytes, access_list: Sequence[AccessListE
         ACCESS_LIST_ADDRESS_GAS + ACCESS_LIST_STORAGE_KEY_GAS * len(entry.storage_keys)
         for entry in access_list
     )
+    gas += PER_AUTHORIZATION_GAS * authorization_count
     if to is None:
         gas += CONTRACT_CREATION_GAS + INITCODE_WORD_GAS * ((len(data) + 31) // 32)
     return gas
@@ -244,6 +322,23 @@ def _unsigned(transaction: Transaction) -> Any:
         else:
             fields["maxFeePerGas"] = transaction.max_fee_per_gas
             fields["maxPriorityFeePerGas"] = transaction.max_priority_fee_per_gas
+        if transaction.transaction_type == EIP4844:
+            # Without blobs eth-account builds the bare transaction, hashed and encoded without the network
+            # wrapper: exactly what custody signs and returns.
+            fields["maxFeePerBlobGas"] = transaction.max_fee_per_blob_gas
+            fields["blobVersionedHashes"] = list(transaction.blob_versioned_hashes)
+        if transaction.transaction_type == EIP7702:
+            fields["authorizationList"] = [
+                {
+                    "chainId": authorization.chain_id,
+                    "address": authorization.delegate,
+                    "nonce": authorization.nonce,
+                    "yParity": authorization.y_parity,
+                    "r": authorization.r,
+                    "s": authorization.s,
+                }
+                for authorization in transaction.authorization_list
+            ]
     return serializable_unsigned_transaction_from_dict(fields)
 
 
@@ -252,8 +347,10 @@ def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
 
     Integers may be JSON numbers, 0x-hex strings or decimal strings (see ``values``). ``value`` defaults to 0,
     ``data`` to empty and ``accessList`` to empty; every other field this version uses is required. The chain
-    id is at most MAX_CHAIN_ID, ``gas`` at least the intrinsic gas, and gas times the price plus the value at
-    most 2**256 - 1: a transaction outside these bounds could not be recorded or would never be included.
+    id is at most MAX_CHAIN_ID, ``gas`` at least the intrinsic gas, and gas times the price (plus blob gas
+    times the blob gas price) plus the value at most 2**256 - 1: a transaction outside these bounds could not
+    be recorded or would never be included. Blob transactions need 1 to MAX_BLOBS_PER_TRANSACTION versioned
+    hashes, set-code transactions 1 to MAX_AUTHORIZATIONS authorizations.
     """
     unknown = sorted(set(obj) - _ALLOWED_FIELDS)
     if unknown:
@@ -275,7 +372,7 @@ def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
     data = parse_hex_bytes(obj.get("data", "0x"), "data", max_length=MAX_CALLDATA_BYTES)
 
     gas_price = max_fee = max_priority_fee = None
-    if transaction_type == EIP1559:
+    if transaction_type in _DYNAMIC_FEE_TYPES:
         max_fee = parse_integer(
             _required(obj, "maxFeePerGas"), "maxFeePerGas", minimum=0, maximum=UINT256_MAX
         )
@@ -298,7 +395,29 @@ def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
             raise InvalidInput("is not allowed in a legacy (type 0) transaction", field="accessList")
         access_list = _access_list(obj["accessList"])
 
-    _check_gas(gas, value, fee_field=fee_field, price=price, minimum=intrinsic_gas(to, data, access_list))
+    max_fee_per_blob_gas = None
+    blob_versioned_hashes: tuple[bytes, ...] = ()
+    if transaction_type == EIP4844:
+        max_fee_per_blob_gas = parse_integer(
+            _required(obj, "maxFeePerBlobGas"),
+            "maxFeePerBlobGas",
+            minimum=MIN_BLOB_GAS_PRICE,
+            maximum=UINT256_MAX,
+        )
+        blob_versioned_hashes = _blob_versioned_hashes(_required(obj, "blobVersionedHashes"))
+    authorization_list: tuple[SignedAuthorization, ...] = ()
+    if transaction_type == EIP7702:
+        authorization_list = _authorization_list(_required(obj, "authorizationList"), chain_id)
+
+    _check_gas(
+        gas,
+        value,
+        fee_field=fee_field,
+        price=price,
+        minimum=intrinsic_gas(to, data, access_list, len(authorization_list)),
+        blob_gas=GAS_PER_BLOB * len(blob_versioned_hashes),
+        blob_gas_price=max_fee_per_blob_gas or 0,
+    )
     return Transaction(
         transaction_type=transaction_type,
         chain_id=chain_id,
@@ -311,16 +430,21 @@ def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
         max_fee_per_gas=max_fee,
         max_priority_fee_per_gas=max_priority_fee,
         access_list=access_list,
+        max_fee_per_blob_gas=max_fee_per_blob_gas,
+        blob_versioned_hashes=blob_versioned_hashes,
+        authorization_list=authorization_list,
     )
 
 
-def _check_gas(gas: int, value: int, *, fee_field: str, price: int, minimum: int) -> None:
+def _check_gas(
+    gas: int, value: int, *, fee_field: str, price: int, minimum: int, blob_gas: int, blob_gas_price: int
+) -> None:
     """Refuse a gas limit below the intrinsic gas, and fees or a total cost beyond 256 bits."""
     if gas < minimum:
         raise InvalidInput(
             f"is {gas}, below this transaction's intrinsic gas of {minimum} (21,000, plus 4 per zero and 16"
-            " per non-zero byte of data, plus 2,400 per access list address and 1,900 per storage key);"
-            " no chain would include it",
+            " per non-zero byte of data, plus 2,400 per access list address and 1,900 per storage key, plus"
+            " 25,000 per authorization); no chain would include it",
             field="gas",
         )
     # A node charges gas * price (plus the value) up front and does that arithmetic in 256 bits: a transaction
@@ -331,6 +455,13 @@ def _check_gas(gas: int, value: int, *, fee_field: str, price: int, minimum: int
         raise InvalidInput(
             f"times gas ({gas}) is {max_fee} wei, more than 2**256 - 1: no chain can charge it",
             field=fee_field,
+        )
+    max_fee += blob_gas * blob_gas_price
+    if max_fee > UINT256_MAX:
+        raise InvalidInput(
+            f"times the blob gas ({blob_gas}), with the other fees, is {max_fee} wei, more than 2**256 - 1:"
+            " no chain can charge it",
+            field="maxFeePerBlobGas",
         )
     if max_fee + value > UINT256_MAX:
         raise InvalidInput(
@@ -347,42 +478,72 @@ def _required(obj: Mapping[str, Any], name: str) -> Any:
 
 
 def _transaction_type(obj: Mapping[str, Any]) -> str:
-    """The declared type, checked against the fee fields, or the type the fee fields imply."""
+    """The declared type, checked against the fee and type-specific fields, or the type those fields imply (as
+    eth-account infers it)."""
     has_gas_price = "gasPrice" in obj
     has_dynamic_fee = "maxFeePerGas" in obj or "maxPriorityFeePerGas" in obj
+    blob_field = next((name for name in _BLOB_FIELDS if name in obj), None)
+    has_authorizations = "authorizationList" in obj
     if has_gas_price and has_dynamic_fee:
         raise InvalidInput(
             "cannot be combined with maxFeePerGas/maxPriorityFeePerGas: give one fee style", field="gasPrice"
+        )
+    if blob_field is not None and has_authorizations:
+        raise InvalidInput(
+            f"cannot be combined with {blob_field}: a transaction is either a blob (type 3) or a set-code"
+            " (type 4) transaction",
+            field="authorizationList",
         )
     if "type" in obj:
         number = parse_integer(obj["type"], "type", minimum=0, maximum=UINT64_MAX)
         if number not in _TYPES_BY_NUMBER:
             raise InvalidInput(
-                f"must be 0 (legacy), 1 (EIP-2930) or 2 (EIP-1559), got {number}", field="type"
+                "must be 0 (legacy), 1 (EIP-2930), 2 (EIP-1559), 3 (EIP-4844 blob) or 4 (EIP-7702 set-code),"
+                f" got {number}",
+                field="type",
             )
         declared = _TYPES_BY_NUMBER[number]
-        if declared == EIP1559 and has_gas_price:
+    elif blob_field is not None:
+        declared = EIP4844
+    elif has_authorizations:
+        declared = EIP7702
+    elif has_dynamic_fee:
+        return EIP1559
+    elif has_gas_price:
+        return EIP2930 if "accessList" in obj else LEGACY
+    else:
+        raise InvalidInput(
+            "no fee given: set gasPrice (legacy, EIP-2930) or maxFeePerGas and maxPriorityFeePerGas (EIP-1559,"
+            " EIP-4844, EIP-7702)",
+            field="gasPrice",
+        )
+    description = _TYPE_DESCRIPTIONS[declared]
+    if blob_field is not None and declared != EIP4844:
+        raise InvalidInput(
+            f"is only used by EIP-4844 blob (type 3) transactions, not {description}", field=blob_field
+        )
+    if has_authorizations and declared != EIP7702:
+        raise InvalidInput(
+            f"is only used by EIP-7702 set-code (type 4) transactions, not {description}",
+            field="authorizationList",
+        )
+    if declared in _DYNAMIC_FEE_TYPES:
+        if has_gas_price:
             raise InvalidInput(
-                "is not used by EIP-1559 (type 2) transactions; give maxFeePerGas", field="gasPrice"
+                f"is not used by {description} transactions; give maxFeePerGas", field="gasPrice"
             )
-        if declared != EIP1559 and has_dynamic_fee:
+        if not has_dynamic_fee:
+            raise InvalidInput("is required (no fee given)", field="maxFeePerGas")
+    else:
+        if has_dynamic_fee:
             field_name = "maxFeePerGas" if "maxFeePerGas" in obj else "maxPriorityFeePerGas"
             raise InvalidInput(
-                f"is only used by EIP-1559 (type 2) transactions, not {declared}", field=field_name
+                f"is only used by EIP-1559 and later typed transactions (type 2, 3, 4), not {declared}",
+                field=field_name,
             )
-        if not has_gas_price and not has_dynamic_fee:
-            raise InvalidInput(
-                "is required (no fee given)", field="gasPrice" if declared != EIP1559 else "maxFeePerGas"
-            )
-        return declared
-    if has_dynamic_fee:
-        return EIP1559
-    if has_gas_price:
-        return EIP2930 if "accessList" in obj else LEGACY
-    raise InvalidInput(
-        "no fee given: set gasPrice (legacy, EIP-2930) or maxFeePerGas and maxPriorityFeePerGas (EIP-1559)",
-        field="gasPrice",
-    )
+        if not has_gas_price:
+            raise InvalidInput("is required (no fee given)", field="gasPrice")
+    return declared
 
 
 def _destination(obj: Mapping[str, Any]) -> str:
@@ -390,6 +551,7 @@ def _destination(obj: Mapping[str, Any]) -> str:
     if to is None or to in ("", "0x"):
         # Contract creation is refused in this version: its effect is code that approvers cannot review from
         # a summary, and the policy model (destination and selector allowlists) has nothing to match it on.
+        # Blob and set-code transactions cannot create contracts at all (EIP-4844, EIP-7702).
         raise InvalidInput(
             "is required: contract creation (a transaction without a destination) is not supported",
             field="to",
@@ -431,3 +593,45 @@ def _access_list(value: object) -> tuple[AccessListEntry, ...]:
         )
         entries.append(AccessListEntry(address=address, storage_keys=storage_keys))
     return tuple(entries)
+
+
+def _blob_versioned_hashes(value: object) -> tuple[bytes, ...]:
+    if not isinstance(value, list | tuple):
+        raise InvalidInput(f"must be an array, got {json_type_name(value)}", field="blobVersionedHashes")
+    if not value:
+        raise InvalidInput(
+            "must hold at least one hash: a blob transaction carries a blob", field="blobVersionedHashes"
+        )
+    if len(value) > MAX_BLOBS_PER_TRANSACTION:
+        raise InvalidInput(
+            f"has {len(value)} hashes, more than the {MAX_BLOBS_PER_TRANSACTION} blobs a block may hold (EIP-7691)",
+            field="blobVersionedHashes",
+        )
+    hashes = []
+    for index, item in enumerate(value):
+        where = f"blobVersionedHashes[{index}]"
+        blob_hash = parse_hex_bytes(item, where, max_length=32, exact_length=32)
+        if blob_hash[0] != VERSIONED_HASH_VERSION_KZG:
+            raise InvalidInput(
+                f"has version byte 0x{blob_hash[0]:02x}; the only version is 0x01 (KZG, EIP-4844)",
+                field=where,
+            )
+        hashes.append(blob_hash)
+    return tuple(hashes)
+
+
+def _authorization_list(value: object, chain_id: int) -> tuple[SignedAuthorization, ...]:
+    if not isinstance(value, list | tuple):
+        raise InvalidInput(f"must be an array, got {json_type_name(value)}", field="authorizationList")
+    if not value:
+        # EIP-7702 makes a set-code transaction with an empty list invalid.
+        raise InvalidInput("must hold at least one authorization", field="authorizationList")
+    if len(value) > MAX_AUTHORIZATIONS:
+        raise InvalidInput(
+            f"has {len(value)} authorizations, more than the limit of {MAX_AUTHORIZATIONS}",
+            field="authorizationList",
+        )
+    return tuple(
+        parse_signed_authorization(entry, f"authorizationList[{index}]", transaction_chain_id=chain_id)
+        for index, entry in enumerate(value)
+    )

@@ -8,7 +8,11 @@ from dataclasses import dataclass
 from custody.domain.intents import Intent
 from custody.domain.requests import PayloadKind
 
-TRANSACTION_TYPES = ("legacy", "eip2930", "eip1559")
+TRANSACTION_TYPES = ("legacy", "eip2930", "eip1559", "eip4844", "eip7702")
+# Types no rule matches unless its transaction_types names them: blob (EIP-4844) and set-code (EIP-7702)
+# transactions came after the rules of many policies were written, and a set-code transaction can hand an
+# account to a contract, so a rule written for ordinary transactions must not start matching them.
+NAMED_ONLY_TRANSACTION_TYPES = frozenset({"eip4844", "eip7702"})
 
 
 @dataclass(frozen=True)

@@ -442,8 +442,8 @@ INVALID_POLICIES = [
         id="transaction-types-empty",
     ),
     pytest.param(
-        with_rule(transaction_types=["eip4844"]),
-        RULE_PREFIX + "transaction_types: unknown transaction type 'eip4844'",
+        with_rule(transaction_types=["eip7703"]),
+        RULE_PREFIX + "transaction_types: unknown transaction type 'eip7703'",
         id="transaction-types-unknown",
     ),
     pytest.param(
@@ -1381,7 +1381,8 @@ INVALID_ISSUE3_POLICIES = [
     pytest.param(
         approve_rule(kinds=["policy_change"]),
         TREASURY_PREFIX
-        + "kinds: unknown kind 'policy_change'; allowed are 'message', 'transaction', 'typed_data'",
+        + "kinds: unknown kind 'policy_change'; allowed are 'authorization', 'message', 'transaction',"
+        " 'typed_data'",
         id="kind-policy-change",
     ),
     # Destinations.

@@ -117,8 +117,8 @@ def test_a_rule_may_hold_only_its_own_fields_and_those_of_registered_conditions(
         Policy.from_mapping({"version": 1, "rules": [rule]}, "policy.toml")
     assert refused.value.message == (
         "policy.toml: rule 'everything' (rules[0]): unknown key 'max_gas'; allowed are 'action', 'allow_hash_like',"
-        " 'allow_refund', 'allow_replacement', 'allow_unlimited_approval', 'chain_ids', 'contracts',"
-        " 'delegatecall_targets', 'destinations', 'governance_targets', 'intents', 'keys', 'kinds',"
+        " 'allow_refund', 'allow_replacement', 'allow_unlimited_approval', 'any_chain', 'chain_ids', 'contracts',"
+        " 'delegatecall_targets', 'delegates', 'destinations', 'governance_targets', 'intents', 'keys', 'kinds',"
         " 'lifetime_seconds', 'max_fee_wei', 'max_message_bytes', 'max_permit_horizon_seconds', 'max_value_wei',"
         " 'message_prefixes', 'name', 'operators', 'quorum', 'recipients', 'requires_intents', 'safe_operations',"
         " 'safes',"

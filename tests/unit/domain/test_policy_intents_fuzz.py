@@ -45,6 +45,7 @@ REQUIRED_WITH_OTHERS = {
     "safes",
     "governance_targets",
     "delegatecall_targets",
+    "delegates",
     "text_only",
 }
 
@@ -85,6 +86,8 @@ FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
         st.sampled_from(["CALL", "DELEGATECALL"]), min_size=1, max_size=2, unique=True
     ),
     "delegatecall_targets": addresses,
+    "delegates": addresses,
+    "any_chain": st.booleans(),
     "allow_refund": st.booleans(),
     "governance_targets": addresses,
     "typed_data": st.lists(

@@ -11,6 +11,8 @@ intent, which no rule allows unless it names it.
 
 from __future__ import annotations
 
+from custody.chains.evm.authorizations import Authorization
+from custody.chains.evm.intents.authorizations import authorization_intent
 from custody.chains.evm.intents.calls import call_intents
 from custody.chains.evm.intents.common import MAX_BATCH_CALLS, MAX_NESTING_DEPTH, message_intent
 from custody.chains.evm.intents.typed import typed_data_intents
@@ -26,7 +28,12 @@ __all__ = ["MAX_BATCH_CALLS", "MAX_NESTING_DEPTH", "payload_intents"]
 def payload_intents(parsed: ParsedPayload) -> tuple[Intent, ...]:
     """The intent tree of a parsed payload; raises nothing for payloads the parsers accepted."""
     if isinstance(parsed, Transaction):
-        return call_intents(parsed.to, parsed.value, parsed.data, depth=0)
+        # A set-code transaction does two things: its call, and the delegations it installs before the call
+        # runs; a policy must allow both.
+        delegations = tuple(authorization_intent(item) for item in parsed.authorization_list)
+        return call_intents(parsed.to, parsed.value, parsed.data, depth=0) + delegations
+    if isinstance(parsed, Authorization):
+        return (authorization_intent(parsed),)
     if isinstance(parsed, TypedData):
         return typed_data_intents(parsed)
     if isinstance(parsed, Message):

@@ -39,6 +39,7 @@ from __future__ import annotations
 from custody.domain.policy.conditions.base import Condition, ConditionType, RuleTable
 from custody.domain.policy.conditions.chain_ids import ChainIdCondition
 from custody.domain.policy.conditions.contracts import AllowedContract, ContractCondition
+from custody.domain.policy.conditions.delegates import DelegateCondition
 from custody.domain.policy.conditions.destinations import DestinationCondition
 from custody.domain.policy.conditions.governance_targets import GovernanceTargetCondition
 from custody.domain.policy.conditions.intents import NAMED_ONLY_KINDS, IntentCondition
@@ -81,6 +82,7 @@ CONDITION_TYPES: tuple[ConditionType, ...] = (
     RecipientCondition,
     SpenderCondition,
     OperatorCondition,
+    DelegateCondition,
     UnlimitedApprovalCondition,
     TokenCapCondition,
     PermitHorizonCondition,
@@ -104,6 +106,7 @@ __all__ = [
     "Condition",
     "ConditionType",
     "ContractCondition",
+    "DelegateCondition",
     "DestinationCondition",
     "GovernanceTargetCondition",
     "IntentCondition",

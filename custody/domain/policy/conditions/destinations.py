@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.kinds import KindCondition
+from custody.domain.policy.conditions.kinds import named_kinds
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.fields import FailFactory, parse_address, type_name
 from custody.domain.policy.trace import ConditionTrace
@@ -40,8 +40,8 @@ class DestinationCondition:
             return None
         destinations = _parse_destinations(rule.raw["destinations"], rule.fail)
         typed_data_rule = "typed_data" in rule.raw
-        kinds = rule.earlier(KindCondition)
-        if kinds is not None and PayloadKind.TRANSACTION not in kinds.kinds and not typed_data_rule:
+        kinds = named_kinds(rule)
+        if kinds is not None and PayloadKind.TRANSACTION not in kinds and not typed_data_rule:
             raise rule.fail(
                 "destinations",
                 "only transactions, and typed data in a rule that lists typed_data, can match it, but kinds does"

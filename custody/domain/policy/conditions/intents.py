@@ -14,9 +14,15 @@ from custody.domain.policy.trace import ConditionTrace
 
 # Kinds no rule allows unless its ``intents`` names them, even a rule that does not judge intents at all:
 # calldata custody cannot decode as what it claims to be, a change to a Safe's owners, threshold, guard,
-# modules or code, and a binary message (which may be a transaction hash in disguise).
+# modules or code, a binary message (which may be a transaction hash in disguise), and an EIP-7702
+# authorization (which makes an account run a contract's code).
 NAMED_ONLY_KINDS = frozenset(
-    {IntentKind.UNDECODABLE, IntentKind.SAFE_CONFIGURATION, IntentKind.BINARY_MESSAGE}
+    {
+        IntentKind.UNDECODABLE,
+        IntentKind.SAFE_CONFIGURATION,
+        IntentKind.BINARY_MESSAGE,
+        IntentKind.AUTHORIZATION,
+    }
 )
 
 
@@ -31,13 +37,13 @@ class IntentCondition:
     are those of custody/domain/intents.py, e.g. ``native_transfer``, ``erc20_transfer``, ``erc20_approve``,
     ``permit``, ``permit2_allowance``, ``safe_transaction``, ``multisend``, ``safe_configuration``,
     ``governor_propose``, ``ownership_transfer``, ``upgrade``, ``typed_data``, ``text_message``,
-    ``binary_message``, ``unknown`` and ``undecodable``.
+    ``binary_message``, ``authorization``, ``unknown`` and ``undecodable``.
 
     ``unknown`` (a function or typed data custody does not know) and ``undecodable`` (something that claims to
     be a known function or type but does not decode as it) are allowed only where a rule names them. Even a
-    rule without ``intents`` never matches an undecodable intent, a Safe configuration change or a binary
-    message: those need a rule that names them (a deny rule is not held back by this). A request custody
-    decoded no intents from matches no rule that names intents.
+    rule without ``intents`` never matches an undecodable intent, a Safe configuration change, a binary
+    message or an EIP-7702 authorization: those need a rule that names them (a deny rule is not held back by
+    this). A request custody decoded no intents from matches no rule that names intents.
     """
 
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("intents",)

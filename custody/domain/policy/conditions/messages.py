@@ -10,7 +10,7 @@ from custody.domain.intents import IntentFlag, IntentKind
 from custody.domain.policy.conditions.base import RuleTable
 from custody.domain.policy.conditions.intent_tree import MESSAGE_KINDS, NOT_DECODED, denies, placed_intents
 from custody.domain.policy.conditions.intents import named_intent_kinds
-from custody.domain.policy.conditions.kinds import KindCondition
+from custody.domain.policy.conditions.kinds import named_kinds
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.fields import FailFactory, is_int, parse_string_set, quoted_list
 from custody.domain.policy.trace import ConditionTrace
@@ -54,8 +54,8 @@ class MessageCondition:
                     " match a binary message",
                 )
             return None
-        kinds = rule.earlier(KindCondition)
-        if kinds is not None and PayloadKind.MESSAGE not in kinds.kinds:
+        kinds = named_kinds(rule)
+        if kinds is not None and PayloadKind.MESSAGE not in kinds:
             field = next(field for field in _FIELDS if field in rule.raw)
             raise rule.fail(field, "only messages can match it, but kinds does not include 'message'")
         text_only = _parse_bool(rule.raw, "text_only", True, rule.fail)

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from custody.domain.intents import Intent, TypedDataDomain
 from custody.domain.policy.conditions.base import RuleTable
 from custody.domain.policy.conditions.intent_tree import NOT_DECODED, denies
-from custody.domain.policy.conditions.kinds import KindCondition
+from custody.domain.policy.conditions.kinds import named_kinds
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.fields import (
     UINT256_MAX,
@@ -82,8 +82,8 @@ class TypedDataCondition:
         if "typed_data" not in rule.raw:
             return None if denies(rule) else cls(None)
         allowed = _parse_entries(rule.raw["typed_data"], rule.fail)
-        kinds = rule.earlier(KindCondition)
-        if kinds is not None and PayloadKind.TYPED_DATA not in kinds.kinds:
+        kinds = named_kinds(rule)
+        if kinds is not None and PayloadKind.TYPED_DATA not in kinds:
             raise rule.fail(
                 "typed_data", "only typed data can match it, but kinds does not include 'typed_data'"
             )

@@ -1,0 +1,266 @@
+"""Blob and set-code transactions and EIP-7702 authorizations under policy: denied unless a rule names them,
+delegates judged by an allowlist, chain id 0 only with ``any_chain = true``.
+
+Payloads are parsed and decoded by custody (as the daemon does) and judged by the development policy's text,
+or by that text with one rule added, the way an operator would paste it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eth_account import Account
+
+from custody.app.integrity import request_facts
+from custody.chains.evm import parse_payload
+from custody.domain.errors import ConfigurationError
+from custody.domain.policy import Policy, RequestFacts
+from custody.domain.requests import DecisionAction, PayloadKind
+from custody.policy_file import DEV_APPROVERS, dev_policy_toml, parse_policy_text
+
+SEPOLIA = 11155111
+RECIPIENT = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB"
+DELEGATE = "0x63c0c19a282a1B52b07dD5a65b58948A07DAE32B"
+OTHER_DELEGATE = "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb"
+AUTHORITY_KEY = "0x" + "22" * 32
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+# One delegate on one chain, for the ops key, with the treasury's approval.
+DELEGATION_RULE = f"""
+[[rules]]
+name = "ops-delegation"
+keys = ["ops"]
+kinds = ["authorization"]
+chain_ids = [{SEPOLIA}]
+intents = ["authorization"]
+delegates = ["{DELEGATE}"]
+action = "approve"
+quorum = [{{ group = "treasury", threshold = 2 }}]
+"""
+
+
+@pytest.fixture(scope="module")
+def dev_text() -> str:
+    keys = {
+        name: Ed25519PrivateKey.generate().public_key().public_bytes_raw().hex() for name in DEV_APPROVERS
+    }
+    return dev_policy_toml(keys)
+
+
+@pytest.fixture(scope="module")
+def dev_policy(dev_text: str) -> Policy:
+    return parse_policy_text(dev_text, "policy.toml")
+
+
+def facts(key: str, kind: PayloadKind, payload: dict[str, Any]) -> RequestFacts:
+    parsed = parse_payload(kind, json.dumps(payload).encode())
+    return request_facts(key, parsed, replacement=False, now=NOW)
+
+
+def blob_transaction(**fields: Any) -> dict[str, Any]:
+    return {
+        "type": 3,
+        "chainId": SEPOLIA,
+        "nonce": 0,
+        "to": RECIPIENT,
+        "value": 10**17,
+        "gas": 21000,
+        "maxFeePerGas": 30 * 10**9,
+        "maxPriorityFeePerGas": 10**9,
+        "maxFeePerBlobGas": 10**9,
+        "blobVersionedHashes": ["0x01" + "ab" * 31],
+        **fields,
+    }
+
+
+def signed_tuple(chain_id: int, delegate: str = DELEGATE, nonce: int = 1) -> dict[str, Any]:
+    signed = Account.sign_authorization(
+        {"chainId": chain_id, "address": delegate, "nonce": nonce}, AUTHORITY_KEY
+    )
+    return {
+        "chainId": chain_id,
+        "address": delegate,
+        "nonce": nonce,
+        "yParity": signed.y_parity,
+        "r": hex(signed.r),
+        "s": hex(signed.s),
+    }
+
+
+def set_code_transaction(*authorizations: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    carried = list(authorizations) or [signed_tuple(SEPOLIA)]
+    return {
+        "type": 4,
+        "chainId": SEPOLIA,
+        "nonce": 0,
+        "to": RECIPIENT,
+        "value": 10**17,
+        "gas": 21000 + 25000 * len(carried),
+        "maxFeePerGas": 30 * 10**9,
+        "maxPriorityFeePerGas": 10**9,
+        "authorizationList": carried,
+        **fields,
+    }
+
+
+def authorization(chain_id: int = SEPOLIA, delegate: str = DELEGATE, nonce: int = 0) -> dict[str, Any]:
+    return {"chainId": chain_id, "address": delegate, "nonce": nonce}
+
+
+@pytest.mark.parametrize("key", ["ops", "treasury"])
+def test_the_development_policy_denies_blob_transactions_naming_the_missing_rule(
+    dev_policy: Policy, key: str
+) -> None:
+    decision = dev_policy.evaluate(facts(key, PayloadKind.TRANSACTION, blob_transaction())).decision
+    assert decision.action is DecisionAction.DENY
+    assert decision.rule is None
+    assert "'eip4844'" in decision.reason
+    if key == "treasury":
+        # The treasury rules name no transaction types: they are written for ordinary transactions, and a plain
+        # ether transfer in a blob transaction must not start matching them.
+        assert "is allowed only by a rule whose transaction_types names it" in decision.reason
+
+
+@pytest.mark.parametrize("key", ["ops", "treasury"])
+def test_the_development_policy_denies_set_code_transactions_naming_the_missing_rule(
+    dev_policy: Policy, key: str
+) -> None:
+    decision = dev_policy.evaluate(facts(key, PayloadKind.TRANSACTION, set_code_transaction())).decision
+    assert decision.action is DecisionAction.DENY
+    assert "'eip7702'" in decision.reason
+    assert "authorization" in decision.reason
+
+
+@pytest.mark.parametrize("key", ["ops", "treasury"])
+@pytest.mark.parametrize("chain_id", [0, SEPOLIA])
+def test_the_development_policy_denies_authorizations_naming_the_missing_rule(
+    dev_policy: Policy, key: str, chain_id: int
+) -> None:
+    decision = dev_policy.evaluate(facts(key, PayloadKind.AUTHORIZATION, authorization(chain_id))).decision
+    assert decision.action is DecisionAction.DENY
+    assert decision.rule is None
+    assert "kind 'authorization' is not in" in decision.reason
+
+
+def test_a_rule_without_kinds_or_transaction_types_does_not_match_the_new_kinds_and_types() -> None:
+    policy = Policy.from_mapping(
+        {"version": 1, "rules": [{"name": "all", "keys": ["ops"], "action": "sign"}]}, "t"
+    )
+    assert (
+        policy.evaluate(facts("ops", PayloadKind.TRANSACTION, blob_transaction())).decision.action
+        is DecisionAction.DENY
+    )
+    decision = policy.evaluate(facts("ops", PayloadKind.AUTHORIZATION, authorization())).decision
+    assert decision.action is DecisionAction.DENY
+    assert "kind 'authorization' is allowed only by a rule whose kinds names it" in decision.reason
+    # A plain transfer is still signed: the guards say nothing about what they do not guard.
+    transfer = blob_transaction(type=2)
+    del transfer["maxFeePerBlobGas"], transfer["blobVersionedHashes"]
+    assert (
+        policy.evaluate(facts("ops", PayloadKind.TRANSACTION, transfer)).decision.action
+        is DecisionAction.SIGN
+    )
+
+
+def test_a_deny_rule_without_kinds_still_denies_authorizations() -> None:
+    policy = Policy.from_mapping(
+        {"version": 1, "rules": [{"name": "stop", "keys": ["ops"], "action": "deny"}]}, "t"
+    )
+    decision = policy.evaluate(facts("ops", PayloadKind.AUTHORIZATION, authorization())).decision
+    assert (decision.action, decision.rule) == (DecisionAction.DENY, "stop")
+
+
+def test_the_example_delegation_rule_allows_exactly_one_delegate_on_one_chain(dev_text: str) -> None:
+    policy = parse_policy_text(dev_text + DELEGATION_RULE, "policy.toml")
+    decision = policy.evaluate(facts("ops", PayloadKind.AUTHORIZATION, authorization())).decision
+    assert (decision.action, decision.rule) == (DecisionAction.APPROVE, "ops-delegation")
+
+    refused = {
+        "another delegate": facts("ops", PayloadKind.AUTHORIZATION, authorization(delegate=OTHER_DELEGATE)),
+        "another chain": facts("ops", PayloadKind.AUTHORIZATION, authorization(chain_id=1)),
+        "every chain": facts("ops", PayloadKind.AUTHORIZATION, authorization(chain_id=0)),
+        "another key": facts("treasury", PayloadKind.AUTHORIZATION, authorization()),
+        "a set-code transaction": facts("ops", PayloadKind.TRANSACTION, set_code_transaction()),
+    }
+    for what, request in refused.items():
+        assert policy.evaluate(request).decision.action is DecisionAction.DENY, what
+
+
+def set_code_rule(**fields: Any) -> dict[str, Any]:
+    return {
+        "name": "set-code",
+        "keys": ["ops"],
+        "kinds": ["transaction"],
+        "transaction_types": ["eip7702"],
+        "intents": ["native_transfer", "authorization"],
+        "delegates": [DELEGATE],
+        "action": "sign",
+        **fields,
+    }
+
+
+def test_a_set_code_transaction_needs_every_authorization_it_carries_allowed() -> None:
+    policy = Policy.from_mapping({"version": 1, "rules": [set_code_rule()]}, "t")
+    allowed = facts("ops", PayloadKind.TRANSACTION, set_code_transaction(signed_tuple(SEPOLIA)))
+    assert policy.evaluate(allowed).decision.action is DecisionAction.SIGN
+
+    one_other = set_code_transaction(signed_tuple(SEPOLIA), signed_tuple(SEPOLIA, OTHER_DELEGATE, nonce=2))
+    decision = policy.evaluate(facts("ops", PayloadKind.TRANSACTION, one_other)).decision
+    assert decision.action is DecisionAction.DENY
+    assert f"delegate {OTHER_DELEGATE}" in decision.reason
+
+    every_chain = facts("ops", PayloadKind.TRANSACTION, set_code_transaction(signed_tuple(0)))
+    decision = policy.evaluate(every_chain).decision
+    assert decision.action is DecisionAction.DENY
+    assert "no any_chain = true" in decision.reason
+    any_chain = Policy.from_mapping({"version": 1, "rules": [set_code_rule(any_chain=True)]}, "t")
+    assert any_chain.evaluate(every_chain).decision.action is DecisionAction.SIGN
+
+
+def test_a_set_code_transaction_is_judged_by_its_calldata_intents_too() -> None:
+    policy = Policy.from_mapping({"version": 1, "rules": [set_code_rule()]}, "t")
+    # transfer(address,uint256): an ERC-20 transfer, which the rule's intents do not name.
+    calldata = "0xa9059cbb" + RECIPIENT[2:].lower().rjust(64, "0") + "01".rjust(64, "0")
+    request = facts("ops", PayloadKind.TRANSACTION, set_code_transaction(data=calldata, gas=100000))
+    decision = policy.evaluate(request).decision
+    assert decision.action is DecisionAction.DENY
+    assert "erc20_transfer" in decision.reason
+
+
+def test_a_rule_without_authorization_in_its_intents_does_not_match_a_set_code_transaction() -> None:
+    rule = {**set_code_rule(), "intents": ["native_transfer"]}
+    del rule["delegates"]
+    policy = Policy.from_mapping({"version": 1, "rules": [rule]}, "t")
+    decision = policy.evaluate(facts("ops", PayloadKind.TRANSACTION, set_code_transaction())).decision
+    assert decision.action is DecisionAction.DENY
+    assert "authorization" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"delegates": None}, "delegates: is required: intents names 'authorization'"),
+        ({"delegates": []}, "delegates: must list at least one address"),
+        ({"delegates": ["0x1234"]}, "delegates:"),
+        (
+            {"delegates": [DELEGATE], "intents": ["native_transfer"]},
+            "delegates: applies only to intents of kind",
+        ),
+        ({"any_chain": "yes"}, "any_chain: must be true or false"),
+        ({"any_chain": True, "delegates": None}, "any_chain: applies to the delegates a rule allows"),
+    ],
+)
+def test_malformed_delegation_rules_are_refused_naming_the_field(
+    fields: dict[str, Any], problem: str
+) -> None:
+    rule = {**set_code_rule(), **fields}
+    for name, value in fields.items():
+        if value is None:
+            del rule[name]
+    with pytest.raises(ConfigurationError) as refused:
+        Policy.from_mapping({"version": 1, "rules": [rule]}, "policy.toml")
+    assert problem in refused.value.message
