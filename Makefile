@@ -43,7 +43,7 @@ node-deps:
 	@bash scripts/ensure-system-deps.sh --with-node
 
 run: venv
-	@if [ ! -f $(DEV_DIR)/server.toml ]; then $(CUSTODY) dev init $(DEV_DIR) --listen 127.0.0.1:$(PORT); \
+	@if [ ! -f $(DEV_DIR)/server.toml ]; then $(CUSTODY) dev init $(DEV_DIR) --listen 127.0.0.1:$(PORT) --daemon-starts-next; \
 	elif [ "$(origin PORT)" != file ] && ! grep -q '^listen = "127.0.0.1:$(PORT)"' $(DEV_DIR)/server.toml; then \
 	  echo "$(DEV_DIR) was made for another port ($$(grep -m1 '^listen' $(DEV_DIR)/server.toml)); its profiles"; \
 	  echo "connect there. To use port $(PORT), remove $(DEV_DIR) (make clean-dev) and run make run PORT=$(PORT) again."; \

@@ -43,15 +43,27 @@ def dev_group() -> None:
     help=f"The daemon's gRPC address, which the profiles connect to (default {DEFAULT_LISTEN}); the metrics"
     f" address, commented out in server.toml, is PORT+{METRICS_PORT_OFFSET}.",
 )
+@click.option(
+    "--daemon-starts-next",
+    is_flag=True,
+    hidden=True,
+    help="The caller starts the daemon right after (`make run` does), so the next steps leave out `custody serve`.",
+)
 @click.pass_context
-def dev_init(context: click.Context, directory: Path, database_url: str | None, listen: str | None) -> None:
+def dev_init(
+    context: click.Context,
+    directory: Path,
+    database_url: str | None,
+    listen: str | None,
+    daemon_starts_next: bool,
+) -> None:
     """Build a complete local environment in DIRECTORY: SoftHSM2 token, PKI, approver keys, configuration,
     policy and client profiles."""
     environment = init_dev_environment(directory, database_url, listen)
     if options_of(context).json_output:
         emit_json(_environment_json(environment))
     else:
-        click.echo(_next_steps(environment))
+        click.echo(_next_steps(environment, daemon_starts_next=daemon_starts_next))
 
 
 @dev_group.command("add-identity")
@@ -158,7 +170,7 @@ def _environment_json(environment: DevEnvironment) -> dict[str, object]:
     }
 
 
-def _next_steps(environment: DevEnvironment) -> str:
+def _next_steps(environment: DevEnvironment, *, daemon_starts_next: bool) -> str:
     def quoted(path: Path) -> str:
         return shlex.quote(str(path))
 
@@ -180,8 +192,14 @@ def _next_steps(environment: DevEnvironment) -> str:
         f"  approver keys         {', '.join(environment.approver_keys)}"
         f" in {environment.approver_keys['alice'].parent}",
         "",
-        "Next steps (the daemon runs in the foreground, so use a second terminal for the rest):",
-        f"  custody serve --config {quoted(environment.server_config)}",
+        *(
+            ["Next steps, in a second terminal once the daemon below says it is listening:"]
+            if daemon_starts_next
+            else [
+                "Next steps (the daemon runs in the foreground, so use a second terminal for the rest):",
+                f"  custody serve --config {quoted(environment.server_config)}",
+            ]
+        ),
         f"  custody --profile {admin} keys create --label ops",
         f"  custody --profile {backend} sign tx --key ops --file {quoted(transaction)}",
         f"  custody --profile {backend} sign typed-data --key ops --file {quoted(typed_data)}",

@@ -101,3 +101,36 @@ def test_a_command_group_help_imports_only_its_own_module() -> None:
     assert [
         name for name in ("grpc", "eth_account", "custody.cli.sign", "custody.cli.approve") if name in modules
     ] == []
+
+
+def leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], click.Command]:
+    context = click.Context(group)
+    leaves: dict[tuple[str, ...], click.Command] = {}
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None
+        if isinstance(command, click.Group):
+            leaves |= leaf_commands(command, (*path, name))
+        else:
+            leaves[(*path, name)] = command
+    return leaves
+
+
+# The commands that do not call the daemon, and the shared options that do something for each.
+LOCAL_COMMANDS = {
+    ("serve",): set(),
+    ("dev", "init"): {"--json"},
+    ("dev", "add-identity"): {"--json"},
+    ("approver-key", "create"): {"--profile", "--json"},
+    ("approver-key", "show"): {"--profile", "--json"},
+}
+
+
+def test_each_command_lists_only_the_shared_options_that_do_something_for_it() -> None:
+    shared = {"--profile", "--server", "--json"}
+    leaves = leaf_commands(cli)
+    assert set(LOCAL_COMMANDS) <= set(leaves)
+    for path, command in leaves.items():
+        declared = {option for parameter in command.params for option in parameter.opts} & shared
+        expected = LOCAL_COMMANDS.get(path, shared)
+        assert declared == expected, " ".join(path)

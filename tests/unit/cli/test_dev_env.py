@@ -286,6 +286,33 @@ def test_cli_prints_next_steps_and_never_a_secret(tmp_path: Path, capsys: pytest
     )
 
 
+def test_next_steps_leave_out_serve_when_the_caller_starts_the_daemon(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "env"
+    assert run(["dev", "init", str(directory), "--daemon-starts-next"]) == 0
+    printed = capsys.readouterr().out
+    assert "custody serve" not in printed
+    assert "Next steps, in a second terminal once the daemon below says it is listening:" in printed
+    assert f"--profile {directory / 'profiles' / 'admin.toml'} keys create --label ops" in printed
+    # The option is for `make run`, which starts the daemon itself; people are not shown it.
+    assert run(["dev", "init", "--help"]) == 0
+    assert "--daemon-starts-next" not in capsys.readouterr().out
+
+
+def test_make_run_tells_dev_init_that_it_starts_the_daemon_next(tmp_path: Path) -> None:
+    repository = Path(__file__).resolve().parents[3]
+    planned = subprocess.run(
+        ["make", "-n", "-C", str(repository), "run", f"DEV_DIR={tmp_path / 'env'}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    (init_line,) = [line for line in planned.splitlines() if " dev init " in line]
+    assert "--daemon-starts-next" in init_line
+
+
 def test_cli_json_lists_the_paths_whichever_side_of_the_command_json_is_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
