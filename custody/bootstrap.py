@@ -36,6 +36,7 @@ from custody.domain.errors import ConfigurationError, CustodyError, HsmUnavailab
 from custody.exit_codes import EXIT_START_REFUSED, EXIT_START_TEMPORARY_FAILURE
 from custody.hsm.base import Hsm
 from custody.hsm.instrumented import InstrumentedHsm
+from custody.jsonrpc.server import RunningJsonRpc, start_jsonrpc_server
 from custody.observability.logs import configure_logging, default_format
 from custody.observability.metrics import InstrumentedStore, refresh_queue_depth, start_metrics_listener
 from custody.observability.systemd import SystemdNotifier
@@ -180,7 +181,12 @@ class Daemon:
             self.hsm.close()
 
 
-def serve(config_path: Path, listen: str | None, metrics_listen: str | None = None) -> int:
+def serve(
+    config_path: Path,
+    listen: str | None,
+    metrics_listen: str | None = None,
+    jsonrpc_listen: str | None = None,
+) -> int:
     """Run the daemon in the foreground. Returns the process exit code: 0 after a clean SIGTERM or SIGINT,
     EXIT_START_TEMPORARY_FAILURE (75) when the HSM or the database could not be reached at start, and
     EXIT_START_REFUSED (2) for every other refusal to start."""
@@ -198,7 +204,10 @@ def serve(config_path: Path, listen: str | None, metrics_listen: str | None = No
     notifier = SystemdNotifier()
     try:
         config = with_listener_overrides(
-            load_server_config(config_path), listen=listen, metrics_listen=metrics_listen
+            load_server_config(config_path),
+            listen=listen,
+            metrics_listen=metrics_listen,
+            jsonrpc_listen=jsonrpc_listen,
         )
         configure_logging(config.logging.format, level)
         return _run(config, config.listen, stop, notifier)
@@ -225,6 +234,7 @@ def _run(config: ServerConfig, address: str, stop: threading.Event, notifier: Sy
     daemon = Daemon(config, hsm)
     stop_metrics: Callable[[], None] | None = None
     running: RunningServer | None = None
+    jsonrpc: RunningJsonRpc | None = None
     try:
         if not config.hsm.wait_for_token:
             hsm.open()
@@ -244,6 +254,15 @@ def _run(config: ServerConfig, address: str, stop: threading.Event, notifier: Sy
         host = address.rpartition(":")[0]
         # Tests and scripts read this line to learn the port when they asked for port 0.
         lifecycle_log.info("custody listening on %s:%d (mTLS required)", host, running.port)
+        if config.jsonrpc.listen is not None:
+            jsonrpc = start_jsonrpc_server(daemon.custody_for_call, config, config.jsonrpc.listen)
+            # Tests and scripts read this line to learn the JSON-RPC port when they asked for port 0.
+            lifecycle_log.info(
+                "custody JSON-RPC listening on %s:%d (%s)",
+                config.jsonrpc.listen.rpartition(":")[0],
+                jsonrpc.port,
+                "plain HTTP, loopback only" if config.jsonrpc.plain_http else "TLS",
+            )
         if daemon.custody is None and not _wait_for_token(daemon, policy_document, stop, notifier):
             return 0
         assert daemon.custody is not None
@@ -260,6 +279,8 @@ def _run(config: ServerConfig, address: str, stop: threading.Event, notifier: Sy
         return 0
     finally:
         notifier.stopping()
+        if jsonrpc is not None:
+            jsonrpc.stop()
         if running is not None:
             running.stop(config.limits.shutdown_grace_seconds)
         daemon.close()

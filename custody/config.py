@@ -13,6 +13,7 @@ path (or a database password) into this file. An unset or empty variable is a co
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -29,6 +30,10 @@ from custody.observability.logs import LogFormat, default_format
 DEFAULT_LISTEN = "127.0.0.1:50051"
 # Payloads are capped at 128 KiB by the parsers; the transport limit leaves room for the envelope.
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
+DEFAULT_JSONRPC_MAX_BATCH = 20
+MAX_JSONRPC_BATCH = 1000
+TOKEN_HASH_PREFIX = "sha256:"  # noqa: S105 -- names a hash format, not a secret
+_TOKEN_HASH = re.compile(r"sha256:[0-9a-f]{64}")
 DATABASE_URL_PREFIXES = ("sqlite:///", "postgresql://", "postgres://")
 MAX_HSM_LANES = 16
 _ENVIRONMENT_REFERENCE = re.compile(r"\$\{([^}]*)\}")
@@ -84,6 +89,24 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class JsonRpcConfig:
+    """The Ethereum JSON-RPC endpoint (custody.jsonrpc). ``listen`` None leaves it off."""
+
+    listen: str | None = None
+    # Plain HTTP instead of TLS: refused unless ``listen`` is a loopback address, so that bearer tokens and
+    # signatures never cross a network in the clear.
+    plain_http: bool = False
+    # The node that eth_sendTransaction fills missing fields from and broadcasts to, and that read methods are
+    # forwarded to. May hold an API key, so it is never repeated in a message.
+    upstream: str | None = None
+    max_batch: int = DEFAULT_JSONRPC_MAX_BATCH
+    # The chain id eth_chainId answers when no upstream node is configured to ask.
+    chain_id: int | None = None
+    # Identity name -> SHA-256 of its bearer token. Only the hash is configured; the token is the caller's.
+    token_hashes: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     format: LogFormat = "json"
 
@@ -100,13 +123,25 @@ class ServerConfig:
     limits: Limits
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    jsonrpc: JsonRpcConfig = field(default_factory=JsonRpcConfig)
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
 
 
-_TOP_LEVEL_KEYS = {"listen", "tls", "hsm", "database", "policy", "principals", "limits", "metrics", "logging"}
+_TOP_LEVEL_KEYS = {
+    "listen",
+    "tls",
+    "hsm",
+    "database",
+    "policy",
+    "principals",
+    "limits",
+    "metrics",
+    "logging",
+    "jsonrpc",
+}
 
 
 class _Reader:
@@ -356,6 +391,7 @@ def load_server_config(path: Path) -> ServerConfig:
         raise reader.fail("logging.format", f'must be "json" or "text", got {log_format!r}')
 
     principals = _read_principals(reader, data.get("principals"))
+    jsonrpc = _read_jsonrpc(reader, data, principals)
     return ServerConfig(
         path=path,
         listen=listen,
@@ -367,6 +403,70 @@ def load_server_config(path: Path) -> ServerConfig:
         limits=limits,
         metrics=MetricsConfig(listen=metrics_listen),
         logging=LoggingConfig(format="json" if log_format == "json" else "text"),
+        jsonrpc=jsonrpc,
+    )
+
+
+def _read_jsonrpc(
+    reader: _Reader, data: Mapping[str, Any], principals: Mapping[str, Principal]
+) -> JsonRpcConfig:
+    table = reader.table(
+        data,
+        "jsonrpc",
+        {"listen", "plain_http", "upstream", "max_batch", "chain_id", "tokens"},
+        required=False,
+    )
+    listen = reader.string(table, "jsonrpc.listen", required=False)
+    if listen is not None:
+        # Port 0 lets the system pick a free port, which the daemon names in its "JSON-RPC listening" line.
+        _check_address(reader, "jsonrpc.listen", listen, allow_any_port=True)
+    plain_http = reader.boolean(table, "jsonrpc.plain_http", False)
+    if plain_http and listen is not None and not is_loopback_address(listen):
+        raise reader.fail(
+            "jsonrpc.plain_http",
+            f"plain HTTP is allowed only on a loopback address (127.0.0.1, ::1, localhost), not {listen!r};"
+            " remove plain_http to serve TLS with the [tls] certificate",
+        )
+    upstream_raw = reader.string(table, "jsonrpc.upstream", required=False)
+    upstream = None
+    if upstream_raw is not None:
+        upstream = reader.expanded("jsonrpc.upstream", upstream_raw)
+        # The URL may carry an API key, so the message describes it without repeating it.
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", upstream):
+            raise reader.fail("jsonrpc.upstream", "must be an http:// or https:// URL of an Ethereum node")
+    max_batch = reader.positive(table, "jsonrpc.max_batch", DEFAULT_JSONRPC_MAX_BATCH)
+    if max_batch > MAX_JSONRPC_BATCH:
+        raise reader.fail("jsonrpc.max_batch", f"must be at most {MAX_JSONRPC_BATCH}, got {max_batch}")
+    chain_id = table.get("chain_id")
+    if chain_id is not None:
+        chain_id = reader.positive(table, "jsonrpc.chain_id", 1)
+    tokens_raw = table.get("tokens", {})
+    if not isinstance(tokens_raw, dict):
+        raise reader.fail("jsonrpc.tokens", 'must be a table of identity = "sha256:<64 hex digits>"')
+    token_hashes: dict[str, bytes] = {}
+    for name, value in tokens_raw.items():
+        key = f"jsonrpc.tokens.{name}"
+        if name not in principals:
+            raise reader.fail(key, f"{name!r} is not a principal of [principals]; a token authenticates one")
+        # A token itself would be a secret in a file many people read; only its hash belongs here.
+        if not isinstance(value, str) or not _TOKEN_HASH.fullmatch(value):
+            raise reader.fail(
+                key,
+                'must be "sha256:" and 64 lowercase hex digits, the SHA-256 of the token'
+                " (custody dev init writes one; never the token itself)",
+            )
+        token_hashes[name] = bytes.fromhex(value.removeprefix(TOKEN_HASH_PREFIX))
+    if len(set(token_hashes.values())) != len(token_hashes):
+        raise reader.fail(
+            "jsonrpc.tokens", "two identities have the same token hash; each needs its own token"
+        )
+    return JsonRpcConfig(
+        listen=listen,
+        plain_http=plain_http,
+        upstream=upstream,
+        max_batch=max_batch,
+        chain_id=chain_id,
+        token_hashes=token_hashes,
     )
 
 
@@ -409,7 +509,11 @@ def _read_principals(reader: _Reader, raw: Any) -> dict[str, Principal]:
 
 
 def with_listener_overrides(
-    config: ServerConfig, *, listen: str | None = None, metrics_listen: str | None = None
+    config: ServerConfig,
+    *,
+    listen: str | None = None,
+    metrics_listen: str | None = None,
+    jsonrpc_listen: str | None = None,
 ) -> ServerConfig:
     """``config`` with the addresses given on the command line in place of the configured ones.
 
@@ -426,7 +530,27 @@ def with_listener_overrides(
         if not is_listen_address(metrics_listen, allow_any_port=True):
             raise ConfigurationError(f"--metrics-listen: must be HOST:PORT, got {metrics_listen!r}")
         config = replace(config, metrics=replace(config.metrics, listen=metrics_listen))
+    if jsonrpc_listen is not None:
+        if not is_listen_address(jsonrpc_listen, allow_any_port=True):
+            raise ConfigurationError(f"--jsonrpc-listen: must be HOST:PORT, got {jsonrpc_listen!r}")
+        if config.jsonrpc.plain_http and not is_loopback_address(jsonrpc_listen):
+            raise ConfigurationError(
+                f"--jsonrpc-listen: {jsonrpc_listen!r} is not a loopback address, and [jsonrpc] plain_http"
+                " allows plain HTTP only on one"
+            )
+        config = replace(config, jsonrpc=replace(config.jsonrpc, listen=jsonrpc_listen))
     return config
+
+
+def is_loopback_address(address: str) -> bool:
+    """Whether HOST:PORT names a loopback host (127.0.0.0/8, ::1 or localhost)."""
+    host = address.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_listen_address(address: str, *, allow_any_port: bool = False) -> bool:

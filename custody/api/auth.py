@@ -48,29 +48,30 @@ class CertificateAuthenticator:
     def presented_subject(context: grpc.ServicerContext) -> str:
         """The subject of the certificate the peer presented (RFC 4514), or "" without a readable one: what a
         refusal is about, whether or not it names a configured identity."""
-        cert_pem = _peer_certificate(context.auth_context())
-        if cert_pem is None:
-            return ""
-        try:
-            return _subject_of(cert_pem)[0]
-        except ValueError:
-            return ""
+        return CertificateAuthenticator.subject_of_certificate(_peer_certificate(context.auth_context()))
 
     def authenticate(self, context: grpc.ServicerContext) -> Principal:
         auth: Mapping[str, Any] = context.auth_context()
         cert_pem = _peer_certificate(auth)
-        if list(auth.get("transport_security_type") or []) != [b"ssl"] or cert_pem is None:
-            log.warning("refused a call without a verified client certificate from %s", context.peer())
+        if list(auth.get("transport_security_type") or []) != [b"ssl"]:
+            cert_pem = None
+        return self.principal_for_certificate(cert_pem, context.peer())
+
+    def principal_for_certificate(self, cert_pem: bytes | None, peer: str) -> Principal:
+        """The principal a certificate that TLS verified against the CA names; ``peer`` is for the log.
+
+        Shared by the gRPC services and the JSON-RPC endpoint, so one certificate means one identity on both.
+        """
+        if cert_pem is None:
+            log.warning("refused a call without a verified client certificate from %s", peer)
             raise Unauthenticated("a client certificate signed by the custody CA is required")
         try:
             subject, names = _subject_of(cert_pem)
         except ValueError:
-            log.warning("refused a call whose client certificate cannot be read from %s", context.peer())
+            log.warning("refused a call whose client certificate cannot be read from %s", peer)
             raise Unauthenticated("the client certificate cannot be read") from None
         if len(names) != 1:
-            log.warning(
-                "refused a certificate with %d common names (%s) from %s", len(names), subject, context.peer()
-            )
+            log.warning("refused a certificate with %d common names (%s) from %s", len(names), subject, peer)
             raise Unauthenticated(
                 "the client certificate's subject must name exactly one common name (CN), the identity;"
                 f" {subject!r} names {len(names)}"
@@ -78,11 +79,19 @@ class CertificateAuthenticator:
         identity = names[0]
         principal = self._principals.get(identity)
         if principal is None:
-            log.warning(
-                "refused certificate identity %r from %s: not in the configuration", identity, context.peer()
-            )
+            log.warning("refused certificate identity %r from %s: not in the configuration", identity, peer)
             raise Unauthenticated(f"the certificate identity {identity!r} is not configured on this server")
         return principal
+
+    @staticmethod
+    def subject_of_certificate(cert_pem: bytes | None) -> str:
+        """The subject (RFC 4514) of a presented certificate, or "" without a readable one."""
+        if cert_pem is None:
+            return ""
+        try:
+            return _subject_of(cert_pem)[0]
+        except ValueError:
+            return ""
 
 
 def _peer_certificate(auth: Mapping[str, Any]) -> bytes | None:

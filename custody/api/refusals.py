@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from custody.app.custody import Custody
 from custody.audit.events import AuditKind
-from custody.domain.errors import CustodyError
+from custody.domain.errors import CustodyError, PermissionDenied, Unauthenticated
+from custody.domain.principals import Principal
 from custody.observability.metrics import REFUSALS
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,20 @@ class RefusalRecorder:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self.record_waiting(everything=True)
+
+    def refused_call(
+        self, error: Exception, caller: Principal | None, method: str, presented_subject: str, peer: str
+    ) -> None:
+        """Record ``error`` when it is an authentication failure or a permission denial (other refusals are the
+        use cases' to record). ``presented_subject`` is what the caller presented (a certificate subject, or a
+        description of the credential), which stays the same whatever identity it claims."""
+        if not isinstance(error, (Unauthenticated, PermissionDenied)):
+            return
+        kind = AuditKind.AUTH_REFUSED if isinstance(error, Unauthenticated) else AuditKind.PERMISSION_DENIED
+        actor = caller.name if caller is not None else "unauthenticated"
+        # A caller without the role is a configured principal; anyone else is known by what they presented.
+        peer_identity = caller.name if caller is not None else presented_subject
+        self.refused(peer_identity, Refusal(actor=actor, kind=kind, error=error, method=method, peer=peer))
 
     def refused(self, peer_identity: str, refusal: Refusal) -> None:
         """Count ``refusal`` and record it now, or with the next event of its window."""

@@ -20,15 +20,13 @@ from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
 from custody.api.auth import CertificateAuthenticator
 from custody.api.errors import status_for
-from custody.api.refusals import Refusal, RefusalRecorder
+from custody.api.refusals import RefusalRecorder
 from custody.app.custody import Custody
-from custody.audit.events import AuditKind
 from custody.config import DEFAULT_MAX_MESSAGE_BYTES
 from custody.domain.errors import (
     InvalidInput,
     PermissionDenied,
     ResourceExhausted,
-    Unauthenticated,
 )
 from custody.domain.ids import validate_request_id
 from custody.domain.principals import Principal
@@ -134,17 +132,10 @@ class _Servicer:
         custody.api.refusals). Other refusals are the use cases' to record; a verdict's use case records every
         refusal of it, a permission denied included (``approval.refused``, with the verdict), so those methods
         are left to it."""
-        if not isinstance(error, (Unauthenticated, PermissionDenied)):
-            return
         if isinstance(error, PermissionDenied) and method in _METHODS_THAT_RECORD_THEIR_REFUSALS:
             return
-        kind = AuditKind.AUTH_REFUSED if isinstance(error, Unauthenticated) else AuditKind.PERMISSION_DENIED
-        actor = caller.name if caller is not None else "unauthenticated"
-        # A caller without the role is a configured principal; anyone else is known by the certificate
-        # subject they presented, which stays the same whatever identity it claims.
-        peer_identity = caller.name if caller is not None else self.authenticator.presented_subject(context)
-        self._refusals.refused(
-            peer_identity, Refusal(actor=actor, kind=kind, error=error, method=method, peer=context.peer())
+        self._refusals.refused_call(
+            error, caller, method, self.authenticator.presented_subject(context), context.peer()
         )
 
     def request_to_pb(self, request: SigningRequest) -> pb.SigningRequest:

@@ -35,10 +35,10 @@ from custody.domain import policy as policy_rules
 from custody.domain.errors import (
     Aborted,
     CustodyError,
-    FailedPrecondition,
     HsmUnavailable,
     InvalidInput,
     KeyFrozen,
+    NonceConflict,
     NotFound,
     PermissionDenied,
     Unavailable,
@@ -276,14 +276,12 @@ class SigningUseCases:
                 return None
             if holder.payload_hash == use.payload_hash:
                 return tx.get_request(holder.request_id)
-            raise FailedPrecondition(
+            raise NonceConflict(
                 f"{where} is already used by request {holder.request_id} with a different payload;"
                 " to change it, submit a replacement of that request"
             )
         if holder is None or holder.request_id != replaces:
-            raise FailedPrecondition(
-                f"request {replaces} does not hold {where}, so there is nothing to replace"
-            )
+            raise NonceConflict(f"request {replaces} does not hold {where}, so there is nothing to replace")
         if holder.payload_hash == use.payload_hash:
             raise InvalidInput(f"the payload is identical to request {replaces}, which it claims to replace")
         return None

@@ -25,6 +25,7 @@ from custody.config import is_listen_address, load_server_config
 from custody.domain.errors import AlreadyExists, InvalidInput
 from custody.domain.principals import Role
 from custody.hsm.softhsm import create_softhsm_token
+from custody.jsonrpc.auth import token_hash
 from custody.policy_file import dev_policy_toml
 from custody.tls.certificates import (
     IssuedCertificate,
@@ -45,7 +46,9 @@ APPROVERS = ("alice", "bob", "carol", "dave")
 CLIENT_IDENTITIES = ("backend", "alice", "bob", "carol", "dave", "admin")
 
 _PRIVATE_DIRECTORY_MODE = 0o700
-_SUBDIRECTORIES = ("softhsm", "secrets", "pki", "approvers", "profiles", "examples")
+_SUBDIRECTORIES = ("softhsm", "secrets", "pki", "approvers", "profiles", "examples", "tokens")
+# The JSON-RPC endpoint of a development environment is the gRPC port plus this.
+JSONRPC_PORT_OFFSET = 1
 _DATABASE_URL_SCHEMES = ("sqlite", "postgresql", "postgres")
 # An identity names files (pki/NAME.pem, profiles/NAME.toml) and is a certificate's common name (at most 64).
 _IDENTITY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -110,6 +113,11 @@ class DevEnvironment:
     example_transaction: Path
     example_typed_data: Path
     listen: str = DEFAULT_LISTEN
+    backend_token: Path | None = None  # the bearer token of backend for the JSON-RPC endpoint (mode 0600)
+
+    @property
+    def jsonrpc_listen(self) -> str:
+        return jsonrpc_address(self.listen)
 
     @property
     def redacted_database(self) -> str:
@@ -160,6 +168,8 @@ class AddedIdentity:
     approver_key_file: (
         Path | None
     )  # where `approver-key create` puts the key, for an approver; None otherwise
+    token_file: Path | None = None  # its bearer token for the JSON-RPC endpoint (mode 0600)
+    token_hash: str = ""  # the [jsonrpc.tokens] value for that token
 
 
 def add_dev_identity(directory: Path, name: str, roles: tuple[Role, ...]) -> AddedIdentity:
@@ -196,6 +206,7 @@ def add_dev_identity(directory: Path, name: str, roles: tuple[Role, ...]) -> Add
     _write_certificate(directory / "pki", name, issue_client_certificate(ca, name))
     is_approver = Role.APPROVER in roles
     profile = _write_profile(directory, name, listen, approver_key=is_approver, approver_passphrase=False)
+    token_file, hashed = _write_token(directory, name)
     return AddedIdentity(
         name=name,
         roles=roles,
@@ -203,6 +214,8 @@ def add_dev_identity(directory: Path, name: str, roles: tuple[Role, ...]) -> Add
         private_key=directory / "pki" / f"{name}.key",
         profile=profile,
         approver_key_file=directory / "approvers" / f"{name}.key" if is_approver else None,
+        token_file=token_file,
+        token_hash=hashed,
     )
 
 
@@ -246,6 +259,7 @@ def _build(directory: Path, database_url: str, listen: str) -> DevEnvironment:
     policy_file = directory / "policy.toml"
     write_public_file(policy_file, dev_policy_toml(approver_public_keys).encode("utf-8"))
 
+    backend_token, backend_token_hash = _write_token(directory, "backend")
     server_config = directory / "server.toml"
     softhsm_config = _relative_to(token.config_path, directory)
     write_public_file(
@@ -255,6 +269,7 @@ def _build(directory: Path, database_url: str, listen: str) -> DevEnvironment:
             softhsm_config=softhsm_config,
             database_url=database_url,
             listen=listen,
+            backend_token_hash=backend_token_hash,
         ).encode(),
     )
 
@@ -287,6 +302,7 @@ def _build(directory: Path, database_url: str, listen: str) -> DevEnvironment:
         example_transaction=example_transaction,
         example_typed_data=example_typed_data,
         listen=listen,
+        backend_token=backend_token,
     )
 
 
@@ -316,6 +332,22 @@ def metrics_address(listen: str) -> str:
     """The development environment's metrics address for a gRPC address: the same host, PORT+2."""
     host, _, port = listen.rpartition(":")
     return f"{host}:{int(port) + METRICS_PORT_OFFSET}"
+
+
+def jsonrpc_address(listen: str) -> str:
+    """The development environment's JSON-RPC address for a gRPC address: the same host, PORT+1."""
+    host, _, port = listen.rpartition(":")
+    return f"{host}:{int(port) + JSONRPC_PORT_OFFSET}"
+
+
+def _write_token(directory: Path, name: str) -> tuple[Path, str]:
+    """A new bearer token for ``name`` in tokens/NAME.token (mode 0600, the token alone on one line), and the
+    hash server.toml's [jsonrpc.tokens] holds for it."""
+    token = secrets.token_urlsafe(32)
+    path = directory / "tokens" / f"{name}.token"
+    path.parent.mkdir(mode=_PRIVATE_DIRECTORY_MODE, exist_ok=True)
+    write_private_key(path, (token + "\n").encode("ascii"))
+    return path, token_hash(token)
 
 
 def _make_private_tree(root: Path) -> None:
@@ -360,7 +392,9 @@ def _write_profile(
     return path
 
 
-def _server_toml(*, module: str, softhsm_config: str, database_url: str, listen: str) -> str:
+def _server_toml(
+    *, module: str, softhsm_config: str, database_url: str, listen: str, backend_token_hash: str
+) -> str:
     return f"""\
 # custody daemon configuration for a local development environment (made by `custody dev init`).
 # Relative paths resolve against the directory of this file.
@@ -390,6 +424,14 @@ url = {_toml_string(database_url)}
 
 [policy]
 file = "policy.toml"
+
+# The Ethereum JSON-RPC endpoint (web3.py, ethers, viem, Foundry), over TLS with the server certificate above;
+# callers present a client certificate of the CA or a bearer token whose SHA-256 is listed below.
+# Add `upstream = "http://127.0.0.1:8545"` (a node) for eth_sendTransaction and the read methods.
+[jsonrpc]
+listen = {_toml_string(jsonrpc_address(listen))}
+[jsonrpc.tokens]
+backend = {_toml_string(backend_token_hash)}    # the token is in tokens/backend.token
 
 # Who may do what. The identity is the client certificate's common name.
 [principals.backend]

@@ -26,8 +26,19 @@ from custody.cli.errors import SERVE_EXIT_CODES_EPILOG
     metavar="HOST:PORT",
     help="Address of the Prometheus metrics listener, overriding the configuration's [metrics] listen.",
 )
+@click.option(
+    "--jsonrpc-listen",
+    metavar="HOST:PORT",
+    help="Address of the JSON-RPC endpoint, overriding the configuration's [jsonrpc] listen (and turning it on).",
+)
 @click.pass_context
-def serve(context: click.Context, config_path: Path, listen: str | None, metrics_listen: str | None) -> None:
+def serve(
+    context: click.Context,
+    config_path: Path,
+    listen: str | None,
+    metrics_listen: str | None,
+    jsonrpc_listen: str | None,
+) -> None:
     """Run the custody daemon until it is stopped (SIGTERM or Ctrl-C).
 
     Under systemd (Type=notify) it reports READY once it serves and feeds the watchdog while it is alive;
@@ -41,4 +52,4 @@ def serve(context: click.Context, config_path: Path, listen: str | None, metrics
     # Imported here so that client commands do not load the HSM, database and server machinery.
     from custody.bootstrap import serve as serve_daemon
 
-    context.exit(serve_daemon(config_path, listen, metrics_listen))
+    context.exit(serve_daemon(config_path, listen, metrics_listen, jsonrpc_listen))

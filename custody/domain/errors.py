@@ -55,6 +55,10 @@ class KeyFrozen(FailedPrecondition):
     """The key is frozen and signs nothing."""
 
 
+class NonceConflict(FailedPrecondition):
+    """Another payload already holds the nonce this one uses."""
+
+
 class WrongState(FailedPrecondition):
     """The request is not in a state that allows this operation."""
 

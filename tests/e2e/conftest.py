@@ -238,8 +238,13 @@ class _DevInitTemplate:
         shutil.copytree(template, directory)
         softhsm_config = directory / "softhsm" / "softhsm2.conf"
         softhsm_config.write_text(softhsm_config.read_text().replace(str(template), str(directory)))
+        server_toml = directory / "server.toml"
+        # Daemons of the suite run side by side, so each JSON-RPC endpoint takes a free port as the gRPC
+        # listener does (--listen 127.0.0.1:0); the daemon names it in its log.
+        text = server_toml.read_text()
+        assert _JSONRPC_LISTEN_LINE in text
+        server_toml.write_text(text.replace(_JSONRPC_LISTEN_LINE, 'listen = "127.0.0.1:0"'))
         if database_url is not None:
-            server_toml = directory / "server.toml"
             text = server_toml.read_text()
             assert _SQLITE_URL_LINE in text
             server_toml.write_text(text.replace(_SQLITE_URL_LINE, f"url = {json.dumps(database_url)}"))
@@ -262,6 +267,7 @@ class _DevInitTemplate:
 
 
 _SQLITE_URL_LINE = 'url = "sqlite:///custody.db"'
+_JSONRPC_LISTEN_LINE = 'listen = "127.0.0.1:50052"'
 _DEV_INIT = _DevInitTemplate()
 
 

@@ -76,7 +76,7 @@ def load_json_object(payload: bytes, what: str) -> dict[str, Any]:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput(f"the {what} is not valid UTF-8", field="payload") from None
-    _check_json_depth(text, what)
+    check_json_depth(text, what)
     try:
         value = json.loads(
             text,
@@ -100,7 +100,7 @@ def load_json_object(payload: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def _check_json_depth(text: str, what: str) -> None:
+def check_json_depth(text: str, what: str) -> None:
     """Refuse nesting deeper than MAX_JSON_DEPTH, reading the text once, character by character.
 
     Outside a string an opening bracket goes one level deeper and a closing one comes back; a quote opens a

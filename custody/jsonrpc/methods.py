@@ -1,0 +1,472 @@
+"""The JSON-RPC methods: read the parameters, call a use case as the gRPC servicers do, answer in JSON-RPC's
+terms. No rules live here: the policy decides through ``signing.submit``, as for every gRPC SubmitRequest.
+
+A signing method answers its result only when the request is SIGNED. A request the policy holds for
+approvals is the error -32010 with ``data: {request_id, state}``; the endpoint remembers the call, and the
+identical call sent again answers from that request: its signature once the quorum signed it, or -32014 once
+if it was rejected, expired or cancelled (the call after that is submitted anew). The memory is the
+process's: after a restart, or at another replica, a transaction is still found by its nonce in the use case
+(and a call that left fields to the upstream node by the waiting request whose fields agree, since the fees it
+would fill in may have moved), while a message or typed data makes a new request. A denial, a frozen key and a
+nonce conflict have codes of their own (custody.api.errors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from custody.api.errors import (
+    JSONRPC_METHOD_NOT_FOUND,
+    JSONRPC_NOT_SIGNED,
+    JSONRPC_PENDING_APPROVAL,
+    JSONRPC_POLICY_DENIED,
+)
+from custody.app.custody import Custody
+from custody.chains.evm.values import parse_integer
+from custody.config import JsonRpcConfig
+from custody.domain.errors import InvalidInput, PermissionDenied, Unavailable
+from custody.domain.keys import Key, KeyState
+from custody.domain.principals import Principal, Role
+from custody.domain.requests import PayloadKind, RequestState, SignatureResult, SigningRequest
+from custody.jsonrpc import params
+from custody.jsonrpc.protocol import JsonRpcError
+from custody.jsonrpc.upstream import UPSTREAM, Upstream, UpstreamError
+
+log = logging.getLogger(__name__)
+
+# Read methods passed to the upstream node as they are. Nothing here signs or holds an account: the endpoint
+# must not become an open relay for a node's admin, debug, personal or txpool methods, nor for filters and
+# subscriptions, which keep state on the node for whoever asks. eth_sendRawTransaction is here because it
+# only carries a transaction someone already signed (ethers and viem send what eth_signTransaction returned).
+FORWARDED_METHODS = frozenset(
+    {
+        "eth_blockNumber",
+        "eth_getBalance",
+        "eth_call",
+        "eth_estimateGas",
+        "eth_getTransactionCount",
+        "eth_getTransactionReceipt",
+        "eth_getTransactionByHash",
+        "eth_getBlockByNumber",
+        "eth_getBlockByHash",
+        "eth_getCode",
+        "eth_getLogs",
+        "eth_feeHistory",
+        "eth_gasPrice",
+        "eth_maxPriorityFeePerGas",
+        "eth_sendRawTransaction",
+        "eth_getStorageAt",
+        "web3_clientVersion",
+    }
+)
+# The requests a transaction call that left fields to the upstream node may find again when it is sent a second
+# time: waiting, or signed and not yet broadcast (once broadcast, the pending nonce has moved on).
+_REUSABLE_STATES = (RequestState.PENDING_APPROVAL, RequestState.APPROVED, RequestState.SIGNED)
+_REUSABLE_LOOKUP_LIMIT = 200
+# Calls answered "pending approval", remembered so that the same call again answers from the same request;
+# the oldest are forgotten past this many (the call is then submitted again).
+MAX_REMEMBERED_PENDING_CALLS = 10_000
+# An EIP-1559 fee cap the endpoint fills in: twice the next block's base fee plus the tip, so the transaction
+# stays valid through six full blocks of base fee increases (12.5 % each), as ethers and viem choose it.
+BASE_FEE_MULTIPLIER = 2
+UINT256_MAX = 2**256 - 1
+
+CustodySource = Callable[[], Custody]
+
+
+class JsonRpcMethods:
+    def __init__(
+        self,
+        custody: CustodySource,
+        config: JsonRpcConfig,
+        *,
+        upstream: Upstream | None,
+        max_wait_seconds: float,
+    ) -> None:
+        self._custody = custody
+        self._config = config
+        self._upstream = upstream
+        self._max_wait_seconds = max_wait_seconds
+        self._upstream_chain_id: int | None = None
+        # A key's address never changes and a label is never reused, so address -> label is kept once seen.
+        self._labels_by_address: dict[str, str] = {}
+        self._lock = threading.Lock()
+        # (caller, key label, kind, SHA-256 of the call) -> the id of the request waiting for approvals.
+        self._pending_calls: OrderedDict[tuple[str, str, PayloadKind, bytes], str] = OrderedDict()
+        self._handlers: dict[str, Callable[[Principal, str, Any], Any]] = {
+            "eth_accounts": self._accounts,
+            "eth_requestAccounts": self._accounts,
+            "eth_chainId": self._chain_id_method,
+            "net_version": self._net_version,
+            "eth_sign": self._sign_message,
+            "personal_sign": self._sign_message,
+            "eth_signTypedData": self._sign_typed_data,
+            "eth_signTypedData_v3": self._sign_typed_data,
+            "eth_signTypedData_v4": self._sign_typed_data,
+            "eth_signTransaction": self._sign_transaction,
+            "eth_sendTransaction": self._send_transaction,
+            "custody_getRequest": self._get_request,
+            "custody_waitRequest": self._wait_request,
+        }
+
+    @property
+    def custody(self) -> Custody:
+        return self._custody()
+
+    def knows(self, method: str) -> bool:
+        return method in self._handlers or (self._upstream is not None and method in FORWARDED_METHODS)
+
+    def call(self, caller: Principal, method: str, call_params: list[Any] | dict[str, Any]) -> Any:
+        handler = self._handlers.get(method)
+        if handler is not None:
+            return handler(caller, method, call_params)
+        if method in FORWARDED_METHODS:
+            return self._require_upstream(method).call(method, call_params)
+        raise JsonRpcError(
+            JSONRPC_METHOD_NOT_FOUND, f"the method {method!r} does not exist or is not offered here"
+        )
+
+    # -- accounts and chain --------------------------------------------------------------------------------------
+
+    def _accounts(self, caller: Principal, method: str, call_params: Any) -> list[str]:
+        params.positional(call_params, method, (), required=0)
+        if not caller.has(Role.REQUESTER):
+            return []
+        keys = sorted(self.custody.keys.list_keys(caller), key=lambda key: key.label)
+        return [key.address for key in keys if key.label in caller.keys and key.state is KeyState.ACTIVE]
+
+    def _chain_id_method(self, caller: Principal, method: str, call_params: Any) -> str:
+        params.positional(call_params, method, (), required=0)
+        return hex(self._chain_id(method))
+
+    def _net_version(self, caller: Principal, method: str, call_params: Any) -> str:
+        params.positional(call_params, method, (), required=0)
+        if self._upstream is not None:
+            return str(self._upstream.call(method, []))
+        return str(self._chain_id(method))
+
+    def _chain_id(self, method: str) -> int:
+        """The configured chain id, else the upstream node's (asked once)."""
+        if self._config.chain_id is not None:
+            return self._config.chain_id
+        if self._upstream_chain_id is None:
+            answer = self._require_upstream(method).call("eth_chainId", [])
+            self._upstream_chain_id = _upstream_quantity(answer, "eth_chainId")
+        return self._upstream_chain_id
+
+    def _require_upstream(self, method: str) -> Upstream:
+        if self._upstream is None:
+            raise JsonRpcError(
+                JSONRPC_METHOD_NOT_FOUND,
+                f"the method {method!r} needs an upstream node, and none is configured ([jsonrpc] upstream)",
+            )
+        return self._upstream
+
+    def _key_for(self, caller: Principal, address: str) -> Key:
+        """The key ``caller`` may request signatures from whose address is ``address``; PermissionDenied (4100)
+        when there is none, without saying whether a key of another identity has that address."""
+        refusal = PermissionDenied(
+            f"{caller.name} may not use {address}: it is not the address of a key granted to it"
+        )
+        caller.require(Role.REQUESTER, f"request signatures from {address}")
+        label = self._labels_by_address.get(address)
+        if label is None:
+            with self._lock:
+                for key in self.custody.keys.list_keys(caller):
+                    self._labels_by_address[key.address] = key.label
+            label = self._labels_by_address.get(address)
+        if label is None or label not in caller.keys:
+            raise refusal
+        return self.custody.keys.get_key_record(label)
+
+    # -- signing ---------------------------------------------------------------------------------------------
+
+    def _sign_message(self, caller: Principal, method: str, call_params: Any) -> str:
+        data, signer = params.message_and_address(call_params, method, address_first=method == "eth_sign")
+        key = self._key_for(caller, signer)
+        result = self._sign(caller, key, PayloadKind.MESSAGE, data, lambda: data)
+        return "0x" + result.signature.hex()
+
+    def _sign_typed_data(self, caller: Principal, method: str, call_params: Any) -> str:
+        payload, signer = params.typed_data_and_address(call_params, method)
+        key = self._key_for(caller, signer)
+        result = self._sign(caller, key, PayloadKind.TYPED_DATA, payload, lambda: payload)
+        return "0x" + result.signature.hex()
+
+    def _sign_transaction(self, caller: Principal, method: str, call_params: Any) -> str:
+        transaction = params.transaction(call_params, method)
+        key = self._key_for(caller, transaction.sender)
+        result = self._sign(
+            caller,
+            key,
+            PayloadKind.TRANSACTION,
+            _payload(transaction.fields),
+            lambda: self._complete(caller, key, transaction, method),
+        )
+        assert result.signed_tx is not None  # a signed transaction request always carries its encoding
+        return "0x" + result.signed_tx.hex()
+
+    def _send_transaction(self, caller: Principal, method: str, call_params: Any) -> str:
+        upstream = self._require_upstream(method)
+        transaction = params.transaction(call_params, method)
+        key = self._key_for(caller, transaction.sender)
+        result = self._sign(
+            caller,
+            key,
+            PayloadKind.TRANSACTION,
+            _payload(transaction.fields),
+            lambda: self._complete(caller, key, transaction, method),
+        )
+        assert result.signed_tx is not None and result.tx_hash is not None
+        tx_hash = "0x" + result.tx_hash.hex()
+        try:
+            upstream.call("eth_sendRawTransaction", ["0x" + result.signed_tx.hex()])
+        except UpstreamError as refused:
+            # Sending the same call again after a broadcast, or a node that already had the transaction from
+            # another path, is no failure: the node knowing the transaction is what counts, not its words.
+            if upstream.call("eth_getTransactionByHash", [tx_hash]) is not None:
+                return tx_hash
+            raise JsonRpcError(
+                refused.code,
+                f"the transaction was signed but {UPSTREAM} refused it: {refused.message}",
+                {"tx_hash": tx_hash, "signed_tx": "0x" + result.signed_tx.hex()},
+            ) from None
+        return tx_hash
+
+    def _sign(
+        self, caller: Principal, key: Key, kind: PayloadKind, call: bytes, payload: Callable[[], bytes]
+    ) -> SignatureResult:
+        """Submit the payload ``payload()`` gives, or answer from the request an identical earlier call got.
+
+        ``call`` is what identifies the call: the message or typed data, or the transaction fields the caller
+        gave. A call answered "pending" is remembered, so that the same call again answers from its request:
+        the signature once signed, "rejected" (or expired, cancelled) once, after which the call is new.
+        """
+        remembered_as = (caller.name, key.label, kind, hashlib.sha256(call).digest())
+        with self._lock:
+            remembered = self._pending_calls.get(remembered_as)
+        request = self.custody.signing.get(caller, remembered) if remembered is not None else None
+        if request is None:
+            request = self.custody.signing.submit(caller, key.label, kind, payload())
+        with self._lock:
+            if request.state in (RequestState.PENDING_APPROVAL, RequestState.APPROVED):
+                self._pending_calls[remembered_as] = request.request_id
+                while len(self._pending_calls) > MAX_REMEMBERED_PENDING_CALLS:
+                    self._pending_calls.popitem(last=False)
+            else:
+                self._pending_calls.pop(remembered_as, None)
+        return self._outcome(request)
+
+    def _outcome(self, request: SigningRequest) -> SignatureResult:
+        """The signature of a SIGNED request; the error that says why there is none otherwise."""
+        state = request.state
+        data = {"request_id": request.request_id, "state": state.value}
+        if state is RequestState.SIGNED and request.result is not None:
+            return request.result
+        if state in (RequestState.PENDING_APPROVAL, RequestState.APPROVED):
+            progress = self.custody.signing.view(request).progress
+            waiting_for = f" ({progress.describe()})" if progress is not None else ""
+            what = (
+                "waits for approvals" if state is RequestState.PENDING_APPROVAL else "is approved and waits"
+            )
+            raise JsonRpcError(
+                JSONRPC_PENDING_APPROVAL,
+                f"request {request.request_id} {what}{waiting_for}; send the same call again once it is signed,"
+                " or wait with custody_waitRequest",
+                data,
+            )
+        if state is RequestState.DENIED:
+            raise JsonRpcError(
+                JSONRPC_POLICY_DENIED,
+                f"request {request.request_id} was denied by the policy: {request.decision.reason}",
+                data,
+            )
+        reason = f": {request.error}" if request.error else ""
+        raise JsonRpcError(
+            JSONRPC_NOT_SIGNED, f"request {request.request_id} ended {state.value}{reason}", data
+        )
+
+    # -- completing a transaction from the upstream node ----------------------------------------------------
+
+    def _complete(
+        self, caller: Principal, key: Key, transaction: params.RpcTransaction, method: str
+    ) -> bytes:
+        """The transaction payload, with what the caller left out filled in: the chain id (configured, or the
+        upstream node's), and from the upstream node the pending nonce, fees and a gas estimate.
+
+        A call that left fields out and is sent again (after approvals) finds the earlier request whose
+        fields agree with the ones it gave, so the fees filled in the meantime cannot make it a conflict.
+        """
+        given = transaction.fields
+        fields = dict(given)
+        sender = transaction.sender
+        if "chainId" not in fields:
+            fields["chainId"] = self._chain_id(method)
+        elif method == "eth_sendTransaction" and self._config.chain_id is None:
+            chain_id = parse_integer(fields["chainId"], "chainId", minimum=1, maximum=UINT256_MAX)
+            if chain_id != self._chain_id(method):
+                raise InvalidInput(
+                    f"is {chain_id}, but {UPSTREAM} is on chain {self._chain_id(method)}", field="chainId"
+                )
+        missing = [name for name in ("nonce", "gas") if name not in fields]
+        has_fees = any(name in fields for name in ("gasPrice", "maxFeePerGas", "maxPriorityFeePerGas"))
+        if not has_fees:
+            missing.append("maxFeePerGas")
+        elif ("maxFeePerGas" in fields) != ("maxPriorityFeePerGas" in fields):
+            missing.append("maxFeePerGas" if "maxFeePerGas" not in fields else "maxPriorityFeePerGas")
+        if not missing:
+            return _payload(fields)
+        if self._upstream is None:
+            raise InvalidInput(
+                "is required: no upstream node is configured ([jsonrpc] upstream) to fill it in",
+                field=missing[0],
+            )
+        upstream = self._upstream
+        if "nonce" not in fields:
+            fields["nonce"] = hex(
+                _upstream_quantity(upstream.call("eth_getTransactionCount", [sender, "pending"]), "nonce")
+            )
+        if "maxFeePerGas" in missing or "maxPriorityFeePerGas" in missing:
+            fields.update(self._fees(upstream, fields))
+        if "gas" not in fields:
+            estimate_call = {
+                "from": sender,
+                **{k: v for k, v in given.items() if k in ("to", "value", "data")},
+            }
+            fields["gas"] = hex(
+                _upstream_quantity(upstream.call("eth_estimateGas", [estimate_call]), "eth_estimateGas")
+            )
+        earlier = self._earlier_transaction(caller, key, given, fields)
+        return earlier if earlier is not None else _payload(fields)
+
+    def _fees(self, upstream: Upstream, fields: dict[str, Any]) -> dict[str, str]:
+        declared_type = (
+            parse_integer(fields["type"], "type", minimum=0, maximum=2) if "type" in fields else None
+        )
+        if declared_type in (0, 1) or "gasPrice" in fields:
+            return {"gasPrice": hex(_upstream_quantity(upstream.call("eth_gasPrice", []), "eth_gasPrice"))}
+        history = upstream.call("eth_feeHistory", ["0x1", "latest", []])
+        base_fees = history.get("baseFeePerGas") if isinstance(history, dict) else None
+        if not base_fees:
+            if declared_type == 2 or "maxFeePerGas" in fields or "maxPriorityFeePerGas" in fields:
+                raise InvalidInput(
+                    f"is an EIP-1559 field, and {UPSTREAM} reports no base fee (a chain without EIP-1559)",
+                    field="maxFeePerGas" if "maxFeePerGas" in fields else "type",
+                )
+            return {"gasPrice": hex(_upstream_quantity(upstream.call("eth_gasPrice", []), "eth_gasPrice"))}
+        # The last entry is the base fee of the next block, the one the transaction competes for.
+        next_base_fee = _upstream_quantity(base_fees[-1], "eth_feeHistory")
+        if "maxPriorityFeePerGas" in fields:
+            tip = parse_integer(
+                fields["maxPriorityFeePerGas"], "maxPriorityFeePerGas", minimum=0, maximum=UINT256_MAX
+            )
+        else:
+            try:
+                tip = _upstream_quantity(
+                    upstream.call("eth_maxPriorityFeePerGas", []), "eth_maxPriorityFeePerGas"
+                )
+            except UpstreamError:
+                # Nodes without the method: the legacy price less the base fee is the tip it implies.
+                gas_price = _upstream_quantity(upstream.call("eth_gasPrice", []), "eth_gasPrice")
+                tip = max(gas_price - next_base_fee, 0)
+        fees = {"maxPriorityFeePerGas": hex(tip)}
+        if "maxFeePerGas" in fields:
+            max_fee = parse_integer(fields["maxFeePerGas"], "maxFeePerGas", minimum=0, maximum=UINT256_MAX)
+            fees["maxPriorityFeePerGas"] = hex(min(tip, max_fee))
+        else:
+            fees["maxFeePerGas"] = hex(BASE_FEE_MULTIPLIER * next_base_fee + tip)
+        return fees
+
+    def _earlier_transaction(
+        self, caller: Principal, key: Key, given: dict[str, Any], completed: dict[str, Any]
+    ) -> bytes | None:
+        """The payload of the caller's waiting (or signed, not yet sent) request on this key, chain and nonce
+        whose fields agree with every field the caller gave; None when there is none."""
+        chain_id = parse_integer(completed["chainId"], "chainId", minimum=1, maximum=UINT256_MAX)
+        nonce = parse_integer(completed["nonce"], "nonce", minimum=0, maximum=UINT256_MAX)
+        for state in _REUSABLE_STATES:
+            for request in self.custody.signing.list(
+                caller, state=state, key_label=key.label, limit=_REUSABLE_LOOKUP_LIMIT
+            ):
+                if request.kind is not PayloadKind.TRANSACTION or request.chain_id != chain_id:
+                    continue
+                stored = json.loads(request.payload)
+                if int(stored["nonce"], 16) != nonce:
+                    continue
+                if all(_agrees(name, value, stored.get(name)) for name, value in given.items()):
+                    return request.payload
+        return None
+
+    # -- requests --------------------------------------------------------------------------------------------
+
+    def _get_request(self, caller: Principal, method: str, call_params: Any) -> dict[str, Any]:
+        request_id, _ = params.request_id(call_params, method, with_timeout=False)
+        return request_json(self.custody.signing.get(caller, request_id))
+
+    def _wait_request(self, caller: Principal, method: str, call_params: Any) -> dict[str, Any]:
+        request_id, timeout = params.request_id(call_params, method, with_timeout=True)
+        # A wait holds one of the endpoint's threads, so it is bounded like a gRPC watch ([limits] watch_seconds).
+        deadline = time.monotonic() + min(timeout, self._max_wait_seconds)
+        updates = self.custody.signing.watch(caller, request_id, lambda: time.monotonic() < deadline)
+        latest = next(updates)  # watch yields the request as it is now first
+        for latest in updates:  # noqa: B007 -- the last update is the answer
+            pass
+        return request_json(latest)
+
+
+def request_json(request: SigningRequest) -> dict[str, Any]:
+    """A request as custody_getRequest answers it: the names of the CLI's --json output."""
+    answer: dict[str, Any] = {
+        "request_id": request.request_id,
+        "state": request.state.value,
+        "key": request.key_label,
+        "kind": request.kind.value,
+        "chain_id": request.chain_id,
+        "digest": "0x" + request.digest.hex(),
+    }
+    if request.result is not None:
+        answer["signature"] = "0x" + request.result.signature.hex()
+        if request.result.signed_tx is not None:
+            answer["signed_tx"] = "0x" + request.result.signed_tx.hex()
+        if request.result.tx_hash is not None:
+            answer["tx_hash"] = "0x" + request.result.tx_hash.hex()
+    if request.error:
+        answer["error"] = request.error
+    return answer
+
+
+def _payload(fields: dict[str, Any]) -> bytes:
+    return json.dumps(fields, separators=(",", ":")).encode("utf-8")
+
+
+def _upstream_quantity(value: Any, what: str) -> int:
+    """A quantity the upstream node answered; a malformed one is the node's fault, not the caller's."""
+    try:
+        return parse_integer(value, what, minimum=0, maximum=UINT256_MAX)
+    except InvalidInput:
+        raise Unavailable(f"{UPSTREAM} answered {what} with something that is not a quantity") from None
+
+
+def _agrees(name: str, given: Any, stored: Any) -> bool:
+    """Whether a field the caller gave has the value a stored (canonical) payload holds."""
+    if stored is None:
+        return name == "accessList" and given == []
+    try:
+        if name == "to":
+            return isinstance(given, str) and given.lower() == str(stored).lower()
+        if name == "data":
+            return params.hex_data(given, name) == params.hex_data(stored, name)
+        if name == "accessList":
+            return bool(json.dumps(given).lower() == json.dumps(stored).lower())
+        return parse_integer(given, name, minimum=0, maximum=UINT256_MAX) == parse_integer(
+            stored, name, minimum=0, maximum=UINT256_MAX
+        )
+    except InvalidInput:
+        return False
