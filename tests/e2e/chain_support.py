@@ -9,10 +9,12 @@ so what the tests check on chain does not depend on the client libraries under t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
 import shutil
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -26,7 +28,7 @@ from typing import Any
 
 import pytest
 import rlp
-from eth_abi.abi import decode, encode
+from eth_abi.abi import decode
 from eth_account import Account
 from eth_account.messages import SignableMessage
 from eth_account.signers.local import LocalAccount
@@ -35,8 +37,9 @@ from eth_utils.address import to_checksum_address
 from tests.daemons import wait_for
 from tests.evm_payloads import EXAMPLE_SAFE, ZERO_ADDRESS, erc20_transfer, function_call
 
-from .conftest import Databases
+from .conftest import Daemon, Databases, DevEnv
 from .incident_support import Custody, running_custody
+from .jsonrpc_support import backend_token, jsonrpc_url
 
 TOOLS_DIR = Path(__file__).resolve().parents[1] / "tools"
 NODE_MODULES = TOOLS_DIR / "node_modules"
@@ -161,12 +164,10 @@ class Chain:
         assert receipt["status"] == "0x1", receipt
         return receipt
 
-    def deploy(
-        self, artifact: str, constructor_types: Sequence[str] = (), arguments: Sequence[Any] = ()
-    ) -> str:
-        """Deploy the compiled contract ``artifact`` (a path under Safe's build artifacts) from the deployer."""
-        bytecode = bytes.fromhex(safe_artifact(artifact)["bytecode"][2:])
-        receipt = self.transact(None, bytecode + encode(list(constructor_types), list(arguments)))
+    def deploy(self, artifact: str) -> str:
+        """Deploy the compiled contract ``artifact`` (a path under Safe's build artifacts, a contract whose
+        constructor takes no arguments) from the deployer."""
+        receipt = self.transact(None, bytes.fromhex(safe_artifact(artifact)["bytecode"][2:]))
         return to_checksum_address(receipt["contractAddress"])
 
     def token_balance(self, token: str, holder: str) -> int:
@@ -187,12 +188,7 @@ def running_anvil(log_directory: Path, chain_id: int = CHAIN_ID) -> Iterator[Cha
     config_out = Path(tempfile.mkdtemp(prefix="custody-anvil-")) / "anvil.json"
     command = [str(foundry_binary("anvil")), "--host", "127.0.0.1", "--port", "0"]
     command += ["--chain-id", str(chain_id), "--accounts", "2", "--config-out", str(config_out)]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = _wait_for_listening(process, log_path)
         deployer = to_checksum_address(json.loads(config_out.read_text())["available_accounts"][0])
@@ -303,6 +299,45 @@ def run_node_script(
     return json.loads(result.stdout)
 
 
+# --- custody's JSON-RPC endpoint --------------------------------------------------------------------------
+@dataclass
+class Endpoint:
+    """custody's JSON-RPC endpoint as a tool reaches it: over TLS with the development CA, authenticated by the
+    backend identity's bearer token (``custody dev init`` writes it to tokens/backend.token)."""
+
+    url: str
+    token: str
+    ca_file: Path
+
+    def call(self, method: str, *params: Any) -> Any:
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        return json_rpc(
+            self.url, method, params, headers={"Authorization": f"Bearer {self.token}"}, context=context
+        )
+
+    def node_environment(self) -> dict[str, str]:
+        """What a Node.js script needs to reach the endpoint: the token, and the CA that Node.js trusts besides
+        its own (NODE_EXTRA_CA_CERTS, read by Node.js itself)."""
+        return {"CUSTODY_RPC_TOKEN": self.token, "NODE_EXTRA_CA_CERTS": str(self.ca_file)}
+
+
+def with_upstream(env: DevEnv, node_url: str) -> None:
+    """Point the environment's JSON-RPC endpoint at ``node_url`` (``[jsonrpc] upstream``), which fills and
+    broadcasts eth_sendTransaction and answers the read methods the endpoint forwards."""
+    text = env.config.read_text()
+    assert "\n[jsonrpc]\n" in text, "custody dev init wrote no [jsonrpc] section"
+    env.config.write_text(
+        text.replace("\n[jsonrpc]\n", f"\n[jsonrpc]\nupstream = {json.dumps(node_url)}\n", 1)
+    )
+
+
+def endpoint_of(env: DevEnv, daemon: Daemon) -> Endpoint:
+    """The daemon's JSON-RPC endpoint, at the port its log names (the suite's environments ask for port 0)."""
+    return Endpoint(
+        url=jsonrpc_url(daemon), token=backend_token(env), ca_file=env.directory / "pki" / "ca.pem"
+    )
+
+
 # --- custody beside the chain ------------------------------------------------------------------------------
 TOKEN_CAP = 10**12  # the most base units of the test token one ops request may move under the test policy
 CO_OWNER_KEY = "0x" + "c0" * 32  # invented: the Safe's second owner, a local eth-account key
@@ -311,12 +346,14 @@ CO_OWNER_KEY = "0x" + "c0" * 32  # invented: the Safe's second owner, a local et
 @dataclass
 class ToolSetting:
     """anvil with the contracts, and custody's daemon on a development environment of its own whose keys hold
-    ether and tokens on that chain. ``safe`` is a Safe owned by custody's treasury key and a local key
-    (``co_owner``), 2 of 2, holding ether and tokens; the policy in force is the development policy with this
-    Safe in place of its example Safe, plus a rule that lets ``ops`` send the test token at once."""
+    ether and tokens on that chain; its JSON-RPC ``endpoint`` forwards to anvil (``[jsonrpc] upstream``).
+    ``safe`` is a Safe owned by custody's treasury key and a local key (``co_owner``), 2 of 2, holding ether and
+    tokens; the policy in force is the development policy with this Safe in place of its example Safe, plus a
+    rule that lets ``ops`` send the test token at once."""
 
     chain: Chain
     custody: Custody
+    endpoint: Endpoint
     safe: str
     co_owner: LocalAccount
     token: str
@@ -360,7 +397,8 @@ def tool_setting(
     with running_anvil(logs) as chain:
         deploy_contracts(chain)
         token = chain.contracts["token"]
-        with running_custody(tmp_path_factory, databases, name) as custody:
+        prepare = functools.partial(with_upstream, node_url=chain.url)
+        with running_custody(tmp_path_factory, databases, name, prepare) as custody:
             co_owner = Account.from_key(CO_OWNER_KEY)
             safe = create_safe(chain, [custody.addresses["treasury"], co_owner.address], threshold=2)
             for address in (*custody.addresses.values(), safe):
@@ -368,7 +406,14 @@ def tool_setting(
                 chain.transact(token, erc20_transfer(address, ERC20_SUPPLY // 10))
             document = (custody.env.directory / "policy.toml").read_text()
             custody.activate_policy(tool_test_policy(document, safe, token))
-            yield ToolSetting(chain=chain, custody=custody, safe=safe, co_owner=co_owner, token=token)
+            yield ToolSetting(
+                chain=chain,
+                custody=custody,
+                endpoint=endpoint_of(custody.env, custody.daemon),
+                safe=safe,
+                co_owner=co_owner,
+                token=token,
+            )
 
 
 # --- Independent checks of signatures ----------------------------------------------------------------------
@@ -398,3 +443,10 @@ def assert_transaction_signed_by(raw_transaction: bytes | str, address: str) -> 
     # The signature is the last three RLP items of the transaction (typed ones after their type byte).
     fields = rlp.decode(raw[1:] if raw[0] < 0x7F else raw)
     assert_low_s(int.from_bytes(fields[-1], "big"))
+
+
+def assert_mined_and_signed_by(chain: Chain, tx_hash: str, address: str) -> None:
+    """anvil mined the transaction successfully, and eth-account recovers ``address`` from the raw bytes anvil
+    holds for it (not from what the tool said it sent)."""
+    assert chain.receipt(tx_hash)["status"] == "0x1"
+    assert_transaction_signed_by(chain.rpc("eth_getRawTransactionByHash", tx_hash), address)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,10 +97,16 @@ class Custody:
 
 @contextmanager
 def running_custody(
-    tmp_path_factory: pytest.TempPathFactory, databases: Databases, name: str
+    tmp_path_factory: pytest.TempPathFactory,
+    databases: Databases,
+    name: str,
+    prepare: Callable[[DevEnv], None] | None = None,
 ) -> Iterator[Custody]:
-    """`custody dev init` and `custody serve` for one test module, with its keys created by the admin."""
+    """`custody dev init` and `custody serve` for one test module, with its keys created by the admin;
+    ``prepare`` may change the environment's files before the daemon starts."""
     env = make_dev_env(tmp_path_factory.mktemp(name) / "env", "sqlite", databases)
+    if prepare is not None:
+        prepare(env)
     daemon = start_daemon(env, tmp_path_factory.mktemp(f"{name}-logs") / "daemon.log")
     custody = Custody(env, daemon, {})
     try:
