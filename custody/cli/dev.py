@@ -103,6 +103,8 @@ def dev_add_identity(context: click.Context, name: str, roles: str, directory: P
                 "approver_key_file": None
                 if added.approver_key_file is None
                 else str(added.approver_key_file),
+                "token_file": str(added.token_file),
+                "token_hash": added.token_hash,
             }
         )
     else:
@@ -137,6 +139,12 @@ def _identity_next_steps(added: AddedIdentity, directory: Path) -> str:
     ]
     if Role.REQUESTER in added.roles:
         lines.append('keys = ["ops"]                # the key labels it may request signatures with')
+    lines += [
+        "",
+        f"Its bearer token for the JSON-RPC endpoint is in {added.token_file}; the endpoint accepts it once",
+        "server.toml's [jsonrpc.tokens] table lists its hash:",
+        f'{added.name} = "{added.token_hash}"',
+    ]
     if added.approver_key_file is not None:
         admin = shlex.quote(str(directory / "profiles" / "admin.toml"))
         lines += [
@@ -191,6 +199,8 @@ def _next_steps(environment: DevEnvironment, *, daemon_starts_next: bool) -> str
         f" in {environment.profiles['admin'].parent}",
         f"  approver keys         {', '.join(environment.approver_keys)}"
         f" in {environment.approver_keys['alice'].parent}",
+        f"  JSON-RPC endpoint     https://{environment.jsonrpc_listen} (TLS with {environment.ca_file});"
+        f" backend's bearer token in {environment.backend_token}",
         "",
         *(
             ["Next steps, in a second terminal once the daemon below says it is listening:"]

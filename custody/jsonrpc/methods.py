@@ -347,15 +347,16 @@ class JsonRpcMethods:
         return earlier if earlier is not None else _payload(fields)
 
     def _fees(self, upstream: Upstream, fields: dict[str, Any]) -> dict[str, str]:
+        # The payload parser checks the type in full; here it only tells legacy fees (0, 1) from EIP-1559's.
         declared_type = (
-            parse_integer(fields["type"], "type", minimum=0, maximum=2) if "type" in fields else None
+            parse_integer(fields["type"], "type", minimum=0, maximum=255) if "type" in fields else None
         )
         if declared_type in (0, 1) or "gasPrice" in fields:
             return {"gasPrice": hex(_upstream_quantity(upstream.call("eth_gasPrice", []), "eth_gasPrice"))}
         history = upstream.call("eth_feeHistory", ["0x1", "latest", []])
         base_fees = history.get("baseFeePerGas") if isinstance(history, dict) else None
         if not base_fees:
-            if declared_type == 2 or "maxFeePerGas" in fields or "maxPriorityFeePerGas" in fields:
+            if declared_type is not None or "maxFeePerGas" in fields or "maxPriorityFeePerGas" in fields:
                 raise InvalidInput(
                     f"is an EIP-1559 field, and {UPSTREAM} reports no base fee (a chain without EIP-1559)",
                     field="maxFeePerGas" if "maxFeePerGas" in fields else "type",

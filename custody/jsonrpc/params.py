@@ -33,6 +33,9 @@ _TRANSACTION_FIELD_NAMES = {
     "data": "data",
     "input": "data",
     "accessList": "accessList",
+    "maxFeePerBlobGas": "maxFeePerBlobGas",
+    "blobVersionedHashes": "blobVersionedHashes",
+    "authorizationList": "authorizationList",
 }
 _ALLOWED_TRANSACTION_FIELDS = frozenset({"from", *_TRANSACTION_FIELD_NAMES})
 

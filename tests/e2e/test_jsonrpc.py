@@ -357,7 +357,7 @@ def bad_params(ops: str) -> list[tuple[str, list[object], str]]:
         ("eth_signTransaction", [{**tx, "gasLimit": "0x5208", "gas": "0x5209"}], "gas"),
         ("eth_signTransaction", [{**tx, "input": "0x00", "data": "0x01"}], "input"),
         ("eth_signTransaction", [{**tx, "from": None}], "from"),
-        ("eth_signTransaction", [{**tx, "blobVersionedHashes": []}], "blobVersionedHashes"),
+        ("eth_signTransaction", [{**tx, "blobs": ["0x00"]}], "blobs"),
         ("eth_signTransaction", [{**tx, "to": "0x5aaeb6053F3E94C9b9A09f33669435E7Ef1BeAed"}], "checksum"),
         ("eth_signTransaction", [{k: v for k, v in tx.items() if k != "nonce"}], "nonce"),
         ("eth_signTransaction", [tx, tx], "eth_signTransaction takes [transaction]"),
