@@ -40,6 +40,7 @@ MAIL_TYPED_DATA = json.loads((Path(__file__).parents[1] / "vectors" / "eip712_ma
 # Invented for these tests: who receives the ether the tools send.
 PAYEE = "0x000000000000000000000000000000000000bEEF"
 PENDING_APPROVAL = -32010
+POLICY_DENIED = -32011
 
 
 @pytest.fixture(scope="module")
@@ -86,14 +87,13 @@ def test_ethers_and_viem_sign_a_message_and_typed_data_they_recover_to_the_ops_k
     assert_message_signed_by(encode_typed_data(full_message=MAIL_TYPED_DATA), signed["signature"], ops)
 
 
-def test_cast_send_unlocked_sends_ether_from_the_ops_key_and_anvil_mines_it(setting: ToolSetting) -> None:
-    chain, endpoint, ops = setting.chain, setting.endpoint, setting.addresses["ops"]
-    payee_before = chain.balance(PAYEE)
+def cast_send(setting: ToolSetting, sender: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`cast send --unlocked --from SENDER` through the endpoint, authenticated by the bearer token."""
+    endpoint = setting.endpoint
     authorization = f"Authorization: Bearer {endpoint.token}"
-    command = [str(foundry_binary("cast")), "send", "--unlocked", "--from", ops, "--rpc-url", endpoint.url]
-    command += ["--rpc-headers", authorization, "--json", PAYEE, "--value", "0.01ether"]
-    result = subprocess.run(
-        command,
+    command = [str(foundry_binary("cast")), "send", "--unlocked", "--from", sender, "--rpc-url", endpoint.url]
+    return subprocess.run(
+        [*command, "--rpc-headers", authorization, "--json", *arguments],
         capture_output=True,
         text=True,
         timeout=120,
@@ -101,11 +101,30 @@ def test_cast_send_unlocked_sends_ether_from_the_ops_key_and_anvil_mines_it(sett
         env={**os.environ, "SSL_CERT_FILE": str(endpoint.ca_file), "FOUNDRY_DISABLE_NIGHTLY_WARNING": "1"},
         check=False,
     )
+
+
+def test_cast_send_unlocked_sends_ether_from_the_ops_key_and_anvil_mines_it(setting: ToolSetting) -> None:
+    chain, ops = setting.chain, setting.addresses["ops"]
+    payee_before = chain.balance(PAYEE)
+    result = cast_send(setting, ops, PAYEE, "--value", "0.01ether")
     assert result.returncode == 0, result.stderr
     receipt = json.loads(result.stdout)
     assert receipt["status"] == "0x1" and receipt["from"].lower() == ops.lower()
     assert_mined_and_signed_by(chain, receipt["transactionHash"], ops)
     assert chain.balance(PAYEE) == payee_before + ONE_ETHER // 100
+
+
+def test_cast_shows_the_policy_denial_of_a_transfer_over_the_ops_limit_and_nothing_is_sent(
+    setting: ToolSetting,
+) -> None:
+    chain, ops = setting.chain, setting.addresses["ops"]
+    nonce_before, payee_before = chain.nonce(ops), chain.balance(PAYEE)
+    # The development policy lets the ops key send at most 1 ether at once.
+    result = cast_send(setting, ops, PAYEE, "--value", "2ether")
+    assert result.returncode != 0
+    assert str(POLICY_DENIED) in result.stderr, result.stderr
+    assert chain.nonce(ops) == nonce_before
+    assert chain.balance(PAYEE) == payee_before
 
 
 def test_a_treasury_transaction_is_pending_for_ethers_until_two_approvers_approve_then_anvil_mines_it(
