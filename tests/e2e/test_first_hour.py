@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +15,7 @@ import pytest
 
 from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
+from tests.cli_children import run_and_list_modules, run_at_a_terminal
 
 from .conftest import BACKENDS, CUSTODY, Daemon, Databases, DevEnv, Nonces, cli_json, make_dev_env, run_cli
 
@@ -41,13 +38,16 @@ def treasury_transaction(path: Path, nonce: int) -> Path:
     return path
 
 
+def submit_treasury_transaction(dev_env: DevEnv, daemon: Daemon, path: Path, nonce: int) -> Any:
+    """A transaction for the key "treasury", submitted by the backend: it waits for two approvals."""
+    transaction = treasury_transaction(path, nonce)
+    return cli_json(dev_env, daemon, "backend", "sign", "tx", "--key", "treasury", "--file", str(transaction))
+
+
 def test_requests_list_shows_the_approvals_and_quorum_progress_a_request_has(
     dev_env: DevEnv, daemon: Daemon, keys: Any, nonces: Nonces, tmp_path: Path
 ) -> None:
-    transaction = treasury_transaction(tmp_path / "tx.json", next(nonces))
-    submitted: Any = cli_json(
-        dev_env, daemon, "backend", "sign", "tx", "--key", "treasury", "--file", str(transaction)
-    )
+    submitted = submit_treasury_transaction(dev_env, daemon, tmp_path / "tx.json", next(nonces))
     assert submitted["state"] == "PENDING_APPROVAL"
     run_cli(dev_env, daemon, "alice", "approve", submitted["request_id"], "--yes")
 
@@ -73,26 +73,11 @@ def test_policy_show_prints_exactly_the_document_so_it_can_be_proposed_again(
 
 
 def modules_loaded_by(dev_env: DevEnv, daemon: Daemon, *command: str) -> tuple[Any, set[str]]:
-    """What `custody --json COMMAND...` as the admin answers, and the modules it imported, in a fresh interpreter
-    that runs the command line as the console script does."""
+    """What `custody --json COMMAND...` as the admin answers, and the modules it imported."""
     arguments = ["--profile", str(dev_env.profile("admin")), "--server", daemon.address, "--json", *command]
-    script = (
-        "import json, sys\n"
-        "from custody.cli.main import run\n"
-        f"code = run({arguments!r})\n"
-        "print('MODULES ' + json.dumps(sorted(sys.modules)))\n"
-        "sys.exit(code)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "CUSTODY_PROFILE": ""},
-        check=True,
-    )
-    answer, modules_line = result.stdout.rsplit("MODULES ", 1)
-    return json.loads(answer), set(json.loads(modules_line))
+    code, printed, modules = run_and_list_modules(arguments)
+    assert code == 0, printed
+    return json.loads(printed), modules
 
 
 # A listing calls the daemon and prints a table: it needs gRPC and the stubs, not the libraries that decode,
@@ -112,10 +97,7 @@ def test_keys_list_against_the_daemon_loads_neither_eth_account_nor_cryptography
 def test_requests_list_loads_no_payload_decoder_and_requests_show_does(
     dev_env: DevEnv, daemon: Daemon, keys: Any, nonces: Nonces, tmp_path: Path
 ) -> None:
-    transaction = treasury_transaction(tmp_path / "tx.json", next(nonces))
-    submitted: Any = cli_json(
-        dev_env, daemon, "backend", "sign", "tx", "--key", "treasury", "--file", str(transaction)
-    )
+    submitted = submit_treasury_transaction(dev_env, daemon, tmp_path / "tx.json", next(nonces))
     listing, modules = modules_loaded_by(dev_env, daemon, "requests", "list")
     assert submitted["request_id"] in {request["request_id"] for request in listing}
     assert [name for name in UNNEEDED_FOR_LISTING if name in modules] == []
@@ -198,48 +180,10 @@ def test_malformed_json_given_to_the_cli_is_refused_naming_the_file_line_and_col
     )
 
 
-def at_a_terminal(command: list[str], answers: list[bytes]) -> tuple[int, str]:
-    """Run ``command`` with a pseudo-terminal as its standard streams, typing each of ``answers`` once the
-    screen ends in a prompt (": "). The child runs in a session of its own, so it reads the pseudo-terminal it
-    was given as a person's terminal."""
-    terminal, child_end = pty.openpty()
-    child = subprocess.Popen(
-        command,
-        stdin=child_end,
-        stdout=child_end,
-        stderr=child_end,
-        env={**os.environ, "CUSTODY_PROFILE": ""},
-        start_new_session=True,
-    )
-    os.close(child_end)
-    screen = b""
-    pending = list(answers)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if not select.select([terminal], [], [], 1)[0]:
-            continue
-        try:
-            chunk = os.read(terminal, 4096)
-        except OSError:
-            break  # Every copy of the other end is closed: the child has exited.
-        if not chunk:
-            break
-        screen += chunk
-        if pending and screen.endswith(b": "):
-            os.write(terminal, pending.pop(0))
-    os.close(terminal)
-    if child.poll() is None:
-        child.kill()
-    return child.wait(timeout=60), screen.decode(errors="replace").replace("\r\n", "\n")
-
-
 def test_a_declined_or_abandoned_confirmation_is_one_error_sentence_and_nothing_is_signed(
     dev_env: DevEnv, daemon: Daemon, keys: Any, nonces: Nonces, tmp_path: Path
 ) -> None:
-    transaction = treasury_transaction(tmp_path / "tx.json", next(nonces))
-    submitted: Any = cli_json(
-        dev_env, daemon, "backend", "sign", "tx", "--key", "treasury", "--file", str(transaction)
-    )
+    submitted = submit_treasury_transaction(dev_env, daemon, tmp_path / "tx.json", next(nonces))
     request_id = submitted["request_id"]
     approve = [
         CUSTODY,
@@ -251,14 +195,14 @@ def test_a_declined_or_abandoned_confirmation_is_one_error_sentence_and_nothing_
         request_id,
     ]
 
-    code, screen = at_a_terminal(approve, [b"n\n"])
+    code, screen = run_at_a_terminal(approve, [b"n\n"], {**os.environ, "CUSTODY_PROFILE": ""})
     assert code == 1, screen
     assert f"Approve request {request_id}? [y/N]: n\n" in screen
     assert screen.endswith(f"error: you did not approve request {request_id}; nothing was signed.\n")
 
     # End of input (Ctrl-D) at the question: click gives up on the prompt, and the command says so as every
     # other error is said, with the exit code of an interruption.
-    code, screen = at_a_terminal(approve, [b"\x04"])
+    code, screen = run_at_a_terminal(approve, [b"\x04"], {**os.environ, "CUSTODY_PROFILE": ""})
     assert code == 130, screen
     assert screen.endswith("error: aborted; nothing was done.\n")
     assert "Aborted!" not in screen and "Error:" not in screen

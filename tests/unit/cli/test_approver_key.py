@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from custody.cli.dev_env import DevEnvironment, init_dev_environment
+from tests.cli_children import run_at_a_terminal
 
 CUSTODY = str(Path(sys.executable).with_name("custody"))
 PASSPHRASE = "a-new-approver-passphrase-4711"
@@ -156,42 +154,13 @@ def test_a_profile_that_names_no_single_key_is_refused_before_anything_is_create
 
 
 def create_at_a_terminal(profile: Path, answers: list[str]) -> tuple[int, str]:
-    """Run `approver-key create` with a pseudo-terminal as its standard streams, typing ``answers`` at its
-    prompts. The child runs in a session of its own, without a controlling terminal, so getpass reads the
-    pseudo-terminal it was given; subprocess (rather than pty.fork) keeps fork handlers of libraries loaded in
-    this process, such as gRPC's, out of the child."""
+    """Run `approver-key create` at a pseudo-terminal, typing ``answers`` at its prompts."""
     environment = {key: value for key, value in os.environ.items() if key != "CUSTODY_APPROVER_PASSPHRASE"}
-    terminal, child_end = pty.openpty()
-    child = subprocess.Popen(
+    return run_at_a_terminal(
         [CUSTODY, "--profile", str(profile), "approver-key", "create"],
-        stdin=child_end,
-        stdout=child_end,
-        stderr=child_end,
-        env={**environment, "CUSTODY_PROFILE": ""},
-        start_new_session=True,
+        [answer.encode() + b"\n" for answer in answers],
+        {**environment, "CUSTODY_PROFILE": ""},
     )
-    os.close(child_end)
-    screen = b""
-    pending = list(answers)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if not select.select([terminal], [], [], 1)[0]:
-            continue
-        try:
-            chunk = os.read(terminal, 4096)
-        except OSError:
-            break  # Every copy of the other end is closed: the child has exited.
-        if not chunk:
-            break
-        screen += chunk
-        # A prompt is waiting when the screen ends in ": " with nothing after it. Typing ahead of the prompt
-        # would be lost: getpass flushes pending input when it turns echo off.
-        if pending and screen.endswith(b": "):
-            os.write(terminal, pending.pop(0).encode() + b"\n")
-    os.close(terminal)
-    if child.poll() is None:
-        child.kill()
-    return child.wait(timeout=60), screen.decode(errors="replace")
 
 
 def test_a_typed_passphrase_must_be_typed_the_same_twice(environment: DevEnvironment, tmp_path: Path) -> None:

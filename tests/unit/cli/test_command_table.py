@@ -5,17 +5,14 @@ command does not need (gRPC, eth-account, cryptography, the generated stubs) out
 from __future__ import annotations
 
 import importlib
-import json
-import os
 import pkgutil
-import subprocess
-import sys
 
 import click
 from click.testing import CliRunner
 
 import custody.cli
 from custody.cli.main import COMMANDS, cli
+from tests.cli_children import run_and_list_modules
 
 # What a command that neither calls the daemon nor signs anything has no use for.
 HEAVY_MODULES = (
@@ -70,22 +67,10 @@ def test_an_unknown_command_is_a_usage_error_naming_it() -> None:
 
 
 def imported_modules_after(arguments: list[str]) -> set[str]:
-    """The modules a fresh interpreter holds after running `custody ARGUMENTS`."""
-    script = (
-        "import json, sys\n"
-        "from custody.cli.main import run\n"
-        f"code = run({arguments!r})\n"
-        "print('\\nMODULES ' + json.dumps(sorted(sys.modules)))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "CUSTODY_PROFILE": ""},
-        check=True,
-    )
-    return set(json.loads(result.stdout.rsplit("\nMODULES ", 1)[1]))
+    """The modules a fresh interpreter holds after running `custody ARGUMENTS`, which must succeed."""
+    code, printed, modules = run_and_list_modules(arguments)
+    assert code == 0, printed
+    return modules
 
 
 def test_help_imports_neither_grpc_nor_eth_account_nor_cryptography() -> None:
