@@ -25,7 +25,6 @@ from custody.config import is_listen_address, load_server_config
 from custody.domain.errors import AlreadyExists, InvalidInput
 from custody.domain.principals import Role
 from custody.hsm.softhsm import create_softhsm_token
-from custody.jsonrpc.auth import token_hash
 from custody.policy_file import dev_policy_toml
 from custody.tls.certificates import (
     IssuedCertificate,
@@ -343,6 +342,10 @@ def jsonrpc_address(listen: str) -> str:
 def _write_token(directory: Path, name: str) -> tuple[Path, str]:
     """A new bearer token for ``name`` in tokens/NAME.token (mode 0600, the token alone on one line), and the
     hash server.toml's [jsonrpc.tokens] holds for it."""
+    # Imported here because the endpoint's authentication module loads gRPC, which `custody dev --help` and
+    # the other dev commands do not need.
+    from custody.jsonrpc.auth import token_hash
+
     token = secrets.token_urlsafe(32)
     path = directory / "tokens" / f"{name}.token"
     path.parent.mkdir(mode=_PRIVATE_DIRECTORY_MODE, exist_ok=True)
