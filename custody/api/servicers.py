@@ -1,7 +1,8 @@
 """gRPC servicers: authenticate, translate, call a use case, translate back. No rules live here.
 
 Every call runs in a logging context that tags each line it logs with the request id the call names (or a
-fresh correlation id), and ends with one line saying who called what and how it ended.
+fresh correlation id), and ends with one line saying who called what, how it ended, and what the use cases
+noted on the way (custody/observability/logs.py).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from custody.domain.errors import (
 from custody.domain.ids import validate_request_id
 from custody.domain.principals import Principal
 from custody.domain.requests import SigningRequest
-from custody.observability.logs import request_context
+from custody.observability.logs import CallNotes, call_notes, request_context
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +52,14 @@ def _named_request_id(request: Any) -> str | None:
         return None
 
 
-def _log_call(method: str, caller: Principal | None, outcome: str, started: float) -> None:
+def _log_call(method: str, caller: Principal | None, outcome: str, started: float, notes: CallNotes) -> None:
     log.info(
-        "%s by %s: %s in %.1f ms",
+        "%s by %s: %s in %.1f ms%s",
         method,
         caller.name if caller is not None else "unauthenticated caller",
         outcome,
         (time.perf_counter() - started) * 1000,
+        notes,
     )
 
 
@@ -68,7 +70,7 @@ def unary(
 
     @functools.wraps(method)
     def handler(self: _Servicer, request: Any, context: grpc.ServicerContext) -> Response:
-        with request_context(_named_request_id(request)):
+        with request_context(_named_request_id(request)), call_notes() as notes:
             started = time.perf_counter()
             caller: Principal | None = None
             outcome = "OK"
@@ -81,7 +83,7 @@ def unary(
                 outcome = code.name
                 context.abort(code, message)
             finally:
-                _log_call(method.__name__, caller, outcome, started)
+                _log_call(method.__name__, caller, outcome, started, notes)
 
     return handler
 
@@ -91,7 +93,7 @@ def server_stream(
 ) -> Callable[[Any, Any, grpc.ServicerContext], Iterator[Response]]:
     @functools.wraps(method)
     def handler(self: _Servicer, request: Any, context: grpc.ServicerContext) -> Iterator[Response]:
-        with request_context(_named_request_id(request)):
+        with request_context(_named_request_id(request)), call_notes() as notes:
             started = time.perf_counter()
             caller: Principal | None = None
             outcome = "OK"
@@ -104,7 +106,7 @@ def server_stream(
                 outcome = code.name
                 context.abort(code, message)
             finally:
-                _log_call(method.__name__, caller, outcome, started)
+                _log_call(method.__name__, caller, outcome, started, notes)
 
     return handler
 

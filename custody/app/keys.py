@@ -15,6 +15,7 @@ from custody.domain.keys import Key, KeyState, check_label_not_reserved, validat
 from custody.domain.principals import Principal, Role
 from custody.domain.requests import PayloadKind, RequestState, SigningRequest
 from custody.hsm.base import Hsm
+from custody.observability.logs import note
 from custody.store.base import Store
 
 MAX_REASON_CHARS = 1000
@@ -60,7 +61,7 @@ class KeyUseCases:
             self._audit.record(
                 tx, caller.name, AuditKind.KEY_CREATED, key=label, key_id=key.key_id, address=key.address
             )
-        log.info("created key %s (%s) for %s", label, key.address, caller.name)
+        note(log, "created key %s (%s) for %s", label, key.address, caller.name)
         return key
 
     def get_key(self, caller: Principal, label: str) -> Key:
@@ -169,7 +170,7 @@ class KeyUseCases:
                 payload_kind=request.kind.value,
                 key=label,
             )
-        log.info("unfreeze of key %s requested by %s as %s", label, caller.name, request.request_id)
+        note(log, "unfreeze of key %s requested by %s as %s", label, caller.name, request.request_id)
         return key, request
 
     def verify_keys_in_hsm(self) -> None:

@@ -60,7 +60,7 @@ from custody.domain.requests import (
 )
 from custody.domain.signing import Refusal, key_refusal, signing_refusal, verified_approvers
 from custody.hsm.base import Hsm
-from custody.observability.logs import request_context
+from custody.observability.logs import note, request_context
 from custody.store.base import NonceUse, Store, StoreTransaction
 
 log = logging.getLogger(__name__)
@@ -252,7 +252,8 @@ class SigningUseCases:
                 tx, request, now, prepared, policy=active, key=key
             )
         self._notifier.changed()
-        log.info(
+        note(
+            log,
             "request %s by %s on key %s: %s (%s)",
             request.request_id,
             caller.name,
@@ -437,7 +438,7 @@ class SigningUseCases:
                 tx_hash="0x" + result.tx_hash.hex() if result.tx_hash else None,
             )
         self._notifier.changed()
-        log.info("request %s signed with key %s", request.request_id, key.label)
+        note(log, "request %s signed with key %s", request.request_id, key.label)
         return signed
 
     def _refusal(

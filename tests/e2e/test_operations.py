@@ -170,15 +170,15 @@ def test_metrics_json_logs_and_systemd_notifications(tmp_path: Path, databases: 
     assert all(str(line.get("request_id", "")).startswith(("call_", "req_")) for line in calls)
     (shown_call,) = [line for line in calls if str(line["message"]).startswith("GetRequest by backend: OK")]
     assert shown_call["request_id"] == signed.request_id
-    # Every line the signing call logged, deep in the use cases too, carries that call's correlation id.
-    (signed_line,) = [
-        line for line in lines if line["message"] == f"request {signed.request_id} signed with key ops"
-    ]
+    # The signing call is one line at INFO, tagged with its correlation id, that ends with what the use cases
+    # noted deep down: the decision and the signature.
+    (signed_line,) = [line for line in lines if f"request {signed.request_id} signed" in str(line["message"])]
+    assert signed_line["logger"] == "custody.api.servicers"
     assert str(signed_line["request_id"]).startswith("call_")
-    assert any(
-        line["request_id"] == signed_line["request_id"]
-        and str(line["message"]).startswith("SubmitRequest by")
-        for line in calls
+    assert str(signed_line["message"]).startswith("SubmitRequest by backend: OK in ")
+    assert str(signed_line["message"]).endswith(
+        f"; request {signed.request_id} by backend on key ops: APPROVED (ops-transactions)"
+        f"; request {signed.request_id} signed with key ops"
     )
     for secret in ("hsm.pin", "hsm.so-pin"):
         assert (env.directory / "secrets" / secret).read_text().strip() not in log_text

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from custody.observability.logs import JsonFormatter, RequestIdFilter, request_context
+from custody.observability.logs import JsonFormatter, RequestIdFilter, call_notes, note, request_context
 
 
 @pytest.fixture
@@ -88,3 +88,37 @@ def test_exceptions_are_kept_inside_the_one_line(captured: io.StringIO) -> None:
         logger.exception("it failed")
     (line,) = lines(captured)
     assert "ValueError: boom" in str(line["exception"])
+
+
+def test_notes_inside_a_call_end_its_one_line_and_outside_are_lines_of_their_own(
+    captured: io.StringIO,
+) -> None:
+    logger = logging.getLogger("custody.test.observability")
+    with request_context(None) as correlation_id, call_notes() as notes:
+        note(logger, "request %s on key %s: %s", "req_1", "ops", "APPROVED")
+        note(logger, "request %s signed", "req_1")
+        logger.warning("a warning is a line of its own at once")
+        logger.info("SubmitRequest by backend: OK%s", notes)
+    note(logger, "request %s signed by the worker", "req_2")
+    parsed = lines(captured)
+    assert [line["message"] for line in parsed] == [
+        "a warning is a line of its own at once",
+        "SubmitRequest by backend: OK; request req_1 on key ops: APPROVED; request req_1 signed",
+        "request req_2 signed by the worker",
+    ]
+    assert [line.get("request_id") for line in parsed] == [correlation_id, correlation_id, None]
+
+
+def test_notes_are_not_formatted_when_info_is_off(captured: io.StringIO) -> None:
+    logger = logging.getLogger("custody.test.observability")
+    logger.setLevel(logging.WARNING)
+
+    class Unformattable:
+        def __str__(self) -> str:
+            raise AssertionError("formatted although INFO is off")
+
+    with call_notes() as notes:
+        note(logger, "request %s", Unformattable())
+        logger.info("Call: OK%s", notes)
+    assert lines(captured) == []
+    assert str(notes) == ""
