@@ -8,11 +8,11 @@ and which must match ``blobVersionedHashes``. Set-code (type 4) transactions car
 tuples already signed by their authorities (custody/chains/evm/authorizations.py checks each and recovers its
 signer).
 
-The signing hash and the signed encoding come from eth-account's serializers, the reference most wallets agree
-with. Attaching ``(v, r, s)`` to a transaction goes through its *private* helpers
-``serializable_unsigned_transaction_from_dict`` and ``encode_transaction``; this module is the only place
-that touches them, and pyproject.toml pins eth-account to ``>=0.14,<0.15`` for that reason, so an upgrade that
-moves them fails the test suite instead of changing what custody signs.
+The signing hash and the signed encoding are RLP written directly (custody/chains/evm/rlp.py), a tenth of the
+cost of eth-account's serializers, on every signing path. eth-account, the reference most wallets agree with,
+stays the oracle: tests/unit/chains/test_rlp.py requires identical bytes from both on thousands of random
+transactions of every type, through its *private* helpers ``serializable_unsigned_transaction_from_dict`` and
+``encode_transaction``, which is why pyproject.toml pins eth-account to ``>=0.14,<0.15``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_account._utils.legacy_transactions import (
-    encode_transaction,
-    serializable_unsigned_transaction_from_dict,
-)
 from eth_utils.crypto import keccak
 
+from custody.chains.evm import rlp
 from custody.chains.evm.address import checksum_address
 from custody.chains.evm.authorizations import SignedAuthorization, parse_signed_authorization
 from custody.chains.evm.values import (
@@ -150,7 +147,7 @@ class Transaction:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "canonical", canonical_payload(self._json_fields()))
-        object.__setattr__(self, "digest", bytes(_unsigned(self).hash()))
+        object.__setattr__(self, "digest", rlp.signing_hash(self))
 
     @property
     def kind(self) -> PayloadKind:
@@ -268,7 +265,7 @@ class Transaction:
             raise InternalError(f"a y-parity must be 0 or 1, got {y_parity}")
         # Legacy transactions carry the chain id in v (EIP-155); typed transactions carry the bare y-parity.
         v = self.chain_id * 2 + _EIP155_V_OFFSET + y_parity if self.transaction_type == LEGACY else y_parity
-        signed_tx = bytes(encode_transaction(_unsigned(self), (v, r, s)))
+        signed_tx = rlp.signed_encoding(self, v, r, s)
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([y_parity])
         return SignatureResult(signature=signature, signed_tx=signed_tx, tx_hash=bytes(keccak(signed_tx)))
 
@@ -296,50 +293,6 @@ def intrinsic_gas(
     if to is None:
         gas += CONTRACT_CREATION_GAS + INITCODE_WORD_GAS * ((len(data) + 31) // 32)
     return gas
-
-
-def _unsigned(transaction: Transaction) -> Any:
-    """eth-account's unsigned transaction object; its ``hash()`` is the signing hash."""
-    fields: dict[str, Any] = {
-        "chainId": transaction.chain_id,
-        "nonce": transaction.nonce,
-        "to": transaction.to,
-        "value": transaction.value,
-        "gas": transaction.gas,
-        "data": transaction.data,
-    }
-    if transaction.transaction_type == LEGACY:
-        # Without "type", eth-account builds the EIP-155 legacy form, hashing (..., chainId, 0, 0).
-        fields["gasPrice"] = transaction.gas_price
-    else:
-        fields["type"] = _TYPE_NUMBERS[transaction.transaction_type]
-        fields["accessList"] = [
-            {"address": entry.address, "storageKeys": ["0x" + key.hex() for key in entry.storage_keys]}
-            for entry in transaction.access_list
-        ]
-        if transaction.transaction_type == EIP2930:
-            fields["gasPrice"] = transaction.gas_price
-        else:
-            fields["maxFeePerGas"] = transaction.max_fee_per_gas
-            fields["maxPriorityFeePerGas"] = transaction.max_priority_fee_per_gas
-        if transaction.transaction_type == EIP4844:
-            # Without blobs eth-account builds the bare transaction, hashed and encoded without the network
-            # wrapper: exactly what custody signs and returns.
-            fields["maxFeePerBlobGas"] = transaction.max_fee_per_blob_gas
-            fields["blobVersionedHashes"] = list(transaction.blob_versioned_hashes)
-        if transaction.transaction_type == EIP7702:
-            fields["authorizationList"] = [
-                {
-                    "chainId": authorization.chain_id,
-                    "address": authorization.delegate,
-                    "nonce": authorization.nonce,
-                    "yParity": authorization.y_parity,
-                    "r": authorization.r,
-                    "s": authorization.s,
-                }
-                for authorization in transaction.authorization_list
-            ]
-    return serializable_unsigned_transaction_from_dict(fields)
 
 
 def parse_transaction(obj: Mapping[str, Any]) -> Transaction:
