@@ -719,7 +719,7 @@ def print_report(report: dict[str, Any]) -> None:
     )
     print(
         f"{'server':<22} {'c':>3} {'signed/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms':>7}"
-        f" {'/ceiling':>8} {'/raw':>6} {'/base':>6}"
+        f" {'/ceiling':>8} {'/raw':>6} {'/base':>6} {'CPU/base':>8}"
     )
     for name, figures in report["servers"].items():
         for row in figures["closed_loop"]:
@@ -729,6 +729,7 @@ def print_report(report: dict[str, Any]) -> None:
                 f" {row['p99_ms']:>7.2f} {row['server_cpu_ms_per_request'] or 0:>7.2f}"
                 f" {row['ratio_to_ceiling']:>8.3f} {row['ratio_to_raw']:>6.3f}"
                 + (f" {to_baseline:>6.3f}" if to_baseline else "")
+                + (f" {row['cpu_ratio_to_baseline']:>8.3f}" if row.get("cpu_ratio_to_baseline") else "")
             )
         opened = figures["open_loop_half_saturation"]
         print(
