@@ -159,7 +159,7 @@ class SigningUseCases:
         validate_key_label(key_label)
         caller.require_key_grant(key_label)
         if kind not in SIGNING_KINDS:
-            raise InvalidInput("must be TRANSACTION, TYPED_DATA or MESSAGE", field="kind")
+            raise InvalidInput("must be TRANSACTION, TYPED_DATA, MESSAGE or AUTHORIZATION", field="kind")
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise InvalidInput(
                 f"the payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}", field="payload"

@@ -95,8 +95,9 @@ def request_to_json(request: custody_pb2.SigningRequest) -> dict[str, Any]:
         "address": request.address or None,
         "requester": request.requester,
         "kind": kind,
-        # The proto uses zero for "no chain id"; no chain has id zero, so null says it plainly.
-        "chain_id": request.chain_id or None,
+        # The proto uses zero for "no chain id"; no chain has id zero, so null says it plainly. An EIP-7702
+        # authorization is the exception: its chain id 0 means every chain, and is shown as 0.
+        "chain_id": request.chain_id if _is_authorization(request) else request.chain_id or None,
         "replaces": request.replaces or None,
         "payload_hash": hex_bytes(request.payload_hash),
         "digest": hex_bytes(request.digest),
@@ -112,6 +113,8 @@ def request_to_json(request: custody_pb2.SigningRequest) -> dict[str, Any]:
     }
     if request.signature:
         answer["signature"] = hex_bytes(request.signature)
+        if _is_authorization(request):
+            answer.update(authorization_signature_fields(request.signature))
     if request.signed_tx:
         answer["signed_tx"] = hex_bytes(request.signed_tx)
     if request.tx_hash:
@@ -197,7 +200,7 @@ def request_text(request: custody_pb2.SigningRequest, *, summary: bool = True) -
         ("key", _key_line(request)),
         ("requester", request.requester),
         ("kind", payload_kind_name(request.kind)),
-        ("chain", str(request.chain_id) if request.chain_id else "none"),
+        ("chain", _chain_text(request)),
     ]
     if request.replaces:
         lines.append(("replaces", f"{request.replaces} (same nonce, explicit replacement)"))
@@ -226,12 +229,38 @@ def request_text(request: custody_pb2.SigningRequest, *, summary: bool = True) -
         lines.append(("error", request.error))
     if request.signature:
         lines.append(("signature", hex_bytes(request.signature)))
+        if _is_authorization(request):
+            lines += [
+                (name, str(value))
+                for name, value in authorization_signature_fields(request.signature).items()
+            ]
     if request.tx_hash:
         lines.append(("tx hash", hex_bytes(request.tx_hash)))
     text = _fields(lines)
     if request.signed_tx:
         text += f"\nsigned transaction (send with eth_sendRawTransaction): {hex_bytes(request.signed_tx)}"
     return text
+
+
+def _is_authorization(request: custody_pb2.SigningRequest) -> bool:
+    return payload_kind_name(request.kind) == "AUTHORIZATION"
+
+
+def _chain_text(request: custody_pb2.SigningRequest) -> str:
+    if _is_authorization(request) and not request.chain_id:
+        return "0: EVERY CHAIN (the authorization is valid on every chain)"
+    return str(request.chain_id) if request.chain_id else "none"
+
+
+def authorization_signature_fields(signature: bytes) -> dict[str, Any]:
+    """An EIP-7702 authorization's 65-byte r || s || y-parity signature as the tuple's ``y_parity``, ``r`` and
+    ``s`` (eth-account's ``sign_authorization`` names), r and s as 0x-hex quantities, the form of an
+    ``authorizationList`` entry."""
+    return {
+        "y_parity": signature[64],
+        "r": hex(int.from_bytes(signature[:32], "big")),
+        "s": hex(int.from_bytes(signature[32:64], "big")),
+    }
 
 
 def _key_line(request: custody_pb2.SigningRequest) -> str:

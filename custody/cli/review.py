@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from custody.api._gen import custody_pb2
-from custody.chains.evm import Message, ParsedPayload, Transaction, TypedData, parse_payload
+from custody.chains.evm import Authorization, Message, ParsedPayload, Transaction, TypedData, parse_payload
+from custody.chains.evm.authorizations import EVERY_CHAIN, delegation_warning
 from custody.chains.evm.intents import payload_intents
 from custody.chains.evm.values import format_ether, format_gwei
 from custody.cli.errors import ServerDisagrees
@@ -231,6 +232,8 @@ def payload_lines(recomputed: RecomputedHashes) -> list[str]:
         lines += _typed_data_lines(recomputed.parsed)
     elif isinstance(recomputed.parsed, Message):
         lines += _message_lines(recomputed.parsed)
+    elif isinstance(recomputed.parsed, Authorization):
+        lines += _authorization_lines(recomputed.parsed)
     if recomputed.intents:
         lines.append(
             "  what signing does (recomputed here from the payload; the policy judged the same intents):"
@@ -270,6 +273,21 @@ def _transaction_lines(transaction: Transaction) -> list[str]:
         f"  max total fee  {format_ether(max_fee)} ether ({max_fee} wei) = {transaction.gas} gas"
         f" x {format_gwei(transaction.max_price_per_gas)} gwei"
     )
+    if transaction.max_fee_per_blob_gas is not None:
+        lines.append(
+            f"  blob fee       {transaction.max_fee_per_blob_gas} wei per blob gas x {transaction.blob_gas} blob gas"
+            " (included in the max total fee above)"
+        )
+        lines += [
+            f"  blob [{index}]       0x{blob_hash.hex()} (versioned hash; custody never sees the blob)"
+            for index, blob_hash in enumerate(transaction.blob_versioned_hashes)
+        ]
+    if transaction.authorization_list:
+        # Each authorization is also an intent below, flagged; this line says there are some before the tree.
+        lines.append(
+            f"  AUTHORIZATIONS {len(transaction.authorization_list)}: accounts that will run a delegate's code"
+            " (each below)"
+        )
     if transaction.access_list:
         lines.append(f"  access list    {len(transaction.access_list)} entries")
     if transaction.data:
@@ -277,6 +295,21 @@ def _transaction_lines(transaction: Transaction) -> list[str]:
     else:
         lines.append("  data           none")
     return lines
+
+
+def _authorization_lines(authorization: Authorization) -> list[str]:
+    """An EIP-7702 authorization, with the warning first: the key's account will run the delegate's code."""
+    chain = (
+        "0: EVERY CHAIN (valid on every chain where this key's account exists)"
+        if authorization.chain_id == EVERY_CHAIN
+        else str(authorization.chain_id)
+    )
+    return [
+        f"  !!! {delegation_warning(authorization.delegate)} !!!",
+        f"  delegate       {authorization.delegate} (the code the key's account will run)",
+        f"  chain id       {chain}",
+        f"  nonce          {authorization.nonce} (the key's account nonce when the authorization is used)",
+    ]
 
 
 def _typed_data_lines(typed_data: TypedData) -> list[str]:

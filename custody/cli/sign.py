@@ -1,4 +1,5 @@
-"""`custody sign ...`: submit a transaction, EIP-712 typed data or an EIP-191 message for signing.
+"""`custody sign ...`: submit a transaction, EIP-712 typed data, an EIP-191 message or an EIP-7702 authorization for
+signing.
 
 The payload goes to the daemon byte for byte: the daemon parses it and computes the digest itself, so the
 command line checks only that the input can be read and is within the size limit.
@@ -50,7 +51,12 @@ def sign_group() -> None:
 def sign_transaction(
     context: click.Context, key_label: str, file_name: str, replaces_request_id: str | None, wait: bool
 ) -> None:
-    """Sign a legacy, EIP-2930 or EIP-1559 transaction."""
+    """Sign a legacy, EIP-2930, EIP-1559, EIP-4844 blob or EIP-7702 set-code transaction.
+
+    A blob transaction is signed without its blobs: the answer is the bare transaction, and the sender adds the
+    network wrapper (blobs, commitments, proofs). A set-code transaction carries authorizations already signed
+    by their accounts; each is checked and its signer shown to approvers.
+    """
     _submit(
         context,
         submit_request(
@@ -97,6 +103,32 @@ def sign_message(
     else:
         raise click.UsageError("give the message with exactly one of --text or --file.")
     _submit(context, submit_request(key_label, custody_pb2.PAYLOAD_KIND_MESSAGE, payload), wait=wait)
+
+
+@sign_group.command("authorization")
+@client_options
+@_key_option
+@click.option(
+    "--file",
+    "file_name",
+    required=True,
+    help='EIP-7702 authorization JSON {"chainId", "address", "nonce"}; - for stdin.',
+)
+@_wait_option
+@click.pass_context
+def sign_authorization(context: click.Context, key_label: str, file_name: str, wait: bool) -> None:
+    """Sign an EIP-7702 authorization: DANGER, the key's account will run the code at "address".
+
+    Once a set-code transaction carries the signed authorization, the key's account runs that contract's code
+    until another authorization replaces it, and whoever controls the code controls everything the account
+    holds; chainId 0 makes it valid on every chain. The answer is the signed tuple as eth-account's
+    sign_authorization returns it: y_parity, r and s, and the 65-byte signature r || s || y_parity.
+    """
+    _submit(
+        context,
+        submit_request(key_label, custody_pb2.PAYLOAD_KIND_AUTHORIZATION, read_json_payload(file_name)),
+        wait=wait,
+    )
 
 
 def read_payload(file_name: str) -> bytes:
