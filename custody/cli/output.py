@@ -124,6 +124,15 @@ def request_to_json(request: custody_pb2.SigningRequest) -> dict[str, Any]:
     return answer
 
 
+def reason_beyond_rule(decision: custody_pb2.Decision) -> str:
+    """The decision's reason, or "" when it only restates its rule: a rule's own reason repeats the rule's
+    name and what the action and quorum lines say ("rule 'ops' allows this request", "rule 'treasury' needs
+    approval by 2 of treasury"); other reasons (deny by default, what stopped the rules) say more."""
+    if decision.rule and decision.reason.startswith(f"rule {decision.rule!r} "):
+        return ""
+    return decision.reason
+
+
 def decision_to_json(decision: custody_pb2.Decision) -> dict[str, Any]:
     return {
         "action": decision.action,
@@ -188,10 +197,9 @@ def request_text(request: custody_pb2.SigningRequest, *, summary: bool = True) -
     decision_line = decision.action or "none"
     if decision.rule:
         decision_line += f" by rule {decision.rule}"
-    # A rule's own reason only repeats its name ("rule 'ops' allows this request"); other reasons (deny by
-    # default, what stopped the rules) say something the line does not.
-    if decision.reason and not decision.reason.startswith(f"rule {decision.rule!r} "):
-        decision_line += f": {decision.reason}"
+    reason = reason_beyond_rule(decision)
+    if reason:
+        decision_line += f": {reason}"
     if decision.policy_version:
         decision_line += f" (policy version {decision.policy_version})"
     lines: list[tuple[str, str]] = [

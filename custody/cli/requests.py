@@ -19,6 +19,7 @@ from custody.cli.output import (
     intents_to_json,
     is_final,
     ordered_flags,
+    quorum_text,
     request_state_name,
     request_state_value,
     request_text,
@@ -135,7 +136,17 @@ def conclude(
     """Print a request (after following it to a final state when ``wait``); exit 3 if it ended unsigned."""
     if wait:
         request = follow_to_final_state(connection, request, progress=WaitProgress())
-    print_request(request, json_output=options_of(context).json_output)
+    json_output = options_of(context).json_output
+    print_request(request, json_output=json_output)
+    if not json_output and request_state_name(request.state) == "PENDING_APPROVAL":
+        # The id is what the approvers need; said on stderr, after the request, as the next thing to do.
+        click.echo(
+            f"\nThe request waits for {quorum_text(request.decision) or 'approvals'}. Each approver runs:\n"
+            f"  custody approve {request.request_id}\n"
+            f"To wait until it is signed or ends:\n"
+            f"  custody requests wait {request.request_id}",
+            err=True,
+        )
     if ended_unsigned(request):
         context.exit(EXIT_REQUEST_UNSIGNED)
 

@@ -36,6 +36,7 @@ from custody.cli.output import (
     payload_kind_name,
     printable,
     quorum_text,
+    reason_beyond_rule,
     request_state_name,
 )
 from custody.domain.errors import InvalidInput
@@ -208,7 +209,11 @@ def review_text(
     lines.append(f"  payload hash   0x{recomputed.payload_hash.hex()}")
     decision = request.decision
     rule = decision.rule or "none"
-    lines.append(f"  rule           {rule} (policy version {decision.policy_version}): {decision.reason}")
+    reason = reason_beyond_rule(decision)
+    lines.append(
+        f"  rule           {rule} (policy version {decision.policy_version})"
+        + (f": {reason}" if reason else "")
+    )
     lines.append(f"  quorum         {quorum_text(decision) or 'none'}")
     if decision.timelock_seconds:
         lines.append(f"  time-lock      {decision.timelock_seconds} s after the quorum is met")

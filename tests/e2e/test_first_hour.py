@@ -210,3 +210,27 @@ def test_a_declined_or_abandoned_confirmation_is_one_error_sentence_and_nothing_
     shown: Any = cli_json(dev_env, daemon, "alice", "requests", "show", request_id)
     assert shown["state"] == "PENDING_APPROVAL"
     assert shown["approvals"] == []
+
+
+def test_a_request_left_waiting_for_approvals_says_what_the_approvers_run(
+    dev_env: DevEnv, daemon: Daemon, keys: Any, nonces: Nonces, tmp_path: Path
+) -> None:
+    transaction = treasury_transaction(tmp_path / "tx.json", next(nonces))
+    result = run_cli(
+        dev_env, daemon, "backend", "sign", "tx", "--key", "treasury", "--file", str(transaction)
+    )
+    (request_line,) = [line for line in result.stdout.splitlines() if line.startswith("request:")]
+    request_id = request_line.split()[-1]
+    assert result.stderr.splitlines() == [
+        "",
+        "The request waits for 2 of treasury. Each approver runs:",
+        f"  custody approve {request_id}",
+        "To wait until it is signed or ends:",
+        f"  custody requests wait {request_id}",
+    ]
+    # With --json, stdout is the one document and stderr stays quiet.
+    again = run_cli(
+        dev_env, daemon, "backend", "--json", "sign", "tx", "--key", "treasury", "--file", str(transaction)
+    )
+    assert json.loads(again.stdout)["request_id"] == request_id
+    assert again.stderr == ""

@@ -118,6 +118,17 @@ def test_the_per_gas_lines_are_kept() -> None:
     assert "  gas price      20000000000 wei" in review_text(legacy, recompute_hashes(legacy))
 
 
+def test_the_rule_line_does_not_repeat_the_rule_its_reason_names() -> None:
+    request = eip1559_request(21000, 30 * GWEI, GWEI)
+    lines = review_text(request, recompute_hashes(request)).splitlines()
+    assert "  rule           treasury-transactions (policy version 1)" in lines
+    assert not any("rule 'treasury-transactions'" in line for line in lines)
+    # A reason that says more than the rule's name is kept.
+    request.decision.reason = "the key is frozen"
+    lines = review_text(request, recompute_hashes(request)).splitlines()
+    assert "  rule           treasury-transactions (policy version 1): the key is frozen" in lines
+
+
 def test_policy_explain_shows_the_fee_condition() -> None:
     policy = Policy.from_mapping(
         {
