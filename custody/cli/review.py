@@ -120,7 +120,9 @@ def check_server_hashes(request: custody_pb2.SigningRequest, recomputed: Recompu
     checks = (
         ("digest", "0x" + bytes(request.digest).hex(), "0x" + recomputed.digest.hex()),
         ("payload hash", "0x" + bytes(request.payload_hash).hex(), "0x" + recomputed.payload_hash.hex()),
-        ("chain id", str(request.chain_id or None), str(recomputed.chain_id)),
+        # The proto writes "no chain id" as 0, which is also an EIP-7702 authorization's chain id for every
+        # chain; so both sides are compared as the proto carries them.
+        ("chain id", str(request.chain_id), str(recomputed.chain_id or 0)),
     )
     for name, daemon_value, own_value in checks:
         if daemon_value != own_value:

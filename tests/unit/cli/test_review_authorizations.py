@@ -10,12 +10,14 @@ import json
 import re
 from typing import Any
 
+import pytest
 from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
 
 from custody.api._gen import custody_pb2
+from custody.cli.errors import ServerDisagrees
 from custody.cli.output import request_text, request_to_json
-from custody.cli.review import recompute_hashes, review_text
+from custody.cli.review import check_server_hashes, domain_request, recompute_hashes, review_text
 
 ADDRESS = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 DELEGATE = "0x63c0c19a282a1B52b07dD5a65b58948A07DAE32B"
@@ -146,3 +148,15 @@ def test_a_blob_transaction_shows_its_blob_fee_in_the_total() -> None:
     assert f"({total} wei)" in text
     assert "  blob fee       2000000000 wei per blob gas x 262144 blob gas" in text
     assert "  blob [1]       0x01" + "cd" * 31 in text
+
+
+def test_the_approver_checks_an_every_chain_authorization_against_the_daemon_and_binds_chain_id_0() -> None:
+    pending = authorization_request(0)
+    recomputed = recompute_hashes(pending)
+    check_server_hashes(pending, recomputed)
+    assert domain_request(pending, recomputed).chain_id == 0
+    # A daemon that says the authorization is for one chain when the payload says every chain is caught.
+    disagreeing = authorization_request(0)
+    disagreeing.chain_id = 1
+    with pytest.raises(ServerDisagrees, match="chain id 1, but its payload gives 0"):
+        check_server_hashes(disagreeing, recomputed)
