@@ -1,0 +1,146 @@
+"""EIP-7702 on a real daemon and a real local chain (anvil): `custody sign authorization`, `sign tx` of blob and
+set-code transactions are DENIED by the development policy, naming the missing rule; with the README's example
+rule activated, an authorization custody signed after two approvals is carried by a set-code transaction that
+a sponsor sends, anvil mines it, and the ops account's code becomes the delegation designator 0xef0100 ||
+delegate.
+
+The authorization is checked independently before it is used: eth-account recovers the ops address from the
+EIP-7702 digest it computes itself, and s is low.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.typed_transactions.set_code_transaction import Authorization as UnsignedAuthorization
+
+from custody.api._gen import custody_pb2 as pb
+
+from .chain_support import CHAIN_ID, ONE_ETHER, Chain, assert_low_s, require_tools, running_anvil
+from .conftest import Databases
+from .incident_support import Custody, running_custody
+
+README = Path(__file__).parents[2] / "README.md"
+DELEGATE = "0x63c0c19a282a1B52b07dD5a65b58948A07DAE32B"  # the README example's delegate
+RECIPIENT = "0x000000000000000000000000000000000000bEEF"
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    require_tools()
+    with running_anvil(tmp_path_factory.mktemp("set-code-chain")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def custody(tmp_path_factory: pytest.TempPathFactory, databases: Databases) -> Iterator[Custody]:
+    with running_custody(tmp_path_factory, databases, "set-code") as running:
+        yield running
+
+
+def example_rule() -> str:
+    match = re.search(
+        r"```toml\n(\[\[rules\]\]\nname = \"ops-delegation\".*?)```", README.read_text(), re.DOTALL
+    )
+    assert match is not None, "the README lost its example delegation rule"
+    return match.group(1)
+
+
+def cli_sign_denied(custody: Custody, tmp_path: Path, what: str, payload: dict[str, Any]) -> dict[str, Any]:
+    path = tmp_path / f"{what}.json"
+    path.write_text(json.dumps(payload))
+    result = custody.cli("backend", "--json", "sign", what, "--key", "ops", "--file", str(path), check=False)
+    # Exit code 3: the request ended unsigned.
+    assert result.returncode == 3, result.stderr
+    answer: dict[str, Any] = json.loads(result.stdout)
+    return answer
+
+
+def test_the_development_policy_denies_authorizations_blob_and_set_code_transactions(
+    custody: Custody, tmp_path: Path
+) -> None:
+    authorization = cli_sign_denied(
+        custody, tmp_path, "authorization", {"chainId": 0, "address": DELEGATE, "nonce": 0}
+    )
+    assert authorization["state"] == "DENIED"
+    assert authorization["kind"] == "AUTHORIZATION" and authorization["chain_id"] == 0
+    assert "kind 'authorization' is not in" in authorization["decision"]["reason"]
+    assert "signature" not in authorization
+
+    common = {"chainId": CHAIN_ID, "nonce": 0, "to": RECIPIENT, "value": 1, "maxFeePerGas": 10**9}
+    blob = {**common, "type": 3, "gas": 21000, "maxPriorityFeePerGas": 1, "maxFeePerBlobGas": 1}
+    blob["blobVersionedHashes"] = ["0x01" + "ab" * 31]
+    answer = cli_sign_denied(custody, tmp_path, "tx", blob)
+    assert answer["state"] == "DENIED" and "'eip4844'" in answer["decision"]["reason"]
+
+    signed = Account.sign_authorization(
+        {"chainId": CHAIN_ID, "address": DELEGATE, "nonce": 0}, "0x" + "44" * 32
+    )
+    tuple_ = {"chainId": CHAIN_ID, "address": DELEGATE, "nonce": 0, "yParity": signed.y_parity}
+    tuple_ |= {"r": hex(signed.r), "s": hex(signed.s)}
+    set_code = {**common, "type": 4, "gas": 46000, "maxPriorityFeePerGas": 1, "authorizationList": [tuple_]}
+    answer = cli_sign_denied(custody, tmp_path, "tx", set_code)
+    assert answer["state"] == "DENIED" and "'eip7702'" in answer["decision"]["reason"]
+
+
+def test_a_custody_signed_authorization_delegates_the_ops_account_on_chain(
+    custody: Custody, chain: Chain
+) -> None:
+    version, document = custody.active_policy()
+    marker = f"version = {version}\n"
+    custody.activate_policy(document.replace(marker, f"version = {version + 1}\n", 1) + "\n" + example_rule())
+    ops = custody.addresses["ops"]
+    nonce = chain.nonce(ops)
+
+    request = custody.submit(
+        "ops",
+        pb.PAYLOAD_KIND_AUTHORIZATION,
+        {"chainId": CHAIN_ID, "address": DELEGATE, "nonce": nonce},
+    )
+    assert request.state == pb.REQUEST_STATE_PENDING_APPROVAL, request.decision.reason
+    custody.approvers.approve(request, "alice")
+    custody.approvers.approve(request, "bob")
+    signed = custody.get(request.request_id)
+    assert signed.state == pb.REQUEST_STATE_SIGNED, signed
+
+    signature = bytes(signed.signature)
+    r, s, y_parity = (
+        int.from_bytes(signature[:32], "big"),
+        int.from_bytes(signature[32:64], "big"),
+        signature[64],
+    )
+    assert_low_s(s)
+    # eth-account computes the EIP-7702 digest on its own, and recovers the ops address from it.
+    digest = bytes(UnsignedAuthorization(CHAIN_ID, bytes.fromhex(DELEGATE[2:]), nonce).hash())
+    assert digest == bytes(signed.digest)
+    assert Account._recover_hash(digest, vrs=(27 + y_parity, r, s)) == ops
+
+    # A sponsor with ether of its own sends the set-code transaction; ops pays nothing and sends nothing.
+    sponsor = Account.create()
+    chain.set_balance(sponsor.address, ONE_ETHER)
+    tuple_ = {"chainId": CHAIN_ID, "address": DELEGATE, "nonce": nonce, "yParity": y_parity, "r": r, "s": s}
+    transaction = {
+        "type": 4,
+        "chainId": CHAIN_ID,
+        "nonce": chain.nonce(sponsor.address),
+        "to": RECIPIENT,
+        "value": 0,
+        "gas": 100_000,
+        "maxFeePerGas": 10 * 10**9,
+        "maxPriorityFeePerGas": 10**9,
+        "accessList": [],
+        "authorizationList": [tuple_],
+    }
+    raw = Account.sign_transaction(transaction, sponsor.key).raw_transaction
+    tx_hash = chain.rpc("eth_sendRawTransaction", "0x" + bytes(raw).hex())
+    assert chain.receipt(tx_hash)["status"] == "0x1"
+
+    code = chain.rpc("eth_getCode", ops, "latest")
+    assert code == "0xef0100" + DELEGATE[2:].lower()
+    assert chain.nonce(ops) == nonce + 1
