@@ -18,12 +18,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
 from custody.api.server import RunningServer, start_server
+from custody.app.anchor import TokenState, retire_token_state
 from custody.app.custody import Custody, Health, utc_now
 from custody.config import (
     HsmConfig,
@@ -76,6 +77,20 @@ def build_custody(config: ServerConfig, hsm: Hsm, policy_document: str) -> tuple
         custody.close()
         raise
     return custody, store
+
+
+def retire_token_state_of(config_path: Path, seal_key_ids: Collection[str]) -> TokenState:
+    """Retire the sealed state the daemon's HSM token holds (its seal keys and anchors), the operator naming
+    every seal key; see custody/app/anchor.py. Opens the token as the daemon does, with its PIN."""
+    config = load_server_config(config_path)
+    os.environ.update(config.hsm.environment)
+    from custody.hsm.pkcs11 import Pkcs11Hsm
+
+    hsm = Pkcs11Hsm(config.hsm.module, config.hsm.token_label, read_hsm_pin(config.hsm))
+    try:
+        return retire_token_state(hsm, seal_key_ids)
+    finally:
+        hsm.close()
 
 
 def hsm_opener(hsm_config: HsmConfig, pin: str) -> Callable[[], Hsm]:

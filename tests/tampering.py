@@ -1,16 +1,31 @@
-"""What a database writer does to the audit log, written once for the in-process and the end-to-end tests."""
+"""What a database writer does to the audit log and the database, written once for the in-process and the
+end-to-end tests."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
 
 from custody.audit.events import AuditEvent, event_hash
 from custody.store.codec import decode_time
 
 # Runs one statement on the database behind the daemon's back; placeholders are written "?".
 Sql = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+
+class DevEnvLike(Protocol):
+    """Where an environment's database is: a SQLite file custody.db in its directory, or a PostgreSQL URL."""
+
+    @property
+    def directory(self) -> Path: ...
+
+    @property
+    def database_url(self) -> str | None: ...
 
 
 def rewrite_audit_actor(sql: Sql, sequence: int, actor: str) -> None:
@@ -39,3 +54,46 @@ def rewrite_audit_actor(sql: Sql, sequence: int, actor: str) -> None:
             (event.actor, event.previous_hash, new_hash, number),
         )
         previous_hash = new_hash
+
+
+def copy_database(env: DevEnvLike, name: str) -> None:
+    """Keep a copy of the environment's database under ``name``, taken while the daemon may run: for SQLite with
+    the online backup API into a file beside it, for PostgreSQL with plain SQL into a schema of that name."""
+    if env.database_url is None:
+        with (
+            sqlite3.connect(env.directory / "custody.db") as source,
+            sqlite3.connect(env.directory / f"{name}.db") as copy,
+        ):
+            source.backup(copy)
+        return
+    with psycopg.connect(env.database_url, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{name}"')
+        for table in _postgres_tables(connection):
+            connection.execute(f'CREATE TABLE "{name}"."{table}" AS TABLE public."{table}"')
+
+
+def restore_database(env: DevEnvLike, name: str) -> None:
+    """Put the copy ``name`` back in place of the environment's database, with the daemon stopped."""
+    if env.database_url is None:
+        with (
+            sqlite3.connect(env.directory / f"{name}.db") as copy,
+            sqlite3.connect(env.directory / "custody.db") as database,
+        ):
+            copy.backup(database)
+        return
+    with psycopg.connect(env.database_url) as connection, connection.transaction():
+        tables = _postgres_tables(connection)
+        connection.execute("TRUNCATE " + ", ".join(f'public."{table}"' for table in tables))
+        # As a restore of a dump does: the rows go back table by table, without checking references between them
+        # on the way (every one held when the copy was taken).
+        connection.execute("SET LOCAL session_replication_role = replica")
+        for table in tables:
+            connection.execute(f'INSERT INTO public."{table}" SELECT * FROM "{name}"."{table}"')
+
+
+def _postgres_tables(connection: psycopg.Connection[Any]) -> list[str]:
+    rows = connection.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        " AND table_type = 'BASE TABLE' ORDER BY table_name"
+    ).fetchall()
+    return [str(table) for (table,) in rows]

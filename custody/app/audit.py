@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from custody.app.anchor import TokenAnchor
 from custody.audit.chain import (
     CHECKPOINT_KIND,
     ChainVerification,
@@ -27,6 +29,7 @@ from custody.audit.events import AuditDraft, AuditEvent, AuditKind
 from custody.domain.errors import (
     ConfigurationError,
     CustodyError,
+    HsmUnavailable,
     InternalError,
     InvalidInput,
     PermissionDenied,
@@ -54,9 +57,13 @@ class AuditUseCases:
         hsm: Hsm,
         clock: Callable[[], datetime],
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        *,
         checkpoint_interval: timedelta = DEFAULT_CHECKPOINT_INTERVAL,
+        anchor: TokenAnchor | None = None,
     ) -> None:
         self._store = store
+        # The anchor outside the database that each checkpoint moves forward and online verification checks.
+        self._anchor = anchor
         self._hsm = hsm
         self._clock = clock
         self._checkpoint_every = checkpoint_every
@@ -136,7 +143,13 @@ class AuditUseCases:
             # Under a steady stream of writes the head may move while the HSM signs; each attempt's window is
             # one signature long, so a few attempts land the checkpoint unless writes never pause at all.
             for _ in range(CHECKPOINT_ATTEMPTS):
-                if self.checkpoint() is not None:
+                try:
+                    if self.checkpoint() is not None:
+                        return
+                except HsmUnavailable as exc:
+                    # An HSM outage is ridden out like the worker's other steps: the checkpoint stays due, and
+                    # the next round signs it once the HSM is back.
+                    log.warning("could not sign a due audit checkpoint, will retry: %s", exc.message)
                     return
 
     def _oldest_uncovered_is_due(self, covered: int) -> bool:
@@ -174,7 +187,19 @@ class AuditUseCases:
                     head.sequence,
                 )
                 return None
-            return tx.append_audit(draft)
+            appended = tx.append_audit(draft)
+        self.anchor(appended)
+        return appended
+
+    def anchor(self, event: AuditEvent | None) -> None:
+        """Move the token's anchor to ``event``. A token that cannot be written leaves the anchor where it was:
+        the database only gets further ahead of it, which the next anchor covers; the failure is logged."""
+        if self._anchor is None:
+            return
+        try:
+            self._anchor.advance(event)
+        except CustodyError as exc:
+            log.error("could not move the HSM token's anchor of the audit log forward: %s", exc.message)
 
     # -- reading ----------------------------------------------------------------------------------------------
 
@@ -213,8 +238,14 @@ class AuditUseCases:
         )
 
     def verify_chain(self, caller: Principal) -> ChainVerification:
+        """The whole chain, every checkpoint, and the token's anchor: a log that verifies on its own but lacks
+        the event the anchor vouches for was restored to an older copy, truncated or rewritten."""
         self._require_reader(caller)
-        return verify_events(self._store.iter_audit_events(), public_key=self.public_key)
+        verification = verify_events(self._store.iter_audit_events(), public_key=self.public_key)
+        mismatch = None if self._anchor is None or not verification.ok else self._anchor.mismatch(self._store)
+        if mismatch is None:
+            return verification
+        return replace(verification, ok=False, first_bad_sequence=mismatch.sequence, problem=mismatch.problem)
 
     def list_events(
         self,

@@ -55,7 +55,14 @@ class Custody:
         # Every use case writes through the sealing store: it stores the HSM seal of each record a signature
         # relies on in the transaction that writes it, and checks the audit log's head before each append.
         sealed = cast(Store, SealingStore(store, self.sealer, lambda: self.audit, self.audit_head))
-        self.audit = AuditUseCases(sealed, hsm, clock, checkpoint_every, checkpoint_interval)
+        self.audit = AuditUseCases(
+            sealed,
+            hsm,
+            clock,
+            checkpoint_every,
+            checkpoint_interval=checkpoint_interval,
+            anchor=self.sealer.anchor,
+        )
         self.policy = PolicyUseCases(sealed, self.audit, clock, open_seals=lambda: self._at_start(store))
         self.keys = KeyUseCases(sealed, hsm, self.policy, self.audit, clock)
         self.signing = SigningUseCases(
@@ -78,9 +85,13 @@ class Custody:
         self._worker: BackgroundWorker | None = None
 
     def _at_start(self, store: Store) -> None:
-        """Right after the audit log verified at start: open the seal key and remember the head just verified."""
+        """Right after the audit log verified at start: open the seal key (which checks the database against the
+        token's anchor), remember the head just verified, and anchor it, so that the token vouches for
+        everything this start found even before the next checkpoint."""
         self.sealer.open(store, self.audit)
-        self.audit_head.remember(store.audit_head())
+        head = store.audit_head()
+        self.audit_head.remember(head)
+        self.audit.anchor(head)
 
     def health(self) -> Health:
         hsm_health = self._hsm.health()

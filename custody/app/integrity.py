@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+from custody.app.anchor import TokenAnchor, token_state
 from custody.app.audit import DAEMON_ACTOR, AuditUseCases
+from custody.audit.anchor import Anchor
 from custody.audit.events import AuditDraft, AuditEvent, AuditKind
 from custody.audit.head import RememberedHead
 from custody.chains.evm import ParsedPayload, parse_payload
@@ -132,6 +134,8 @@ class Sealer:
         self._opening = threading.Lock()
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._verified_lock = threading.Lock()
+        # The anchor in the token of the database this seal key seals (custody/app/anchor.py).
+        self.anchor = TokenAnchor(hsm, lambda: self._key_id)
         # The last seal that failed, for health: someone wrote the database without the seal key.
         self.last_mismatch: str | None = None
 
@@ -139,42 +143,57 @@ class Sealer:
     def is_open(self) -> bool:
         return self._key_id is not None
 
+    @property
+    def key_id(self) -> bytes | None:
+        return self._key_id
+
     def open(self, store: Store, audit: AuditUseCases) -> None:
-        """Find the seal key by the CKA_ID stored for it, or make it at the first start on a database with
-        seals and seal the records written before (saying so in the log and the audit log).
+        """Find the seal key by the CKA_ID stored for it and check the database against the token's anchor; or,
+        on a database that names no seal key and a token that holds none, make it and seal the records written
+        before (saying so in the log and the audit log).
 
         This runs under the database's write lock, so replicas starting together make one key.
         """
         with self._opening:
             if self._key_id is not None:
                 return
+            retired = self.anchor.retired()
             with store.transaction() as tx:
                 stored = tx.daemon_key(SEAL_KEY_PURPOSE)
                 if stored is not None:
                     key_id = bytes.fromhex(stored.key_id)
                     self._hsm.check_seal_key(key_id)
+                    self.anchor.check(key_id, tx)
+                    self._record_retired(tx, audit, retired)
                     self._key_id = key_id
-                    return
-                self._refuse_seals_without_their_key(tx)
-                key_id = self._hsm.generate_seal_key()
-                tx.insert_daemon_key(
-                    DaemonKey(
-                        purpose=SEAL_KEY_PURPOSE,
-                        key_id=key_id.hex(),
-                        public_key=None,
-                        created_at=self._clock(),
-                    )
-                )
-                self._key_id = key_id
-                try:
-                    sealed = self._seal_existing(tx)
-                    if sealed:
-                        audit.record(
-                            tx, DAEMON_ACTOR, AuditKind.SEALS_CREATED, records=sealed, key_id=key_id.hex()
+                    sealed = 0
+                else:
+                    self._refuse_token_state_the_database_does_not_name()
+                    self._refuse_seals_without_their_key(tx)
+                    self._record_retired(tx, audit, retired)
+                    key_id = self._hsm.generate_seal_key()
+                    tx.insert_daemon_key(
+                        DaemonKey(
+                            purpose=SEAL_KEY_PURPOSE,
+                            key_id=key_id.hex(),
+                            public_key=None,
+                            created_at=self._clock(),
                         )
-                except BaseException:
-                    self._key_id = None
-                    raise
+                    )
+                    self._key_id = key_id
+                    try:
+                        sealed = self._seal_existing(tx)
+                        if sealed:
+                            audit.record(
+                                tx, DAEMON_ACTOR, AuditKind.SEALS_CREATED, records=sealed, key_id=key_id.hex()
+                            )
+                    except BaseException:
+                        self._key_id = None
+                        raise
+            # Recorded in the audit log: the retired anchors have done their work.
+            self.anchor.forget_retired([value for value, _ in retired])
+            if stored is not None:
+                return
             if sealed:
                 log.warning(
                     "sealed %d records written before this version (keys, the active policy, requests waiting"
@@ -184,6 +203,43 @@ class Sealer:
                 )
             else:
                 log.info("made the HSM seal key %s", key_id.hex())
+
+    def _refuse_token_state_the_database_does_not_name(self) -> None:
+        """A token that holds a seal key or an anchor while the database names no seal key means the record
+        of the key was deleted (with the seals, perhaps) or this is not the database the token served: making a
+        new key would seal whatever the database holds now, forged rows included, so the daemon stops."""
+        state = token_state(self._hsm)
+        if not state.empty:
+            raise ConfigurationError(
+                f"the HSM token holds custody's {state.describe()}, which the database does not name: the"
+                " database's record of its seal key was deleted, or this is not the database that token served;"
+                " custody will not seal it anew. Restore that database, or retire the token's state on purpose"
+                " with `custody audit retire-token-state` (docs/operations.md)"
+            )
+
+    @staticmethod
+    def _record_retired(
+        tx: StoreTransaction, audit: AuditUseCases, retired: list[tuple[bytes, Anchor]]
+    ) -> None:
+        """Say in the audit log which anchors an operator retired since the last start."""
+        if retired:
+            audit.record(
+                tx,
+                DAEMON_ACTOR,
+                AuditKind.ANCHOR_RETIRED,
+                anchors=[
+                    {
+                        "seal_key_id": anchor.seal_key_id,
+                        "sequence": anchor.sequence,
+                        "hash": anchor.hash.hex(),
+                    }
+                    for _, anchor in retired
+                ],
+            )
+            log.warning(
+                "the HSM token's anchor was retired by an operator: %s",
+                "; ".join(anchor.describe() for _, anchor in retired),
+            )
 
     @staticmethod
     def _refuse_seals_without_their_key(tx: StoreTransaction) -> None:

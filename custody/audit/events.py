@@ -27,6 +27,7 @@ class AuditKind(enum.StrEnum):
     """What an audit event records. Events read back from a log keep their kind as text, so that a log written
     by another version of custody still verifies; the daemon writes only these."""
 
+    ANCHOR_RETIRED = "anchor.retired"
     APPROVAL_COUNTED = "approval.counted"
     APPROVAL_REFUSED = "approval.refused"
     AUDIT_CHECKPOINT = "audit.checkpoint"

@@ -107,6 +107,38 @@ def verify(
         context.exit(EXIT_ERROR)
 
 
+@audit_group.command("retire-token-state")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The daemon's server.toml: the token and its PIN are opened as the daemon opens them.",
+)
+@click.option(
+    "--seal-key-id",
+    "seal_key_ids",
+    multiple=True,
+    metavar="HEX",
+    help="A seal key the token holds, as the daemon's refusal to start names it; repeat for each.",
+)
+def retire_token_state(config_path: Path, seal_key_ids: tuple[str, ...]) -> None:
+    """Retire the sealed state the HSM token holds (its seal keys and the audit log's anchor), on purpose.
+
+    The daemon refuses to start on a database that the token contradicts: one restored to an older copy, or one
+    that names no seal key while the token holds one. When that database really is the one to run (a backup
+    restored on purpose, a database that was lost), stop every daemon on the token and run this on the daemon's
+    host, naming every seal key the token holds; the next start records what was retired in the audit log.
+    Seal keys are relabelled, not destroyed. Without --seal-key-id it only says what the token holds.
+    """
+    # Imported here so that client commands do not load the HSM machinery.
+    from custody.bootstrap import retire_token_state_of
+
+    retired = retire_token_state_of(config_path, seal_key_ids)
+    click.echo(f"retired the HSM token's custody state: {retired.describe() or 'nothing'}")
+    click.echo("the next start of the daemon records this in the audit log (event anchor.retired)")
+
+
 @audit_group.command("export")
 @client_options
 @click.option("--out", "out_file", metavar="FILE", help="Write to this file instead of stdout.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -60,6 +61,24 @@ class Hsm(Protocol):
 
     def verify_seal(self, key_id: bytes, data: bytes, seal: bytes) -> bool:
         """Whether ``seal`` is the seal of ``data``: the seal recomputed in the HSM, compared in constant time."""
+
+    def seal_key_ids(self) -> list[bytes]:
+        """The CKA_IDs of every seal key custody made in the token (secret keys labelled ``custody-seal``), so that
+        the daemon sees a seal key whose record the database lost."""
+
+    def retire_seal_keys(self) -> list[bytes]:
+        """Relabel every ``custody-seal`` key ``custody-retired-seal`` (kept, never destroyed, so old seals can
+        still be checked by hand); returns their CKA_IDs."""
+
+    def read_data_objects(self, label: str) -> list[bytes]:
+        """The values of the private token data objects (CKO_DATA) labelled ``label``; the daemon keeps its
+        anchor outside the database in such objects."""
+
+    def create_data_object(self, label: str, value: bytes) -> None:
+        """Create a private token data object labelled ``label`` holding ``value``."""
+
+    def destroy_data_objects(self, label: str, values: Collection[bytes]) -> None:
+        """Destroy the private token data objects labelled ``label`` whose value is one of ``values``."""
 
     def health(self) -> HsmHealth: ...
 

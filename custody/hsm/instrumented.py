@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TypeVar
 
 from custody.domain.errors import ConfigurationError, CustodyError, HsmUnavailable
@@ -102,6 +102,21 @@ class InstrumentedHsm:
 
     def verify_seal(self, key_id: bytes, data: bytes, seal: bytes) -> bool:
         return self._timed("verify_seal", lambda hsm: hsm.verify_seal(key_id, data, seal))
+
+    def seal_key_ids(self) -> list[bytes]:
+        return self._timed("seal_key_ids", lambda hsm: hsm.seal_key_ids())
+
+    def retire_seal_keys(self) -> list[bytes]:
+        return self._timed("retire_seal_keys", lambda hsm: hsm.retire_seal_keys())
+
+    def read_data_objects(self, label: str) -> list[bytes]:
+        return self._timed("read_data_objects", lambda hsm: hsm.read_data_objects(label))
+
+    def create_data_object(self, label: str, value: bytes) -> None:
+        self._timed("create_data_object", lambda hsm: hsm.create_data_object(label, value))
+
+    def destroy_data_objects(self, label: str, values: Collection[bytes]) -> None:
+        self._timed("destroy_data_objects", lambda hsm: hsm.destroy_data_objects(label, values))
 
     def health(self) -> HsmHealth:
         inner = self._inner

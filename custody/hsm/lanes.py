@@ -25,7 +25,7 @@ import pickle
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -193,6 +193,23 @@ class LaneHsm:
 
     def verify_seal(self, key_id: bytes, data: bytes, seal: bytes) -> bool:
         return self._control.verify_seal(key_id, data, seal)
+
+    # The token's objects (the seal keys as a set, the anchor) are rare calls too.
+
+    def seal_key_ids(self) -> list[bytes]:
+        return self._control.seal_key_ids()
+
+    def retire_seal_keys(self) -> list[bytes]:
+        return self._control.retire_seal_keys()
+
+    def read_data_objects(self, label: str) -> list[bytes]:
+        return self._control.read_data_objects(label)
+
+    def create_data_object(self, label: str, value: bytes) -> None:
+        self._control.create_data_object(label, value)
+
+    def destroy_data_objects(self, label: str, values: Collection[bytes]) -> None:
+        self._control.destroy_data_objects(label, values)
 
     def health(self) -> HsmHealth:
         """The session in this process, and at least one live lane: signing goes only through the lanes, so

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Literal, TypeVar
 
 import pkcs11
@@ -88,6 +88,14 @@ _SEAL_KEY_TEMPLATE = {
     Attribute.DERIVE: False,
 }
 _SEAL_KEY_LABEL = "custody-seal"
+# What a seal key is relabelled when an operator retires it deliberately (docs/operations.md): kept in the token,
+# no longer taken for a live seal key.
+_RETIRED_SEAL_KEY_LABEL = "custody-retired-seal"
+# Labels of the token objects custody writes itself start with this; nobody else can make such a key through
+# custody (`keys create` refuses them).
+_RESERVED_LABEL_PREFIX = "custody-"
+# The application a data object belongs to (CKA_APPLICATION), for whoever lists the token's objects.
+_DATA_OBJECT_APPLICATION = "custody"
 
 
 SessionWrapper = Callable[[Any], Any]
@@ -345,6 +353,71 @@ class Pkcs11Hsm:
             return False
         return hmac.compare_digest(self.seal(key_id, data), seal)
 
+    def seal_key_ids(self) -> list[bytes]:
+        """The CKA_IDs of the secret keys labelled ``custody-seal``: every seal key custody made in this token."""
+
+        def find() -> list[bytes]:
+            return [bytes(key[Attribute.ID]) for key in self._live_seal_keys()]
+
+        return self._call(find, "list the seal keys")
+
+    def retire_seal_keys(self) -> list[bytes]:
+        """Relabel every ``custody-seal`` key ``custody-retired-seal``; returns their CKA_IDs."""
+
+        def retire() -> list[bytes]:
+            retired = []
+            for key in self._live_seal_keys():
+                key[Attribute.LABEL] = _RETIRED_SEAL_KEY_LABEL
+                retired.append(bytes(key[Attribute.ID]))
+            return retired
+
+        retired = self._call(retire, "retire the seal keys")
+        logger.warning("retired the seal keys %s", ", ".join(key_id.hex() for key_id in retired) or "(none)")
+        return retired
+
+    def read_data_objects(self, label: str) -> list[bytes]:
+        """The values of the private token data objects labelled ``label`` (a reserved ``custody-`` label)."""
+        _check_reserved_label(label)
+
+        def read() -> list[bytes]:
+            return [bytes(data_object[Attribute.VALUE]) for data_object in self._data_objects(label)]
+
+        return self._call(read, f"read the token's {label!r} objects")
+
+    def create_data_object(self, label: str, value: bytes) -> None:
+        """Create a private token data object; a retry after a lost session may make a second one with the same
+        value, which readers treat as one."""
+        _check_reserved_label(label)
+        if not isinstance(value, bytes):
+            raise InvalidInput("a data object's value must be bytes", field="value")
+
+        def create() -> None:
+            self._session.create_object(
+                {
+                    Attribute.CLASS: ObjectClass.DATA,
+                    Attribute.TOKEN: True,
+                    # Private: only a logged-in user reads or writes it, so only whoever holds the PIN.
+                    Attribute.PRIVATE: True,
+                    Attribute.LABEL: label,
+                    Attribute.APPLICATION: _DATA_OBJECT_APPLICATION,
+                    Attribute.VALUE: value,
+                }
+            )
+
+        self._call(create, f"write a {label!r} object to the token")
+
+    def destroy_data_objects(self, label: str, values: Collection[bytes]) -> None:
+        """Destroy the private token data objects labelled ``label`` that hold one of ``values``."""
+        _check_reserved_label(label)
+        doomed = set(values)
+
+        def destroy() -> None:
+            for data_object in self._data_objects(label):
+                if bytes(data_object[Attribute.VALUE]) in doomed:
+                    data_object.destroy()
+
+        self._call(destroy, f"remove {label!r} objects from the token")
+
     def health(self) -> HsmHealth:
         """Report whether the library is loaded, the token present and the session logged in; never raises."""
         if not self._lock.acquire(timeout=_HEALTH_LOCK_TIMEOUT_SECONDS):
@@ -534,6 +607,26 @@ class Pkcs11Hsm:
             self._checked_key_ids[key_id] = "seal"
         return secret_key
 
+    def _live_seal_keys(self) -> list[Any]:
+        # Listed in full before anything is changed: an object search stays open while it is iterated.
+        return list(
+            self._session.get_objects(
+                {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: _SEAL_KEY_LABEL}
+            )
+        )
+
+    def _data_objects(self, label: str) -> list[Any]:
+        return list(
+            self._session.get_objects(
+                {
+                    Attribute.CLASS: ObjectClass.DATA,
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: True,
+                    Attribute.LABEL: label,
+                }
+            )
+        )
+
     def _find_ed25519_pair(self, label: str) -> tuple[bytes, bytes] | None:
         """The (key_id, raw public key) of the checked Ed25519 pair labelled ``label``; None if absent."""
         private_keys = list(
@@ -597,6 +690,14 @@ class Pkcs11Hsm:
             }
         )
         probe_object.destroy()
+
+
+def _check_reserved_label(label: str) -> None:
+    if not isinstance(label, str) or not label.startswith(_RESERVED_LABEL_PREFIX):
+        raise InvalidInput(
+            f"custody writes token objects only under labels starting with {_RESERVED_LABEL_PREFIX!r}",
+            field="label",
+        )
 
 
 def _validate_key_id(key_id: bytes) -> None:

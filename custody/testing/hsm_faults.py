@@ -136,6 +136,9 @@ class FaultyObject:
     def __getitem__(self, attribute: pkcs11.Attribute) -> Any:
         return self.real[attribute]
 
+    def __setitem__(self, attribute: pkcs11.Attribute, value: Any) -> None:
+        self.real[attribute] = value
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from custody.app.anchor import retire_token_state, token_state
 from custody.app.custody import BackgroundWorker, Custody
 from custody.audit.events import AuditEvent
 from custody.domain.approvals import ApprovalStatement
@@ -277,6 +278,11 @@ class AppFactory:
         database = database or self.directory / f"custody-{next(self._databases)}.db"
         clock = clock or Clock()
         hsm = Pkcs11Hsm(self.softhsm.module_path, APP_TOKEN_LABEL, APP_PIN)
+        if not restarted:
+            # Every test's database shares the session's token, which still holds the sealed state of the last
+            # test's database; the daemon refuses a token that holds state the database does not name, so it is
+            # retired first, as an operator who starts over on purpose retires it.
+            retire_token_state(hsm, token_state(hsm).seal_key_ids)
         custody = Custody(
             store=open_store(f"sqlite:///{database}", self.directory),
             hsm=hsm,
@@ -293,6 +299,15 @@ class AppFactory:
         else:
             app.keys = {label: custody.keys.create_key(ADMIN, label) for label in keys}
         return app
+
+    def retire_token_state(self) -> None:
+        """Retire the seal keys and anchors the token holds, as an operator who starts over on purpose does
+        (docs/operations.md). Only while no application is open: closing this session logs every one out."""
+        hsm = Pkcs11Hsm(self.softhsm.module_path, APP_TOKEN_LABEL, APP_PIN)
+        try:
+            retire_token_state(hsm, token_state(hsm).seal_key_ids)
+        finally:
+            hsm.close()
 
     def restart(self, app: App) -> App:
         """Stop ``app`` as the daemon stops (a shutdown checkpoint, the HSM and the store released) and start

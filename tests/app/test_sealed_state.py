@@ -148,13 +148,15 @@ def test_the_seal_key_is_found_again_by_its_stored_id_after_a_restart(app: App, 
 
 
 def test_rows_written_before_seals_existed_are_sealed_once_at_start(app: App, make_app: AppFactory) -> None:
-    """A database from before seals: no seal key recorded and no seals. The first start seals what it finds,
-    says so in the audit log, and what it sealed still signs."""
+    """A database from before seals (no seal key recorded, no seals) on a token that holds no seal key either.
+    The first start seals what it finds, says so in the audit log, and what it sealed still signs."""
     request = app.pending()
     app.approve(request, "alice")
-    app.custody.close()
+    make_app.stop(app)
     app.sql("DELETE FROM seals")
     app.sql("DELETE FROM daemon_keys WHERE purpose = 'seal'")
+    # The token as a version before seals left it: no seal key and no anchor.
+    make_app.retire_token_state()
 
     restarted = make_app(database=app.database, clock=app.clock)
 
@@ -163,9 +165,33 @@ def test_rows_written_before_seals_existed_are_sealed_once_at_start(app: App, ma
     assert_signed_by(restarted.approve(request, "bob"), restarted.keys["treasury"].address)
 
 
-def test_seals_without_the_record_of_their_key_stop_the_start(app: App, make_app: AppFactory) -> None:
-    app.custody.close()
+def test_deleting_every_seal_and_the_seal_keys_record_stops_the_start(app: App, make_app: AppFactory) -> None:
+    """The writer deletes every seal and the record of the seal key, so that a new key would seal whatever the
+    database holds: the token still holds the seal key and the anchor, and the daemon will not start."""
+    request = app.pending()
+    make_app.stop(app)
+    app.sql(
+        "UPDATE requests SET state = 'APPROVED', decision_action = 'sign', quorum = '[]' WHERE request_id = ?",
+        (request.request_id,),
+    )
+    app.sql("DELETE FROM seals")
     app.sql("DELETE FROM daemon_keys WHERE purpose = 'seal'")
 
+    with pytest.raises(ConfigurationError, match="which the database does not name"):
+        make_app(database=app.database, clock=app.clock)
+    assert app.sql("SELECT COUNT(*) FROM seals") == [(0,)]
+    assert app.sql("SELECT state FROM requests WHERE request_id = ?", (request.request_id,)) == [
+        ("APPROVED",)
+    ]
+
+
+def test_seals_without_the_record_of_their_key_stop_the_start(app: App, make_app: AppFactory) -> None:
+    make_app.stop(app)
+    app.sql("DELETE FROM daemon_keys WHERE purpose = 'seal'")
+
+    with pytest.raises(ConfigurationError, match="which the database does not name"):
+        make_app(database=app.database, clock=app.clock)
+    # Even on a token whose state was retired, the database's own seals show the record was deleted.
+    make_app.retire_token_state()
     with pytest.raises(ConfigurationError, match="no record of the HSM seal key"):
         make_app(database=app.database, clock=app.clock)

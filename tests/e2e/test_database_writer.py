@@ -12,6 +12,7 @@ checkpoint over it.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,11 +23,23 @@ import pytest
 
 from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
+from custody.exit_codes import EXIT_START_REFUSED
 from custody.store.codec import encode_time
-from tests.tampering import rewrite_audit_actor
+from tests.daemons import CUSTODY
+from tests.tampering import copy_database, restore_database, rewrite_audit_actor
 
-from .approvals_support import Approvers, submit_tx, treasury_tx, wait_for_state
-from .conftest import Daemon, Databases, DevEnv, Nonces, channel_for, make_dev_env, start_daemon, stop_daemon
+from .approvals_support import Approvers, assert_signed_by, submit_tx, treasury_tx, wait_for_state
+from .conftest import (
+    Daemon,
+    Databases,
+    DevEnv,
+    Nonces,
+    channel_for,
+    make_dev_env,
+    run_cli,
+    start_daemon,
+    stop_daemon,
+)
 
 TIMELOCK_SECONDS = 3600
 TREASURY_SIGNS_AT_ONCE = """[[rules]]
@@ -178,3 +191,116 @@ def test_audit_events_rewritten_after_the_last_checkpoint_get_no_checkpoint(
         stop_daemon(daemon)
     assert env.sql("SELECT COUNT(*) FROM audit_events WHERE kind = 'audit.checkpoint'") == [(0,)]
     assert "was changed in the database" in daemon.log()
+
+
+def _serve_until_exit(env: DevEnv) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CUSTODY, "serve", "--config", str(env.config), "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _refusal(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == EXIT_START_REFUSED, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("custody: cannot start: ")]
+    assert "listening" not in result.stderr
+    return line
+
+
+def _signed_ops_transfer(env: DevEnv, daemon: Daemon, nonce: int, address: str) -> None:
+    signed = submit_tx(env, daemon, "backend", "ops", treasury_tx(nonce))
+    assert signed.state == pb.REQUEST_STATE_SIGNED
+    assert_signed_by(signed, address)
+
+
+def test_a_database_restored_to_an_older_copy_does_not_start_until_the_anchor_is_retired(
+    tmp_path: Path, backend: str, databases: Databases, nonces: Nonces
+) -> None:
+    """The writer takes a copy of the database, lets the daemon sign, then puts the copy back (which forgets the
+    signatures and their nonces): the HSM token's anchor vouches for a later audit event, so the daemon does not
+    start. An operator who restored the copy on purpose retires the anchor, and the next start records that."""
+    env = make_dev_env(tmp_path / "env", backend, databases)
+    daemon = start_daemon(env, tmp_path / "first.log")
+    try:
+        with channel_for(env, daemon, "admin") as channel:
+            ops = pb_grpc.KeyServiceStub(channel).CreateKey(pb.CreateKeyRequest(label="ops")).key
+        copy_database(env, "older")
+        _signed_ops_transfer(env, daemon, next(nonces), ops.address)
+        _signed_ops_transfer(env, daemon, next(nonces), ops.address)
+    finally:
+        assert stop_daemon(daemon) == 0
+    ((anchored,),) = env.sql("SELECT MAX(sequence) FROM audit_events")
+
+    restore_database(env, "older")
+    ((restored_head,),) = env.sql("SELECT MAX(sequence) FROM audit_events")
+
+    refusal = _refusal(_serve_until_exit(env))
+    assert refusal == (
+        f"custody: cannot start: the database's audit log ends at event {restored_head}, but the HSM token's"
+        f" anchor vouches for event {anchored}: the database was restored to an older copy or its newest events"
+        " were deleted; refusing to start (an operator who restored this copy on purpose retires the token's"
+        " anchor with `custody audit retire-token-state`, see docs/operations.md)"
+    )
+
+    ((seal_key_id,),) = env.sql("SELECT key_id FROM daemon_keys WHERE purpose = 'seal'")
+    unnamed = run_cli(
+        env, None, None, "audit", "retire-token-state", "--config", str(env.config), check=False
+    )
+    assert unnamed.returncode != 0 and seal_key_id in unnamed.stderr
+    retired = run_cli(
+        env,
+        None,
+        None,
+        "audit",
+        "retire-token-state",
+        "--config",
+        str(env.config),
+        "--seal-key-id",
+        seal_key_id,
+    )
+    assert f"seal key {seal_key_id} (anchored at audit event {anchored})" in retired.stdout
+    daemon = start_daemon(env, tmp_path / "second.log")
+    try:
+        with channel_for(env, daemon, "admin") as channel:
+            events = pb_grpc.AuditServiceStub(channel).ListEvents(
+                pb.ListEventsRequest(limit=100, kind="anchor.retired")
+            )
+        (event,) = events.events
+        assert json.loads(event.details_json)["anchors"][0]["sequence"] == anchored
+        _signed_ops_transfer(env, daemon, next(nonces), ops.address)
+    finally:
+        assert stop_daemon(daemon) == 0
+
+
+def test_deleting_every_seal_and_the_seal_keys_record_does_not_start(
+    tmp_path: Path, backend: str, databases: Databases, nonces: Nonces
+) -> None:
+    """With every seal and the record of the seal key deleted, a new seal key would seal whatever the database
+    holds, here a waiting treasury request edited to sign at once: the token still holds the seal key, so the
+    daemon does not start and nothing is signed."""
+    env = make_dev_env(tmp_path / "env", backend, databases)
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    try:
+        with channel_for(env, daemon, "admin") as channel:
+            pb_grpc.KeyServiceStub(channel).CreateKey(pb.CreateKeyRequest(label="treasury"))
+        request = submit_tx(env, daemon, "backend", "treasury", treasury_tx(next(nonces)))
+        assert request.state == pb.REQUEST_STATE_PENDING_APPROVAL
+    finally:
+        assert stop_daemon(daemon) == 0
+    env.sql(
+        "UPDATE requests SET state = 'APPROVED', decision_action = 'sign', quorum = '[]' WHERE request_id = ?",
+        (request.request_id,),
+    )
+    env.sql("DELETE FROM seals")
+    ((seal_key_id,),) = env.sql("SELECT key_id FROM daemon_keys WHERE purpose = 'seal'")
+    env.sql("DELETE FROM daemon_keys WHERE purpose = 'seal'")
+
+    refusal = _refusal(_serve_until_exit(env))
+
+    assert f"the HSM token holds custody's seal key {seal_key_id}" in refusal
+    assert "which the database does not name" in refusal
+    assert env.sql("SELECT COUNT(*) FROM seals") == [(0,)]
+    assert env.sql("SELECT signature FROM requests WHERE request_id = ?", (request.request_id,)) == [(None,)]

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_account import Account
 from eth_utils.crypto import keccak
 
+from custody.app.anchor import retire_token_state, token_state
 from custody.app.custody import Custody
 from custody.domain.errors import HsmUnavailable
 from custody.domain.keys import Key
@@ -70,6 +71,9 @@ def application(softhsm: SoftHsmSetup, database_url: str, tmp_path: Path) -> Ite
     faults = SignFaults(seed=20250105)
     hsm = Pkcs11Hsm(softhsm.module_path, MAIN_TOKEN_LABEL, MAIN_PIN, session_wrapper=faults)
     store = open_store(database_url, tmp_path)
+    # The session's token still holds the sealed state of the last test's database, which the daemon refuses
+    # to adopt; it is retired as an operator who starts over on purpose retires it.
+    retire_token_state(hsm, token_state(hsm).seal_key_ids)
     custody = Custody(store=store, hsm=hsm)
     try:
         custody.audit.open()

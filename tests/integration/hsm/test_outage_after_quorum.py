@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_account import Account
 from pkcs11.exceptions import DeviceRemoved
 
+from custody.app.anchor import retire_token_state, token_state
 from custody.app.custody import BackgroundWorker, Custody
 from custody.app.signing import SIGNING_LEASE
 from custody.domain.approvals import ApprovalStatement
@@ -60,6 +61,9 @@ def world(softhsm: SoftHsmSetup, tmp_path: Path) -> Iterator[tuple[Custody, Sign
     faults = SignFaults(seed=7)
     clock = Clock()
     hsm = Pkcs11Hsm(softhsm.module_path, MAIN_TOKEN_LABEL, MAIN_PIN, session_wrapper=faults)
+    # The session's token still holds the sealed state of the last test's database, which the daemon refuses
+    # to adopt; it is retired as an operator who starts over on purpose retires it.
+    retire_token_state(hsm, token_state(hsm).seal_key_ids)
     custody = Custody(store=open_store(f"sqlite:///{tmp_path / 'state.db'}", tmp_path), hsm=hsm, clock=clock)
     try:
         custody.audit.open()

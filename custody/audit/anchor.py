@@ -1,0 +1,129 @@
+"""The anchor: what the daemon keeps about its audit log outside the database, so that a database restored to an
+older copy, truncated or rewritten is noticed.
+
+Whoever can write the database can put an older copy back, with every seal and every checkpoint of that time:
+each row then verifies, and the daemon would act on state it already moved past (a key frozen since, requests
+signed since and their nonces). The HSM token is outside that writer's reach (its objects need the PIN), so the
+daemon keeps there, in a private token data object labelled ``custody-anchor``, the last audit event it
+vouches for: its sequence and hash, and the CKA_ID of the seal key, so that the token also remembers that
+seals exist. It rewrites the anchor at every checkpoint and at start; at start and in online verification the
+database's audit log must still hold that event with that hash.
+
+This module is the anchor's encoding and the comparison, without I/O; custody/app/anchor.py reads and writes the
+token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from custody.audit.events import AuditEvent
+from custody.domain.canonical_json import canonical_json
+
+ANCHOR_LABEL = "custody-anchor"
+# An anchor an operator retired deliberately (docs/operations.md) is kept under this label until the next start
+# records it in the audit log.
+RETIRED_ANCHOR_LABEL = "custody-retired-anchor"
+_FORMAT = "custody anchor v1"
+_HASH_BYTES = 32
+
+
+class AuditReader(Protocol):
+    def audit_head(self) -> AuditEvent | None: ...
+
+    def list_audit_events(self, *, after_sequence: int = 0, limit: int = 1000) -> Sequence[AuditEvent]: ...
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The audit event the daemon vouches for, and the seal key of the database it belongs to."""
+
+    seal_key_id: str  # hex CKA_ID of the seal key
+    sequence: int
+    hash: bytes
+
+    def encode(self) -> bytes:
+        return canonical_json(
+            {
+                "format": _FORMAT,
+                "seal_key_id": self.seal_key_id,
+                "sequence": self.sequence,
+                "hash": self.hash.hex(),
+            },
+            ascii_only=True,
+        ).encode("ascii")
+
+    @classmethod
+    def decode(cls, value: bytes) -> Anchor:
+        """The anchor ``value`` encodes; ValueError naming what is wrong when it is not one."""
+        try:
+            body = json.loads(value.decode("ascii"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError("it is not the JSON custody writes") from None
+        if not isinstance(body, dict) or body.get("format") != _FORMAT:
+            raise ValueError(f"its format is not {_FORMAT!r}")
+        seal_key_id, sequence, hash_text = body.get("seal_key_id"), body.get("sequence"), body.get("hash")
+        if not isinstance(seal_key_id, str) or not isinstance(hash_text, str):
+            raise ValueError("its seal key id or hash is not text")
+        if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 1:
+            raise ValueError("its sequence is not a positive whole number")
+        try:
+            bytes.fromhex(seal_key_id)
+            hash_value = bytes.fromhex(hash_text)
+        except ValueError:
+            raise ValueError("its seal key id or hash is not hexadecimal") from None
+        if len(hash_value) != _HASH_BYTES:
+            raise ValueError("its hash is not 32 bytes")
+        return cls(seal_key_id=seal_key_id, sequence=sequence, hash=hash_value)
+
+    @classmethod
+    def of(cls, seal_key_id: bytes, event: AuditEvent) -> Anchor:
+        return cls(seal_key_id=seal_key_id.hex(), sequence=event.sequence, hash=event.hash)
+
+    def describe(self) -> str:
+        return f"audit event {self.sequence} (hash {self.hash.hex()[:16]}...) of seal key {self.seal_key_id}"
+
+
+def latest_for(anchors: Iterable[Anchor], seal_key_id: bytes) -> Anchor | None:
+    """The furthest anchor of the seal key ``seal_key_id``: a crash between writing a new anchor and removing the
+    old one leaves both, and the newer one counts."""
+    mine = [anchor for anchor in anchors if anchor.seal_key_id == seal_key_id.hex()]
+    return max(mine, key=lambda anchor: anchor.sequence, default=None)
+
+
+@dataclass(frozen=True)
+class AnchorMismatch:
+    sequence: int  # the anchored event's sequence
+    problem: str  # one sentence naming what differs
+
+
+def anchor_mismatch(anchor: Anchor, reader: AuditReader) -> AnchorMismatch | None:
+    """How the database's audit log differs from what ``anchor`` vouches for, or None when it holds that event
+    with that hash (events after it are the database's own, checked by the chain's verification)."""
+    found = reader.list_audit_events(after_sequence=anchor.sequence - 1, limit=1)
+    if not found or found[0].sequence != anchor.sequence:
+        head = reader.audit_head()
+        ends_at = head.sequence if head is not None else 0
+        if ends_at < anchor.sequence:
+            problem = (
+                f"the database's audit log ends at event {ends_at}, but the HSM token's anchor vouches for event"
+                f" {anchor.sequence}: the database was restored to an older copy or its newest events were"
+                " deleted"
+            )
+        else:
+            problem = (
+                f"audit event {anchor.sequence}, which the HSM token's anchor vouches for, is missing from the"
+                " database: the audit log was rewritten"
+            )
+        return AnchorMismatch(anchor.sequence, problem)
+    if found[0].hash != anchor.hash:
+        return AnchorMismatch(
+            anchor.sequence,
+            f"audit event {anchor.sequence} in the database has hash {found[0].hash.hex()[:16]}..., but the HSM"
+            f" token's anchor vouches for hash {anchor.hash.hex()[:16]}...: the audit log was rewritten or the"
+            " database replaced by another",
+        )
+    return None
