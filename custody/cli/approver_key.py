@@ -90,7 +90,9 @@ def _new_passphrase(profile: ClientProfile, key_file: Path) -> bytes:
     typed twice, because a mistyped passphrase on a new key would lock its owner out for good."""
     if profile.approver_passphrase_file is not None or PASSPHRASE_ENVIRONMENT_VARIABLE in os.environ:
         return secret_from_profile(profile.approver_passphrase_file, PASSPHRASE_ENVIRONMENT_VARIABLE, "")
-    first = read_secret(file=None, env=None, prompt=f"New passphrase for approver key {key_file}: ")
+    first = read_secret(
+        file=None, env=None, prompt=f"New passphrase for approver key {os.path.normpath(key_file)}: "
+    )
     second = read_secret(file=None, env=None, prompt="The same passphrase again: ")
     if first != second:
         raise InvalidInput("the two passphrases typed differ; no key was created", field="passphrase")

@@ -152,7 +152,7 @@ def _identity_next_steps(added: AddedIdentity, directory: Path) -> str:
             f"To approve, {added.name} needs an approver key in the policy:",
             f"  custody --profile {profile} approver-key create      # asks for a passphrase twice",
             f"  custody --profile {admin} policy show > policy-next.toml",
-            f"  # add the [approvers.{added.name}] table it printed, and the name to a group's members",
+            f"  # add the [approvers.{added.name}] table it printed, with its groups; raise version by one",
             f"  custody --profile {admin} policy propose policy-next.toml",
             "The proposal takes effect once the admin quorum approves it (custody approve REQUEST_ID).",
         ]

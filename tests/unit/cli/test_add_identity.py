@@ -66,6 +66,7 @@ def test_an_approver_profile_names_the_key_file_to_create_and_the_steps_to_the_p
     assert '[principals.frank]\nroles = ["approver", "requester"]' in out
     assert f"custody --profile {environment / 'profiles' / 'frank.toml'} approver-key create" in out
     assert "policy propose policy-next.toml" in out
+    assert "# add the [approvers.frank] table it printed, with its groups; raise version by one" in out
 
     profile = load_profile(environment / "profiles" / "frank.toml")
     assert profile.approver_key_file is not None

@@ -176,3 +176,15 @@ def test_a_typed_passphrase_must_be_typed_the_same_twice(environment: DevEnviron
     assert code == 0, screen
     assert decrypted(key_file, PASSPHRASE).public_key().public_bytes_raw().hex() in screen
     assert PASSPHRASE not in screen
+
+
+def test_the_passphrase_prompt_names_the_key_file_without_dot_dot(
+    environment: DevEnvironment, tmp_path: Path
+) -> None:
+    # Profiles name files relative to their own folder, as dev init's "../approvers/NAME.key" does.
+    (tmp_path / "profiles").mkdir()
+    profile = profile_for(environment, tmp_path / "profiles", 'approver_key_file = "../typed.key"\n')
+    code, screen = create_at_a_terminal(profile, [PASSPHRASE, PASSPHRASE])
+    assert code == 0, screen
+    assert f"New passphrase for approver key {tmp_path / 'typed.key'}: " in screen
+    assert "/../" not in screen
