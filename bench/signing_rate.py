@@ -1,7 +1,7 @@
 """Signing throughput against the framework's limit: raw token, bare gRPC+HSM server and custody, in one run.
 
     .venv/bin/python bench/signing_rate.py [--seconds 2.5] [--rounds 2] [--backends sqlite,postgresql]
-        [--baseline-ref GITREV] [--profile] [--out bench/results/signing_rate.json]
+        [--baseline-ref GITREV] [--profile] [--scaling] [--out bench/results/signing_rate.json]
 
 Measured in one invocation, on this machine, alternating the servers round after round so that a busy
 neighbour on a shared machine slows every figure of a round alike (the ratios are the figures to compare
@@ -20,6 +20,10 @@ across runs and machines, never the absolute rates):
 - with --baseline-ref GITREV: the daemon of that revision (checked out into a temporary git worktree, removed
   afterwards) measured the same way in the same rounds, so `ratio_to_baseline` is the cost or gain of
   everything since it (for example the seals: the revision before them is named in the JSON);
+- with --limits 'max_workers = 8': this tree's daemons run with that [limits] setting, so that with
+  --baseline-ref HEAD the same code is measured with and without it;
+- with --scaling: one custody daemon on PostgreSQL against two replicas sharing its database (the load split
+  between them), alternated, at concurrency 16: what a second process adds on this machine;
 - with --profile: one more custody/SQLite run at concurrency 8 with every daemon thread under cProfile (CPU
   clock), split into components; the shares are scaled to the unprofiled CPU per request of the same run,
   and the profile itself is kept next to the JSON (.pstats, for `python -m pstats`).
@@ -63,6 +67,7 @@ PYTHON = sys.executable
 CUSTODY = str(Path(sys.executable).parent / "custody")
 CONCURRENCY_LEVELS = (1, 8, 32)
 CEILING_CONCURRENCY = 8
+SCALING_CONCURRENCY = 16
 POSTGRES_ADMIN_URL = os.environ.get("CUSTODY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -199,10 +204,19 @@ def serve_argv(code: Path, env_dir: Path, profile: bool) -> list[str]:
 
 
 def start_custody(
-    name: str, code: Path, scratch: Path, database_url: str | None, *, profile_out: Path | None = None
+    name: str,
+    code: Path,
+    scratch: Path,
+    database_url: str | None,
+    *,
+    profile_out: Path | None = None,
+    limits: str | None = None,
 ) -> Server:
     env_dir = scratch / name
     dev_init(code, env_dir, database_url)
+    if limits:
+        with (env_dir / "server.toml").open("a") as server_toml:
+            server_toml.write(f"\n[limits]\n{limits}\n")
     env = code_env(code)
     if profile_out is not None:
         env["CUSTODY_PROFILE_OUT"] = str(profile_out)
@@ -218,6 +232,45 @@ def start_custody(
     with channel(server, "admin") as admin:
         pb_grpc.KeyServiceStub(admin).CreateKey(pb.CreateKeyRequest(label="ops"), timeout=60)
     return server
+
+
+def start_replica(of: Server, code: Path, scratch: Path) -> Server:
+    """A second daemon on ``of``'s configuration and database (PostgreSQL), listening on a port of its own.
+    Both hand out nonces from one counter, as they sign for the same key."""
+    name = f"{of.name}_replica"
+    process, address = start_process(
+        serve_argv(code, of.env_dir, False),
+        code_env(code),
+        scratch / f"{name}.log",
+        r"custody listening on (\S+:\d+)",
+        f"the {name} daemon",
+    )
+    return Server(name, process, address, of.env_dir, nonces=of.nonces, nonce_lock=of.nonce_lock)
+
+
+def measure_scaling(one: Server, code: Path, scratch: Path, seconds: float, rounds: int) -> dict[str, Any]:
+    """One daemon against two replicas sharing its PostgreSQL database, alternated, at the same total
+    concurrency: how far a second process gets past one process's GIL on this machine."""
+    replica = start_replica(one, code, scratch)
+    try:
+        single: list[dict[str, Any]] = []
+        double: list[dict[str, Any]] = []
+        for number in range(rounds):
+            order = [(single, [one]), (double, [one, replica])]
+            for rows, servers in order if number % 2 == 0 else reversed(order):
+                rows.append(closed_loop(servers, SCALING_CONCURRENCY, seconds))
+    finally:
+        replica.stop()
+    keys = ("rate_per_second", "p50_ms", "p99_ms", "server_cpu_ms_per_request")
+    return {
+        "concurrency": SCALING_CONCURRENCY,
+        "one_process": {key: median_of(single, key) for key in keys},
+        "two_processes": {key: median_of(double, key) for key in keys},
+        "two_over_one": statistics.median(
+            two["rate_per_second"] / one_row["rate_per_second"]
+            for one_row, two in zip(single, double, strict=True)
+        ),
+    }
 
 
 def start_bare(name: str, mode: str, env_dir: Path, scratch: Path) -> Server:
@@ -296,16 +349,22 @@ def summarize(
     }
 
 
-def closed_loop(server: Server, concurrency: int, seconds: float) -> dict[str, Any]:
+def closed_loop(target: Server | list[Server], concurrency: int, seconds: float) -> dict[str, Any]:
+    """``concurrency`` clients calling as fast as answers come, spread over ``target``'s servers (replicas
+    sharing one database); the CPU figure is their sum."""
+    servers = target if isinstance(target, list) else [target]
     latencies: list[float] = []
     not_signed = 0
     lock = threading.Lock()
-    with channel(server, "backend") as connection:
-        stub = pb_grpc.SigningServiceStub(connection)
-        stub.SubmitRequest(submission(server), timeout=60)  # the connection is up before the clock starts
+    with contextlib.ExitStack() as connections:
+        stubs = []
+        for server in servers:
+            stub = pb_grpc.SigningServiceStub(connections.enter_context(channel(server, "backend")))
+            stub.SubmitRequest(submission(server), timeout=60)  # the connection is up before the clock starts
+            stubs.append((server, stub))
         deadline = time.perf_counter() + seconds
 
-        def worker() -> None:
+        def worker(server: Server, stub: pb_grpc.SigningServiceStub) -> None:
             nonlocal not_signed
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
@@ -317,15 +376,17 @@ def closed_loop(server: Server, concurrency: int, seconds: float) -> dict[str, A
                     else:
                         not_signed += 1
 
-        cpu_before = process_cpu_seconds(server.process.pid)
+        cpu_before = sum(process_cpu_seconds(server.process.pid) for server in servers)
         start = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+        threads = [
+            threading.Thread(target=worker, args=stubs[index % len(stubs)]) for index in range(concurrency)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         wall = time.perf_counter() - start
-        cpu = process_cpu_seconds(server.process.pid) - cpu_before
+        cpu = sum(process_cpu_seconds(server.process.pid) for server in servers) - cpu_before
     return {"concurrency": concurrency, **summarize(latencies, len(latencies), not_signed, wall, cpu)}
 
 
@@ -523,6 +584,17 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite,postgresql")
     parser.add_argument("--baseline-ref", help="also measure the daemon of this git revision, alternating")
     parser.add_argument("--profile", action="store_true", help="split the CPU per request by component")
+    parser.add_argument(
+        "--limits",
+        metavar="TOML",
+        help="a [limits] table body for this tree's daemons only, e.g. 'max_workers = 8' (with"
+        " --baseline-ref HEAD: the same code with and without it)",
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also measure two replicas on one PostgreSQL database against one daemon",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/signing_rate.json"))
     args = parser.parse_args()
     backends = [name for name in args.backends.split(",") if name]
@@ -549,7 +621,13 @@ def main() -> None:
                 for backend in backends:
                     for variant, code in variants:
                         url = new_database() if backend == "postgresql" else None
-                        server = start_custody(f"{variant}_{backend}", code, scratch, url)
+                        server = start_custody(
+                            f"{variant}_{backend}",
+                            code,
+                            scratch,
+                            url,
+                            limits=args.limits if variant == "custody" else None,
+                        )
                         servers.append(server)
                         custody[(variant, backend)] = server
 
@@ -578,6 +656,12 @@ def main() -> None:
                             }
                     rounds.append(measured)
 
+                scaling = None
+                if args.scaling and "postgresql" in backends:
+                    print("one process against two replicas ...", file=sys.stderr)
+                    scaling = measure_scaling(
+                        custody[("custody", "postgresql")], REPOSITORY, scratch, args.seconds, args.rounds
+                    )
                 profile = None
                 if args.profile:
                     print("profiled run ...", file=sys.stderr)
@@ -597,6 +681,7 @@ def main() -> None:
                 for server in servers:
                     server.stop()
         report = build_report(args, rounds, variants_named(baseline), backends, profile, started)
+        report["scaling_postgresql"] = scaling
     print_report(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
@@ -693,6 +778,7 @@ def build_report(
         "seconds_per_figure": args.seconds,
         "rounds": args.rounds,
         "variants": variants,
+        "custody_limits": args.limits,
         "raw_signatures_per_second": raw,
         "ceiling_bare_grpc_hsm": ceiling,
         "grpc_noop": noop,
@@ -735,6 +821,15 @@ def print_report(report: dict[str, Any]) -> None:
         print(
             f"{name:<22} open loop at {opened['offered_rate_per_second']:,.0f}/s:"
             f" p50 {opened['p50_ms']:.2f} ms, p99 {opened['p99_ms']:.2f} ms"
+        )
+    scaling = report.get("scaling_postgresql")
+    if scaling:
+        one, two = scaling["one_process"], scaling["two_processes"]
+        print(
+            f"\nPostgreSQL at c={scaling['concurrency']}: one process {one['rate_per_second']:,.1f}/s"
+            f" (CPU {one['server_cpu_ms_per_request']:.2f} ms/request), two replicas"
+            f" {two['rate_per_second']:,.1f}/s (CPU {two['server_cpu_ms_per_request']:.2f} ms/request):"
+            f" {scaling['two_over_one']:.2f} times one process"
         )
     profile = report["profile"]
     if profile:
