@@ -180,10 +180,11 @@ class _InstrumentedTransaction:
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._inner, name)
         if name not in _WRITE_METHODS:
+            if callable(attribute):
+                setattr(self, name, attribute)
             return attribute
         tally = self._tally
 
-        @functools.wraps(attribute)
         def noted(*args: Any, **kwargs: Any) -> Any:
             if name == "append_audit":
                 tally.wrote_audit = True
@@ -191,6 +192,9 @@ class _InstrumentedTransaction:
             tally.note(name, args, kwargs, result)
             return result
 
+        # Methods are kept on the object, so that later calls in this transaction skip __getattr__ and the
+        # wrapping: a request's path calls the same few methods several times.
+        setattr(self, name, noted)
         return noted
 
 
