@@ -13,6 +13,7 @@ path (or a database password) into this file. An unset or empty variable is a co
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -540,6 +541,11 @@ def with_listener_overrides(
             )
         config = replace(config, jsonrpc=replace(config.jsonrpc, listen=jsonrpc_listen))
     return config
+
+
+def bearer_token_hash(token: str) -> str:
+    """The value [jsonrpc.tokens] holds for a bearer token: "sha256:" and the hex of its SHA-256."""
+    return TOKEN_HASH_PREFIX + hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
 def is_loopback_address(address: str) -> bool:

@@ -12,27 +12,12 @@ import grpc
 from custody.api._gen import custody_pb2_grpc
 from custody.cli.errors import DaemonUnreachable
 from custody.cli.options import ClientOptions
-from custody.cli.profile import ClientProfile, find_profile_path, load_profile, read_profile_file
+from custody.cli.profile import ClientProfile, find_profile_path, load_profile
+from custody.client.transport import ERRORS_BY_STATUS, secure_channel
 from custody.domain import errors
 
-# Payloads are limited to 128 KiB and lists to 1000 entries, so 4 MiB leaves room without inviting abuse.
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Unary calls answer in milliseconds; the limit only keeps a stuck daemon from hanging a script forever.
 UNARY_TIMEOUT_SECONDS = 60.0
-
-# The inverse of the daemon's error table: the status code says which kind of custody error the daemon raised,
-# and its details are already the user-facing sentence.
-_ERRORS_BY_STATUS: dict[grpc.StatusCode, type[errors.CustodyError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidInput,
-    grpc.StatusCode.NOT_FOUND: errors.NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
-    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
-    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
-    grpc.StatusCode.ABORTED: errors.Aborted,
-    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
-}
 
 # gRPC's own wording when no connection could be made at all (refused, unresolvable, TLS handshake failed);
 # the daemon's UNAVAILABLE answers (HSM or database down) are sentences of ours and never start like this.
@@ -80,23 +65,6 @@ class Connection:
     audit: custody_pb2_grpc.AuditServiceStub
 
 
-def secure_channel(profile: ClientProfile, address: str) -> grpc.Channel:
-    """An mTLS channel to ``address`` with the profile's CA, client certificate and key."""
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=read_profile_file(profile, "ca_file", profile.ca_file),
-        private_key=read_profile_file(profile, "key_file", profile.key_file),
-        certificate_chain=read_profile_file(profile, "cert_file", profile.cert_file),
-    )
-    return grpc.secure_channel(
-        address,
-        credentials,
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ],
-    )
-
-
 @contextmanager
 def connect(options: ClientOptions) -> Iterator[Connection]:
     """Open a channel as the options' profile says, and turn gRPC errors raised inside into custody errors."""
@@ -139,7 +107,7 @@ def custody_error_from_rpc(
             if details and details not in _GRPC_DEFAULT_UNIMPLEMENTED_DETAILS
             else f"the custody daemon at {address} does not offer this operation yet."
         )
-    error_class = _ERRORS_BY_STATUS.get(code, errors.CustodyError)
+    error_class = ERRORS_BY_STATUS.get(code, errors.CustodyError)
     return error_class(details or f"the custody daemon answered {code.name} without details.")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from custody.approver_keys.pkcs8_file import generate_encrypted_key_file
-from custody.config import is_listen_address, load_server_config
+from custody.config import bearer_token_hash, is_listen_address, load_server_config
 from custody.domain.errors import AlreadyExists, InvalidInput
 from custody.domain.principals import Role
 from custody.hsm.softhsm import create_softhsm_token
@@ -342,15 +342,11 @@ def jsonrpc_address(listen: str) -> str:
 def _write_token(directory: Path, name: str) -> tuple[Path, str]:
     """A new bearer token for ``name`` in tokens/NAME.token (mode 0600, the token alone on one line), and the
     hash server.toml's [jsonrpc.tokens] holds for it."""
-    # Imported here because the endpoint's authentication module loads gRPC, which `custody dev --help` and
-    # the other dev commands do not need.
-    from custody.jsonrpc.auth import token_hash
-
     token = secrets.token_urlsafe(32)
     path = directory / "tokens" / f"{name}.token"
     path.parent.mkdir(mode=_PRIVATE_DIRECTORY_MODE, exist_ok=True)
     write_private_key(path, (token + "\n").encode("ascii"))
-    return path, token_hash(token)
+    return path, bearer_token_hash(token)
 
 
 def _make_private_tree(root: Path) -> None:

@@ -15,10 +15,11 @@ import click
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from custody.cli.client import custody_error_from_rpc, secure_channel
+from custody.cli.client import custody_error_from_rpc
 from custody.cli.options import client_options, options_of
 from custody.cli.output import emit_json
 from custody.cli.profile import find_profile_path, load_profile
+from custody.client.transport import secure_channel
 from custody.domain.errors import NotFound
 from custody.exit_codes import EXIT_ERROR, EXIT_OK
 

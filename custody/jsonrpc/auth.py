@@ -80,8 +80,3 @@ class JsonRpcAuthenticator:
         if found is None or found not in self._principals:
             raise Unauthenticated("the bearer token is not valid")
         return self._principals[found]
-
-
-def token_hash(token: str) -> str:
-    """The value [jsonrpc.tokens] holds for ``token``: "sha256:" and the hex of its SHA-256."""
-    return "sha256:" + hashlib.sha256(token.encode("ascii")).hexdigest()

@@ -137,6 +137,8 @@ class UpstreamNode:
             return hex(self.gas_estimate)
         if method == "eth_blockNumber":
             return "0x10"
+        if method == "eth_getBlockByNumber":
+            return {"number": "0x10", "baseFeePerGas": hex(self.next_base_fee), "gasLimit": hex(30_000_000)}
         if method == "eth_sendRawTransaction":
             raw = bytes.fromhex(params[0].removeprefix("0x"))
             self.broadcast.append(raw)

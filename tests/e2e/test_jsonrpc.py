@@ -20,6 +20,7 @@ from hexbytes import HexBytes
 
 from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
+from custody.config import bearer_token_hash
 
 from .conftest import (
     Daemon,
@@ -422,7 +423,6 @@ def node_env(
 ) -> Iterator[tuple[DevEnv, Daemon, dict[str, str]]]:
     """A development environment of its own whose endpoint has the stand-in node as upstream, and bearer
     tokens for carol and dave too; its keys may be frozen without disturbing other tests."""
-    from custody.jsonrpc.auth import token_hash
 
     env = make_dev_env(tmp_path_factory.mktemp("jsonrpc") / "env", "sqlite", databases)
     tokens = {
@@ -434,7 +434,7 @@ def node_env(
     text = text.replace(
         "[jsonrpc.tokens]\n",
         f"upstream = {json.dumps(upstream.url)}\n[jsonrpc.tokens]\n"
-        f'carol = "{token_hash(tokens["carol"])}"\ndave = "{token_hash(tokens["dave"])}"\n',
+        f'carol = "{bearer_token_hash(tokens["carol"])}"\ndave = "{bearer_token_hash(tokens["dave"])}"\n',
     )
     (env.directory / "server.toml").write_text(text)
     daemon = start_daemon(env, tmp_path_factory.mktemp("logs") / "jsonrpc-daemon.log")

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from custody.config import load_server_config, with_listener_overrides
+from custody.config import bearer_token_hash, load_server_config, with_listener_overrides
 from custody.domain.errors import ConfigurationError
-from custody.jsonrpc.auth import token_hash
 
 from .test_config_settings import layout, write_config
 
 __all__ = ["layout"]  # the fixture, imported for pytest
 
-HASH = token_hash("the-admin-token")
+HASH = bearer_token_hash("the-admin-token")
 
 
 def jsonrpc(layout: Path, section: str) -> Path:

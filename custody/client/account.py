@@ -1,0 +1,284 @@
+"""CustodyAccount: what eth-account's LocalAccount offers for signing, with the key in custody's HSM.
+
+Code that signs with ``Account.from_key(...)`` switches by changing that one line to
+``CustodyClient.from_profile(PROFILE).account(LABEL)``: ``address``, ``sign_transaction``, ``sign_message`` and
+``sign_typed_data`` take the same arguments and return eth-account's own SignedTransaction and SignedMessage.
+Each call is a signing request the policy decides: one held for approvals raises ApprovalRequired (after
+waiting ``wait_seconds`` for the quorum), one that ends unsigned raises RequestNotSigned.
+
+Nothing the daemon answers is taken on trust: the client recomputes the digest of what it asked to be signed
+with eth-account, checks the daemon's digest is that one, and recovers the signer of every signature, which
+must be the key's address. The daemon signs only payloads it can read, so there is no ``unsafe_sign_hash``,
+and ``sign_message`` signs EIP-191 personal messages only (typed data goes through ``sign_typed_data``, whole).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import rlp
+from eth_account import Account
+from eth_account.datastructures import SignedMessage, SignedTransaction
+from eth_account.messages import SignableMessage, encode_typed_data
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
+from eth_keys.datatypes import Signature
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
+
+from custody.domain.errors import CustodyError, InvalidInput
+
+if TYPE_CHECKING:
+    from custody.client.client import CustodyClient, PayloadKindName, RequestInfo
+
+_PERSONAL_MESSAGE_VERSION = b"E"
+_EIP712_DOMAIN_FIELDS = (
+    ("name", "string"),
+    ("version", "string"),
+    ("chainId", "uint256"),
+    ("verifyingContract", "address"),
+    ("salt", "bytes32"),
+)
+_WAITING_STATES = frozenset({"PENDING_APPROVAL", "APPROVED"})
+
+
+class ApprovalRequired(CustodyError):
+    """The policy holds the request for approvals. Sign again with the same arguments once the quorum has
+    approved (``CustodyClient.wait(request_id)`` waits for it) to get the signature."""
+
+    def __init__(self, request_id: str, state: str, progress: str = "") -> None:
+        waiting = f" ({progress})" if progress else ""
+        super().__init__(
+            f"request {request_id} is {state}{waiting}; approvers must approve it before it is signed"
+        )
+        self.request_id = request_id
+        self.state = state
+
+
+class RequestNotSigned(CustodyError):
+    """The request ended without a signature: DENIED by the policy, REJECTED, EXPIRED, CANCELLED or FAILED."""
+
+    def __init__(self, request_id: str, state: str, reason: str) -> None:
+        super().__init__(
+            f"request {request_id} ended {state}: {reason}"
+            if reason
+            else f"request {request_id} ended {state}"
+        )
+        self.request_id = request_id
+        self.state = state
+        self.reason = reason
+
+
+class SignatureMismatch(CustodyError):
+    """The daemon's answer does not verify against what was asked: nothing is returned (fail closed)."""
+
+
+class CustodyAccount:
+    def __init__(self, client: CustodyClient, key_label: str, *, wait_seconds: float = 0.0) -> None:
+        self._client = client
+        self.key_label = key_label
+        self._wait_seconds = wait_seconds
+        self._address = to_checksum_address(client.key(key_label).address)
+        # A call answered "pending" is remembered, so that the same call again after the quorum answers from
+        # its request instead of submitting a second one (a transaction finds it by its nonce anyway).
+        self._pending: dict[tuple[str, bytes], str] = {}
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    def __repr__(self) -> str:
+        return f"CustodyAccount({self.key_label!r}, {self._address})"
+
+    # -- transactions -------------------------------------------------------------------------------------------
+
+    def sign_transaction(self, transaction_dict: Mapping[str, Any]) -> SignedTransaction:
+        """Sign an eth-account-style transaction dict (ints, hex strings or bytes; ``from``, when present, must
+        be this account's address); returns eth-account's SignedTransaction."""
+        fields = dict(transaction_dict)
+        sender = fields.pop("from", None)
+        if sender is not None and to_checksum_address(sender) != self._address:
+            raise InvalidInput(f"is {sender}, not this account's address {self._address}", field="from")
+        payload = json.dumps(_json_value(fields), separators=(",", ":")).encode("utf-8")
+        request = self._signed(payload, "transaction")
+        if request.signed_tx is None or request.tx_hash is None or request.signature is None:
+            raise SignatureMismatch(
+                f"request {request.request_id} is SIGNED but carries no signed transaction"
+            )
+        raw = bytes(request.signed_tx)
+        if Account.recover_transaction(raw) != self._address or keccak(raw) != request.tx_hash:
+            raise SignatureMismatch(
+                f"the transaction of request {request.request_id} is not signed by {self._address}"
+            )
+        _check_transaction_fields(raw, fields, request.request_id)
+        r, s, y_parity = _split(request.signature)
+        # A typed transaction carries the bare y-parity; a legacy one EIP-155's v.
+        v = y_parity if raw[0] < 0x80 else _quantity(fields["chainId"]) * 2 + 35 + y_parity
+        return SignedTransaction(raw_transaction=HexBytes(raw), hash=HexBytes(request.tx_hash), r=r, s=s, v=v)
+
+    # -- messages and typed data ----------------------------------------------------------------------------------
+
+    def sign_message(self, signable_message: SignableMessage) -> SignedMessage:
+        """Sign an EIP-191 personal message (``encode_defunct(...)``); returns eth-account's SignedMessage."""
+        if signable_message.version != _PERSONAL_MESSAGE_VERSION:
+            raise InvalidInput(
+                "custody signs EIP-191 personal messages (version 0x45, encode_defunct) here; sign EIP-712 typed"
+                " data with sign_typed_data and the whole message, which the daemon must read",
+                field="signable_message",
+            )
+        body = bytes(signable_message.body)
+        if bytes(signable_message.header) != b"thereum Signed Message:\n" + str(len(body)).encode():
+            raise InvalidInput("has a header that does not match its body's length", field="signable_message")
+        return self._signed_message(body, "message", _eip191_hash(signable_message))
+
+    def sign_typed_data(
+        self,
+        domain_data: Mapping[str, Any] | None = None,
+        message_types: Mapping[str, Any] | None = None,
+        message_data: Mapping[str, Any] | None = None,
+        full_message: Mapping[str, Any] | None = None,
+    ) -> SignedMessage:
+        """Sign EIP-712 typed data given as eth-account takes it (the three parts, or ``full_message``)."""
+        if full_message is not None:
+            if domain_data is not None or message_types is not None or message_data is not None:
+                raise InvalidInput(
+                    "give either full_message or the three parts, not both", field="full_message"
+                )
+            document = _json_value(dict(full_message))
+            expected = encode_typed_data(full_message=dict(full_message))
+        else:
+            if domain_data is None or message_types is None or message_data is None:
+                raise InvalidInput(
+                    "domain_data, message_types and message_data are all needed", field="message_types"
+                )
+            document = _full_message(dict(domain_data), dict(message_types), dict(message_data))
+            expected = encode_typed_data(dict(domain_data), dict(message_types), dict(message_data))
+        if "primaryType" not in document:
+            types = {name: members for name, members in document["types"].items() if name != "EIP712Domain"}
+            document["primaryType"] = _primary_type(types)
+        payload = json.dumps(document, separators=(",", ":")).encode("utf-8")
+        return self._signed_message(payload, "typed_data", _eip191_hash(expected))
+
+    def _signed_message(self, payload: bytes, kind: PayloadKindName, expected_digest: bytes) -> SignedMessage:
+        request = self._signed(payload, kind)
+        if request.digest != expected_digest:
+            # The daemon read the payload differently from eth-account: nothing it signed can be returned.
+            raise SignatureMismatch(
+                f"the daemon's digest for request {request.request_id} differs from eth-account's for the same"
+                " data; the signature is not returned"
+            )
+        if request.signature is None:
+            raise SignatureMismatch(f"request {request.request_id} is SIGNED but carries no signature")
+        r, s, v = _split(request.signature)
+        signer = Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(expected_digest)
+        if signer.to_checksum_address() != self._address:
+            raise SignatureMismatch(
+                f"the signature of request {request.request_id} is not by {self._address}"
+            )
+        return SignedMessage(
+            message_hash=HexBytes(expected_digest), r=r, s=s, v=v, signature=HexBytes(request.signature)
+        )
+
+    def _signed(self, payload: bytes, kind: PayloadKindName) -> RequestInfo:
+        """The SIGNED request for ``payload``: submitted, or the one an identical earlier call was told to wait
+        for; ApprovalRequired or RequestNotSigned otherwise."""
+        remembered_as = (kind, keccak(payload))
+        remembered = self._pending.get(remembered_as)
+        request = (
+            self._client.get(remembered) if remembered else self._client.submit(self.key_label, kind, payload)
+        )
+        if request.state in _WAITING_STATES and self._wait_seconds > 0:
+            request = self._client.wait(request.request_id, self._wait_seconds)
+        if request.state in _WAITING_STATES:
+            self._pending[remembered_as] = request.request_id
+            raise ApprovalRequired(request.request_id, request.state, request.quorum_progress)
+        self._pending.pop(remembered_as, None)
+        if request.state != "SIGNED":
+            raise RequestNotSigned(
+                request.request_id, request.state, request.error or request.decision_reason
+            )
+        return request
+
+
+def _json_value(value: Any) -> Any:
+    """A value of an eth-account dict as JSON: bytes as 0x-hex, everything else as it is."""
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, Mapping):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    return value
+
+
+def _full_message(domain: dict[str, Any], types: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    """The full EIP-712 document for eth-account's three-part form: the domain type lists the domain's fields
+    in EIP-712's order, as eth-account derives it."""
+    domain_type = [{"name": name, "type": kind} for name, kind in _EIP712_DOMAIN_FIELDS if name in domain]
+    unknown = sorted(set(domain) - {name for name, _ in _EIP712_DOMAIN_FIELDS})
+    if unknown:
+        raise InvalidInput("is not an EIP-712 domain field", field=f"domain_data.{unknown[0]}")
+    return {
+        "types": {"EIP712Domain": domain_type, **_json_value(types)},
+        "primaryType": _primary_type(types),
+        "domain": _json_value(domain),
+        "message": _json_value(message),
+    }
+
+
+def _primary_type(types: Mapping[str, Any]) -> str:
+    """The one type no other type refers to, as eth-account finds it when the primary type is not named."""
+    referenced = {
+        str(member["type"]).split("[", 1)[0]
+        for name, members in types.items()
+        for member in members
+        if str(member["type"]).split("[", 1)[0] != name
+    }
+    candidates = sorted(set(types) - referenced)
+    if len(candidates) != 1:
+        raise InvalidInput(
+            "cannot tell the primary type; name it (primaryType in full_message)", field="message_types"
+        )
+    return candidates[0]
+
+
+def _eip191_hash(signable: SignableMessage) -> bytes:
+    return bytes(keccak(b"\x19" + bytes(signable.version) + bytes(signable.header) + bytes(signable.body)))
+
+
+def _split(signature: bytes) -> tuple[int, int, int]:
+    return int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big"), signature[64]
+
+
+def _quantity(value: Any) -> int:
+    if isinstance(value, str):
+        return int(value, 16) if value.startswith("0x") else int(value)
+    return int(value)
+
+
+def _check_transaction_fields(raw: bytes, asked: Mapping[str, Any], request_id: str) -> None:
+    """The signed transaction carries the nonce, destination, value, data, gas and chain id that were asked."""
+    if raw[0] < 0x80:
+        signed = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+        chain_id, to = signed["chainId"], bytes(signed["to"])
+        nonce, gas, value, data = signed["nonce"], signed["gas"], signed["value"], bytes(signed["data"])
+    else:
+        nonce_b, _, gas_b, to, value_b, data, v_b, _, _ = rlp.decode(raw)
+        nonce, gas, value = (int.from_bytes(item, "big") for item in (nonce_b, gas_b, value_b))
+        chain_id = (int.from_bytes(v_b, "big") - 35) // 2
+    expected_data = asked.get("data", b"")
+    expected_data = (
+        bytes.fromhex(expected_data[2:]) if isinstance(expected_data, str) else bytes(expected_data)
+    )
+    matches = (
+        nonce == _quantity(asked["nonce"])
+        and gas == _quantity(asked["gas"])
+        and value == _quantity(asked.get("value", 0))
+        and chain_id == _quantity(asked["chainId"])
+        and bytes(to) == bytes.fromhex(str(asked["to"])[2:])
+        and bytes(data) == expected_data
+    )
+    if not matches:
+        raise SignatureMismatch(f"the transaction signed for request {request_id} is not the one asked for")
