@@ -116,8 +116,11 @@ _DEV_POLICY_TEMPLATE = """\
 #   keys               key labels the rule applies to (required)
 #   chain_ids          the request's chain id must be one of these; a request without one (a message)
 #                      never matches
-#   kinds              "transaction", "typed_data" (EIP-712) and/or "message" (EIP-191)
-#   transaction_types  "legacy", "eip2930" and/or "eip1559"; only transactions can match
+#   kinds              "transaction", "typed_data" (EIP-712), "message" (EIP-191) and/or "authorization"
+#                      (EIP-7702); a rule without kinds never matches an authorization
+#   transaction_types  "legacy", "eip2930", "eip1559", "eip4844" (blob) and/or "eip7702" (set-code); only
+#                      transactions can match, and a rule without transaction_types never matches eip4844 or
+#                      eip7702
 #   destinations       allowed recipients of a transaction (EIP-55 addresses). Messages never match, and typed
 #                      data only in a rule that lists typed_data, where its verifyingContract counts
 #   contracts          [{{ address = "0x...", selectors = ["0xa9059cbb"] }}]: the request must call one of these
@@ -145,7 +148,8 @@ _DEV_POLICY_TEMPLATE = """\
 #                      multisend, safe_configuration, governor_propose, governor_queue, governor_execute,
 #                      governor_cancel, vote, timelock_schedule, timelock_execute, timelock_cancel,
 #                      timelock_update_delay, ownership_transfer, ownership_renounce, role_grant, role_revoke,
-#                      role_renounce, upgrade, typed_data, text_message, binary_message, unknown (a function
+#                      role_renounce, upgrade, typed_data, text_message, binary_message, authorization (an
+#                      EIP-7702 authorization, signed here or carried by a set-code transaction), unknown (a function
 #                      or typed data custody does not know) and undecodable (calldata that claims to be a known
 #                      function but does not decode as it). A request custody could not decode matches no rule
 #                      that names intents
@@ -189,14 +193,19 @@ _DEV_POLICY_TEMPLATE = """\
 #   token_velocity     [{{ token = "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", window_seconds = 86400,
 #                      max = "10000000000" }}]: what the key may move or allow of a token in a sliding window,
 #                      counting requests still waiting for approval, as velocity does for ether
+#   delegates          e.g. ["0x63c0c19a282a1B52b07dD5a65b58948A07DAE32B"]: the contracts an EIP-7702 authorization
+#                      may make the key's account (or a set-code transaction's authorities) run; required when
+#                      intents names authorization. WHOEVER CONTROLS THE DELEGATE'S CODE CONTROLS THE ACCOUNT
+#   any_chain          true lets an authorization of chain id 0 (valid on EVERY chain) through; refused by default
 #
-# What every rule refuses unless it says otherwise: undecodable calldata, Safe configuration changes and
-# binary messages (unless intents names them), unlimited approvals (allow_unlimited_approval), DELEGATECALL
-# (safe_operations and delegatecall_targets), Safe gas refunds (allow_refund), and typed data whose primary
-# type it does not list (typed_data). A deny rule is not narrowed by these, so what it denies never slips
-# through to the rules after it. Never copy allow_unlimited_approval = true, DELEGATECALL to a contract
-# you have not audited, or "unknown" / "undecodable" in intents into a rule that signs at once: each is how a
-# real treasury was drained.
+# What every rule refuses unless it says otherwise: undecodable calldata, Safe configuration changes, binary
+# messages and EIP-7702 authorizations (unless intents names them; authorizations also need kinds to name
+# them), blob and set-code transactions (unless transaction_types names them), unlimited approvals
+# (allow_unlimited_approval), DELEGATECALL (safe_operations and delegatecall_targets), Safe gas refunds
+# (allow_refund), and typed data whose primary type it does not list (typed_data). A deny rule is not narrowed
+# by these, so what it denies never slips through to the rules after it. Never copy allow_unlimited_approval =
+# true, DELEGATECALL to a contract you have not audited, "unknown" / "undecodable" in intents, any_chain = true
+# or a delegate you have not audited into a rule that signs at once: each is how a real treasury was drained.
 #
 # And what the rule does when they match:
 #   action             "sign" (sign at once), "deny", or "approve" (sign once the quorum has approved)

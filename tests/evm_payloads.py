@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eth_abi.abi import encode
+from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 
@@ -111,6 +112,65 @@ def transaction(
         "maxFeePerGas": 30 * 10**9,
         "maxPriorityFeePerGas": 10**9,
         "data": "0x" + data.hex(),
+    }
+
+
+# An example EIP-7702 delegate (EIP-55 checksummed), the one the README's example rule names; the tests rely on
+# nothing its address may hold.
+EXAMPLE_DELEGATE = "0x63c0c19a282a1B52b07dD5a65b58948A07DAE32B"
+# Invented for these tests: the key of an account that signs authorizations outside custody.
+OUTSIDE_AUTHORITY_KEY = "0x" + "22" * 32
+
+
+def blob_transaction(to: str, nonce: int, value: int = 0, chain_id: int = 11155111) -> dict[str, Any]:
+    """An EIP-4844 transaction with one blob's versioned hash (version byte 0x01), fees as ``transaction``'s."""
+    return {
+        "type": 3,
+        "chainId": chain_id,
+        "nonce": nonce,
+        "to": to,
+        "value": value,
+        "gas": 21_000,
+        "maxFeePerGas": 30 * 10**9,
+        "maxPriorityFeePerGas": 10**9,
+        "maxFeePerBlobGas": 10**9,
+        "blobVersionedHashes": ["0x01" + "ab" * 31],
+    }
+
+
+def signed_authorization(
+    chain_id: int, delegate: str = EXAMPLE_DELEGATE, nonce: int = 0, private_key: str = OUTSIDE_AUTHORITY_KEY
+) -> dict[str, Any]:
+    """An EIP-7702 authorization signed by eth-account, as a set-code transaction's authorizationList holds it
+    (r and s as 0x-hex)."""
+    signed = Account.sign_authorization(
+        {"chainId": chain_id, "address": delegate, "nonce": nonce}, private_key
+    )
+    return {
+        "chainId": chain_id,
+        "address": delegate,
+        "nonce": nonce,
+        "yParity": signed.y_parity,
+        "r": hex(signed.r),
+        "s": hex(signed.s),
+    }
+
+
+def set_code_transaction(
+    to: str, nonce: int, authorizations: Sequence[dict[str, Any]], value: int = 0, chain_id: int = 11155111
+) -> dict[str, Any]:
+    """An EIP-7702 transaction carrying ``authorizations``, with the least gas it may have (21,000 plus 25,000
+    per authorization), fees as ``transaction``'s."""
+    return {
+        "type": 4,
+        "chainId": chain_id,
+        "nonce": nonce,
+        "to": to,
+        "value": value,
+        "gas": 21_000 + 25_000 * len(authorizations),
+        "maxFeePerGas": 30 * 10**9,
+        "maxPriorityFeePerGas": 10**9,
+        "authorizationList": list(authorizations),
     }
 
 

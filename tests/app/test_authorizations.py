@@ -17,13 +17,14 @@ from custody.chains.evm import Transaction, parse_payload
 from custody.chains.evm.signature import SECP256K1_HALF_N
 from custody.domain.errors import FailedPrecondition
 from custody.domain.requests import PayloadKind, RequestState
+from tests import evm_payloads as payloads
 
 from .conftest import SEPOLIA, App, AppFactory, assert_signed_by, assert_unsigned, transaction
 
 README = Path(__file__).parents[2] / "README.md"
-DELEGATE = "0x63c0c19a282a1B52b07dD5a65b58948A07DAE32B"
-OTHER_DELEGATE = "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb"
-RECIPIENT = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+DELEGATE = payloads.EXAMPLE_DELEGATE
+OTHER_DELEGATE = payloads.ATTACKER
+RECIPIENT = payloads.PAYEE
 
 
 def example_rule() -> str:
@@ -38,47 +39,12 @@ def authorization(chain_id: int = SEPOLIA, delegate: str = DELEGATE, nonce: int 
     return {"chainId": chain_id, "address": delegate, "nonce": nonce}
 
 
-def blob_transaction(nonce: int) -> dict[str, Any]:
-    return {
-        "type": 3,
-        "chainId": SEPOLIA,
-        "nonce": nonce,
-        "to": RECIPIENT,
-        "value": 10**17,
-        "gas": 21000,
-        "maxFeePerGas": 30 * 10**9,
-        "maxPriorityFeePerGas": 10**9,
-        "maxFeePerBlobGas": 10**9,
-        "blobVersionedHashes": ["0x01" + "ab" * 31],
-    }
-
-
 def set_code_transaction(nonce: int, signed_tuple: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": 4,
-        "chainId": SEPOLIA,
-        "nonce": nonce,
-        "to": RECIPIENT,
-        "value": 10**17,
-        "gas": 46000,
-        "maxFeePerGas": 30 * 10**9,
-        "maxPriorityFeePerGas": 10**9,
-        "authorizationList": [signed_tuple],
-    }
+    return payloads.set_code_transaction(RECIPIENT, nonce, [signed_tuple], value=10**17)
 
 
-def third_party_tuple(delegate: str = DELEGATE) -> dict[str, Any]:
-    signed = Account.sign_authorization(
-        {"chainId": SEPOLIA, "address": delegate, "nonce": 0}, "0x" + "33" * 32
-    )
-    return {
-        "chainId": SEPOLIA,
-        "address": delegate,
-        "nonce": 0,
-        "yParity": signed.y_parity,
-        "r": hex(signed.r),
-        "s": hex(signed.s),
-    }
+def third_party_tuple() -> dict[str, Any]:
+    return payloads.signed_authorization(SEPOLIA)
 
 
 @pytest.mark.parametrize("key", ["ops", "treasury"])
@@ -90,7 +56,7 @@ def test_the_development_policy_denies_every_new_kind_and_type_naming_the_missin
         "authorization on every chain": app.submit(
             key, authorization(chain_id=0, nonce=1), kind=PayloadKind.AUTHORIZATION
         ),
-        "blob transaction": app.submit(key, blob_transaction(app.nonce())),
+        "blob transaction": app.submit(key, payloads.blob_transaction(RECIPIENT, app.nonce(), value=10**17)),
         "set-code transaction": app.submit(key, set_code_transaction(app.nonce(), third_party_tuple())),
     }
     for what, request in denied.items():

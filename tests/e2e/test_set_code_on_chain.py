@@ -21,13 +21,14 @@ from eth_account import Account
 from eth_account.typed_transactions.set_code_transaction import Authorization as UnsignedAuthorization
 
 from custody.api._gen import custody_pb2 as pb
+from tests import evm_payloads as payloads
 
 from .chain_support import CHAIN_ID, ONE_ETHER, Chain, assert_low_s, require_tools, running_anvil
 from .conftest import Databases
 from .incident_support import Custody, running_custody
 
 README = Path(__file__).parents[2] / "README.md"
-DELEGATE = "0x63c0c19a282a1B52b07dD5a65b58948A07DAE32B"  # the README example's delegate
+DELEGATE = payloads.EXAMPLE_DELEGATE  # the README example's delegate
 RECIPIENT = "0x000000000000000000000000000000000000bEEF"
 
 
@@ -73,18 +74,13 @@ def test_the_development_policy_denies_authorizations_blob_and_set_code_transact
     assert "kind 'authorization' is not in" in authorization["decision"]["reason"]
     assert "signature" not in authorization
 
-    common = {"chainId": CHAIN_ID, "nonce": 0, "to": RECIPIENT, "value": 1, "maxFeePerGas": 10**9}
-    blob = {**common, "type": 3, "gas": 21000, "maxPriorityFeePerGas": 1, "maxFeePerBlobGas": 1}
-    blob["blobVersionedHashes"] = ["0x01" + "ab" * 31]
-    answer = cli_sign_denied(custody, tmp_path, "tx", blob)
+    answer = cli_sign_denied(
+        custody, tmp_path, "tx", payloads.blob_transaction(RECIPIENT, 0, chain_id=CHAIN_ID)
+    )
     assert answer["state"] == "DENIED" and "'eip4844'" in answer["decision"]["reason"]
 
-    signed = Account.sign_authorization(
-        {"chainId": CHAIN_ID, "address": DELEGATE, "nonce": 0}, "0x" + "44" * 32
-    )
-    tuple_ = {"chainId": CHAIN_ID, "address": DELEGATE, "nonce": 0, "yParity": signed.y_parity}
-    tuple_ |= {"r": hex(signed.r), "s": hex(signed.s)}
-    set_code = {**common, "type": 4, "gas": 46000, "maxPriorityFeePerGas": 1, "authorizationList": [tuple_]}
+    carried = [payloads.signed_authorization(CHAIN_ID)]
+    set_code = payloads.set_code_transaction(RECIPIENT, 0, carried, chain_id=CHAIN_ID)
     answer = cli_sign_denied(custody, tmp_path, "tx", set_code)
     assert answer["state"] == "DENIED" and "'eip7702'" in answer["decision"]["reason"]
 

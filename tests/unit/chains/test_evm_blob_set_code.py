@@ -19,6 +19,7 @@ from custody.chains.evm import Authorization, PayloadKind, Transaction, parse_pa
 from custody.chains.evm.signature import SECP256K1_HALF_N
 from custody.chains.evm.transactions import GAS_PER_BLOB, MAX_BLOBS_PER_TRANSACTION, PER_AUTHORIZATION_GAS
 from custody.domain.errors import InvalidInput
+from tests import evm_payloads as payloads
 
 VECTORS = Path(__file__).parents[2] / "vectors"
 BLOBS = json.loads((VECTORS / "signed_blob_transactions.json").read_text())
@@ -27,8 +28,8 @@ INVALID = json.loads((VECTORS / "invalid_blob_set_code_transactions.json").read_
 
 # Keys made up for these tests; each signs as an authority or a sender.
 SENDER_KEY = "0x" + "11" * 32
-AUTHORITY_KEY = "0x" + "22" * 32
-DELEGATE = "0x63c0c19a282a1B52b07dD5a65b58948A07DAE32B"
+AUTHORITY_KEY = payloads.OUTSIDE_AUTHORITY_KEY
+DELEGATE = payloads.EXAMPLE_DELEGATE
 
 
 def _int(text: str | int) -> int:
@@ -225,18 +226,8 @@ def _set_code_transaction(authorizations: list[dict[str, Any]], **overrides: Any
     }
 
 
-def _signed_tuple(chain_id: int, nonce: int, private_key: str = AUTHORITY_KEY) -> dict[str, Any]:
-    signed = Account.sign_authorization(
-        {"chainId": chain_id, "address": DELEGATE, "nonce": nonce}, private_key
-    )
-    return {
-        "chainId": chain_id,
-        "address": DELEGATE,
-        "nonce": nonce,
-        "yParity": signed.y_parity,
-        "r": hex(signed.r),
-        "s": hex(signed.s),
-    }
+def _signed_tuple(chain_id: int, nonce: int) -> dict[str, Any]:
+    return payloads.signed_authorization(chain_id, DELEGATE, nonce, AUTHORITY_KEY)
 
 
 def test_set_code_transaction_matches_eth_account_and_shows_each_authority() -> None:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from eth_account import Account
 
 from custody.app.integrity import request_facts
 from custody.chains.evm import parse_payload
@@ -21,12 +20,12 @@ from custody.domain.errors import ConfigurationError
 from custody.domain.policy import Policy, RequestFacts
 from custody.domain.requests import DecisionAction, PayloadKind
 from custody.policy_file import DEV_APPROVERS, dev_policy_toml, parse_policy_text
+from tests import evm_payloads as payloads
 
 SEPOLIA = 11155111
-RECIPIENT = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB"
-DELEGATE = "0x63c0c19a282a1B52b07dD5a65b58948A07DAE32B"
-OTHER_DELEGATE = "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb"
-AUTHORITY_KEY = "0x" + "22" * 32
+RECIPIENT = payloads.PAYEE
+DELEGATE = payloads.EXAMPLE_DELEGATE
+OTHER_DELEGATE = payloads.ATTACKER
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 # One delegate on one chain, for the ops key, with the treasury's approval.
@@ -62,49 +61,17 @@ def facts(key: str, kind: PayloadKind, payload: dict[str, Any]) -> RequestFacts:
 
 
 def blob_transaction(**fields: Any) -> dict[str, Any]:
-    return {
-        "type": 3,
-        "chainId": SEPOLIA,
-        "nonce": 0,
-        "to": RECIPIENT,
-        "value": 10**17,
-        "gas": 21000,
-        "maxFeePerGas": 30 * 10**9,
-        "maxPriorityFeePerGas": 10**9,
-        "maxFeePerBlobGas": 10**9,
-        "blobVersionedHashes": ["0x01" + "ab" * 31],
-        **fields,
-    }
+    return {**payloads.blob_transaction(RECIPIENT, 0, value=10**17), **fields}
 
 
 def signed_tuple(chain_id: int, delegate: str = DELEGATE, nonce: int = 1) -> dict[str, Any]:
-    signed = Account.sign_authorization(
-        {"chainId": chain_id, "address": delegate, "nonce": nonce}, AUTHORITY_KEY
-    )
-    return {
-        "chainId": chain_id,
-        "address": delegate,
-        "nonce": nonce,
-        "yParity": signed.y_parity,
-        "r": hex(signed.r),
-        "s": hex(signed.s),
-    }
+    return payloads.signed_authorization(chain_id, delegate, nonce)
 
 
 def set_code_transaction(*authorizations: dict[str, Any], **fields: Any) -> dict[str, Any]:
     carried = list(authorizations) or [signed_tuple(SEPOLIA)]
-    return {
-        "type": 4,
-        "chainId": SEPOLIA,
-        "nonce": 0,
-        "to": RECIPIENT,
-        "value": 10**17,
-        "gas": 21000 + 25000 * len(carried),
-        "maxFeePerGas": 30 * 10**9,
-        "maxPriorityFeePerGas": 10**9,
-        "authorizationList": carried,
-        **fields,
-    }
+    transaction = payloads.set_code_transaction(RECIPIENT, 0, carried, value=10**17)
+    return {**transaction, **fields}
 
 
 def authorization(chain_id: int = SEPOLIA, delegate: str = DELEGATE, nonce: int = 0) -> dict[str, Any]:

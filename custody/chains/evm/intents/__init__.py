@@ -2,9 +2,11 @@
 approvers read.
 
 ``payload_intents`` is pure: the contract knowledge it uses (custody/chains/evm/knowledge/) is read once at
-import. A transaction is its call's intent (and a native transfer when it moves ether); typed data is known by
-its primary type and exact type string (permits, Permit2, Safe transactions and messages, votes) or else shown
-by primary type and domain; a message is printable text or bytes. Calls wrapped in other calls become child
+import. A transaction is its call's intent (and a native transfer when it moves ether), plus, for a set-code
+transaction, one ``authorization`` intent per authorization it carries; an EIP-7702 authorization custody is
+asked to sign is one ``authorization`` intent; typed data is known by its primary type and exact type string
+(permits, Permit2, Safe transactions and messages, votes) or else shown by primary type and domain; a message
+is printable text or bytes. Calls wrapped in other calls become child
 intents, to a bounded depth and count. Whatever custody cannot explain is an ``unknown`` or ``undecodable``
 intent, which no rule allows unless it names it.
 """
