@@ -100,7 +100,16 @@ def main() -> None:
         log_path = Path(scratch) / "daemon.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [CUSTODY, "serve", "--config", str(env / "server.toml"), "--listen", "127.0.0.1:0"],
+                [
+                    CUSTODY,
+                    "serve",
+                    "--config",
+                    str(env / "server.toml"),
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--jsonrpc-listen",
+                    "127.0.0.1:0",
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "CUSTODY_LOG_LEVEL": "WARNING"},

@@ -193,7 +193,16 @@ def dev_init(code: Path, env_dir: Path, database_url: str | None) -> None:
 
 def serve_argv(code: Path, env_dir: Path, profile: bool) -> list[str]:
     launcher = [PYTHON, str(BENCH_DIR / "profiled_daemon.py")] if profile else [CUSTODY]
-    argv = [*launcher, "serve", "--config", str(env_dir / "server.toml"), "--listen", "127.0.0.1:0"]
+    argv = [
+        *launcher,
+        "serve",
+        "--config",
+        str(env_dir / "server.toml"),
+        "--listen",
+        "127.0.0.1:0",
+        "--jsonrpc-listen",
+        "127.0.0.1:0",
+    ]
     help_text = subprocess.run(
         [CUSTODY, "serve", "--help"], capture_output=True, text=True, env=code_env(code), check=False
     ).stdout

@@ -104,7 +104,7 @@ class JsonRpcConfig:
     # The chain id eth_chainId answers when no upstream node is configured to ask.
     chain_id: int | None = None
     # Identity name -> SHA-256 of its bearer token. Only the hash is configured; the token is the caller's.
-    token_hashes: Mapping[str, bytes] = field(default_factory=dict)
+    tokens: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -444,7 +444,7 @@ def _read_jsonrpc(
     tokens_raw = table.get("tokens", {})
     if not isinstance(tokens_raw, dict):
         raise reader.fail("jsonrpc.tokens", 'must be a table of identity = "sha256:<64 hex digits>"')
-    token_hashes: dict[str, bytes] = {}
+    tokens: dict[str, bytes] = {}
     for name, value in tokens_raw.items():
         key = f"jsonrpc.tokens.{name}"
         if name not in principals:
@@ -456,8 +456,8 @@ def _read_jsonrpc(
                 'must be "sha256:" and 64 lowercase hex digits, the SHA-256 of the token'
                 " (custody dev init writes one; never the token itself)",
             )
-        token_hashes[name] = bytes.fromhex(value.removeprefix(TOKEN_HASH_PREFIX))
-    if len(set(token_hashes.values())) != len(token_hashes):
+        tokens[name] = bytes.fromhex(value.removeprefix(TOKEN_HASH_PREFIX))
+    if len(set(tokens.values())) != len(tokens):
         raise reader.fail(
             "jsonrpc.tokens", "two identities have the same token hash; each needs its own token"
         )
@@ -467,7 +467,7 @@ def _read_jsonrpc(
         upstream=upstream,
         max_batch=max_batch,
         chain_id=chain_id,
-        token_hashes=token_hashes,
+        tokens=tokens,
     )
 
 

@@ -86,6 +86,12 @@ def serve(
     """Start `custody serve` with ``arguments``, its output to ``log_path`` and $NOTIFY_SOCKET on a listener
     of its own."""
     listener = NotifyListener()
+    arguments = list(arguments)
+    # A daemon on a free gRPC port takes a free JSON-RPC port too: `custody dev init` puts the endpoint at a
+    # fixed port (the gRPC port + 1), which daemons running side by side would otherwise share.
+    on_a_free_port = "--listen" in arguments and arguments[arguments.index("--listen") + 1].endswith(":0")
+    if on_a_free_port and "--jsonrpc-listen" not in arguments:
+        arguments += ["--jsonrpc-listen", "127.0.0.1:0"]
     with log_path.open("w") as log_file:
         process = subprocess.Popen(
             [CUSTODY, "serve", *arguments],

@@ -41,11 +41,11 @@ class JsonRpcAuthenticator:
     def __init__(
         self,
         principals: Mapping[str, Principal],
-        token_hashes: Mapping[str, bytes],
+        tokens: Mapping[str, bytes],
         certificates: CertificateAuthenticator,
     ) -> None:
         self._principals = dict(principals)
-        self._token_hashes = dict(token_hashes)
+        self._tokens = dict(tokens)
         self._certificates = certificates
 
     def authenticate(self, credentials: Credentials) -> Principal:
@@ -74,7 +74,7 @@ class JsonRpcAuthenticator:
         presented = hashlib.sha256(token.encode("ascii")).digest()
         found: str | None = None
         # Every configured hash is compared, whichever matches, so the time taken says nothing about which.
-        for name, expected in self._token_hashes.items():
+        for name, expected in self._tokens.items():
             if hmac.compare_digest(presented, expected):
                 found = name
         if found is None or found not in self._principals:

@@ -373,7 +373,7 @@ def start_jsonrpc_server(
         max_wait_seconds=config.limits.watch_seconds,
     )
     authenticator = JsonRpcAuthenticator(
-        config.principals, jsonrpc.token_hashes, CertificateAuthenticator(config.principals)
+        config.principals, jsonrpc.tokens, CertificateAuthenticator(config.principals)
     )
     endpoint = JsonRpcEndpoint(
         methods,

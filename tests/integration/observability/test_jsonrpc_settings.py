@@ -27,7 +27,7 @@ def test_without_the_section_the_endpoint_is_off(layout: Path) -> None:
     config = load_server_config(write_config(layout))
     assert config.jsonrpc.listen is None
     assert config.jsonrpc.plain_http is False and config.jsonrpc.upstream is None
-    assert config.jsonrpc.max_batch == 20 and dict(config.jsonrpc.token_hashes) == {}
+    assert config.jsonrpc.max_batch == 20 and dict(config.jsonrpc.tokens) == {}
 
 
 def test_every_setting_is_read(layout: Path) -> None:
@@ -42,7 +42,7 @@ def test_every_setting_is_read(layout: Path) -> None:
     assert settings.listen == "127.0.0.1:8546" and settings.plain_http is True
     assert settings.upstream == "https://node.example/v3/key"
     assert settings.max_batch == 5 and settings.chain_id == 31337
-    assert dict(settings.token_hashes) == {"admin": hashlib.sha256(b"the-admin-token").digest()}
+    assert dict(settings.tokens) == {"admin": hashlib.sha256(b"the-admin-token").digest()}
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ def test_dev_init_serves_json_rpc_at_the_next_port_with_a_token_for_backend(envi
     assert config.jsonrpc.plain_http is False
     token = token_in(environment / "tokens" / "backend.token")
     assert len(token) >= 40
-    assert dict(config.jsonrpc.token_hashes) == {"backend": hashlib.sha256(token.encode()).digest()}
+    assert dict(config.jsonrpc.tokens) == {"backend": hashlib.sha256(token.encode()).digest()}
     # The token itself is nowhere in the configuration.
     assert token not in (environment / "server.toml").read_text()
 
