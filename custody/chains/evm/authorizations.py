@@ -9,8 +9,8 @@ Two things live here: the ``authorization`` payload kind, which custody signs wi
 already-signed tuples of a set-code transaction's ``authorizationList``, which custody checks for form and whose
 signer it recovers so that approvers and the policy see whose account would change.
 
-The digest is computed here with ``rlp`` directly; the known-answer tests compare it with eth-account's
-``Account.sign_authorization``, which computes it on its own.
+The digest is computed with custody's own RLP encoder (custody/chains/evm/rlp.py), as transactions' are; the
+known-answer tests compare it with eth-account's ``Account.sign_authorization``, which computes it on its own.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import rlp
 from eth_keys.datatypes import Signature
 from eth_keys.exceptions import BadSignature
 from eth_utils.address import to_canonical_address, to_checksum_address
 from eth_utils.crypto import keccak
 
+from custody.chains.evm import rlp
 from custody.chains.evm.address import checksum_address
 from custody.chains.evm.signature import SECP256K1_HALF_N, SECP256K1_N
 from custody.chains.evm.values import canonical_payload, json_type_name, parse_chain_id, parse_integer
