@@ -2,7 +2,8 @@
 set-code transactions are DENIED by the development policy, naming the missing rule; with the README's example
 rule activated, an authorization custody signed after two approvals is carried by a set-code transaction that
 a sponsor sends, anvil mines it, and the ops account's code becomes the delegation designator 0xef0100 ||
-delegate.
+delegate. An authorization for every chain (chain id 0), under a rule with any_chain = true, is reviewed by
+two approvers with `custody approve`, whose screen shows the warnings first, and signed.
 
 The authorization is checked independently before it is used: eth-account recovers the ops address from the
 EIP-7702 digest it computes itself, and s is low.
@@ -140,3 +141,49 @@ def test_a_custody_signed_authorization_delegates_the_ops_account_on_chain(
     code = chain.rpc("eth_getCode", ops, "latest")
     assert code == "0xef0100" + DELEGATE[2:].lower()
     assert chain.nonce(ops) == nonce + 1
+
+
+def test_approvers_review_an_every_chain_authorization_through_the_cli_and_it_is_signed(
+    custody: Custody, tmp_path: Path
+) -> None:
+    version, document = custody.active_policy()
+    any_chain_rule = f"""
+[[rules]]
+name = "ops-delegation-any-chain"
+keys = ["ops"]
+kinds = ["authorization"]
+intents = ["authorization"]
+delegates = ["{DELEGATE}"]
+any_chain = true
+action = "approve"
+quorum = [{{ group = "treasury", threshold = 2 }}]
+"""
+    marker = f"version = {version}\n"
+    custody.activate_policy(document.replace(marker, f"version = {version + 1}\n", 1) + any_chain_rule)
+
+    path = tmp_path / "every-chain.json"
+    path.write_text(json.dumps({"chainId": 0, "address": DELEGATE, "nonce": 41}))
+    submitted = json.loads(
+        custody.cli("backend", "--json", "sign", "authorization", "--key", "ops", "--file", str(path)).stdout
+    )
+    assert submitted["state"] == "PENDING_APPROVAL", submitted["decision"]
+    assert submitted["chain_id"] == 0
+
+    first = custody.cli("alice", "--json", "approve", submitted["request_id"], "--yes")
+    # The review went to stderr (stdout carries the JSON answer): the warnings come first, in capitals.
+    review = first.stderr
+    assert "!!! ACCOUNT RUNS THE DELEGATE'S CODE (intent 1)" in review
+    assert "!!! EVERY CHAIN (intent 1)" in review
+    assert f"SIGNING THIS MAKES THE KEY'S ACCOUNT RUN THE CODE AT {DELEGATE}" in review
+    assert "chain id       0: EVERY CHAIN" in review
+    second = json.loads(custody.cli("bob", "--json", "approve", submitted["request_id"], "--yes").stdout)
+    assert second["state"] == "SIGNED", second
+
+    r, s, y_parity = int(second["r"], 16), int(second["s"], 16), second["y_parity"]
+    assert (
+        second["signature"]
+        == "0x" + (r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([y_parity])).hex()
+    )
+    assert_low_s(s)
+    digest = bytes(UnsignedAuthorization(0, bytes.fromhex(DELEGATE[2:]), 41).hash())
+    assert Account._recover_hash(digest, vrs=(27 + y_parity, r, s)) == custody.addresses["ops"]
