@@ -104,6 +104,7 @@ def leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> dict[tuple[
 # The commands that do not call the daemon, and the shared options that do something for each.
 LOCAL_COMMANDS = {
     ("serve",): set(),
+    ("audit", "retire-token-state"): set(),
     ("dev", "init"): {"--json"},
     ("dev", "add-identity"): {"--json"},
     ("approver-key", "create"): {"--profile", "--json"},
