@@ -49,14 +49,20 @@ SAFE_ARTIFACTS = NODE_MODULES / "@safe-global" / "safe-contracts" / "build" / "a
 CHAIN_ID = 11155111
 ONE_ETHER = 10**18
 START_TIMEOUT_SECONDS = 30
-_NPM_PLATFORMS = {("Linux", "x86_64"): "linux-amd64", ("Linux", "aarch64"): "linux-arm64"}
+# The platform suffixes of Foundry's binary packages, by (platform.system(), platform.machine()).
+_NPM_PLATFORMS = {
+    ("Linux", "x86_64"): "linux-amd64",
+    ("Linux", "aarch64"): "linux-arm64",
+    ("Darwin", "x86_64"): "darwin-amd64",
+    ("Darwin", "arm64"): "darwin-arm64",
+}
 
 
 # --- Finding the tools ---------------------------------------------------------------------------------------
 def foundry_binary(tool: str) -> Path:
     """Where npm put the platform binary of a Foundry tool (anvil, cast): the `@foundry-rs/TOOL` package ships
     it in an optional dependency named for the platform, `@foundry-rs/TOOL-linux-amd64` here."""
-    suffix = _NPM_PLATFORMS.get((platform.system(), platform.machine()), "unsupported-platform")
+    suffix = _NPM_PLATFORMS.get((platform.system(), platform.machine()), "unsupported")
     return NODE_MODULES / "@foundry-rs" / f"{tool}-{suffix}" / "bin" / tool
 
 
@@ -64,6 +70,8 @@ def missing_tool() -> str | None:
     """One sentence naming the first tool the tool tests need that is not installed, or None."""
     if shutil.which("node") is None:
         return "Node.js is not installed (`make test` installs it with the system packages)."
+    if (platform.system(), platform.machine()) not in _NPM_PLATFORMS:
+        return f"Foundry's npm packages ship no anvil for {platform.system()} on {platform.machine()}."
     for tool in ("anvil", "cast"):
         if not os.access(foundry_binary(tool), os.X_OK):
             return f"{tool} is not installed in tests/tools/node_modules (`make tools` installs it)."
