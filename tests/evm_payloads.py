@@ -6,6 +6,7 @@ or say they are invented.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -172,6 +173,21 @@ def set_code_transaction(
         "maxPriorityFeePerGas": 10**9,
         "authorizationList": list(authorizations),
     }
+
+
+def apply_invalid_case(base: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` changed as a case of tests/vectors/invalid_blob_set_code_transactions.json says: its
+    ``remove`` and ``set``, then ``remove_authorization`` and ``set_authorization`` on the first authorization."""
+    transaction: dict[str, Any] = copy.deepcopy(base)
+    for name in case.get("remove", []):
+        del transaction[name]
+    transaction.update(case.get("set", {}))
+    if "set_authorization" in case or "remove_authorization" in case:
+        first = transaction["authorizationList"][0]
+        for name in case.get("remove_authorization", []):
+            del first[name]
+        first.update(case.get("set_authorization", {}))
+    return transaction
 
 
 # --- Typed data --------------------------------------------------------------------------------------------

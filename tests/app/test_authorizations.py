@@ -15,7 +15,7 @@ from eth_account import Account
 
 from custody.chains.evm import Transaction, parse_payload
 from custody.chains.evm.signature import SECP256K1_HALF_N
-from custody.domain.errors import FailedPrecondition
+from custody.domain.errors import FailedPrecondition, InvalidInput
 from custody.domain.requests import PayloadKind, RequestState
 from tests import evm_payloads as payloads
 
@@ -140,3 +140,35 @@ def test_one_authorization_per_key_chain_and_nonce(make_app: AppFactory) -> None
         app.submit("ops", authorization(delegate=OTHER_DELEGATE, nonce=7), kind=PayloadKind.AUTHORIZATION)
     # The account's transaction nonce 7 is another slot: the development policy signs this transfer.
     assert_signed_by(app.submit("ops", transaction(7)), app.keys["ops"].address)
+
+
+INVALID = json.loads(
+    (Path(__file__).parents[1] / "vectors" / "invalid_blob_set_code_transactions.json").read_text()
+)
+
+
+BAD_AUTHORIZATIONS = [
+    ({"chainId": "1", "address": DELEGATE, "nonce": 0, "yParity": 0}, "yParity"),
+    ({"chainId": -1, "address": DELEGATE, "nonce": 0}, "chainId"),
+    ({"chainId": 1, "address": DELEGATE.lower()[:-1], "nonce": 0}, "address"),
+    ({"chainId": 1, "address": DELEGATE, "nonce": str(2**64 - 1)}, "nonce"),
+]
+
+
+def test_bad_input_is_refused_naming_the_field_and_nothing_is_stored(app: App) -> None:
+    before = app.head()
+    requests_before = app.sql("SELECT COUNT(*) FROM requests")
+    refused: list[tuple[str, str | None]] = []
+    for case in INVALID["cases"]:
+        with pytest.raises(InvalidInput) as error:
+            app.submit("ops", payloads.apply_invalid_case(INVALID["bases"][case["base"]], case))
+        assert error.value.field == case["field"], case["name"]
+        refused.append((case["name"], error.value.field))
+    for payload, field in BAD_AUTHORIZATIONS:
+        with pytest.raises(InvalidInput) as error:
+            app.submit("ops", payload, kind=PayloadKind.AUTHORIZATION)
+        assert error.value.field == field
+    assert len(refused) == len(INVALID["cases"])
+    assert app.written_since(before) == []
+    assert app.sql("SELECT COUNT(*) FROM requests") == requests_before
+    assert app.sql("SELECT COUNT(*) FROM nonces") == [(0,)]

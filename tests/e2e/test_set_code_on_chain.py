@@ -24,7 +24,15 @@ from eth_account.typed_transactions.set_code_transaction import Authorization as
 from custody.api._gen import custody_pb2 as pb
 from tests import evm_payloads as payloads
 
-from .chain_support import CHAIN_ID, ONE_ETHER, Chain, assert_low_s, require_tools, running_anvil
+from .chain_support import (
+    CHAIN_ID,
+    ONE_ETHER,
+    SECP256K1_N,
+    Chain,
+    assert_low_s,
+    require_tools,
+    running_anvil,
+)
 from .conftest import Databases
 from .incident_support import Custody, running_custody
 
@@ -187,3 +195,34 @@ quorum = [{{ group = "treasury", threshold = 2 }}]
     assert_low_s(s)
     digest = bytes(UnsignedAuthorization(0, bytes.fromhex(DELEGATE[2:]), 41).hash())
     assert Account._recover_hash(digest, vrs=(27 + y_parity, r, s)) == custody.addresses["ops"]
+
+
+def test_bad_input_is_invalid_argument_naming_the_field(custody: Custody, tmp_path: Path) -> None:
+    blob = {
+        **payloads.blob_transaction(RECIPIENT, 0, chain_id=CHAIN_ID),
+        "blobVersionedHashes": ["0x02" + "ab" * 31],
+    }
+    high_s = payloads.signed_authorization(CHAIN_ID)
+    high_s["s"] = hex(SECP256K1_N - int(high_s["s"], 16))
+    cases = {
+        "tx": [
+            (blob, "blobVersionedHashes[0]"),
+            (
+                payloads.set_code_transaction(RECIPIENT, 0, [high_s], chain_id=CHAIN_ID),
+                "authorizationList[0].s",
+            ),
+            (payloads.set_code_transaction(RECIPIENT, 0, [], chain_id=CHAIN_ID), "authorizationList"),
+        ],
+        "authorization": [({"chainId": 1, "address": DELEGATE, "nonce": 0, "yParity": 1}, "yParity")],
+    }
+    for what, payloads_and_fields in cases.items():
+        for payload, field in payloads_and_fields:
+            path = tmp_path / f"{what}.json"
+            path.write_text(json.dumps(payload))
+            result = custody.cli(
+                "backend", "--json", "sign", what, "--key", "ops", "--file", str(path), check=False
+            )
+            assert result.returncode == 1, result.stderr
+            error = json.loads(result.stdout)["error"]
+            assert error["code"] == "INVALID_ARGUMENT"
+            assert error["message"].startswith(f"{field}: "), error

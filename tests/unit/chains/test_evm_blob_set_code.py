@@ -4,7 +4,6 @@ naming the field."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -306,19 +305,6 @@ def test_intrinsic_gas_of_a_set_code_transaction_counts_25000_per_authorization(
 # Refusals.
 
 
-def _apply(case: dict[str, Any]) -> dict[str, Any]:
-    transaction = copy.deepcopy(INVALID["bases"][case["base"]])
-    for name in case.get("remove", []):
-        del transaction[name]
-    transaction.update(case.get("set", {}))
-    if "set_authorization" in case or "remove_authorization" in case:
-        first = transaction["authorizationList"][0]
-        for name in case.get("remove_authorization", []):
-            del first[name]
-        first.update(case.get("set_authorization", {}))
-    return transaction
-
-
 def test_invalid_vector_bases_are_valid() -> None:
     assert _parse(INVALID["bases"]["blob"]).transaction_type == "eip4844"
     assert _parse(INVALID["bases"]["set_code"]).transaction_type == "eip7702"
@@ -327,6 +313,6 @@ def test_invalid_vector_bases_are_valid() -> None:
 @pytest.mark.parametrize("case", INVALID["cases"], ids=[c["name"] for c in INVALID["cases"]])
 def test_invalid_blob_and_set_code_transactions_are_refused_naming_the_field(case: dict[str, Any]) -> None:
     with pytest.raises(InvalidInput) as refused:
-        _parse(_apply(case))
+        _parse(payloads.apply_invalid_case(INVALID["bases"][case["base"]], case))
     assert refused.value.field == case["field"]
     assert str(refused.value).startswith(f"{case['field']}: ")
