@@ -25,7 +25,7 @@ from datetime import datetime
 
 from custody.api._gen import custody_pb2
 from custody.chains.evm import Authorization, Message, ParsedPayload, Transaction, TypedData, parse_payload
-from custody.chains.evm.authorizations import EVERY_CHAIN, delegation_warning
+from custody.chains.evm.authorizations import EVERY_CHAIN, clears_delegation, delegation_warning
 from custody.chains.evm.intents import payload_intents
 from custody.chains.evm.values import format_ether, format_gwei
 from custody.cli.errors import ServerDisagrees
@@ -311,9 +311,14 @@ def _authorization_lines(authorization: Authorization) -> list[str]:
         if authorization.chain_id == EVERY_CHAIN
         else str(authorization.chain_id)
     )
+    role = (
+        "none: this clears the delegation"
+        if clears_delegation(authorization.delegate)
+        else "the code the key's account will run"
+    )
     return [
         f"  !!! {delegation_warning(authorization.delegate)} !!!",
-        f"  delegate       {authorization.delegate} (the code the key's account will run)",
+        f"  delegate       {authorization.delegate} ({role})",
         f"  chain id       {chain}",
         f"  nonce          {authorization.nonce} (the key's account nonce when the authorization is used)",
     ]

@@ -109,10 +109,21 @@ class Authorization:
 
 def delegation_warning(delegate: str) -> str:
     """The sentence every screen that shows an authorization shows with it."""
+    if clears_delegation(delegate):
+        return (
+            "SIGNING THIS CLEARS THE KEY'S ACCOUNT DELEGATION (delegate 0x0...0): the account stops running any"
+            " delegate's code"
+        )
     return (
         f"SIGNING THIS MAKES THE KEY'S ACCOUNT RUN THE CODE AT {delegate}: whoever controls that code controls"
         " everything the account holds, until another authorization replaces it"
     )
+
+
+def clears_delegation(delegate: str) -> bool:
+    """Whether the authorization names the zero address, which EIP-7702 reads as "clear the delegation": the
+    account's code is reset to empty rather than pointed at a contract."""
+    return int(delegate, 16) == 0
 
 
 @dataclass(frozen=True)

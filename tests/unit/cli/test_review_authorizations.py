@@ -160,3 +160,13 @@ def test_the_approver_checks_an_every_chain_authorization_against_the_daemon_and
     disagreeing.chain_id = 1
     with pytest.raises(ServerDisagrees, match="chain id 1, but its payload gives 0"):
         check_server_hashes(disagreeing, recomputed)
+
+
+def test_an_authorization_to_the_zero_address_says_it_clears_the_delegation() -> None:
+    zero = "0x" + "00" * 20
+    payload = {"chainId": SEPOLIA, "address": zero, "nonce": 3}
+    digest = bytes(Account.sign_authorization(payload, AUTHORITY_KEY).authorization_hash)
+    pending = request(custody_pb2.PAYLOAD_KIND_AUTHORIZATION, payload, digest, SEPOLIA)
+    text = review_text(pending, recompute_hashes(pending))
+    assert "SIGNING THIS CLEARS THE KEY'S ACCOUNT DELEGATION" in text
+    assert f"  delegate       {zero} (none: this clears the delegation)" in text

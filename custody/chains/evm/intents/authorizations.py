@@ -7,7 +7,13 @@ same way: the delegate as a party, the chain in words, and flags that say the ac
 
 from __future__ import annotations
 
-from custody.chains.evm.authorizations import EVERY_CHAIN, Authorization, SignedAuthorization, describe_chain
+from custody.chains.evm.authorizations import (
+    EVERY_CHAIN,
+    Authorization,
+    SignedAuthorization,
+    clears_delegation,
+    describe_chain,
+)
 from custody.domain.intents import Intent, IntentFlag, IntentKind, Party, PartyRole
 
 
@@ -23,7 +29,12 @@ def authorization_intent(authorization: Authorization | SignedAuthorization) -> 
         fields.append(("authority (account whose code changes)", "the signing key's account"))
     fields.extend(
         [
-            ("delegate (code the account will run)", authorization.delegate),
+            (
+                "delegate (code the account will run)",
+                f"{authorization.delegate} (none: this clears the delegation)"
+                if clears_delegation(authorization.delegate)
+                else authorization.delegate,
+            ),
             ("chain id", describe_chain(authorization.chain_id)),
             ("nonce", str(authorization.nonce)),
         ]
