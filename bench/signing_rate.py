@@ -200,8 +200,6 @@ def serve_argv(code: Path, env_dir: Path, profile: bool) -> list[str]:
         str(env_dir / "server.toml"),
         "--listen",
         "127.0.0.1:0",
-        "--jsonrpc-listen",
-        "127.0.0.1:0",
     ]
     help_text = subprocess.run(
         [CUSTODY, "serve", "--help"], capture_output=True, text=True, env=code_env(code), check=False
