@@ -25,7 +25,6 @@ from custody.config import bearer_token_hash, is_listen_address, load_server_con
 from custody.domain.errors import AlreadyExists, InvalidInput
 from custody.domain.principals import Role
 from custody.hsm.softhsm import create_softhsm_token
-from custody.policy_file import dev_policy_toml
 from custody.tls.certificates import (
     IssuedCertificate,
     create_ca,
@@ -254,6 +253,10 @@ def _build(directory: Path, database_url: str, listen: str) -> DevEnvironment:
 
     approver_public_keys = {name: _write_approver_key(directory, name) for name in APPROVERS}
     approver_keys = {name: directory / "approvers" / f"{name}.key" for name in APPROVERS}
+
+    # Imported here because the policy module loads the whole policy language (and eth-utils with it), which
+    # `custody dev --help` and `dev add-identity` do not need.
+    from custody.policy_file import dev_policy_toml
 
     policy_file = directory / "policy.toml"
     write_public_file(policy_file, dev_policy_toml(approver_public_keys).encode("utf-8"))
