@@ -295,7 +295,7 @@ def _run(config: ServerConfig, address: str, stop: threading.Event, notifier: Sy
     finally:
         notifier.stopping()
         if jsonrpc is not None:
-            jsonrpc.stop()
+            jsonrpc.stop(config.limits.shutdown_grace_seconds)
         if running is not None:
             running.stop(config.limits.shutdown_grace_seconds)
         daemon.close()

@@ -22,19 +22,25 @@ BEARER = "bearer"
 
 
 class Credentials:
-    """What the caller presented: the certificate TLS verified (PEM), the Authorization header, the peer."""
+    """What the caller presented: the certificate TLS verified (PEM), the Authorization header, and where it
+    came from (``peer`` as gRPC writes it, ``host`` the address alone)."""
 
-    def __init__(self, certificate_pem: bytes | None, authorization: str | None, peer: str) -> None:
+    def __init__(
+        self, certificate_pem: bytes | None, authorization: str | None, peer: str, host: str
+    ) -> None:
         self.certificate_pem = certificate_pem
         self.authorization = authorization
         self.peer = peer
+        self.host = host
 
     def description(self) -> str:
-        """What the caller presented, for the refusal records: a certificate's subject, never a token."""
+        """Who presented what, for the refusal records, which aggregate refusals per description: a
+        certificate's subject, else the kind of credential and the caller's address without its port (a new
+        connection must not open a new window). Never the token."""
         subject = CertificateAuthenticator.subject_of_certificate(self.certificate_pem)
         if subject:
             return subject
-        return f"bearer token from {self.peer}" if self.authorization else f"no credentials from {self.peer}"
+        return f"bearer token from {self.host}" if self.authorization else f"no credentials from {self.host}"
 
 
 class JsonRpcAuthenticator:

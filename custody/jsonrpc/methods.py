@@ -197,7 +197,9 @@ class JsonRpcMethods:
     def _sign_typed_data(self, caller: Principal, method: str, call_params: Any) -> str:
         payload, signer = params.typed_data_and_address(call_params, method)
         key = self._key_for(caller, signer)
-        result = self._sign(caller, key, PayloadKind.TYPED_DATA, payload, lambda: payload)
+        result = self._sign(
+            caller, key, PayloadKind.TYPED_DATA, _typed_data_identity(payload), lambda: payload
+        )
         return "0x" + result.signature.hex()
 
     def _sign_transaction(self, caller: Principal, method: str, call_params: Any) -> str:
@@ -231,7 +233,7 @@ class JsonRpcMethods:
         except UpstreamError as refused:
             # Sending the same call again after a broadcast, or a node that already had the transaction from
             # another path, is no failure: the node knowing the transaction is what counts, not its words.
-            if upstream.call("eth_getTransactionByHash", [tx_hash]) is not None:
+            if _node_knows(upstream, tx_hash):
                 return tx_hash
             raise JsonRpcError(
                 refused.code,
@@ -441,6 +443,24 @@ def request_json(request: SigningRequest) -> dict[str, Any]:
     if request.error:
         answer["error"] = request.error
     return answer
+
+
+def _typed_data_identity(payload: bytes) -> bytes:
+    """What makes two typed data calls the same call: the same JSON document, whether it came as an object or
+    as a string, in whatever key order (the payload itself when it is no JSON, which submit then refuses)."""
+    try:
+        return json.dumps(json.loads(payload), sort_keys=True, separators=(",", ":")).encode("utf-8")
+    except (ValueError, RecursionError):
+        return payload
+
+
+def _node_knows(upstream: Upstream, tx_hash: str) -> bool:
+    """Whether the node has the transaction; False when it cannot say, so that its refusal is what the caller
+    hears."""
+    try:
+        return upstream.call("eth_getTransactionByHash", [tx_hash]) is not None
+    except (UpstreamError, Unavailable):
+        return False
 
 
 def _payload(fields: dict[str, Any]) -> bytes:

@@ -13,12 +13,14 @@ thread, never the loop that accepts connections.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,10 +77,14 @@ class RunningJsonRpc:
     port: int
     refusals: RefusalRecorder
 
-    def stop(self) -> None:
+    def stop(self, grace_seconds: float) -> None:
+        """Stop accepting connections, let the calls in progress finish within ``grace_seconds`` (idle
+        kept-alive connections are not waited for), then record the refusals still waiting."""
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
+        if not self.server.calls_finished(grace_seconds):
+            log.warning("stopped with JSON-RPC calls still in progress after %.0f s", grace_seconds)
         self.refusals.stop()
 
 
@@ -190,6 +196,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_POST(self) -> None:
+        with self.server.call_in_progress():
+            self._post()
+
+    def _post(self) -> None:
         endpoint = self.server.endpoint
         if self.headers.get("Transfer-Encoding"):
             self._refuse(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length, not chunked")
@@ -207,7 +217,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._discard(min(length, DISCARD_LIMIT_BYTES))
             return
-        credentials = Credentials(self._certificate(), self.headers.get("Authorization"), self._peer())
+        credentials = Credentials(
+            self._certificate(), self.headers.get("Authorization"), self._peer(), str(self.client_address[0])
+        )
         try:
             caller = endpoint.authenticate(credentials)
         except Unauthenticated as refused:
@@ -305,7 +317,29 @@ class _Server(ThreadingHTTPServer):
         self.max_body_bytes = max_body_bytes
         self._tls = tls
         self._connections = threading.BoundedSemaphore(max_connections)
+        self._calls = 0
+        self._calls_changed = threading.Condition()
         super().__init__(address, _Handler)
+
+    @contextlib.contextmanager
+    def call_in_progress(self) -> Iterator[None]:
+        with self._calls_changed:
+            self._calls += 1
+        try:
+            yield
+        finally:
+            with self._calls_changed:
+                self._calls -= 1
+                self._calls_changed.notify_all()
+
+    def calls_finished(self, timeout: float) -> bool:
+        with self._calls_changed:
+            return self._calls_changed.wait_for(lambda: self._calls == 0, timeout=timeout)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that leaves mid-answer is no error of the daemon's; the standard library would print a
+        # traceback to stderr for it.
+        log.info("a JSON-RPC connection from %s ended: %s", client_address[0], sys.exc_info()[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Past the limit the accept loop waits here, and further clients wait in the listen queue.

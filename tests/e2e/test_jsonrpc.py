@@ -514,3 +514,60 @@ def test_a_frozen_key_is_32012(node_env) -> None:
     answer = backend.call("personal_sign", "0x6869", ops)
     assert answer.error["code"] == -32012
     assert ops not in backend.call("eth_accounts").result
+
+
+def test_refused_calls_reach_the_audit_log_without_the_token(node_env) -> None:
+    env, daemon, tokens = node_env
+    url = jsonrpc_url(daemon)
+    wrong = "wrong-token-" + "z" * 30
+    for _ in range(3):
+        assert JsonRpcClient(env, url, token=wrong).call("eth_accounts").status == 401
+    backend = _node_client(node_env, "backend")
+    treasury = json.loads(run_cli(env, daemon, "backend", "--json", "keys", "show", "treasury").stdout)[
+        "address"
+    ]
+    carol = _node_client(node_env, "dave")  # an approver: no requester role
+    assert carol.call("personal_sign", "0x6869", treasury).error["code"] == 4100
+    del backend
+
+    def events(kind: str) -> list[pb.AuditEvent]:
+        with channel_for(env, daemon, "admin") as channel:
+            stub = pb_grpc.AuditServiceStub(channel)
+            return list(stub.ListEvents(pb.ListEventsRequest(kind=kind, limit=1000)).events)
+
+    refused = [json.loads(event.details_json) for event in events("auth.refused")]
+    assert any(event["method"] == "jsonrpc" and event["error"] == "Unauthenticated" for event in refused), (
+        refused
+    )
+    denied = [
+        (event.actor, json.loads(event.details_json))
+        for event in events("permission.denied")
+        if event.actor == "dave"
+    ]
+    assert any(details["method"] == "personal_sign" for _, details in denied), denied
+    exported = run_cli(env, daemon, "admin", "audit", "export").stdout
+    assert wrong not in exported and tokens["dave"] not in exported
+    assert wrong not in daemon.log() and tokens["dave"] not in daemon.log()
+
+
+def test_calls_are_counted_by_method_and_outcome(tmp_path: Path, databases: Databases) -> None:
+    import re
+    import urllib.request
+
+    env = make_dev_env(tmp_path / "env", "sqlite", databases)
+    with (env.directory / "server.toml").open("a") as server_toml:
+        server_toml.write('\n[metrics]\nlisten = "127.0.0.1:0"\n')
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    try:
+        client = JsonRpcClient(env, jsonrpc_url(daemon), token=backend_token(env))
+        client.call("eth_accounts")
+        client.call("no_such_method")
+        JsonRpcClient(env, jsonrpc_url(daemon)).call("eth_accounts")
+        port = re.search(r"metrics listening on 127\.0\.0\.1:(\d+)", daemon.log())
+        assert port is not None
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port.group(1)}/metrics", timeout=30).read().decode()
+        assert 'custody_jsonrpc_calls_total{method="eth_accounts",outcome="ok"} 1.0' in text
+        assert 'custody_jsonrpc_calls_total{method="other",outcome="-32601"} 1.0' in text
+        assert 'custody_jsonrpc_calls_total{method="(unauthenticated)",outcome="-32015"} 1.0' in text
+    finally:
+        stop_daemon(daemon)

@@ -1,0 +1,166 @@
+"""The JSON-RPC methods over the real use cases in process: how a call the policy holds for approvals is
+answered again, what custody_waitRequest answers, which addresses eth_accounts lists.
+
+The methods are custody/jsonrpc/methods.py as the endpoint builds them, over an ``App`` (a real SQLite file
+and SoftHSM2 token, the development policy, a clock the test moves). Signatures are recovered with eth-account.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+
+from custody.api.errors import jsonrpc_error_for
+from custody.config import JsonRpcConfig
+from custody.domain.errors import CustodyError
+from custody.domain.principals import Principal, Role
+from custody.domain.requests import RequestState
+from custody.jsonrpc.methods import JsonRpcMethods
+from custody.jsonrpc.protocol import JsonRpcError
+from tests.evm_payloads import safe_tx
+
+from .conftest import ADMIN, BACKEND, CAROL, DAVE, SEPOLIA, App, AppFactory
+
+RECIPIENT = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+
+
+def methods_for(app: App) -> JsonRpcMethods:
+    return JsonRpcMethods(
+        lambda: app.custody, JsonRpcConfig(chain_id=SEPOLIA), upstream=None, max_wait_seconds=5.0
+    )
+
+
+def call(methods: JsonRpcMethods, caller: Principal, method: str, *params: Any) -> Any:
+    """The result, or the JsonRpcError the endpoint would answer (custody errors through its table)."""
+    try:
+        return methods.call(caller, method, list(params))
+    except JsonRpcError as error:
+        return error
+    except CustodyError as error:
+        code, message = jsonrpc_error_for(error)
+        return JsonRpcError(code, message)
+
+
+def treasury_safe_tx(nonce: int) -> dict[str, Any]:
+    """A CALL of 0.1 ether from the development policy's example Safe, which treasury signs as an owner once
+    2 of alice, bob and carol approve."""
+    return safe_tx(RECIPIENT, b"", 0, value=10**17, nonce=nonce, chain_id=SEPOLIA)
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> App:
+    return make_app()
+
+
+def test_typed_data_held_for_approvals_answers_the_same_request_until_it_is_signed(app: App) -> None:
+    methods = methods_for(app)
+    treasury = app.keys["treasury"].address
+    typed = treasury_safe_tx(nonce=7)
+
+    pending = call(methods, BACKEND, "eth_signTypedData_v4", treasury, typed)
+    assert isinstance(pending, JsonRpcError) and pending.code == -32010
+    request_id = pending.data["request_id"]
+    assert pending.data == {"request_id": request_id, "state": "PENDING_APPROVAL"}
+    again = call(methods, BACKEND, "eth_signTypedData_v4", treasury, json.dumps(typed))
+    # The same typed data, as a JSON string this time, but another call: only the identical call is the same.
+    assert isinstance(again, JsonRpcError) and again.code == -32010
+    assert call(methods, BACKEND, "eth_signTypedData_v4", treasury, typed).data["request_id"] == request_id
+    pending_ids = {
+        request.request_id for request in app.custody.signing.list(ADMIN, state=RequestState.PENDING_APPROVAL)
+    }
+    assert request_id in pending_ids
+
+    request = app.get(request_id)
+    app.approve(request, "alice")
+    app.approve(app.get(request_id), "bob")
+    assert app.get(request_id).state is RequestState.SIGNED
+
+    signature = call(methods, BACKEND, "eth_signTypedData_v4", treasury, typed)
+    signed = bytes.fromhex(signature.removeprefix("0x"))
+    assert Account.recover_message(encode_typed_data(full_message=typed), signature=signed) == treasury
+    assert signed == app.get(request_id).result.signature
+
+
+def test_a_rejected_call_answers_32014_once_and_then_is_a_new_request(app: App) -> None:
+    methods = methods_for(app)
+    treasury = app.keys["treasury"].address
+    typed = treasury_safe_tx(nonce=8)
+    request_id = call(methods, BACKEND, "eth_signTypedData_v4", treasury, typed).data["request_id"]
+    app.reject(app.get(request_id), "alice", "not this Safe transaction")
+
+    rejected = call(methods, BACKEND, "eth_signTypedData_v4", treasury, typed)
+    assert rejected.code == -32014
+    assert rejected.data == {"request_id": request_id, "state": "REJECTED"}
+    asked_again = call(methods, BACKEND, "eth_signTypedData_v4", treasury, typed)
+    assert asked_again.code == -32010 and asked_again.data["request_id"] != request_id
+
+
+def test_a_transaction_held_for_approvals_is_found_by_its_nonce_without_the_endpoints_memory(
+    app: App,
+) -> None:
+    transaction = {
+        "from": app.keys["treasury"].address,
+        "to": RECIPIENT,
+        "value": hex(10**17),
+        "gas": hex(21_000),
+        "maxFeePerGas": hex(30 * 10**9),
+        "maxPriorityFeePerGas": hex(10**9),
+        "nonce": hex(app.nonce()),
+    }
+    request_id = call(methods_for(app), BACKEND, "eth_signTransaction", transaction).data["request_id"]
+    app.approve(app.get(request_id), "alice")
+    app.approve(app.get(request_id), "carol")
+    # A new endpoint, as after a restart: the use case answers the held nonce's request.
+    raw = call(methods_for(app), BACKEND, "eth_signTransaction", transaction)
+    assert Account.recover_transaction(bytes.fromhex(raw[2:])) == transaction["from"]
+    assert bytes.fromhex(raw[2:]) == app.get(request_id).result.signed_tx
+
+
+def test_custody_wait_request_answers_the_request_as_it_is_when_the_time_is_up(app: App) -> None:
+    methods = methods_for(app)
+    treasury = app.keys["treasury"].address
+    request_id = call(methods, BACKEND, "eth_signTypedData_v4", treasury, treasury_safe_tx(nonce=9)).data[
+        "request_id"
+    ]
+    waited = call(methods, BACKEND, "custody_waitRequest", request_id, 0)
+    assert waited["request_id"] == request_id and waited["state"] == "PENDING_APPROVAL"
+    assert "signature" not in waited
+    # Someone who may not see the request learns nothing of it.
+    ops_only = Principal("ops-service", frozenset({Role.REQUESTER}), frozenset({"ops"}))
+    assert call(methods, ops_only, "custody_getRequest", request_id).code == -32001
+    app.approve(app.get(request_id), "alice")
+    app.approve(app.get(request_id), "bob")
+    signed = call(methods, BACKEND, "custody_waitRequest", request_id, 1000)
+    assert signed["state"] == "SIGNED" and signed["signature"].startswith("0x")
+
+
+def test_eth_accounts_lists_the_active_keys_granted_to_the_caller(app: App) -> None:
+    methods = methods_for(app)
+    ops, treasury = app.keys["ops"].address, app.keys["treasury"].address
+    assert sorted(call(methods, BACKEND, "eth_accounts")) == sorted([ops, treasury])
+    assert call(methods, CAROL, "eth_accounts") == [treasury]
+    assert call(methods, ADMIN, "eth_accounts") == []
+    app.custody.keys.freeze(DAVE, "ops", "incident drill")
+    assert call(methods, BACKEND, "eth_accounts") == [treasury]
+    frozen = call(methods, BACKEND, "personal_sign", "0x6869", ops)
+    assert frozen.code == -32012
+
+
+def test_the_chain_id_comes_from_the_configuration_without_an_upstream_node(app: App) -> None:
+    methods = methods_for(app)
+    assert call(methods, BACKEND, "eth_chainId") == hex(SEPOLIA)
+    assert call(methods, BACKEND, "net_version") == str(SEPOLIA)
+    no_chain = JsonRpcMethods(lambda: app.custody, JsonRpcConfig(), upstream=None, max_wait_seconds=5.0)
+    assert call(no_chain, BACKEND, "eth_chainId").code == -32601
+    assert call(no_chain, BACKEND, "eth_getBalance", RECIPIENT, "latest").code == -32601
+    missing = call(
+        methods,
+        BACKEND,
+        "eth_signTransaction",
+        {"from": app.keys["ops"].address, "to": RECIPIENT, "nonce": "0x1", "gas": "0x5208"},
+    )
+    assert missing.code == -32602 and "maxFeePerGas" in missing.message and "upstream" in missing.message
