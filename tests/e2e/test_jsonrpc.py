@@ -571,3 +571,96 @@ def test_calls_are_counted_by_method_and_outcome(tmp_path: Path, databases: Data
         assert 'custody_jsonrpc_calls_total{method="(unauthenticated)",outcome="-32015"} 1.0' in text
     finally:
         stop_daemon(daemon)
+
+
+def test_a_certificate_of_another_ca_gets_no_answer_and_an_unknown_identity_gets_401(
+    dev_env: DevEnv, url: str, tmp_path: Path
+) -> None:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from custody.tls.certificates import IssuedCertificate, create_ca, issue_client_certificate
+
+    def client_with(key_pem: bytes, cert_pem: bytes) -> ssl.SSLContext:
+        (tmp_path / "cert.pem").write_bytes(cert_pem)
+        (tmp_path / "key.pem").write_bytes(key_pem)
+        context = ssl.create_default_context(cafile=str(dev_env.directory / "pki" / "ca.pem"))
+        context.load_cert_chain(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+        return context
+
+    body = b'{"jsonrpc":"2.0","id":1,"method":"eth_accounts"}'
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    stranger_ca = create_ca()
+    # "backend", but issued by a CA the daemon does not trust: the TLS handshake fails, nothing is answered.
+    impostor = issue_client_certificate(stranger_ca, "backend")
+    with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+        urllib.request.urlopen(request, context=client_with(impostor.key_pem, impostor.cert_pem), timeout=30)
+
+    ca = IssuedCertificate(
+        cert_pem=dev_env.pki("ca.pem"), key_pem=(dev_env.directory / "pki" / "ca.key").read_bytes()
+    )
+    unknown = issue_client_certificate(ca, "mallory")  # of the right CA, but no principal of the daemon's
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, context=client_with(unknown.key_pem, unknown.cert_pem), timeout=30)
+    assert refused.value.code == 401
+    assert "mallory" in json.loads(refused.value.read())["error"]["message"]
+
+
+def test_plain_http_serves_on_loopback_when_the_configuration_says_so(
+    tmp_path: Path, databases: Databases
+) -> None:
+    import urllib.request
+
+    env = make_dev_env(tmp_path / "env", "sqlite", databases)
+    text = (env.directory / "server.toml").read_text()
+    (env.directory / "server.toml").write_text(
+        text.replace("[jsonrpc.tokens]", "plain_http = true\n[jsonrpc.tokens]")
+    )
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    try:
+        assert "(plain HTTP, loopback only)" in daemon.log()
+        url = jsonrpc_url(daemon).replace("https://", "http://")
+        request = urllib.request.Request(
+            url,
+            data=b'{"jsonrpc":"2.0","id":1,"method":"eth_accounts"}',
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {backend_token(env)}"},
+        )
+        assert json.loads(urllib.request.urlopen(request, timeout=30).read())["result"] == []
+    finally:
+        stop_daemon(daemon)
+
+
+def test_the_daemon_refuses_to_start_when_the_endpoint_cannot_listen(
+    tmp_path: Path, databases: Databases
+) -> None:
+    import socket
+    import subprocess
+
+    from tests.daemons import CUSTODY
+
+    env = make_dev_env(tmp_path / "env", "sqlite", databases)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = subprocess.run(
+            [
+                CUSTODY,
+                "serve",
+                "--config",
+                str(env.config),
+                "--listen",
+                "127.0.0.1:0",
+                "--jsonrpc-listen",
+                address,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert f"cannot listen on {address} for JSON-RPC" in result.stderr
