@@ -286,7 +286,9 @@ def requests_table(requests: Sequence[custody_pb2.SigningRequest]) -> str:
             request_state_name(request.state),
             request.key_label or "-",
             payload_kind_name(request.kind),
-            str(request.chain_id) if request.chain_id else "-",
+            "0 (EVERY CHAIN)"
+            if _is_authorization(request) and not request.chain_id
+            else str(request.chain_id or "-"),
             request.requester,
             request.quorum_progress or "-",
             request.expires_at or "-",

@@ -16,7 +16,7 @@ from eth_account.typed_transactions import TypedTransaction
 
 from custody.api._gen import custody_pb2
 from custody.cli.errors import ServerDisagrees
-from custody.cli.output import request_text, request_to_json
+from custody.cli.output import request_text, request_to_json, requests_table
 from custody.cli.review import check_server_hashes, domain_request, recompute_hashes, review_text
 
 ADDRESS = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -72,6 +72,7 @@ def test_an_authorization_for_chain_id_0_says_every_chain_everywhere() -> None:
     assert "  chain id       0: EVERY CHAIN" in text
     assert re.search(r"^chain:\s+0: EVERY CHAIN", request_text(pending), re.MULTILINE)
     assert request_to_json(pending)["chain_id"] == 0
+    assert "0 (EVERY CHAIN)" in requests_table([pending])
 
 
 def test_a_signed_authorization_answers_y_parity_r_and_s_as_eth_account_does() -> None:
