@@ -9,8 +9,10 @@ HYPOTHESIS_PROFILE chooses one; .ci/run sets it to ``ci``.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from hypothesis import settings
+from hypothesis import strategies as st
 
 CI_PROFILE = "ci"
 DEV_PROFILE = "dev"
@@ -39,3 +41,26 @@ def cases(ci_cases: int) -> int:
     if ACTIVE_PROFILE == CI_PROFILE:
         return ci_cases
     return max(ci_cases // DEV_DIVISOR, DEV_MINIMUM_CASES)
+
+
+# Text that protobuf strings and JSON both carry: valid UTF-8, so no lone surrogates.
+TEXT = st.text(st.characters(codec="utf-8"), max_size=24)
+# Any JSON value, small: what a fuzzer puts where a field's value belongs.
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), TEXT),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(TEXT, children, max_size=4)),
+    max_leaves=10,
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, documents: st.SearchStrategy[dict[str, Any]]) -> dict[str, Any]:
+    """A document of ``documents`` with up to two fields dropped or given random JSON values."""
+    document = dict(draw(documents))
+    for _ in range(draw(st.integers(min_value=0, max_value=2))):
+        key = draw(st.sampled_from(sorted(document))) if document and draw(st.booleans()) else draw(TEXT)
+        if draw(st.booleans()):
+            document.pop(key, None)
+        else:
+            document[key] = draw(JSON_VALUES)
+    return document

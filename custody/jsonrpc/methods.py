@@ -203,33 +203,16 @@ class JsonRpcMethods:
         return "0x" + result.signature.hex()
 
     def _sign_transaction(self, caller: Principal, method: str, call_params: Any) -> str:
-        transaction = params.transaction(call_params, method)
-        key = self._key_for(caller, transaction.sender)
-        result = self._sign(
-            caller,
-            key,
-            PayloadKind.TRANSACTION,
-            _payload(transaction.fields),
-            lambda: self._complete(caller, key, transaction, method),
-        )
-        assert result.signed_tx is not None  # a signed transaction request always carries its encoding
-        return "0x" + result.signed_tx.hex()
+        signed_tx, _ = self._signed_transaction(caller, method, call_params)
+        return "0x" + signed_tx.hex()
 
     def _send_transaction(self, caller: Principal, method: str, call_params: Any) -> str:
         upstream = self._require_upstream(method)
-        transaction = params.transaction(call_params, method)
-        key = self._key_for(caller, transaction.sender)
-        result = self._sign(
-            caller,
-            key,
-            PayloadKind.TRANSACTION,
-            _payload(transaction.fields),
-            lambda: self._complete(caller, key, transaction, method),
-        )
-        assert result.signed_tx is not None and result.tx_hash is not None
-        tx_hash = "0x" + result.tx_hash.hex()
+        signed_tx, tx_hash_bytes = self._signed_transaction(caller, method, call_params)
+        raw_hex = "0x" + signed_tx.hex()
+        tx_hash = "0x" + tx_hash_bytes.hex()
         try:
-            upstream.call("eth_sendRawTransaction", ["0x" + result.signed_tx.hex()])
+            upstream.call("eth_sendRawTransaction", [raw_hex])
         except UpstreamError as refused:
             # Sending the same call again after a broadcast, or a node that already had the transaction from
             # another path, is no failure: the node knowing the transaction is what counts, not its words.
@@ -238,9 +221,24 @@ class JsonRpcMethods:
             raise JsonRpcError(
                 refused.code,
                 f"the transaction was signed but {UPSTREAM} refused it: {refused.message}",
-                {"tx_hash": tx_hash, "signed_tx": "0x" + result.signed_tx.hex()},
+                {"tx_hash": tx_hash, "signed_tx": raw_hex},
             ) from None
         return tx_hash
+
+    def _signed_transaction(self, caller: Principal, method: str, call_params: Any) -> tuple[bytes, bytes]:
+        """The signed encoding and hash of the transaction of eth_signTransaction or eth_sendTransaction."""
+        transaction = params.transaction(call_params, method)
+        key = self._key_for(caller, transaction.sender)
+        result = self._sign(
+            caller,
+            key,
+            PayloadKind.TRANSACTION,
+            _payload(transaction.fields),
+            lambda: self._complete(caller, key, transaction, method),
+        )
+        # A signed transaction request always carries its encoding and hash.
+        assert result.signed_tx is not None and result.tx_hash is not None
+        return result.signed_tx, result.tx_hash
 
     def _sign(
         self, caller: Principal, key: Key, kind: PayloadKind, call: bytes, payload: Callable[[], bytes]

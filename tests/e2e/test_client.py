@@ -25,9 +25,10 @@ from custody.client import (
     custody_signing_middleware,
 )
 from custody.domain.errors import InvalidInput, NotFound, PermissionDenied
+from tests.evm_payloads import transaction
 
 from .conftest import Daemon, DevEnv, Nonces, run_cli
-from .jsonrpc_support import SEPOLIA, UpstreamNode
+from .jsonrpc_support import UpstreamNode
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 RECIPIENT = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -35,18 +36,8 @@ MAIL = json.loads((Path(__file__).parents[1] / "vectors" / "eip712_mail.json").r
 
 
 def eip1559(nonce: int, value: int = 10**15) -> dict[str, object]:
-    """A transaction dict as eth-account takes it: ints and bytes."""
-    return {
-        "type": 2,
-        "chainId": SEPOLIA,
-        "nonce": nonce,
-        "to": RECIPIENT,
-        "value": value,
-        "gas": 21_000,
-        "maxFeePerGas": 30 * 10**9,
-        "maxPriorityFeePerGas": 10**9,
-        "data": b"",
-    }
+    """A transaction dict as eth-account takes it, with its calldata as bytes."""
+    return {**transaction(RECIPIENT, nonce, value=value), "data": b""}
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
 from custody.chains.evm import PayloadKind, parse_payload
-from tests.fuzzing import cases
+from tests.fuzzing import JSON_VALUES, TEXT, cases, mutated
 
 from .conftest import Daemon, DevEnv, Nonces, channel_for
 
@@ -62,14 +62,8 @@ _FINAL_STATES = {
     pb.REQUEST_STATE_FAILED,
 }
 
-# Protobuf strings must be valid UTF-8, so lone surrogates cannot even be sent.
-_TEXT = st.text(st.characters(codec="utf-8"), max_size=24)
+
 _INT32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
-_JSON = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), _TEXT),
-    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(_TEXT, children, max_size=4)),
-    max_leaves=10,
-)
 
 
 @st.composite
@@ -90,18 +84,6 @@ def _transaction(draw: st.DrawFn, nonces: range) -> dict[str, Any]:
     return tx
 
 
-@st.composite
-def _mutated(draw: st.DrawFn, documents: st.SearchStrategy[dict[str, Any]]) -> dict[str, Any]:
-    document = dict(draw(documents))
-    for _ in range(draw(st.integers(min_value=0, max_value=2))):
-        key = draw(st.sampled_from(sorted(document))) if document and draw(st.booleans()) else draw(_TEXT)
-        if draw(st.booleans()):
-            document.pop(key, None)
-        else:
-            document[key] = draw(_JSON)
-    return document
-
-
 def _json_bytes(document: Any) -> bytes:
     return json.dumps(document).encode()
 
@@ -109,19 +91,19 @@ def _json_bytes(document: Any) -> bytes:
 def _families(nonces: range) -> list[tuple[int, st.SearchStrategy[bytes]]]:
     """Payload families with the kind each is meant for; the kind is usually the right one, sometimes not."""
     return [
-        (pb.PAYLOAD_KIND_TRANSACTION, _mutated(_transaction(nonces)).map(_json_bytes)),
-        (pb.PAYLOAD_KIND_TYPED_DATA, _mutated(st.just(MAIL_TYPED_DATA)).map(_json_bytes)),
-        (pb.PAYLOAD_KIND_MESSAGE, st.one_of(st.binary(max_size=200), _TEXT.map(str.encode))),
+        (pb.PAYLOAD_KIND_TRANSACTION, mutated(_transaction(nonces)).map(_json_bytes)),
+        (pb.PAYLOAD_KIND_TYPED_DATA, mutated(st.just(MAIL_TYPED_DATA)).map(_json_bytes)),
+        (pb.PAYLOAD_KIND_MESSAGE, st.one_of(st.binary(max_size=200), TEXT.map(str.encode))),
         (
             pb.PAYLOAD_KIND_TRANSACTION,
-            st.one_of(_JSON.map(_json_bytes), st.sampled_from([b"", b"a" * (128 * 1024 + 1)])),
+            st.one_of(JSON_VALUES.map(_json_bytes), st.sampled_from([b"", b"a" * (128 * 1024 + 1)])),
         ),
     ]
 
 
 _ANY_KIND = st.one_of(st.sampled_from(list(pb.PayloadKind.values())), _INT32)
 _LABELS = st.one_of(
-    st.sampled_from(["ops", "ops", "treasury"]), st.sampled_from(["", "OPS", "nope", "x" * 300]), _TEXT
+    st.sampled_from(["ops", "ops", "treasury"]), st.sampled_from(["", "OPS", "nope", "x" * 300]), TEXT
 )
 _STATES = st.one_of(st.sampled_from(list(pb.RequestState.values())), _INT32)
 
@@ -149,7 +131,7 @@ class _Ids:
             lambda index: self.created[index % len(self.created)] if self.created else ""
         )
         shaped = st.binary(min_size=16, max_size=16).map(lambda raw: "req_" + raw.hex())
-        return st.one_of(known, known, shaped, _TEXT, st.just(""), shaped.map(lambda rid: rid + "\n"))
+        return st.one_of(known, known, shaped, TEXT, st.just(""), shaped.map(lambda rid: rid + "\n"))
 
 
 def _assert_refusal(error: grpc.RpcError, call: str) -> None:
@@ -254,7 +236,7 @@ def test_random_calls_get_decisions_or_typed_refusals(
                     _STATES,
                     _LABELS,
                     st.one_of(st.sampled_from([0, 1, 1000, 1001]), st.integers(0, 2**32 - 1)),
-                    st.one_of(_TEXT, st.just("r" * 1001)),
+                    st.one_of(TEXT, st.just("r" * 1001)),
                 ),
             )
         )

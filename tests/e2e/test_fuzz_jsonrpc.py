@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
-from tests.fuzzing import cases
+from tests.fuzzing import JSON_VALUES, TEXT, cases, mutated
 
 from .conftest import Daemon, DevEnv, Nonces, channel_for
 from .jsonrpc_support import SEPOLIA, JsonRpcClient, backend_token, jsonrpc_url
@@ -56,40 +56,23 @@ METHODS = [
     "debug_traceTransaction",
 ]
 
-_TEXT = st.text(max_size=24)
-_JSON = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), _TEXT),
-    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(_TEXT, children, max_size=4)),
-    max_leaves=10,
-)
-
-
-@st.composite
-def _mutated(draw: st.DrawFn, document: dict[str, Any]) -> dict[str, Any]:
-    changed = dict(document)
-    for _ in range(draw(st.integers(min_value=0, max_value=2))):
-        key = draw(st.sampled_from(sorted(changed))) if changed and draw(st.booleans()) else draw(_TEXT)
-        if draw(st.booleans()):
-            changed.pop(key, None)
-        else:
-            changed[key] = draw(_JSON)
-    return changed
-
 
 @st.composite
 def _params(draw: st.DrawFn, method: str, addresses: list[str], nonces: range) -> Any:
     address = (
         draw(st.sampled_from([*addresses, RECIPIENT, "0x" + "00" * 20]))
         if draw(st.integers(0, 5))
-        else draw(_JSON)
+        else draw(JSON_VALUES)
     )
     if method in ("eth_sign", "personal_sign"):
         data = (
-            "0x" + draw(st.binary(min_size=0, max_size=40)).hex() if draw(st.integers(0, 4)) else draw(_JSON)
+            "0x" + draw(st.binary(min_size=0, max_size=40)).hex()
+            if draw(st.integers(0, 4))
+            else draw(JSON_VALUES)
         )
         params = [address, data] if method == "eth_sign" else [data, address]
     elif method.startswith("eth_signTypedData"):
-        typed = draw(_mutated(MAIL)) if draw(st.booleans()) else MAIL
+        typed = draw(mutated(st.just(MAIL))) if draw(st.booleans()) else MAIL
         params = [address, json.dumps(typed) if draw(st.booleans()) else typed]
     elif method in ("eth_signTransaction", "eth_sendTransaction"):
         transaction = {
@@ -102,12 +85,12 @@ def _params(draw: st.DrawFn, method: str, addresses: list[str], nonces: range) -
             "nonce": hex(draw(st.sampled_from(nonces))),
             "chainId": hex(draw(st.sampled_from([SEPOLIA, 1, 5]))),
         }
-        params = [draw(_mutated(transaction))]
+        params = [draw(mutated(st.just(transaction)))]
     else:
-        params = draw(st.lists(_JSON, max_size=3))
+        params = draw(st.lists(JSON_VALUES, max_size=3))
     if draw(st.integers(0, 6)) == 0:
         params = list(reversed(params))
-    return params if draw(st.integers(0, 10)) else draw(_JSON)
+    return params if draw(st.integers(0, 10)) else draw(JSON_VALUES)
 
 
 @st.composite
@@ -117,13 +100,13 @@ def _body(draw: st.DrawFn, addresses: list[str], nonces: range) -> tuple[bytes, 
     if shape == 0:
         return draw(st.binary(max_size=64)), []
     if shape == 1:
-        return json.dumps(draw(_JSON)).encode(), []
+        return json.dumps(draw(JSON_VALUES)).encode(), []
 
     def call() -> dict[str, Any]:
-        method = draw(st.sampled_from(METHODS)) if draw(st.integers(0, 8)) else draw(_TEXT)
+        method = draw(st.sampled_from(METHODS)) if draw(st.integers(0, 8)) else draw(TEXT)
         document: dict[str, Any] = {"jsonrpc": "2.0", "id": draw(st.integers(0, 10**6)), "method": method}
         document["params"] = draw(_params(method, addresses, nonces))
-        return draw(_mutated(document)) if draw(st.integers(0, 8)) == 0 else document
+        return draw(mutated(st.just(document))) if draw(st.integers(0, 8)) == 0 else document
 
     if shape == 2:
         calls = [call() for _ in range(draw(st.integers(0, 4)))]
