@@ -71,6 +71,14 @@ def test_blob_transaction_hash_and_signed_bytes_match_eth_account_vectors(vector
     assert Account.recover_transaction(result.signed_tx) == _recovered(parsed.digest, r, s, y_parity)
 
 
+@pytest.mark.parametrize("vector", BLOBS["vectors"], ids=[v["name"] for v in BLOBS["vectors"]])
+def test_blob_transaction_canonical_form_parses_to_the_same_digest(vector: dict[str, Any]) -> None:
+    parsed = _parse(vector["transaction"])
+    again = parse_payload(PayloadKind.TRANSACTION, parsed.canonical)
+    assert again.digest == parsed.digest
+    assert again.canonical == parsed.canonical
+
+
 def test_blob_transaction_digest_is_the_eip_4844_preimage_recomputed_by_hand() -> None:
     transaction = BLOBS["vectors"][1]["transaction"]
     parsed = _parse(transaction)

@@ -1,9 +1,11 @@
 """Fuzzing the payload parsers: whatever bytes arrive, parsing answers with a value or InvalidInput.
 
-Each parser gets at least 10,000 generated payloads. Most are shaped like the real thing (transactions with
-every fee style and spelling, typed data with nested struct graphs and matching messages, personal messages)
-and then mutated: fields dropped, swapped for junk, spelled out of range, keys duplicated, the JSON text cut or
-its bytes flipped. Random junk alone would stop at the JSON decoder and never reach the field checks.
+Each parser gets at least 10,000 generated payloads. Most are shaped like the real thing (transactions of
+every type, blob and set-code ones with versioned hashes and signed authorizations among them, in every fee
+style and spelling; EIP-7702 authorizations to sign; typed data with nested struct graphs and matching
+messages; personal messages) and then mutated: fields dropped, swapped for junk, spelled out of range, keys
+duplicated, the JSON text cut or its bytes flipped. Random junk alone would stop at the JSON decoder and never
+reach the field checks.
 
 The runs are derandomized so CI sees the same cases every time, and each test counts its cases so that a
 setting that quietly runs fewer fails here. The properties: only InvalidInput is ever raised, with a
@@ -27,6 +29,7 @@ from hypothesis import strategies as st
 from custody.chains.evm import MAX_PAYLOAD_BYTES, PayloadKind, parse_payload
 from custody.chains.evm.payload import ParsedPayload
 from custody.domain.errors import InvalidInput
+from tests import evm_payloads
 from tests.fuzzing import cases
 
 T = TypeVar("T")
@@ -94,6 +97,12 @@ _KEY_NAMES = [
     "maxPriorityFeePerGas",
     "data",
     "accessList",
+    "maxFeePerBlobGas",
+    "blobVersionedHashes",
+    "authorizationList",
+    "yParity",
+    "r",
+    "s",
     "address",
     "storageKeys",
     "types",
@@ -241,7 +250,7 @@ class _Shapes:
             tx["value"] = self.quantity(_UINT256)
         if self.one_in(2):
             tx["data"] = self.hex_bytes(80)
-        if style == "eip1559":
+        if style in ("eip1559", "eip4844", "eip7702"):
             # The tip is drawn below the fee cap most of the time, since a higher tip is refused.
             fee_cap = self.rng.randrange(10**12)
             tip = fee_cap - self.rng.randint(-3, fee_cap)
@@ -251,9 +260,50 @@ class _Shapes:
             tx["gasPrice"] = self.quantity(_UINT256)
         if style != "legacy" and self.one_in(2):
             tx["accessList"] = self.access_list()
-        if self.one_in(2):
+        if style == "eip4844":
+            tx["maxFeePerBlobGas"] = self.quantity(_UINT256 // 2**20, 1)
+            tx["blobVersionedHashes"] = [self.blob_hash() for _ in range(self.rng.randrange(11))]
+        if style == "eip7702":
+            tx["chainId"] = self.pick(sorted(_SIGNED_AUTHORIZATIONS))
+            tx["authorizationList"] = [
+                self.authorization_tuple(tx["chainId"]) for _ in range(self.rng.randrange(4))
+            ]
+        if self.one_in(2) or (style in ("eip4844", "eip7702") and not self.one_in(4)):
             tx["type"] = self.pick(_ACCEPTED_SPELLINGS)(_TYPE_NUMBERS[style])
         return tx
+
+    def blob_hash(self) -> Any:
+        """Mostly a versioned hash of version 0x01; now and then another version, length or junk."""
+        if self.one_in(20):
+            return self.pick([self.hex_bytes(32, 32), self.hex_bytes(31, 31), self.junk()])
+        return "0x01" + self.rng.randbytes(31).hex()
+
+    def authorization_tuple(self, chain_id: int) -> Any:
+        """A tuple signed for ``chain_id`` or every chain, spelled at random, sometimes damaged: a high s, another
+        y-parity, a field dropped or junk."""
+        signed = self.pick(_SIGNED_AUTHORIZATIONS[self.pick([chain_id, 0])])
+        numbers = {
+            name: int(signed[name], 0) if isinstance(signed[name], str) else signed[name]
+            for name in signed
+            if name != "address"
+        }
+        if self.one_in(10):
+            numbers["s"] = _SECP256K1_N - numbers["s"]
+        spelled: dict[str, Any] = {
+            name: self.pick(_ACCEPTED_SPELLINGS)(number) for name, number in numbers.items()
+        }
+        spelled["address"] = signed["address"]
+        if self.one_in(10):
+            spelled["yParity"] = self.pick([1 - numbers["yParity"], 2, 27, "0x1", True])
+        return self.mutate(spelled) if self.one_in(10) else spelled
+
+    def authorization(self) -> dict[str, Any]:
+        """An EIP-7702 authorization to sign: a chain id (0 often), a delegate and a nonce."""
+        return {
+            "chainId": self.pick([0, 1, 11155111]) if self.one_in(2) else self.quantity(_UINT64, 0),
+            "address": self.address(),
+            "nonce": self.quantity(_UINT64 - 1),
+        }
 
     # Typed data: a random graph of structs, then a message drawn to fit the types.
 
@@ -345,7 +395,19 @@ class _Shapes:
         }
 
 
-_TYPE_NUMBERS = {"legacy": 0, "eip2930": 1, "eip1559": 2}
+_TYPE_NUMBERS = {"legacy": 0, "eip2930": 1, "eip1559": 2, "eip4844": 3, "eip7702": 4}
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+# Authorizations signed by eth-account once, for chains the generated set-code transactions use and for every
+# chain (0): signing one per case would make the run slow, and the parser must recover each signer anyway.
+_SIGNED_AUTHORIZATIONS = {
+    chain_id: [
+        evm_payloads.signed_authorization(
+            chain_id, evm_payloads.EXAMPLE_DELEGATE, nonce, "0x" + f"{key:02x}" * 32
+        )
+        for nonce, key in ((0, 0x11), (7, 0x22), (2**64 - 2, 0x33))
+    ]
+    for chain_id in (0, 1, 11155111, 137)
+}
 _VALID_ADDRESSES = [address for address in _ADDRESS_FORMS[:6] if address != _WRONG_CHECKSUM]
 _STRUCT_NAMES = ["Mail", "Person", "Asset", "Order", "Wallet", "SafeTx"]
 _MEMBER_NAMES = ["to", "from", "value", "data", "operation", "nonce", "contents", "wallet", "amount", "tag"]
@@ -450,6 +512,7 @@ def _encoded(draw: st.DrawFn, documents: st.SearchStrategy[Any]) -> bytes:
 
 
 _TRANSACTION_PAYLOADS = _encoded(_documents(_Shapes.transaction))
+_AUTHORIZATION_PAYLOADS = _encoded(_documents(_Shapes.authorization))
 _TYPED_DATA_PAYLOADS = _encoded(
     _documents(lambda shapes: shapes.safe_tx() if shapes.one_in(4) else shapes.typed_data())
 )
@@ -506,6 +569,8 @@ def _run(kind: PayloadKind, payloads: st.SearchStrategy[bytes]) -> tuple[int, in
         counts[1] += 1
         if kind is PayloadKind.TRANSACTION:
             assert parsed.nonce_slot is not None and parsed.nonce_slot[0] == "account"
+        if kind is PayloadKind.AUTHORIZATION:
+            assert parsed.nonce_slot is not None and parsed.nonce_slot[0] == "authorization"
         if kind is PayloadKind.MESSAGE:
             # An independent implementation of EIP-191 must hash the message to the same digest.
             assert parsed.digest == _hash_eip191_message(encode_defunct(primitive=payload))
@@ -519,6 +584,12 @@ def test_transactions_fuzzed() -> None:
     assert run >= CASES_PER_PARSER
     # The strategies must reach past the refusals: a run that accepts almost nothing tests only the errors.
     assert accepted >= run // 20, f"only {accepted} of {run} transactions were accepted"
+
+
+def test_authorizations_fuzzed() -> None:
+    run, accepted = _run(PayloadKind.AUTHORIZATION, _AUTHORIZATION_PAYLOADS)
+    assert run >= CASES_PER_PARSER
+    assert accepted >= run // 20, f"only {accepted} of {run} authorizations were accepted"
 
 
 def test_typed_data_fuzzed() -> None:
