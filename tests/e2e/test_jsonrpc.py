@@ -664,3 +664,32 @@ def test_the_daemon_refuses_to_start_when_the_endpoint_cannot_listen(
         )
     assert result.returncode == 2
     assert f"cannot listen on {address} for JSON-RPC" in result.stderr
+
+
+def test_web3_py_signs_and_sends_through_the_endpoint_as_through_a_node(
+    node_env, upstream: UpstreamNode
+) -> None:
+    from web3 import Web3
+
+    env, daemon, tokens = node_env
+    w3 = Web3(
+        Web3.HTTPProvider(
+            jsonrpc_url(daemon),
+            request_kwargs={
+                "headers": {"Authorization": f"Bearer {tokens['backend']}"},
+                "verify": str(env.directory / "pki" / "ca.pem"),
+            },
+        )
+    )
+    ops = json.loads(run_cli(env, daemon, "backend", "--json", "keys", "show", "ops").stdout)["address"]
+    assert ops in w3.eth.accounts and w3.eth.chain_id == SEPOLIA
+
+    signature = w3.eth.sign(ops, text="web3.py through custody")
+    assert Account.recover_message(encode_defunct(text="web3.py through custody"), signature=signature) == ops
+    typed = w3.eth.sign_typed_data(ops, MAIL_TYPED_DATA)
+    assert Account.recover_message(encode_typed_data(full_message=MAIL_TYPED_DATA), signature=typed) == ops
+
+    upstream.pending_nonce = 40
+    tx_hash = w3.eth.send_transaction({"from": ops, "to": RECIPIENT, "value": 10**15})
+    raw = upstream.broadcast[-1]
+    assert bytes(tx_hash) == keccak(raw) and Account.recover_transaction(raw) == ops
