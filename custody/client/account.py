@@ -4,7 +4,9 @@ Code that signs with ``Account.from_key(...)`` switches by changing that one lin
 ``CustodyClient.from_profile(PROFILE).account(LABEL)``: ``address``, ``sign_transaction``, ``sign_message`` and
 ``sign_typed_data`` take the same arguments and return eth-account's own SignedTransaction and SignedMessage.
 Each call is a signing request the policy decides: one held for approvals raises ApprovalRequired (after
-waiting ``wait_seconds`` for the quorum), one that ends unsigned raises RequestNotSigned.
+waiting ``wait_seconds`` for the quorum), one that ends unsigned raises RequestNotSigned. The account remembers
+the calls it was told to wait for: the same call again (for a transaction, the same chain, nonce, destination,
+value and data, whatever gas and fees a node filled in this time) answers from that request once it is signed.
 
 Nothing the daemon answers is taken on trust: the client recomputes the digest of what it asked to be signed
 with eth-account, checks the daemon's digest is that one, and recovers the signer of every signature, which
@@ -42,6 +44,9 @@ _EIP712_DOMAIN_FIELDS = (
     ("salt", "bytes32"),
 )
 _WAITING_STATES = frozenset({"PENDING_APPROVAL", "APPROVED"})
+# The fields that say what a transaction does, as opposed to what it pays (gas and fees).
+_TRANSFER_FIELDS = ("chainId", "nonce", "to", "value", "data", "type", "accessList")
+_QUANTITY_FIELDS = frozenset({"chainId", "nonce", "value", "type"})
 
 
 class ApprovalRequired(CustodyError):
@@ -102,7 +107,16 @@ class CustodyAccount:
         if sender is not None and to_checksum_address(sender) != self._address:
             raise InvalidInput(f"is {sender}, not this account's address {self._address}", field="from")
         payload = json.dumps(_json_value(fields), separators=(",", ":")).encode("utf-8")
-        request = self._signed(payload, "transaction")
+        # What makes two calls the same transaction: a caller that fills fees and gas from a node (web3.py's
+        # middleware) asks again after the approvals with other fees, and must get the approved transaction,
+        # not a conflict over its nonce.
+        transfer = {
+            name: _quantity(value) if name in _QUANTITY_FIELDS and value is not None else _json_value(value)
+            for name in _TRANSFER_FIELDS
+            for value in [fields.get(name)]
+        }
+        identity = json.dumps(transfer, sort_keys=True, default=str).encode("utf-8")
+        request, remembered = self._signed(payload, "transaction", identity)
         if request.signed_tx is None or request.tx_hash is None or request.signature is None:
             raise SignatureMismatch(
                 f"request {request.request_id} is SIGNED but carries no signed transaction"
@@ -112,7 +126,8 @@ class CustodyAccount:
             raise SignatureMismatch(
                 f"the transaction of request {request.request_id} is not signed by {self._address}"
             )
-        _check_transaction_fields(raw, fields, request.request_id)
+        # The request an earlier call waited for carries that call's gas and fees; the rest must be this call's.
+        _check_transaction_fields(raw, fields, request.request_id, check_gas=not remembered)
         r, s, y_parity = _split(request.signature)
         # A typed transaction carries the bare y-parity; a legacy one EIP-155's v.
         v = y_parity if raw[0] < 0x80 else _quantity(fields["chainId"]) * 2 + 35 + y_parity
@@ -162,7 +177,7 @@ class CustodyAccount:
         return self._signed_message(payload, "typed_data", _eip191_hash(expected))
 
     def _signed_message(self, payload: bytes, kind: PayloadKindName, expected_digest: bytes) -> SignedMessage:
-        request = self._signed(payload, kind)
+        request, _ = self._signed(payload, kind, payload)
         if request.digest != expected_digest:
             # The daemon read the payload differently from eth-account: nothing it signed can be returned.
             raise SignatureMismatch(
@@ -181,10 +196,11 @@ class CustodyAccount:
             message_hash=HexBytes(expected_digest), r=r, s=s, v=v, signature=HexBytes(request.signature)
         )
 
-    def _signed(self, payload: bytes, kind: PayloadKindName) -> RequestInfo:
-        """The SIGNED request for ``payload``: submitted, or the one an identical earlier call was told to wait
-        for; ApprovalRequired or RequestNotSigned otherwise."""
-        remembered_as = (kind, keccak(payload))
+    def _signed(self, payload: bytes, kind: PayloadKindName, identity: bytes) -> tuple[RequestInfo, bool]:
+        """The SIGNED request for ``payload``, and whether it is the one an earlier call with the same
+        ``identity`` was told to wait for (else it was submitted now); ApprovalRequired or RequestNotSigned
+        when there is no signature."""
+        remembered_as = (kind, keccak(identity))
         remembered = self._pending.get(remembered_as)
         request = (
             self._client.get(remembered) if remembered else self._client.submit(self.key_label, kind, payload)
@@ -199,7 +215,7 @@ class CustodyAccount:
             raise RequestNotSigned(
                 request.request_id, request.state, request.error or request.decision_reason
             )
-        return request
+        return request, remembered is not None
 
 
 def _json_value(value: Any) -> Any:
@@ -258,8 +274,11 @@ def _quantity(value: Any) -> int:
     return int(value)
 
 
-def _check_transaction_fields(raw: bytes, asked: Mapping[str, Any], request_id: str) -> None:
-    """The signed transaction carries the nonce, destination, value, data, gas and chain id that were asked."""
+def _check_transaction_fields(
+    raw: bytes, asked: Mapping[str, Any], request_id: str, *, check_gas: bool = True
+) -> None:
+    """The signed transaction carries the nonce, destination, value, data and chain id that were asked, and,
+    with ``check_gas``, the gas limit."""
     if raw[0] < 0x80:
         signed = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
         chain_id, to = signed["chainId"], bytes(signed["to"])
@@ -274,7 +293,7 @@ def _check_transaction_fields(raw: bytes, asked: Mapping[str, Any], request_id: 
     )
     matches = (
         nonce == _quantity(asked["nonce"])
-        and gas == _quantity(asked["gas"])
+        and (not check_gas or gas == _quantity(asked["gas"]))
         and value == _quantity(asked.get("value", 0))
         and chain_id == _quantity(asked["chainId"])
         and bytes(to) == bytes.fromhex(str(asked["to"])[2:])

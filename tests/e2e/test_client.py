@@ -166,3 +166,28 @@ def test_web3_sends_through_the_middleware(client: CustodyClient) -> None:
         assert Account.recover_transaction(raw) == ops.address
     finally:
         node.stop()
+
+
+def test_web3_sends_a_treasury_transaction_once_approved_even_when_the_fees_moved(
+    dev_env: DevEnv, daemon: Daemon, client: CustodyClient
+) -> None:
+    from web3 import Web3
+
+    node = UpstreamNode().start()
+    try:
+        w3 = Web3(Web3.HTTPProvider(node.url))
+        treasury = client.account("treasury")
+        w3.middleware_onion.inject(custody_signing_middleware(treasury), layer=0)
+        node.pending_nonce = 900_001
+        transfer = {"from": treasury.address, "to": RECIPIENT, "value": 10**17}
+        with pytest.raises(ApprovalRequired) as waiting:
+            w3.eth.send_transaction(transfer)
+        for approver in ("alice", "carol"):
+            run_cli(dev_env, daemon, approver, "approve", waiting.value.request_id, "--yes")
+        node.next_base_fee += 3 * 10**9  # web3.py fills other fees this time
+        tx_hash = w3.eth.send_transaction(transfer)
+        raw = node.broadcast[-1]
+        assert bytes(tx_hash) == keccak(raw) and Account.recover_transaction(raw) == treasury.address
+        assert raw == client.get(waiting.value.request_id).signed_tx
+    finally:
+        node.stop()
