@@ -81,6 +81,7 @@ bench: venv
 	$(PYTHON) bench/approval_latency.py
 	$(PYTHON) bench/audit_verify.py
 	$(PYTHON) bench/hsm_lanes.py
+	$(PYTHON) bench/jsonrpc_signing.py
 
 clean-dev:
 	rm -rf $(DEV_DIR)
