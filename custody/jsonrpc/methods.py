@@ -32,7 +32,7 @@ from custody.app.custody import Custody
 from custody.chains.evm.values import parse_integer
 from custody.config import JsonRpcConfig
 from custody.domain.errors import InvalidInput, PermissionDenied, Unavailable
-from custody.domain.keys import Key, KeyState
+from custody.domain.keys import KeyState
 from custody.domain.principals import Principal, Role
 from custody.domain.requests import PayloadKind, RequestState, SignatureResult, SigningRequest
 from custody.jsonrpc import params
@@ -169,9 +169,10 @@ class JsonRpcMethods:
             )
         return self._upstream
 
-    def _key_for(self, caller: Principal, address: str) -> Key:
-        """The key ``caller`` may request signatures from whose address is ``address``; PermissionDenied (4100)
-        when there is none, without saying whether a key of another identity has that address."""
+    def _key_for(self, caller: Principal, address: str) -> str:
+        """The label of the key ``caller`` may request signatures from whose address is ``address``;
+        PermissionDenied (4100) when there is none, without saying whether a key of another identity has that
+        address. Whether the key may sign now (frozen, say) is the use case's to say."""
         refusal = PermissionDenied(
             f"{caller.name} may not use {address}: it is not the address of a key granted to it"
         )
@@ -184,21 +185,21 @@ class JsonRpcMethods:
             label = self._labels_by_address.get(address)
         if label is None or label not in caller.keys:
             raise refusal
-        return self.custody.keys.get_key_record(label)
+        return label
 
     # -- signing ---------------------------------------------------------------------------------------------
 
     def _sign_message(self, caller: Principal, method: str, call_params: Any) -> str:
         data, signer = params.message_and_address(call_params, method, address_first=method == "eth_sign")
-        key = self._key_for(caller, signer)
-        result = self._sign(caller, key, PayloadKind.MESSAGE, data, lambda: data)
+        key_label = self._key_for(caller, signer)
+        result = self._sign(caller, key_label, PayloadKind.MESSAGE, data, lambda: data)
         return "0x" + result.signature.hex()
 
     def _sign_typed_data(self, caller: Principal, method: str, call_params: Any) -> str:
         payload, signer = params.typed_data_and_address(call_params, method)
-        key = self._key_for(caller, signer)
+        key_label = self._key_for(caller, signer)
         result = self._sign(
-            caller, key, PayloadKind.TYPED_DATA, _typed_data_identity(payload), lambda: payload
+            caller, key_label, PayloadKind.TYPED_DATA, _typed_data_identity(payload), lambda: payload
         )
         return "0x" + result.signature.hex()
 
@@ -228,20 +229,20 @@ class JsonRpcMethods:
     def _signed_transaction(self, caller: Principal, method: str, call_params: Any) -> tuple[bytes, bytes]:
         """The signed encoding and hash of the transaction of eth_signTransaction or eth_sendTransaction."""
         transaction = params.transaction(call_params, method)
-        key = self._key_for(caller, transaction.sender)
+        key_label = self._key_for(caller, transaction.sender)
         result = self._sign(
             caller,
-            key,
+            key_label,
             PayloadKind.TRANSACTION,
             _payload(transaction.fields),
-            lambda: self._complete(caller, key, transaction, method),
+            lambda: self._complete(caller, key_label, transaction, method),
         )
         # A signed transaction request always carries its encoding and hash.
         assert result.signed_tx is not None and result.tx_hash is not None
         return result.signed_tx, result.tx_hash
 
     def _sign(
-        self, caller: Principal, key: Key, kind: PayloadKind, call: bytes, payload: Callable[[], bytes]
+        self, caller: Principal, key_label: str, kind: PayloadKind, call: bytes, payload: Callable[[], bytes]
     ) -> SignatureResult:
         """Submit the payload ``payload()`` gives, or answer from the request an identical earlier call got.
 
@@ -249,12 +250,12 @@ class JsonRpcMethods:
         gave. A call answered "pending" is remembered, so that the same call again answers from its request:
         the signature once signed, "rejected" (or expired, cancelled) once, after which the call is new.
         """
-        remembered_as = (caller.name, key.label, kind, hashlib.sha256(call).digest())
+        remembered_as = (caller.name, key_label, kind, hashlib.sha256(call).digest())
         with self._lock:
             remembered = self._pending_calls.get(remembered_as)
         request = self.custody.signing.get(caller, remembered) if remembered is not None else None
         if request is None:
-            request = self.custody.signing.submit(caller, key.label, kind, payload())
+            request = self.custody.signing.submit(caller, key_label, kind, payload())
         with self._lock:
             if request.state in (RequestState.PENDING_APPROVAL, RequestState.APPROVED):
                 self._pending_calls[remembered_as] = request.request_id
@@ -296,7 +297,7 @@ class JsonRpcMethods:
     # -- completing a transaction from the upstream node ----------------------------------------------------
 
     def _complete(
-        self, caller: Principal, key: Key, transaction: params.RpcTransaction, method: str
+        self, caller: Principal, key_label: str, transaction: params.RpcTransaction, method: str
     ) -> bytes:
         """The transaction payload, with what the caller left out filled in: the chain id (configured, or the
         upstream node's), and from the upstream node the pending nonce, fees and a gas estimate.
@@ -343,7 +344,7 @@ class JsonRpcMethods:
             fields["gas"] = hex(
                 _upstream_quantity(upstream.call("eth_estimateGas", [estimate_call]), "eth_estimateGas")
             )
-        earlier = self._earlier_transaction(caller, key, given, fields)
+        earlier = self._earlier_transaction(caller, key_label, given, fields)
         return earlier if earlier is not None else _payload(fields)
 
     def _fees(self, upstream: Upstream, fields: dict[str, Any]) -> dict[str, str]:
@@ -386,7 +387,7 @@ class JsonRpcMethods:
         return fees
 
     def _earlier_transaction(
-        self, caller: Principal, key: Key, given: dict[str, Any], completed: dict[str, Any]
+        self, caller: Principal, key_label: str, given: dict[str, Any], completed: dict[str, Any]
     ) -> bytes | None:
         """The payload of the caller's waiting (or signed, not yet sent) request on this key, chain and nonce
         whose fields agree with every field the caller gave; None when there is none."""
@@ -394,7 +395,7 @@ class JsonRpcMethods:
         nonce = parse_integer(completed["nonce"], "nonce", minimum=0, maximum=UINT256_MAX)
         for state in _REUSABLE_STATES:
             for request in self.custody.signing.list(
-                caller, state=state, key_label=key.label, limit=_REUSABLE_LOOKUP_LIMIT
+                caller, state=state, key_label=key_label, limit=_REUSABLE_LOOKUP_LIMIT
             ):
                 if request.kind is not PayloadKind.TRANSACTION or request.chain_id != chain_id:
                     continue
