@@ -94,6 +94,9 @@ class JsonRpcMethods:
         self._config = config
         self._upstream = upstream
         self._max_wait_seconds = max_wait_seconds
+        # Until when the body being answered on this thread may wait (custody_waitRequest), all its calls
+        # together: a batch of waits must not hold its thread for max_wait_seconds each.
+        self._body = threading.local()
         self._upstream_chain_id: int | None = None
         # A key's address never changes and a label is never reused, so address -> label is kept once seen.
         self._labels_by_address: dict[str, str] = {}
@@ -119,6 +122,10 @@ class JsonRpcMethods:
     @property
     def custody(self) -> Custody:
         return self._custody()
+
+    def begin_body(self) -> None:
+        """Start the wait budget of the body this thread answers next ([limits] watch_seconds in all)."""
+        self._body.wait_until = time.monotonic() + self._max_wait_seconds
 
     def knows(self, method: str) -> bool:
         return method in self._handlers or (self._upstream is not None and method in FORWARDED_METHODS)
@@ -414,8 +421,10 @@ class JsonRpcMethods:
 
     def _wait_request(self, caller: Principal, method: str, call_params: Any) -> dict[str, Any]:
         request_id, timeout = params.request_id(call_params, method, with_timeout=True)
-        # A wait holds one of the endpoint's threads, so it is bounded like a gRPC watch ([limits] watch_seconds).
-        deadline = time.monotonic() + min(timeout, self._max_wait_seconds)
+        # A wait holds one of the endpoint's threads, so it is bounded like a gRPC watch ([limits] watch_seconds),
+        # for the whole body it is part of.
+        body_ends = getattr(self._body, "wait_until", time.monotonic() + self._max_wait_seconds)
+        deadline = min(time.monotonic() + timeout, body_ends)
         updates = self.custody.signing.watch(caller, request_id, lambda: time.monotonic() < deadline)
         latest = next(updates)  # watch yields the request as it is now first
         for latest in updates:  # noqa: B007 -- the last update is the answer

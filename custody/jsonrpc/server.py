@@ -123,6 +123,7 @@ class JsonRpcEndpoint:
             log.info("refused a body from %s by %s: %s", credentials.peer, caller.name, error.message)
             return encode(error_answer(None, error))
         answers = []
+        self._methods.begin_body()
         for entry in decoded.entries:
             if isinstance(entry, Call):
                 answer = self._run(caller, credentials, entry)

@@ -138,6 +138,20 @@ def test_custody_wait_request_answers_the_request_as_it_is_when_the_time_is_up(a
     assert signed["state"] == "SIGNED" and signed["signature"].startswith("0x")
 
 
+def test_the_waits_of_one_body_share_one_budget(app: App) -> None:
+    treasury = app.keys["treasury"].address
+    methods = JsonRpcMethods(
+        lambda: app.custody, JsonRpcConfig(chain_id=SEPOLIA), upstream=None, max_wait_seconds=0.0
+    )
+    request_id = call(methods, BACKEND, "eth_signTypedData_v4", treasury, treasury_safe_tx(nonce=10)).data[
+        "request_id"
+    ]
+    methods.begin_body()
+    # However long a call asks to wait, the body's budget (here none) decides: the request as it is now.
+    for _ in range(3):
+        assert call(methods, BACKEND, "custody_waitRequest", request_id, 10**6)["state"] == "PENDING_APPROVAL"
+
+
 def test_eth_accounts_lists_the_active_keys_granted_to_the_caller(app: App) -> None:
     methods = methods_for(app)
     ops, treasury = app.keys["ops"].address, app.keys["treasury"].address
