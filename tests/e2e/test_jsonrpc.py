@@ -21,6 +21,7 @@ from hexbytes import HexBytes
 from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
 from custody.config import bearer_token_hash
+from tests.daemons import wait_for
 
 from .conftest import (
     Daemon,
@@ -693,3 +694,32 @@ def test_web3_py_signs_and_sends_through_the_endpoint_as_through_a_node(
     tx_hash = w3.eth.send_transaction({"from": ops, "to": RECIPIENT, "value": 10**15})
     raw = upstream.broadcast[-1]
     assert bytes(tx_hash) == keccak(raw) and Account.recover_transaction(raw) == ops
+
+
+def test_while_the_daemon_waits_for_its_token_the_endpoint_answers_unavailable(
+    tmp_path: Path, databases: Databases
+) -> None:
+    import shutil
+
+    from .test_operations import configure, token_directory
+
+    env = make_dev_env(tmp_path / "env", "sqlite", databases)
+    configure(env, hsm="wait_for_token = true\nwait_seconds = 0.2")
+    token = token_directory(env)
+    away = tmp_path / "token-away"
+    shutil.move(token, away)
+    daemon = start_daemon(env, tmp_path / "daemon.log", waiting_for_token=True)
+    try:
+        client = JsonRpcClient(env, jsonrpc_url(daemon), token=backend_token(env))
+        waiting = client.call("eth_accounts")
+        assert waiting.error["code"] == -32002
+        assert "the HSM token is not available yet" in waiting.error["message"]
+        shutil.move(away, token)
+        wait_for(
+            lambda: "result" in client.call("eth_accounts").body,
+            "the endpoint to serve once the token is there",
+        )
+    finally:
+        if away.exists():
+            shutil.move(away, token)
+        stop_daemon(daemon)
