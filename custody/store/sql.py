@@ -222,8 +222,6 @@ class SqlTransaction(ABC):
             raise InvalidInput("a new request cannot already carry a signature", field="result")
         codec.check_key_reference(request)
         row = codec.request_to_row(request)
-        if self._exists("SELECT 1 FROM requests WHERE request_id = ?", request.request_id):
-            raise AlreadyExists(f"a request with id {request.request_id} already exists")
         if request.key_id:
             label = self._key_labels.get(request.key_id)
             if label is None:
@@ -242,7 +240,9 @@ class SqlTransaction(ABC):
             raise NotFound(
                 f"request {request.request_id} replaces request {request.replaces}, which does not exist"
             )
-        self._insert("requests", codec.REQUEST_COLUMNS, row)
+        # The primary key says whether the id is taken, in the insert itself: one statement instead of two.
+        if not self._insert("requests", codec.REQUEST_COLUMNS, row, unless_taken="request_id"):
+            raise AlreadyExists(f"a request with id {request.request_id} already exists")
         if self.holds_write_lock:
             self._own_requests.add(request.request_id)
 
@@ -652,10 +652,16 @@ class SqlTransaction(ABC):
     def _exists(self, query: str, value: str) -> bool:
         return self._execute(query, (value,)).fetchone() is not None
 
-    def _insert(self, table: str, columns: Sequence[str], row: dict[str, Any]) -> None:
+    def _insert(
+        self, table: str, columns: Sequence[str], row: dict[str, Any], *, unless_taken: str | None = None
+    ) -> bool:
+        """Insert ``row``; with ``unless_taken`` (a unique column), insert nothing when its value is already
+        there. Whether the row was inserted."""
         # Table and column names come from this package's own constants, never from input.
         query = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"  # noqa: S608
-        self._execute(query, [row[column] for column in columns])
+        if unless_taken is not None:
+            query += f" ON CONFLICT ({unless_taken}) DO NOTHING"
+        return self._execute(query, [row[column] for column in columns]).rowcount == 1
 
     def _request_row(self, request_id: str) -> Any:
         return self._execute("SELECT * FROM requests WHERE request_id = ?", (request_id,)).fetchone()
