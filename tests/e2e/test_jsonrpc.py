@@ -507,14 +507,21 @@ def test_eth_send_transaction_waits_for_approvals_and_the_same_call_then_broadca
     assert backend.call("custody_getRequest", request_id).result["tx_hash"] == tx_hash
 
 
-def test_a_frozen_key_is_32012(node_env) -> None:
-    env, daemon, _ = node_env
-    backend = _node_client(node_env, "backend")
-    ops = json.loads(run_cli(env, daemon, "backend", "--json", "keys", "show", "ops").stdout)["address"]
-    run_cli(env, daemon, "dave", "keys", "freeze", "ops", "--reason", "incident drill")
-    answer = backend.call("personal_sign", "0x6869", ops)
-    assert answer.error["code"] == -32012
-    assert ops not in backend.call("eth_accounts").result
+def test_a_frozen_key_is_32012(tmp_path: Path, databases: Databases) -> None:
+    # An environment of its own: the frozen key stays frozen (unfreezing needs the admin quorum).
+    env = make_dev_env(tmp_path / "env", "sqlite", databases)
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    try:
+        ops = json.loads(run_cli(env, daemon, "admin", "--json", "keys", "create", "--label", "ops").stdout)[
+            "address"
+        ]
+        backend = JsonRpcClient(env, jsonrpc_url(daemon), token=backend_token(env))
+        run_cli(env, daemon, "dave", "keys", "freeze", "ops", "--reason", "incident drill")
+        answer = backend.call("personal_sign", "0x6869", ops)
+        assert answer.error["code"] == -32012 and "frozen" in answer.error["message"]
+        assert ops not in backend.call("eth_accounts").result
+    finally:
+        stop_daemon(daemon)
 
 
 def test_refused_calls_reach_the_audit_log_without_the_token(node_env) -> None:
