@@ -11,7 +11,8 @@ from typing import cast
 
 from custody.app.approvals import ApprovalUseCases
 from custody.app.audit import DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL, AuditUseCases
-from custody.app.integrity import Sealer, SealingStore
+from custody.app.freshness import CurrentState
+from custody.app.integrity import Sealer, SealingStore, audit_public_key_once_open
 from custody.app.keys import KeyUseCases
 from custody.app.policy import PolicyUseCases
 from custody.app.signing import ChangeNotifier, SigningUseCases
@@ -52,6 +53,10 @@ class Custody:
         notifier = ChangeNotifier()
         self.sealer = Sealer(hsm, clock)
         self.audit_head = RememberedHead()
+        # What the audit log says is current: a row put back to an older sealed value is not signed.
+        self.current_state = CurrentState(self.audit_head, lambda: audit_public_key_once_open(self.audit))
+        self.audit_head.on_walked = self.current_state.observe
+        self.sealer.current = self.current_state
         # Every use case writes through the sealing store: it stores the HSM seal of each record a signature
         # relies on in the transaction that writes it, and checks the audit log's head before each append.
         sealed = cast(Store, SealingStore(store, self.sealer, lambda: self.audit, self.audit_head))
@@ -91,6 +96,7 @@ class Custody:
         self.sealer.open(store, self.audit)
         head = store.audit_head()
         self.audit_head.remember(head)
+        self.current_state.load(store)
         self.audit.anchor(head)
 
     def health(self) -> Health:

@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from custody.app.anchor import TokenAnchor, token_state
 from custody.app.audit import DAEMON_ACTOR, AuditUseCases
+from custody.app.freshness import CurrentState, Subjects
 from custody.audit.anchor import Anchor
 from custody.audit.events import AuditDraft, AuditEvent, AuditKind
 from custody.audit.head import RememberedHead
@@ -136,6 +137,9 @@ class Sealer:
         self._verified_lock = threading.Lock()
         # The anchor in the token of the database this seal key seals (custody/app/anchor.py).
         self.anchor = TokenAnchor(hsm, lambda: self._key_id)
+        # What the audit log says is current, against which a row with a valid seal is checked too; the
+        # composition root sets it (custody/app/freshness.py).
+        self.current: CurrentState | None = None
         # The last seal that failed, for health: someone wrote the database without the seal key.
         self.last_mismatch: str | None = None
 
@@ -273,14 +277,20 @@ class Sealer:
         self._remember(data, seal)
         return True
 
-    def problem(self, reader: StoreTransaction, records: dict[str, bytes]) -> str | None:
-        """Which of ``records`` (subject -> sealed bytes) has no seal that verifies, or None when all do."""
-        stored = reader.seals(list(records))
-        bad = [subject for subject, data in records.items() if not self.verifies(data, stored.get(subject))]
-        if not bad:
-            return None
-        problem = "the seal of " + ", ".join(bad) + (" is missing or does not verify")
-        self.last_mismatch = problem
+    def problem(self, reader: StoreTransaction, records: SealedRecords) -> str | None:
+        """Which of ``records`` has no seal that verifies, or which row is no longer the latest the audit log
+        knows of (an older sealed copy put back); None when every seal verifies and every row is current."""
+        stored = reader.seals(list(records.seals))
+        bad = [
+            subject for subject, data in records.seals.items() if not self.verifies(data, stored.get(subject))
+        ]
+        problem: str | None = None
+        if bad:
+            problem = "the seal of " + ", ".join(bad) + (" is missing or does not verify")
+        elif self.current is not None:
+            problem = self.current.problem(reader, records.subjects)
+        if problem is not None:
+            self.last_mismatch = problem
         return problem
 
     def _require_key(self) -> bytes:
@@ -318,11 +328,18 @@ class Sealer:
         return 2
 
 
-def sealed_records(
-    request: SigningRequest, key: Key | None, policy: Policy, document: str
-) -> dict[str, bytes]:
+@dataclass(frozen=True)
+class SealedRecords:
+    """What must hold before a request is signed: each record's seal (subject -> sealed bytes), and the rows as
+    they read now, which must still be the latest the audit log knows of (custody/app/freshness.py)."""
+
+    seals: dict[str, bytes]
+    subjects: Subjects
+
+
+def sealed_records(request: SigningRequest, key: Key | None, policy: Policy, document: str) -> SealedRecords:
     """What must carry a valid seal before ``request`` is signed: its decision, its move to APPROVED, its key
-    and the active policy, by subject."""
+    and the active policy, by subject; and what must still be current."""
     records = {
         seals.decision_subject(request.request_id): seals.sealed_decision(request),
         seals.approval_subject(request.request_id): seals.sealed_approval(
@@ -332,10 +349,16 @@ def sealed_records(
     }
     if key is not None:
         records[seals.key_subject(key.label)] = seals.sealed_key(key)
-    return records
+    subjects = Subjects(
+        request_id=request.request_id,
+        key_label=key.label if key is not None else None,
+        key_state=key.state if key is not None else None,
+        policy_version=policy.version,
+    )
+    return SealedRecords(records, subjects)
 
 
-def _audit_public_key(audit: AuditUseCases) -> bytes | None:
+def audit_public_key_once_open(audit: AuditUseCases) -> bytes | None:
     """The audit public key once the audit log is open; before that no checkpoint is checked against it."""
     try:
         return audit.public_key
@@ -371,8 +394,11 @@ class SealingStore:
         with self._inner.transaction() as tx:
             sealing = SealingTransaction(tx, self._sealer, self._audit, self._head)
             yield cast(StoreTransaction, sealing)
-        # Committed: the last event it appended is now the head this process knows.
+        # Committed: the last event it appended is now the head this process knows, and what it recorded is
+        # the latest word on its keys, requests and policy.
         self._head.remember(sealing.appended)
+        if self._sealer.current is not None and sealing.appended_all:
+            self._sealer.current.observe(sealing.appended_all)
 
     def append_audit(self, draft: AuditDraft) -> AuditEvent:
         with self.transaction() as tx:
@@ -417,12 +443,14 @@ class SealingTransaction:
         self._audit = audit
         self._head = head
         self.appended: AuditEvent | None = None
+        self.appended_all: list[AuditEvent] = []
 
     def append_audit(self, draft: AuditDraft) -> AuditEvent:
         # Once per transaction: later appends in it chain on its own events, under the same write lock.
         if self.appended is None:
-            self._head.check(self._inner, _audit_public_key(self._audit()))
+            self._head.check(self._inner, audit_public_key_once_open(self._audit()))
         self.appended = self._inner.append_audit(draft)
+        self.appended_all.append(self.appended)
         return self.appended
 
     def insert_key(self, key: Key) -> None:

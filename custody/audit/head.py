@@ -13,7 +13,7 @@ refuses the append with Unavailable, so the change it belonged to does not happe
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from custody.audit.chain import verify_events
@@ -36,6 +36,8 @@ class RememberedHead:
     def __init__(self) -> None:
         self._event: AuditEvent | None = None
         self._lock = threading.Lock()
+        # Told of the events other writers appended, as the check walks past them (each verified on the chain).
+        self.on_walked: Callable[[Sequence[AuditEvent]], None] | None = None
 
     @property
     def event(self) -> AuditEvent | None:
@@ -65,6 +67,25 @@ class RememberedHead:
                 f"the audit log's head went back from event {known.sequence} to {stored} under this daemon;"
                 " it will not append to a log that lost events"
             )
+        self._walk(reader, known, head, public_key)
+
+    def catch_up(self, reader: AuditReader, public_key: bytes | None) -> None:
+        """Take in the events other writers appended after the remembered head, outside the write lock (before
+        a row is relied on). A reader whose view ends at or before the remembered head has nothing new: another
+        thread may have remembered a later event since that view was taken, so this is never read as a loss."""
+        known = self._event
+        if known is None:
+            return
+        head = reader.audit_head()
+        if head is None or head.sequence <= known.sequence:
+            return
+        self._walk(reader, known, head, public_key)
+
+    def _walk(
+        self, reader: AuditReader, known: AuditEvent, head: AuditEvent, public_key: bytes | None
+    ) -> None:
+        """Check that the remembered event is still there unchanged and that the stored events continue the chain
+        from it up to ``head``; remember the head reached."""
         events = list(reader.list_audit_events(after_sequence=known.sequence - 1, limit=1))
         if not events or events[0].hash != known.hash or events[0].sequence != known.sequence:
             raise Unavailable(
@@ -82,5 +103,7 @@ class RememberedHead:
                     f"the audit events appended after event {known.sequence} do not verify"
                     f" ({outcome.problem}); this daemon will not append to them"
                 )
+            if self.on_walked is not None:
+                self.on_walked(page)
             previous = outcome.last_event
         self.remember(previous)

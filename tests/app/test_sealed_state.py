@@ -17,7 +17,7 @@ from custody.domain import seals
 from custody.domain.errors import ConfigurationError
 from custody.domain.requests import RequestState
 from custody.store.codec import encode_time
-from tests.app.conftest import DAVE, App, AppFactory, assert_signed_by, assert_unsigned
+from tests.app.conftest import ADMIN, BACKEND, DAVE, App, AppFactory, assert_signed_by, assert_unsigned
 
 TREASURY_SIGNS_AT_ONCE = """[[rules]]
 name = "treasury-sign"
@@ -195,3 +195,118 @@ def test_seals_without_the_record_of_their_key_stop_the_start(app: App, make_app
     make_app.retire_token_state()
     with pytest.raises(ConfigurationError, match="no record of the HSM seal key"):
         make_app(database=app.database, clock=app.clock)
+
+
+def _sealed_key_row(app: App, label: str) -> tuple[tuple[object, ...], bytes]:
+    """A copy of a key's state and freeze count and of its seal, as a writer keeps one for later."""
+    ((state, freezes),) = app.sql("SELECT state, freezes FROM keys WHERE label = ?", (label,))
+    ((seal,),) = app.sql("SELECT seal FROM seals WHERE subject = ?", (seals.key_subject(label),))
+    return (state, freezes), bytes(seal)
+
+
+def _put_key_row_back(app: App, label: str, kept: tuple[tuple[object, ...], bytes]) -> None:
+    (state, freezes), seal = kept
+    app.sql("UPDATE keys SET state = ?, freezes = ? WHERE label = ?", (state, freezes, label))
+    app.sql("UPDATE seals SET seal = ? WHERE subject = ?", (seal, seals.key_subject(label)))
+
+
+def _assert_refused_as_put_back(app: App, request_id: str) -> None:
+    ended = app.get(request_id)
+    assert ended.state is RequestState.FAILED
+    assert_unsigned(ended)
+    assert ended.error is not None and "put back to an older sealed value" in ended.error
+    assert app.events(kind="request.signed", request_id=request_id) == []
+    (mismatch,) = app.events(kind="seal.mismatch", request_id=request_id)
+    assert "put back" in mismatch.details["reason"]
+    assert "put back" in app.custody.health().detail
+
+
+def test_a_frozen_keys_older_sealed_active_row_put_back_signs_nothing(app: App) -> None:
+    request = app.pending()
+    app.approve(request, "alice")
+    kept = _sealed_key_row(app, "treasury")
+    app.custody.keys.freeze(DAVE, "treasury", "suspected compromise")
+
+    _put_key_row_back(app, "treasury", kept)
+    app.approve(request, "bob")
+    app.run_worker()
+
+    _assert_refused_as_put_back(app, request.request_id)
+    assert "key treasury was frozen" in (app.get(request.request_id).error or "")
+
+
+def test_an_older_sealed_key_row_put_back_before_a_restart_signs_nothing(
+    app: App, make_app: AppFactory
+) -> None:
+    """After a restart nothing is remembered of the freeze but what the audit log says, which is enough."""
+    request = app.pending()
+    app.approve(request, "alice")
+    kept = _sealed_key_row(app, "treasury")
+    app.custody.keys.freeze(DAVE, "treasury", "suspected compromise")
+    make_app.stop(app)
+
+    _put_key_row_back(app, "treasury", kept)
+    restarted = make_app(database=app.database, clock=app.clock)
+    restarted._nonces = app._nonces
+    restarted.approve(request, "bob")
+    restarted.run_worker()
+
+    _assert_refused_as_put_back(restarted, request.request_id)
+
+
+def test_a_cancelled_request_put_back_to_approved_is_not_signed(make_app: AppFactory) -> None:
+    app = make_app(
+        policy=lambda document: document.replace(
+            "timelock_seconds = 0\n", f"timelock_seconds = {TIMELOCK_SECONDS}\n", 1
+        )
+    )
+    request = app.pending()
+    app.approve(request, "alice")
+    assert app.approve(request, "bob").state is RequestState.APPROVED
+    assert app.custody.signing.cancel(BACKEND, request.request_id, "not any more").state is (
+        RequestState.CANCELLED
+    )
+
+    # The approved seal is still in its table: the writer only needs the state back, and waits out the lock.
+    app.sql("UPDATE requests SET state = 'APPROVED' WHERE request_id = ?", (request.request_id,))
+    app.clock.advance(TIMELOCK_SECONDS + 1)
+    app.run_worker()
+
+    ended = app.get(request.request_id)
+    assert_unsigned(ended)
+    assert app.events(kind="request.signed", request_id=request.request_id) == []
+    assert ended.error is not None and "ended with request.cancelled" in ended.error
+
+
+def test_a_signed_request_put_back_to_approved_is_not_signed_again(app: App) -> None:
+    request = app.pending()
+    app.approve(request, "alice")
+    assert_signed_by(app.approve(request, "bob"), app.keys["treasury"].address)
+
+    app.sql(
+        "UPDATE requests SET state = 'APPROVED', signature = NULL, signed_tx = NULL, tx_hash = NULL"
+        " WHERE request_id = ?",
+        (request.request_id,),
+    )
+    app.clock.advance(3600)
+    app.run_worker()
+
+    assert len(app.events(kind="request.signed", request_id=request.request_id)) == 1
+    assert "ended with request.signed" in (app.get(request.request_id).error or "")
+
+
+def test_a_policy_rolled_back_by_deleting_the_newer_version_signs_nothing(app: App) -> None:
+    """Version 1 keeps its valid seal; deleting the row of version 2, activated through the admin quorum,
+    puts version 1 back in force. The audit log says version 2 came after it, so nothing is signed under it."""
+    proposal = app.custody.policy.propose(ADMIN, app.next_policy())
+    app.approve(proposal, "alice")
+    assert app.approve(proposal, "dave").state is RequestState.APPROVED
+    assert app.custody.policy.get(ADMIN).policy.version == 2
+
+    app.sql("DELETE FROM policy_versions WHERE version = 2")
+    request = app.submit_tx("ops")
+
+    assert request.decision.policy_version == 1
+    assert_unsigned(app.get(request.request_id))
+    assert app.get(request.request_id).state is RequestState.FAILED
+    assert "version 2 was activated after it" in (app.get(request.request_id).error or "")

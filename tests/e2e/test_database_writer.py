@@ -304,3 +304,46 @@ def test_deleting_every_seal_and_the_seal_keys_record_does_not_start(
     assert "which the database does not name" in refusal
     assert env.sql("SELECT COUNT(*) FROM seals") == [(0,)]
     assert env.sql("SELECT signature FROM requests WHERE request_id = ?", (request.request_id,)) == [(None,)]
+
+
+def test_a_frozen_keys_older_sealed_active_row_put_back_signs_nothing(
+    tmp_path: Path, backend: str, databases: Databases, nonces: Nonces
+) -> None:
+    """The writer keeps the ops key's ACTIVE row and its seal, and puts both back after the security approver
+    froze the key: the seal verifies, but the audit log says the key was frozen since, so nothing is signed,
+    before a restart and after one."""
+    env = make_dev_env(tmp_path / "env", backend, databases)
+    daemon = start_daemon(env, tmp_path / "first.log")
+    try:
+        with channel_for(env, daemon, "admin") as channel:
+            ops = pb_grpc.KeyServiceStub(channel).CreateKey(pb.CreateKeyRequest(label="ops")).key
+        _signed_ops_transfer(env, daemon, next(nonces), ops.address)
+        kept_row = env.sql("SELECT state, freezes FROM keys WHERE label = 'ops'")
+        kept_seal = env.sql("SELECT seal FROM seals WHERE subject = 'key:ops'")
+        with channel_for(env, daemon, "dave") as channel:
+            pb_grpc.KeyServiceStub(channel).FreezeKey(pb.FreezeKeyRequest(label="ops", reason="lost laptop"))
+
+        ((state, freezes),), ((seal,),) = kept_row, kept_seal
+        env.sql("UPDATE keys SET state = ?, freezes = ? WHERE label = 'ops'", (state, freezes))
+        env.sql("UPDATE seals SET seal = ? WHERE subject = 'key:ops'", (seal,))
+
+        refused = submit_tx(env, daemon, "backend", "ops", treasury_tx(next(nonces)))
+        _assert_put_back_refused(env, daemon, refused.request_id)
+    finally:
+        assert stop_daemon(daemon) == 0
+    daemon = start_daemon(env, tmp_path / "second.log")
+    try:
+        refused = submit_tx(env, daemon, "backend", "ops", treasury_tx(next(nonces)))
+        _assert_put_back_refused(env, daemon, refused.request_id)
+    finally:
+        assert stop_daemon(daemon) == 0
+    assert env.sql("SELECT COUNT(*) FROM requests WHERE key_label = 'ops' AND state = 'SIGNED'") == [(1,)]
+
+
+def _assert_put_back_refused(env: DevEnv, daemon: Daemon, request_id: str) -> None:
+    ended = wait_for_state(env, daemon, request_id, pb.REQUEST_STATE_FAILED)
+    assert ended.state == pb.REQUEST_STATE_FAILED, ended
+    assert not ended.signature and not ended.signed_tx
+    assert "key ops was frozen" in ended.error and "put back to an older sealed value" in ended.error
+    (mismatch,) = _seal_mismatches(env, daemon, request_id)
+    assert "put back" in json.loads(mismatch.details_json)["reason"]

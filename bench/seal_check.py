@@ -1,0 +1,202 @@
+"""The cost of checking seals before a signature, next to the time of a whole auto-signed request, in one run.
+
+    .venv/bin/python bench/seal_check.py [--requests 300] [--approved 100] [--repeats 5]
+        [--out bench/results/seal_check.json]
+
+The application is the daemon's (custody.app.custody.Custody) on a fresh SoftHSM2 token and a SQLite file,
+with the development policy, its treasury rule given a one-hour time-lock so that approved treasury requests
+stay APPROVED and can be checked again and again. Timed:
+
+(a) an auto-signed request: ``signing.submit`` of an ops transaction, parse to signature to stored result,
+    per request (every signature is recovered with eth-account afterwards, outside the timing);
+(b) the check the signing path makes before the HSM signs (``Sealer.problem`` over ``sealed_records``) on an
+    APPROVED request: every seal (decision, approval, key, policy) found in the table and in the verified-seal
+    cache, plus the freshness check (custody/app/freshness.py: the audit head compared with the database's,
+    the key, policy and request looked up in memory);
+(c) the same with the freshness check switched off: the seals alone;
+(d) the same as (b) with the request unknown to memory, so its events are read from the audit log by id: what
+    the first check of a request costs after a restart;
+(e) the same as (b) with the verified-seal cache emptied, so each seal is recomputed in the HSM (HMAC): what a
+    row costs the first time it is read.
+
+Each figure is the fastest of --repeats passes over all approved requests, in microseconds per request, and its
+ratio to (a). Not part of `make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eth_account import Account
+
+from custody.app.custody import Custody
+from custody.app.integrity import sealed_records
+from custody.domain.approvals import ApprovalStatement
+from custody.domain.principals import Principal, Role
+from custody.domain.requests import PayloadKind, RequestState, SigningRequest, Verdict
+from custody.hsm.pkcs11 import Pkcs11Hsm
+from custody.hsm.softhsm import create_softhsm_token
+from custody.policy_file import DEV_APPROVERS, dev_policy_toml
+from custody.store.sqlite import SqliteStore
+
+TOKEN_LABEL = "custody-bench-seals"
+PIN = "bench-user-pin-1234"
+SO_PIN = "bench-so-pin-5678"
+ADMIN = Principal("admin", frozenset({Role.ADMIN, Role.AUDITOR}))
+BACKEND = Principal("backend", frozenset({Role.REQUESTER}), frozenset({"ops", "treasury"}))
+TIMELOCK = "timelock_seconds = 3600\n"
+
+
+def transaction(nonce: int) -> bytes:
+    return json.dumps(
+        {
+            "type": 2,
+            "chainId": 11155111,
+            "nonce": nonce,
+            "to": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            "value": 10**15,
+            "gas": 21000,
+            "maxFeePerGas": 30 * 10**9,
+            "maxPriorityFeePerGas": 10**9,
+        }
+    ).encode()
+
+
+def fastest(repeats: int, run: Callable[[], None]) -> float:
+    """The shortest of ``repeats`` runs, in seconds: other load on the machine only ever adds time."""
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=300, help="auto-signed requests timed")
+    parser.add_argument("--approved", type=int, default=100, help="approved requests whose seals are checked")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/seal_check.json"))
+    arguments = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="custody-bench-seals-"))
+    token = create_softhsm_token(work / "tokens", TOKEN_LABEL, PIN, SO_PIN)
+    os.environ["SOFTHSM2_CONF"] = str(token.config_path)
+    approver_keys = {name: Ed25519PrivateKey.generate() for name in DEV_APPROVERS}
+    public_keys = {
+        name: key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+        for name, key in approver_keys.items()
+    }
+    policy = dev_policy_toml(public_keys)
+    assert "timelock_seconds = 0\n" in policy
+    policy = policy.replace("timelock_seconds = 0\n", TIMELOCK, 1)
+    store = SqliteStore(work / "custody.db")
+    custody = Custody(store=store, hsm=Pkcs11Hsm(token.module_path, TOKEN_LABEL, PIN))
+    custody.audit.open()
+    custody.policy.seed(policy, "the development policy with a treasury time-lock")
+    ops = custody.keys.create_key(ADMIN, "ops")
+    treasury = custody.keys.create_key(ADMIN, "treasury")
+
+    # (a) Auto-signed requests, end to end in the application.
+    signed: list[SigningRequest] = []
+    start = time.perf_counter()
+    for nonce in range(arguments.requests):
+        signed.append(custody.signing.submit(BACKEND, "ops", PayloadKind.TRANSACTION, transaction(nonce)))
+    auto_signed_seconds = (time.perf_counter() - start) / arguments.requests
+    for request in signed:
+        assert request.state is RequestState.SIGNED and request.result is not None
+        assert request.result.signed_tx is not None
+        assert Account.recover_transaction(request.result.signed_tx) == ops.address
+
+    # Approved treasury requests, waiting out their time-lock.
+    approved: list[SigningRequest] = []
+    expires = int(time.time()) + 3600
+    for nonce in range(arguments.approved):
+        request = custody.signing.submit(BACKEND, "treasury", PayloadKind.TRANSACTION, transaction(nonce))
+        for name in ("alice", "bob"):
+            statement = ApprovalStatement.for_request(request, name, Verdict.APPROVE, expires).to_bytes()
+            request = custody.approvals.approve(
+                Principal(name, frozenset({Role.APPROVER})),
+                request.request_id,
+                statement,
+                approver_keys[name].sign(statement),
+            )
+        assert request.state is RequestState.APPROVED and request.result is None
+        approved.append(request)
+    active = custody.policy.active()
+    document = custody.policy.document_of(active.policy)
+    records = [sealed_records(request, treasury, active.policy, document) for request in approved]
+    sealer, current = custody.sealer, custody.current_state
+
+    def check_all() -> None:
+        for record in records:
+            assert sealer.problem(store, record) is None
+
+    def check_all_unknown() -> None:
+        for record in records:
+            current._requests.pop(record.subjects.request_id, None)
+            assert sealer.problem(store, record) is None
+
+    def check_all_cold() -> None:
+        for record in records:
+            sealer._verified.clear()
+            assert sealer.problem(store, record) is None
+
+    count = len(records)
+    check_all()  # Warm: every seal verified once.
+    sealed_and_current = fastest(arguments.repeats, check_all) / count
+    sealer.current = None
+    seals_only = fastest(arguments.repeats, check_all) / count
+    sealer.current = current
+    request_read = fastest(arguments.repeats, check_all_unknown) / count
+    cold = fastest(arguments.repeats, check_all_cold) / count
+    custody.close()
+
+    def figure(seconds: float) -> dict[str, float]:
+        return {
+            "microseconds": round(seconds * 1e6, 1),
+            "ratio_to_auto_signed_request": round(seconds / auto_signed_seconds, 4),
+        }
+
+    report = {
+        "benchmark": "seal_check",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "auto_signed_requests": arguments.requests,
+        "approved_requests_checked": count,
+        "auto_signed_request_microseconds": round(auto_signed_seconds * 1e6, 1),
+        "seal_check": figure(sealed_and_current),
+        "seals_without_freshness": figure(seals_only),
+        "seal_check_request_read_from_audit_log": figure(request_read),
+        "seal_check_seals_recomputed_in_hsm": figure(cold),
+    }
+    print(f"auto-signed request:                         {auto_signed_seconds * 1e6:9.1f} us")
+    for name in (
+        "seal_check",
+        "seals_without_freshness",
+        "seal_check_request_read_from_audit_log",
+        "seal_check_seals_recomputed_in_hsm",
+    ):
+        values = report[name]
+        assert isinstance(values, dict)
+        print(
+            f"{name:<44} {values['microseconds']:9.1f} us"
+            f"  ({values['ratio_to_auto_signed_request']:.2%} of an auto-signed request)"
+        )
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

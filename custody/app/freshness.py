@@ -1,0 +1,216 @@
+"""Whether a sealed row is still the latest word on its record: a seal proves the daemon wrote a row once, not
+that it is the row's current value.
+
+Whoever can write the database can keep copies of sealed rows and put one back later, seal included: a key's
+ACTIVE row from before its latest freeze, a request's APPROVED row after it was signed, cancelled or expired,
+the previous policy version after a newer one was activated (by deleting the newer row). Every such change was
+recorded in the audit log by the daemon, in the transaction that made it, so the daemon checks each row a
+signature relies on against what the audit log says came last:
+
+- a key whose latest ``key.created`` / ``key.frozen`` / ``key.unfrozen`` event froze it must not read ACTIVE;
+- a request with an event that ended it (signed, cancelled, expired, failed, rejected, denied) is never
+  signed again;
+- the policy in force must not be older than the latest ``policy.activated`` version.
+
+``CurrentState`` keeps that word in memory so that the check costs microseconds: the key and policy events are
+read once at start (they are rare), every event this process appends is observed after it commits, and every
+event another writer (a replica) appended is observed when the remembered audit head walks past it; before each
+check the head is compared with the database's (one indexed read), so a replica's freeze is never missed. A
+request is known from its ``request.submitted`` event on; a request this process has not seen from its start
+(one submitted before the daemon started, say) is read from the audit log once, by its id.
+
+Each event read from the database has its own hash recomputed. Events are pinned in place by the hash chain up
+to the event the HSM token's anchor vouches for; what stays out of reach of this check is an event before the
+last checkpoint edited without recomputing its hash, so that it no longer names its request or key: only a
+full ``custody audit verify`` finds that.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from custody.audit.events import AuditEvent, AuditKind, event_hash
+from custody.audit.head import RememberedHead
+from custody.domain.errors import Unavailable
+from custody.domain.keys import KeyState
+from custody.store.base import StoreTransaction
+
+# The events that end a request for good: after any of them, an APPROVED row of that request is an old copy.
+ENDING_KINDS = frozenset(
+    {
+        AuditKind.REQUEST_SIGNED,
+        AuditKind.REQUEST_CANCELLED,
+        AuditKind.REQUEST_EXPIRED,
+        AuditKind.REQUEST_FAILED,
+        AuditKind.REQUEST_REJECTED,
+        AuditKind.REQUEST_DENIED,
+    }
+)
+# What each key event leaves the key as.
+KEY_STATE_AFTER = {
+    AuditKind.KEY_CREATED: KeyState.ACTIVE,
+    AuditKind.KEY_FROZEN: KeyState.FROZEN,
+    AuditKind.KEY_UNFROZEN: KeyState.ACTIVE,
+}
+# Requests whose whole history this process holds, at most this many (the oldest are forgotten and read from
+# the audit log again if they are ever signed).
+_KNOWN_REQUESTS = 100_000
+_PAGE = 10_000
+
+
+@dataclass(frozen=True)
+class Subjects:
+    """What a signature relies on, as the rows read now say: the request, its key's state, the policy."""
+
+    request_id: str
+    key_label: str | None
+    key_state: KeyState | None
+    policy_version: int
+
+
+class CurrentState:
+    def __init__(self, head: RememberedHead, public_key: Callable[[], bytes | None]) -> None:
+        self._head = head
+        self._public_key = public_key
+        self._lock = threading.Lock()
+        self._keys: dict[str, tuple[KeyState, AuditEvent]] = {}
+        self._policy: tuple[int, AuditEvent] | None = None
+        # Request id -> the event that ended it, or None while it has not ended; bounded, oldest first.
+        self._requests: OrderedDict[str, AuditEvent | None] = OrderedDict()
+        self._loaded = False
+
+    def load(self, reader: StoreTransaction) -> None:
+        """At start: read every key and policy event, each checked against its own hash."""
+        for kind in (*KEY_STATE_AFTER, AuditKind.POLICY_ACTIVATED):
+            after = 0
+            while True:
+                page = reader.list_audit_events(kind=kind, after_sequence=after, limit=_PAGE)
+                self.observe(_checked(page))
+                if len(page) < _PAGE:
+                    break
+                after = page[-1].sequence
+        self._loaded = True
+
+    def observe(self, events: Iterable[AuditEvent]) -> None:
+        """Take in events this process appended (once committed) or read; any order."""
+        with self._lock:
+            for event in events:
+                self._observe(event)
+
+    def problem(self, reader: StoreTransaction, subjects: Subjects) -> str | None:
+        """Why the rows in ``subjects`` are not the latest the audit log knows of, or None when they are."""
+        if not self._loaded:
+            return None
+        # Events other writers appended since this process last looked are taken in first.
+        self._head.catch_up(reader, self._public_key())
+        with self._lock:
+            stale = self._key_problem(subjects) or self._policy_problem(subjects)
+        if stale is not None:
+            stale = self._confirmed(reader, subjects)
+            if stale is not None:
+                return stale
+        with self._lock:
+            known = subjects.request_id in self._requests
+            if known:
+                self._requests.move_to_end(subjects.request_id)
+        if not known:
+            self._read_request(reader, subjects.request_id)
+        with self._lock:
+            ended = self._requests.get(subjects.request_id)
+        if ended is not None:
+            return (
+                f"request {subjects.request_id} ended with {ended.kind} (audit event {ended.sequence}), but its"
+                " row says APPROVED again: the row was put back to an older sealed value"
+            )
+        return None
+
+    def _confirmed(self, reader: StoreTransaction, subjects: Subjects) -> str | None:
+        """The key or policy problem, once the database confirms it. Memory may disagree with a row for a moment
+        without anything put back: a row read just before another thread committed a freeze or an activation
+        (the daemon's own checks deal with those), or a change committed but not yet taken in here."""
+        if subjects.key_label is not None:
+            key = reader.get_key(subjects.key_label)
+            if key is None or key.state is KeyState.FROZEN:
+                return None
+        active = reader.active_policy()
+        if active is None or active.version > subjects.policy_version:
+            return None
+        self.load(reader)
+        with self._lock:
+            return self._key_problem(subjects) or self._policy_problem(subjects)
+
+    def _key_problem(self, subjects: Subjects) -> str | None:
+        if subjects.key_label is None:
+            return None
+        latest = self._keys.get(subjects.key_label)
+        if latest is None or latest[0] is not KeyState.FROZEN or subjects.key_state is KeyState.FROZEN:
+            return None
+        return (
+            f"key {subjects.key_label} was frozen (audit event {latest[1].sequence}) and not unfrozen since,"
+            f" but its row says {subjects.key_state.value if subjects.key_state else 'nothing'}: the row was"
+            " put back to an older sealed value"
+        )
+
+    def _policy_problem(self, subjects: Subjects) -> str | None:
+        if self._policy is None or subjects.policy_version >= self._policy[0]:
+            return None
+        version, event = self._policy
+        return (
+            f"policy version {subjects.policy_version} is in force, but version {version} was activated after it"
+            f" (audit event {event.sequence}): the newer version's row was removed"
+        )
+
+    def _read_request(self, reader: StoreTransaction, request_id: str) -> None:
+        events: list[AuditEvent] = []
+        after = 0
+        while True:
+            page = reader.list_audit_events(request_id=request_id, after_sequence=after, limit=_PAGE)
+            events.extend(_checked(page))
+            if len(page) < _PAGE:
+                break
+            after = page[-1].sequence
+        with self._lock:
+            self._remember_request(request_id, None, only_if_unknown=True)
+            for event in events:
+                self._observe(event)
+
+    def _observe(self, event: AuditEvent) -> None:
+        kind = event.kind
+        if kind in KEY_STATE_AFTER:
+            label = event.details.get("key")
+            if isinstance(label, str):
+                current = self._keys.get(label)
+                if current is None or current[1].sequence < event.sequence:
+                    self._keys[label] = (KEY_STATE_AFTER[AuditKind(kind)], event)
+        elif kind == AuditKind.POLICY_ACTIVATED:
+            version = event.details.get("version")
+            if isinstance(version, int) and (self._policy is None or self._policy[0] < version):
+                self._policy = (version, event)
+        elif event.request_id is not None:
+            if kind == AuditKind.REQUEST_SUBMITTED:
+                self._remember_request(event.request_id, None, only_if_unknown=True)
+            elif kind in ENDING_KINDS:
+                self._remember_request(event.request_id, event, only_if_unknown=False)
+
+    def _remember_request(self, request_id: str, ended: AuditEvent | None, *, only_if_unknown: bool) -> None:
+        # A request that ended stays ended; one already known keeps its history.
+        if request_id in self._requests and (only_if_unknown or self._requests[request_id] is not None):
+            return
+        self._requests[request_id] = ended
+        self._requests.move_to_end(request_id)
+        while len(self._requests) > _KNOWN_REQUESTS:
+            self._requests.popitem(last=False)
+
+
+def _checked(events: Sequence[AuditEvent]) -> Sequence[AuditEvent]:
+    """``events`` if each one matches its own stored hash; an event edited in place without it is not trusted."""
+    for event in events:
+        if event_hash(event.sequence, event, event.previous_hash) != event.hash:
+            raise Unavailable(
+                f"audit event {event.sequence} does not match its hash: the audit log was edited in the database;"
+                " nothing is signed on its word"
+            )
+    return events
