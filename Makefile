@@ -82,6 +82,7 @@ bench: venv
 	$(PYTHON) bench/audit_verify.py
 	$(PYTHON) bench/hsm_lanes.py
 	$(PYTHON) bench/jsonrpc_signing.py
+	$(PYTHON) bench/seal_check.py
 
 clean-dev:
 	rm -rf $(DEV_DIR)

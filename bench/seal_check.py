@@ -38,6 +38,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
+from payloads import transaction
 
 from custody.app.custody import Custody
 from custody.app.integrity import sealed_records
@@ -55,21 +56,6 @@ SO_PIN = "bench-so-pin-5678"
 ADMIN = Principal("admin", frozenset({Role.ADMIN, Role.AUDITOR}))
 BACKEND = Principal("backend", frozenset({Role.REQUESTER}), frozenset({"ops", "treasury"}))
 TIMELOCK = "timelock_seconds = 3600\n"
-
-
-def transaction(nonce: int) -> bytes:
-    return json.dumps(
-        {
-            "type": 2,
-            "chainId": 11155111,
-            "nonce": nonce,
-            "to": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-            "value": 10**15,
-            "gas": 21000,
-            "maxFeePerGas": 30 * 10**9,
-            "maxPriorityFeePerGas": 10**9,
-        }
-    ).encode()
 
 
 def fastest(repeats: int, run: Callable[[], None]) -> float:

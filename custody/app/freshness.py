@@ -85,13 +85,7 @@ class CurrentState:
     def load(self, reader: StoreTransaction) -> None:
         """At start: read every key and policy event, each checked against its own hash."""
         for kind in (*KEY_STATE_AFTER, AuditKind.POLICY_ACTIVATED):
-            after = 0
-            while True:
-                page = reader.list_audit_events(kind=kind, after_sequence=after, limit=_PAGE)
-                self.observe(_checked(page))
-                if len(page) < _PAGE:
-                    break
-                after = page[-1].sequence
+            self.observe(_every_event(reader, kind=kind))
         self._loaded = True
 
     def observe(self, events: Iterable[AuditEvent]) -> None:
@@ -164,14 +158,7 @@ class CurrentState:
         )
 
     def _read_request(self, reader: StoreTransaction, request_id: str) -> None:
-        events: list[AuditEvent] = []
-        after = 0
-        while True:
-            page = reader.list_audit_events(request_id=request_id, after_sequence=after, limit=_PAGE)
-            events.extend(_checked(page))
-            if len(page) < _PAGE:
-                break
-            after = page[-1].sequence
+        events = _every_event(reader, request_id=request_id)
         with self._lock:
             self._remember_request(request_id, None, only_if_unknown=True)
             for event in events:
@@ -203,6 +190,20 @@ class CurrentState:
         self._requests.move_to_end(request_id)
         while len(self._requests) > _KNOWN_REQUESTS:
             self._requests.popitem(last=False)
+
+
+def _every_event(
+    reader: StoreTransaction, *, kind: str | None = None, request_id: str | None = None
+) -> list[AuditEvent]:
+    """Every event of ``kind`` or of ``request_id``, page by page, each checked against its own hash."""
+    events: list[AuditEvent] = []
+    after = 0
+    while True:
+        page = reader.list_audit_events(kind=kind, request_id=request_id, after_sequence=after, limit=_PAGE)
+        events.extend(_checked(page))
+        if len(page) < _PAGE:
+            return events
+        after = page[-1].sequence
 
 
 def _checked(events: Sequence[AuditEvent]) -> Sequence[AuditEvent]:

@@ -34,6 +34,10 @@ def _with_treasury_signing_at_once(document: str) -> str:
     return document.replace("[[rules]]\n", TREASURY_SIGNS_AT_ONCE + "[[rules]]\n", 1)
 
 
+def _with_treasury_timelock(document: str) -> str:
+    return document.replace("timelock_seconds = 0\n", f"timelock_seconds = {TIMELOCK_SECONDS}\n", 1)
+
+
 def _assert_refused_for_its_seal(app: App, request_id: str) -> None:
     ended = app.get(request_id)
     assert ended.state is RequestState.FAILED
@@ -73,11 +77,7 @@ def test_a_pending_request_edited_to_approved_and_sign_is_not_signed(app: App) -
 
 
 def test_a_time_lock_moved_to_now_after_the_quorum_is_not_honoured(make_app: AppFactory) -> None:
-    app = make_app(
-        policy=lambda document: document.replace(
-            "timelock_seconds = 0\n", f"timelock_seconds = {TIMELOCK_SECONDS}\n", 1
-        )
-    )
+    app = make_app(policy=_with_treasury_timelock)
     request = app.pending()
     app.approve(request, "alice")
     approved = app.approve(request, "bob")
@@ -255,11 +255,7 @@ def test_an_older_sealed_key_row_put_back_before_a_restart_signs_nothing(
 
 
 def test_a_cancelled_request_put_back_to_approved_is_not_signed(make_app: AppFactory) -> None:
-    app = make_app(
-        policy=lambda document: document.replace(
-            "timelock_seconds = 0\n", f"timelock_seconds = {TIMELOCK_SECONDS}\n", 1
-        )
-    )
+    app = make_app(policy=_with_treasury_timelock)
     request = app.pending()
     app.approve(request, "alice")
     assert app.approve(request, "bob").state is RequestState.APPROVED

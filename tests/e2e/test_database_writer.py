@@ -25,7 +25,6 @@ from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
 from custody.exit_codes import EXIT_START_REFUSED
 from custody.store.codec import encode_time
-from tests.daemons import CUSTODY
 from tests.tampering import copy_database, restore_database, rewrite_audit_actor
 
 from .approvals_support import Approvers, assert_signed_by, submit_tx, treasury_tx, wait_for_state
@@ -40,6 +39,7 @@ from .conftest import (
     start_daemon,
     stop_daemon,
 )
+from .test_startup_refusals import serve_until_exit
 
 TIMELOCK_SECONDS = 3600
 TREASURY_SIGNS_AT_ONCE = """[[rules]]
@@ -193,16 +193,6 @@ def test_audit_events_rewritten_after_the_last_checkpoint_get_no_checkpoint(
     assert "was changed in the database" in daemon.log()
 
 
-def _serve_until_exit(env: DevEnv) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CUSTODY, "serve", "--config", str(env.config), "--listen", "127.0.0.1:0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def _refusal(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == EXIT_START_REFUSED, result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("custody: cannot start: ")]
@@ -237,7 +227,7 @@ def test_a_database_restored_to_an_older_copy_does_not_start_until_the_anchor_is
     restore_database(env, "older")
     ((restored_head,),) = env.sql("SELECT MAX(sequence) FROM audit_events")
 
-    refusal = _refusal(_serve_until_exit(env))
+    refusal = _refusal(serve_until_exit(env))
     assert refusal == (
         f"custody: cannot start: the database's audit log ends at event {restored_head}, but the HSM token's"
         f" anchor vouches for event {anchored}: the database was restored to an older copy or its newest events"
@@ -298,7 +288,7 @@ def test_deleting_every_seal_and_the_seal_keys_record_does_not_start(
     ((seal_key_id,),) = env.sql("SELECT key_id FROM daemon_keys WHERE purpose = 'seal'")
     env.sql("DELETE FROM daemon_keys WHERE purpose = 'seal'")
 
-    refusal = _refusal(_serve_until_exit(env))
+    refusal = _refusal(serve_until_exit(env))
 
     assert f"the HSM token holds custody's seal key {seal_key_id}" in refusal
     assert "which the database does not name" in refusal
