@@ -404,7 +404,10 @@ class JsonRpcMethods:
             for request in self.custody.signing.list(
                 caller, state=state, key_label=key_label, limit=_REUSABLE_LOOKUP_LIMIT
             ):
-                if request.kind is not PayloadKind.TRANSACTION or request.chain_id != chain_id:
+                # Only the caller's own: another requester's transaction on the same key is not this call's.
+                if request.requester != caller.name or request.kind is not PayloadKind.TRANSACTION:
+                    continue
+                if request.chain_id != chain_id:
                     continue
                 stored = json.loads(request.payload)
                 if int(stored["nonce"], 16) != nonce:
