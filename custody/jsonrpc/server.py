@@ -36,7 +36,7 @@ from custody.api.errors import (
 )
 from custody.api.refusals import RefusalRecorder
 from custody.config import ServerConfig, is_loopback_address
-from custody.domain.errors import ConfigurationError, Unauthenticated
+from custody.domain.errors import ConfigurationError, InvalidInput, Unauthenticated
 from custody.domain.ids import validate_request_id
 from custody.domain.principals import Principal
 from custody.jsonrpc.auth import Credentials, JsonRpcAuthenticator
@@ -97,13 +97,11 @@ class JsonRpcEndpoint:
         authenticator: JsonRpcAuthenticator,
         refusals: RefusalRecorder,
         *,
-        max_body_bytes: int,
         max_batch: int,
     ) -> None:
         self._methods = methods
         self._authenticator = authenticator
         self._refusals = refusals
-        self._max_body_bytes = max_body_bytes
         self._max_batch = max_batch
 
     def authenticate(self, credentials: Credentials) -> Principal:
@@ -171,7 +169,7 @@ def _named_request_id(call: Call) -> str | None:
         if isinstance(named, str):
             try:
                 return validate_request_id(named)
-            except Exception:
+            except InvalidInput:
                 return None
     return None
 
@@ -413,13 +411,7 @@ def start_jsonrpc_server(
     authenticator = JsonRpcAuthenticator(
         config.principals, jsonrpc.tokens, CertificateAuthenticator(config.principals)
     )
-    endpoint = JsonRpcEndpoint(
-        methods,
-        authenticator,
-        refusals,
-        max_body_bytes=config.limits.max_message_bytes,
-        max_batch=jsonrpc.max_batch,
-    )
+    endpoint = JsonRpcEndpoint(methods, authenticator, refusals, max_batch=jsonrpc.max_batch)
     tls = None if jsonrpc.plain_http else tls_context(config)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
