@@ -267,10 +267,12 @@ def _run(config: ServerConfig, address: str, stop: threading.Event, notifier: Sy
             ),
         )
         host = address.rpartition(":")[0]
-        # Tests and scripts read this line to learn the port when they asked for port 0.
-        lifecycle_log.info("custody listening on %s:%d (mTLS required)", host, running.port)
         if config.jsonrpc.listen is not None:
             jsonrpc = start_jsonrpc_server(daemon.custody_for_call, config, config.jsonrpc.listen)
+        # Only once every listener is bound: a daemon that then refuses to start must not have said it listens.
+        # Tests and scripts read this line to learn the port when they asked for port 0.
+        lifecycle_log.info("custody listening on %s:%d (mTLS required)", host, running.port)
+        if jsonrpc is not None and config.jsonrpc.listen is not None:
             # Tests and scripts read this line to learn the JSON-RPC port when they asked for port 0.
             lifecycle_log.info(
                 "custody JSON-RPC listening on %s:%d (%s)",

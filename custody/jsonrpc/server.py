@@ -14,6 +14,7 @@ thread, never the loop that accepts connections.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import socket
 import ssl
@@ -424,9 +425,13 @@ def start_jsonrpc_server(
             family=family,
         )
     except OSError as error:
-        raise ConfigurationError(
-            f"cannot listen on {listen} for JSON-RPC: {error.strerror or 'the address is in use or not available'}"
-        ) from None
+        # The same sentence as the gRPC listener's for the usual causes, so both refusals read alike; another
+        # cause (no permission for a low port, say) is named as the system says it.
+        if error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) or not error.strerror:
+            cause = "the address is in use or not available"
+        else:
+            cause = error.strerror[0].lower() + error.strerror[1:]
+        raise ConfigurationError(f"cannot listen on {listen} for JSON-RPC: {cause}") from None
     thread = threading.Thread(target=server.serve_forever, name="jsonrpc", daemon=True)
     refusals.start()
     thread.start()

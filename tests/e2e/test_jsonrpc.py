@@ -671,7 +671,9 @@ def test_the_daemon_refuses_to_start_when_the_endpoint_cannot_listen(
             check=False,
         )
     assert result.returncode == 2
-    assert f"cannot listen on {address} for JSON-RPC" in result.stderr
+    assert f"cannot listen on {address} for JSON-RPC: the address is in use or not available" in result.stderr
+    # The refusal is not preceded by a claim that the daemon listens.
+    assert "custody listening on" not in result.stderr
 
 
 def test_web3_py_signs_and_sends_through_the_endpoint_as_through_a_node(
