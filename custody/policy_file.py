@@ -196,14 +196,19 @@ _DEV_POLICY_TEMPLATE = """\
 #   delegates          e.g. ["0x63c0c19a282a1B52b07dD5a65b58948A07DAE32B"]: the contracts an EIP-7702 authorization
 #                      may make the key's account (or a set-code transaction's authorities) run; required when
 #                      intents names authorization. WHOEVER CONTROLS THE DELEGATE'S CODE CONTROLS THE ACCOUNT
-#   any_chain          true lets an authorization of chain id 0 (valid on EVERY chain) through; refused by default
+#   any_chain          true lets an authorization of chain id 0 (valid on EVERY chain) through; refused by default,
+#                      and refused together with chain_ids, which a tuple valid on every chain would not keep
 #
 # What every rule refuses unless it says otherwise: undecodable calldata, Safe configuration changes, binary
 # messages and EIP-7702 authorizations (unless intents names them; authorizations also need kinds to name
 # them), blob and set-code transactions (unless transaction_types names them), unlimited approvals
 # (allow_unlimited_approval), DELEGATECALL (safe_operations and delegatecall_targets), Safe gas refunds
 # (allow_refund), and typed data whose primary type it does not list (typed_data). A deny rule is not narrowed
-# by these, so what it denies never slips through to the rules after it. Never copy allow_unlimited_approval =
+# by these, and its conditions on intents match when ANY part of the request is what they list (one kind in
+# intents; one recipient, spender, operator, token, Safe, governance target or delegate in its list; chain
+# id 0, valid on every chain, against any chain_ids), where a rule that signs needs EVERY part allowed: so
+# what a deny rule denies never slips through to the rules after it, not even as one call of a batch or one
+# tuple of a set-code transaction. A deny rule may list delegates without intents. Never copy allow_unlimited_approval =
 # true, DELEGATECALL to a contract you have not audited, "unknown" / "undecodable" in intents, any_chain = true
 # or a delegate you have not audited into a rule that signs at once: each is how a real treasury was drained.
 #

@@ -1195,3 +1195,49 @@ def test_a_deny_rule_matches_what_the_guards_would_refuse_so_later_rules_never_s
     # Nor must a deny rule list the spenders of the approvals it denies.
     approvals = policy({"intents": ["erc20_approve"], "action": "deny"})
     assert approvals.evaluate(transaction(erc20_approve())).decision.rule == "rule-0"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Deny rules: a condition on intents matches when SOME part of the request is what it lists, so a batch that
+# hides one denied call among allowed ones is denied.
+
+
+@pytest.mark.parametrize(
+    ("deny_fields", "hidden"),
+    [
+        ({"intents": ["erc20_approve"]}, erc20_approve(amount=5)),
+        ({"recipients": [STRANGER]}, native(to=STRANGER)),
+        ({"intents": ["erc20_transfer"], "recipients": [STRANGER]}, erc20_transfer(to=STRANGER)),
+        ({"spenders": [STRANGER]}, erc20_approve(amount=5)),
+        ({"operators": [STRANGER]}, set_approval_for_all()),
+        ({"tokens": [DAI]}, erc20_transfer(token=DAI)),
+        ({"safes": [VAULT]}, safe_tx(native(), safe=VAULT)),
+        ({"governance_targets": [STRANGER]}, propose(native(to=STRANGER))),
+    ],
+    ids=[
+        "intents",
+        "recipients",
+        "intents+recipients",
+        "spenders",
+        "operators",
+        "tokens",
+        "safes",
+        "targets",
+    ],
+)
+def test_a_deny_rule_matches_a_batch_when_one_inner_call_is_what_it_denies(
+    deny_fields: dict[str, Any], hidden: Intent
+) -> None:
+    deny = {"action": "deny", **deny_fields}
+    kinds = ["native_transfer", "erc20_transfer", "erc20_approve", "set_approval_for_all", "governor_propose"]
+    allow = {"intents": [*kinds, "safe_transaction", "multisend"], "allow_unlimited_approval": True}
+    allow |= {"recipients": [VAULT, STRANGER, SAFE], "spenders": [STRANGER], "operators": [STRANGER]}
+    allow |= {"safes": [SAFE, VAULT], "governance_targets": [STRANGER, VAULT]}
+    allow |= {"safe_operations": ["CALL", "DELEGATECALL"], "delegatecall_targets": [MULTISEND_CALL_ONLY]}
+    rules = policy(deny, allow)
+    batch = transaction(safe_tx(multisend(native(), erc20_transfer(), hidden), delegate=MULTISEND_CALL_ONLY))
+    decision = rules.evaluate(batch).decision
+    assert (decision.action.value, decision.rule) == ("deny", "rule-0")
+    innocent = transaction(safe_tx(multisend(native(), erc20_transfer()), delegate=MULTISEND_CALL_ONLY))
+    decision = rules.evaluate(innocent).decision
+    assert (decision.action.value, decision.rule) == ("sign", "rule-1")

@@ -219,6 +219,11 @@ def test_a_rule_without_authorization_in_its_intents_does_not_match_a_set_code_t
         ),
         ({"any_chain": "yes"}, "any_chain: must be true or false"),
         ({"any_chain": True, "delegates": None}, "any_chain: applies to the delegates a rule allows"),
+        ({"any_chain": True, "chain_ids": [SEPOLIA]}, "any_chain: lets through authorizations of chain id 0"),
+        (
+            {"any_chain": True, "action": "deny"},
+            "any_chain: lets authorizations of chain id 0 through a rule",
+        ),
     ],
 )
 def test_malformed_delegation_rules_are_refused_naming_the_field(
@@ -231,3 +236,74 @@ def test_malformed_delegation_rules_are_refused_naming_the_field(
     with pytest.raises(ConfigurationError) as refused:
         Policy.from_mapping({"version": 1, "rules": [rule]}, "policy.toml")
     assert problem in refused.value.message
+
+
+def deny_then_allow(deny_rule: dict[str, Any], **allow_fields: Any) -> Policy:
+    """A deny rule before a rule that would sign set-code transactions for both delegates."""
+    deny = {"name": "deny", "keys": ["ops"], "action": "deny", **deny_rule}
+    allow = set_code_rule(delegates=[DELEGATE, OTHER_DELEGATE], **allow_fields)
+    return Policy.from_mapping({"version": 1, "rules": [deny, allow]}, "t")
+
+
+@pytest.mark.parametrize(
+    "deny_rule",
+    [
+        {"intents": ["authorization"], "delegates": [OTHER_DELEGATE]},
+        {"delegates": [OTHER_DELEGATE]},
+    ],
+    ids=["with-intents", "delegates-alone"],
+)
+def test_a_deny_rule_on_a_delegate_denies_a_set_code_transaction_carrying_a_tuple_for_it(
+    deny_rule: dict[str, Any],
+) -> None:
+    policy = deny_then_allow(deny_rule)
+    denied = {
+        "its tuple alone": set_code_transaction(signed_tuple(SEPOLIA, OTHER_DELEGATE)),
+        "its tuple beside an allowed one": set_code_transaction(
+            signed_tuple(SEPOLIA), signed_tuple(SEPOLIA, OTHER_DELEGATE, nonce=2)
+        ),
+        "its tuple and no value": set_code_transaction(signed_tuple(SEPOLIA, OTHER_DELEGATE), value=0),
+    }
+    for what, transaction in denied.items():
+        decision = policy.evaluate(facts("ops", PayloadKind.TRANSACTION, transaction)).decision
+        assert (decision.action, decision.rule) == (DecisionAction.DENY, "deny"), what
+    standalone = policy.evaluate(
+        facts("ops", PayloadKind.AUTHORIZATION, authorization(delegate=OTHER_DELEGATE))
+    ).decision
+    assert (standalone.action, standalone.rule) == (DecisionAction.DENY, "deny")
+    # Another delegate is not what the deny rule names: the allow rule after it decides.
+    allowed = policy.evaluate(facts("ops", PayloadKind.TRANSACTION, set_code_transaction())).decision
+    assert (allowed.action, allowed.rule) == (DecisionAction.SIGN, "set-code")
+
+
+def test_a_deny_rule_naming_authorization_denies_every_set_code_transaction() -> None:
+    policy = deny_then_allow({"intents": ["authorization"]})
+    for transaction in (set_code_transaction(), set_code_transaction(value=0)):
+        decision = policy.evaluate(facts("ops", PayloadKind.TRANSACTION, transaction)).decision
+        assert (decision.action, decision.rule) == (DecisionAction.DENY, "deny")
+        assert "a deny rule matches when any part of the request does" in str(
+            policy.evaluate(facts("ops", PayloadKind.TRANSACTION, transaction)).trace
+        )
+
+
+def test_a_deny_rule_on_a_chain_denies_authorizations_valid_on_every_chain() -> None:
+    deny = {"name": "no-mainnet", "keys": ["ops"], "chain_ids": [1], "action": "deny"}
+    allow_every_chain = {
+        "name": "every-chain",
+        "keys": ["ops"],
+        "kinds": ["authorization"],
+        "intents": ["authorization"],
+        "delegates": [DELEGATE],
+        "any_chain": True,
+        "action": "sign",
+    }
+    policy = Policy.from_mapping(
+        {"version": 1, "rules": [deny, allow_every_chain, set_code_rule(any_chain=True)]}, "t"
+    )
+    standalone = policy.evaluate(facts("ops", PayloadKind.AUTHORIZATION, authorization(chain_id=0))).decision
+    assert (standalone.action, standalone.rule) == (DecisionAction.DENY, "no-mainnet")
+    carried = facts("ops", PayloadKind.TRANSACTION, set_code_transaction(signed_tuple(0)))
+    assert policy.evaluate(carried).decision.rule == "no-mainnet"
+    # A Sepolia authorization and a Sepolia tuple are not for mainnet: the rules after the deny rule decide.
+    sepolia = policy.evaluate(facts("ops", PayloadKind.TRANSACTION, set_code_transaction())).decision
+    assert (sepolia.action, sepolia.rule) == (DecisionAction.SIGN, "set-code")

@@ -13,6 +13,7 @@ from custody.domain.policy.conditions.intent_tree import (
     parse_address_set,
     placed_intents,
     same_address,
+    some_listed,
 )
 from custody.domain.policy.conditions.intents import named_intent_kinds, require_intent_kinds
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
@@ -31,13 +32,21 @@ class DelegateCondition:
     the delegates it allows. Both an authorization custody signs (kind ``authorization``) and each tuple of a
     set-code transaction's ``authorizationList`` are judged. An authorization of chain id 0 is valid on every
     chain, where the delegate's address may hold other code or none; it matches only a rule that says
-    ``any_chain = true`` (such a rule cannot also set ``chain_ids``, which never lists 0).
+    ``any_chain = true``, and such a rule cannot also set ``chain_ids``: a tuple of chain id 0 is valid on
+    chains the list leaves out, so the two together would promise a limit that does not hold (refused when
+    the policy is loaded).
+
+    A deny rule matches when SOME authorization of the request names a listed delegate, whatever its chain
+    id: ``delegates = ["0x..."]`` with ``action = "deny"`` (``intents`` may be left out) denies a set-code
+    transaction carrying a tuple for it beside other tuples and its call. ``any_chain`` means nothing there.
     """
 
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("delegates", "any_chain")
 
     delegates: frozenset[str]  # EIP-55
     any_chain: bool
+    # A deny rule's: match when some authorization names a listed delegate, not only when every one does.
+    denying: bool
 
     @classmethod
     def parse(cls, rule: RuleTable) -> DelegateCondition | None:
@@ -59,14 +68,36 @@ class DelegateCondition:
             return None
         delegates = parse_address_set(rule.raw["delegates"], "delegates", rule.fail)
         require_intent_kinds(rule, "delegates", _AUTHORIZATION_KINDS)
-        return cls(delegates, any_chain)
+        if any_chain and "chain_ids" in rule.raw:
+            raise rule.fail(
+                "any_chain",
+                "lets through authorizations of chain id 0, valid on every chain, so it cannot be limited by"
+                " chain_ids; leave chain_ids out of this rule",
+            )
+        if any_chain and denies(rule):
+            raise rule.fail(
+                "any_chain",
+                "lets authorizations of chain id 0 through a rule that allows; a deny rule denies its delegates"
+                " on every chain, so leave it out",
+            )
+        return cls(delegates, any_chain, denies(rule))
 
     def check(self, facts: RequestFacts, usage: VelocityLookup) -> ConditionTrace | None:
         authorizations = [
             p for p in placed_intents(facts.intents) if p.intent.kind is IntentKind.AUTHORIZATION
         ]
         if not authorizations:
+            if self.denying:
+                return ConditionTrace("delegates", False, "the request carries no authorization")
             return None
+        if self.denying:
+            return some_listed(
+                "delegates",
+                authorizations,
+                lambda intent: intent.parties_in(PartyRole.DELEGATE),
+                self.delegates,
+                "delegate",
+            )
         for item in authorizations:
             delegates = item.intent.parties_in(PartyRole.DELEGATE)
             if not delegates:

@@ -16,6 +16,7 @@ from custody.domain.policy.conditions.intent_tree import (
     parse_address_set,
     placed_intents,
     same_address,
+    some_listed,
 )
 from custody.domain.policy.conditions.intents import named_intent_kinds, require_intent_kinds
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
@@ -37,6 +38,8 @@ class GovernanceTargetCondition:
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("governance_targets",)
 
     targets: frozenset[str]  # EIP-55
+    # A deny rule's: match when some action target is listed, not only when every one is.
+    denying: bool
 
     @classmethod
     def parse(cls, rule: RuleTable) -> GovernanceTargetCondition | None:
@@ -51,12 +54,14 @@ class GovernanceTargetCondition:
             return None
         targets = parse_address_set(rule.raw["governance_targets"], "governance_targets", rule.fail)
         require_intent_kinds(rule, "governance_targets", GOVERNANCE_ACTION_KINDS)
-        return cls(targets)
+        return cls(targets, denies(rule))
 
     def check(self, facts: RequestFacts, usage: VelocityLookup) -> ConditionTrace:
         placed = placed_intents(facts.intents)
         if not placed:
             return ConditionTrace("governance_targets", False, NOT_DECODED)
+        if self.denying:
+            return some_listed("governance_targets", placed, _targets_of_action, self.targets, "target")
         seen: set[str] = set()
         for item in placed:
             if item.intent.kind not in GOVERNANCE_ACTION_KINDS:
@@ -88,3 +93,7 @@ def action_targets(intent: Intent) -> tuple[str, ...]:
             [child.contract] if child.contract is not None else child.parties_in(PartyRole.RECIPIENT)
         )
     return tuple(dict.fromkeys(targets))
+
+
+def _targets_of_action(intent: Intent) -> tuple[str, ...]:
+    return action_targets(intent) if intent.kind in GOVERNANCE_ACTION_KINDS else ()

@@ -7,12 +7,13 @@ This module is no condition and is not in the registry; the condition modules im
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from custody.domain.intents import Intent, IntentKind
 from custody.domain.policy.conditions.base import RuleTable
 from custody.domain.policy.fields import FailFactory, parse_address, quoted_list, type_name
+from custody.domain.policy.trace import ConditionTrace
 from custody.domain.requests import DecisionAction
 
 # The trace detail of a condition that judges intents when the request carries none: the daemon decodes every
@@ -137,6 +138,10 @@ def parse_address_set(value: object, field: str, fail: FailFactory) -> frozenset
     return frozenset(seen)
 
 
+# The trace words that say why a deny rule's condition on intents matched on one part of the request.
+DENY_MATCHES_ANY_PART = "a deny rule matches when any part of the request does"
+
+
 def denies(rule: RuleTable) -> bool:
     """Whether the rule's action is deny.
 
@@ -144,5 +149,31 @@ def denies(rule: RuleTable) -> bool:
     typed data it does not name, ...) narrows rules that sign or ask for approval; a deny rule is not narrowed
     by it, since a deny rule that matched less would hand its requests to the rules after it. Nor must a deny
     rule list the parties of what it denies.
+
+    For the same reason a deny rule's conditions on intents match when SOME intent of the tree is of a kind
+    it names, or names a party, token, Safe or target it lists, where a rule that signs or asks for approval
+    matches only when EVERY intent passes: a request is denied if any part of it is what the rule denies, so
+    a set-code transaction carrying one authorization for a denied delegate beside its call is denied.
     """
     return rule.raw.get("action") == DecisionAction.DENY.value
+
+
+def some_listed(
+    condition: str,
+    placed: list[PlacedIntent],
+    addresses_of: Callable[[Intent], Iterable[str]],
+    listed_addresses: frozenset[str],
+    what: str,
+) -> ConditionTrace:
+    """A deny rule's check of an address list: it matches when SOME intent of ``placed`` names one of
+    ``listed_addresses`` among ``addresses_of`` it (its ``what``: recipient, token, delegate...)."""
+    for item in placed:
+        for address in addresses_of(item.intent):
+            if same_address(address, listed_addresses):
+                return ConditionTrace(
+                    condition,
+                    True,
+                    f"{what} {address} of {item.describe()} is in {listed(listed_addresses)}"
+                    f" ({DENY_MATCHES_ANY_PART})",
+                )
+    return ConditionTrace(condition, False, f"no {what} of the request is in {listed(listed_addresses)}")

@@ -7,7 +7,13 @@ from typing import ClassVar
 
 from custody.domain.intents import IntentKind
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import NOT_DECODED, denies, kinds_listed, placed_intents
+from custody.domain.policy.conditions.intent_tree import (
+    DENY_MATCHES_ANY_PART,
+    NOT_DECODED,
+    denies,
+    kinds_listed,
+    placed_intents,
+)
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.fields import parse_string_set, quoted_list
 from custody.domain.policy.trace import ConditionTrace
@@ -44,18 +50,23 @@ class IntentCondition:
     rule without ``intents`` never matches an undecodable intent, a Safe configuration change, a binary
     message or an EIP-7702 authorization: those need a rule that names them (a deny rule is not held back by
     this). A request custody decoded no intents from matches no rule that names intents.
+
+    A deny rule matches when SOME intent of the tree is of a kind it names: ``intents = ["authorization"]``
+    with ``action = "deny"`` denies a set-code transaction, whose call is an intent beside its authorizations.
     """
 
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("intents",)
 
     kinds: frozenset[IntentKind] | None  # None: the rule does not judge intents, only guards NAMED_ONLY_KINDS
+    # A deny rule's: match when some intent is of a named kind, not only when every one is.
+    denying: bool
 
     @classmethod
     def parse(cls, rule: RuleTable) -> IntentCondition | None:
         # Every rule that signs or asks for approval has this condition, because a rule that does not name
         # intents must still refuse the kinds only a rule naming them may allow.
         if "intents" not in rule.raw:
-            return None if denies(rule) else cls(None)
+            return None if denies(rule) else cls(None, False)
         names = parse_string_set(rule.raw["intents"], "intents", "intent kinds", rule.fail)
         allowed = sorted(kind.value for kind in IntentKind)
         for name in sorted(names):
@@ -63,7 +74,7 @@ class IntentCondition:
                 raise rule.fail(
                     "intents", f"unknown intent kind {name!r}; allowed are {quoted_list(allowed)}"
                 )
-        return cls(frozenset(IntentKind(name) for name in names))
+        return cls(frozenset(IntentKind(name) for name in names), denies(rule))
 
     def check(self, facts: RequestFacts, usage: VelocityLookup) -> ConditionTrace | None:
         placed = placed_intents(facts.intents)
@@ -80,6 +91,14 @@ class IntentCondition:
         if not placed:
             return ConditionTrace("intents", False, NOT_DECODED)
         allowed = kinds_listed(self.kinds)
+        if self.denying:
+            named = next((p for p in placed if p.intent.kind in self.kinds), None)
+            if named is None:
+                found = kinds_listed({p.intent.kind for p in placed})
+                return ConditionTrace("intents", False, f"no intent ({found}) is of a kind in {allowed}")
+            return ConditionTrace(
+                "intents", True, f"{named.describe()} is of a kind in {allowed} ({DENY_MATCHES_ANY_PART})"
+            )
         forbidden = next((p for p in placed if p.intent.kind not in self.kinds), None)
         if forbidden is not None:
             return ConditionTrace(
@@ -107,10 +126,14 @@ def require_intent_kinds(rule: RuleTable, field: str, applies_to: frozenset[Inte
 
     A condition on intents in a rule that names no intent kinds would let through every intent it has
     nothing to say about (an unknown call has no recipient to refuse), and one whose kinds the rule never
-    allows could never apply: both are mistakes the author should hear about.
+    allows could never apply: both are mistakes the author should hear about. A deny rule may leave
+    ``intents`` out (``delegates = [...]`` alone denies every request that delegates to one of them).
     """
     named = named_intent_kinds(rule)
     if named is None:
+        if denies(rule):
+            # A deny rule matches any request holding such a party; it lets nothing through by being broad.
+            return
         raise rule.fail(
             field,
             "judges intents, so the rule must also say which intent kinds it allows, e.g."

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from custody.domain.intents import PartyRole
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import OPERATOR_KINDS
+from custody.domain.policy.conditions.intent_tree import OPERATOR_KINDS, denies
 from custody.domain.policy.conditions.party_allowlists import check_party_allowlist, parse_party_allowlist
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.trace import ConditionTrace
@@ -26,11 +26,15 @@ class OperatorCondition:
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("operators",)
 
     operators: frozenset[str]  # EIP-55
+    # A deny rule's: match when some operator is listed, not only when every one is.
+    denying: bool
 
     @classmethod
     def parse(cls, rule: RuleTable) -> OperatorCondition | None:
         operators = parse_party_allowlist(rule, "operators", PartyRole.OPERATOR, OPERATOR_KINDS)
-        return None if operators is None else cls(operators)
+        return None if operators is None else cls(operators, denies(rule))
 
     def check(self, facts: RequestFacts, usage: VelocityLookup) -> ConditionTrace:
-        return check_party_allowlist(facts, "operators", PartyRole.OPERATOR, self.operators, OPERATOR_KINDS)
+        return check_party_allowlist(
+            facts, "operators", PartyRole.OPERATOR, self.operators, OPERATOR_KINDS, denying=self.denying
+        )

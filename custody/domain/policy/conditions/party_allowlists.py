@@ -16,6 +16,7 @@ from custody.domain.policy.conditions.intent_tree import (
     parse_address_set,
     placed_intents,
     same_address,
+    some_listed,
 )
 from custody.domain.policy.conditions.intents import named_intent_kinds, require_intent_kinds
 from custody.domain.policy.facts import RequestFacts
@@ -51,12 +52,17 @@ def check_party_allowlist(
     role: PartyRole,
     allowed: frozenset[str],
     must_name_one: frozenset[IntentKind],
+    *,
+    denying: bool,
 ) -> ConditionTrace:
     """Every party of ``role`` in the tree must be in ``allowed``; an intent of a kind in ``must_name_one``
-    that names no such party does not match, since what it grants cannot be judged."""
+    that names no such party does not match, since what it grants cannot be judged. A deny rule's list
+    (``denying``) matches when some party of ``role`` is in it."""
     placed = placed_intents(facts.intents)
     if not placed:
         return ConditionTrace(condition, False, NOT_DECODED)
+    if denying:
+        return some_listed(condition, placed, lambda intent: intent.parties_in(role), allowed, role.value)
     seen: set[str] = set()
     for item in placed:
         parties = item.intent.parties_in(role)

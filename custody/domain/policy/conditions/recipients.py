@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from custody.domain.intents import PartyRole
 from custody.domain.policy.conditions.base import RuleTable
+from custody.domain.policy.conditions.intent_tree import denies
 from custody.domain.policy.conditions.party_allowlists import check_party_allowlist, parse_party_allowlist
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.trace import ConditionTrace
@@ -26,11 +27,15 @@ class RecipientCondition:
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("recipients",)
 
     recipients: frozenset[str]  # EIP-55
+    # A deny rule's: match when some recipient is listed, not only when every one is.
+    denying: bool
 
     @classmethod
     def parse(cls, rule: RuleTable) -> RecipientCondition | None:
         recipients = parse_party_allowlist(rule, "recipients", PartyRole.RECIPIENT, frozenset())
-        return None if recipients is None else cls(recipients)
+        return None if recipients is None else cls(recipients, denies(rule))
 
     def check(self, facts: RequestFacts, usage: VelocityLookup) -> ConditionTrace:
-        return check_party_allowlist(facts, "recipients", PartyRole.RECIPIENT, self.recipients, frozenset())
+        return check_party_allowlist(
+            facts, "recipients", PartyRole.RECIPIENT, self.recipients, frozenset(), denying=self.denying
+        )

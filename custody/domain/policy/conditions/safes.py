@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from custody.domain.intents import Intent
 from custody.domain.policy.conditions.base import RuleTable
 from custody.domain.policy.conditions.intent_tree import (
     NOT_DECODED,
@@ -15,6 +16,7 @@ from custody.domain.policy.conditions.intent_tree import (
     parse_address_set,
     placed_intents,
     same_address,
+    some_listed,
 )
 from custody.domain.policy.conditions.intents import named_intent_kinds, require_intent_kinds
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
@@ -36,6 +38,8 @@ class SafeCondition:
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("safes",)
 
     safes: frozenset[str]  # EIP-55
+    # A deny rule's: match when some Safe is listed, not only when every one is.
+    denying: bool
 
     @classmethod
     def parse(cls, rule: RuleTable) -> SafeCondition | None:
@@ -49,12 +53,14 @@ class SafeCondition:
             return None
         safes = parse_address_set(rule.raw["safes"], "safes", rule.fail)
         require_intent_kinds(rule, "safes", SAFE_KINDS)
-        return cls(safes)
+        return cls(safes, denies(rule))
 
     def check(self, facts: RequestFacts, usage: VelocityLookup) -> ConditionTrace:
         placed = placed_intents(facts.intents)
         if not placed:
             return ConditionTrace("safes", False, NOT_DECODED)
+        if self.denying:
+            return some_listed("safes", placed, _safe_of, self.safes, "Safe")
         seen: set[str] = set()
         for item in placed:
             if item.intent.kind not in SAFE_KINDS:
@@ -70,3 +76,7 @@ class SafeCondition:
         if not seen:
             return ConditionTrace("safes", True, "the request holds no Safe transaction")
         return ConditionTrace("safes", True, f"every Safe of the request ({listed(seen)}) is allowed")
+
+
+def _safe_of(intent: Intent) -> tuple[str, ...]:
+    return (intent.contract,) if intent.kind in SAFE_KINDS and intent.contract is not None else ()

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from custody.domain.intents import PartyRole
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import SPENDING_KINDS
+from custody.domain.policy.conditions.intent_tree import SPENDING_KINDS, denies
 from custody.domain.policy.conditions.party_allowlists import check_party_allowlist, parse_party_allowlist
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.trace import ConditionTrace
@@ -27,11 +27,15 @@ class SpenderCondition:
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("spenders",)
 
     spenders: frozenset[str]  # EIP-55
+    # A deny rule's: match when some spender is listed, not only when every one is.
+    denying: bool
 
     @classmethod
     def parse(cls, rule: RuleTable) -> SpenderCondition | None:
         spenders = parse_party_allowlist(rule, "spenders", PartyRole.SPENDER, SPENDING_KINDS)
-        return None if spenders is None else cls(spenders)
+        return None if spenders is None else cls(spenders, denies(rule))
 
     def check(self, facts: RequestFacts, usage: VelocityLookup) -> ConditionTrace:
-        return check_party_allowlist(facts, "spenders", PartyRole.SPENDER, self.spenders, SPENDING_KINDS)
+        return check_party_allowlist(
+            facts, "spenders", PartyRole.SPENDER, self.spenders, SPENDING_KINDS, denying=self.denying
+        )

@@ -9,10 +9,12 @@ from custody.domain.policy.conditions.base import RuleTable
 from custody.domain.policy.conditions.intent_tree import (
     NOT_DECODED,
     TOKEN_KINDS,
+    denies,
     listed,
     parse_address_set,
     placed_intents,
     same_address,
+    some_listed,
     tokens_of,
 )
 from custody.domain.policy.conditions.intents import require_intent_kinds
@@ -34,6 +36,8 @@ class TokenCondition:
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("tokens",)
 
     tokens: frozenset[str]  # EIP-55
+    # A deny rule's: match when some token is listed, not only when every one is.
+    denying: bool
 
     @classmethod
     def parse(cls, rule: RuleTable) -> TokenCondition | None:
@@ -41,12 +45,16 @@ class TokenCondition:
             return None
         tokens = parse_address_set(rule.raw["tokens"], "tokens", rule.fail)
         require_intent_kinds(rule, "tokens", TOKEN_KINDS)
-        return cls(tokens)
+        return cls(tokens, denies(rule))
 
     def check(self, facts: RequestFacts, usage: VelocityLookup) -> ConditionTrace:
         placed = placed_intents(facts.intents)
         if not placed:
             return ConditionTrace("tokens", False, NOT_DECODED)
+        if self.denying:
+            return some_listed(
+                "tokens", placed, lambda intent: sorted(tokens_of(intent)), self.tokens, "token"
+            )
         seen: set[str] = set()
         for item in placed:
             tokens = tokens_of(item.intent)
