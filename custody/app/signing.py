@@ -168,9 +168,15 @@ class SigningUseCases:
             validate_request_id(replaces)
         parsed = parse_payload(kind, payload)
         payload_hash = hashlib.sha256(parsed.canonical).digest()
-        if replaces is not None and parsed.nonce_slot is None:
+        # Only a transaction can replace a request: of two transactions with one nonce only one can be mined,
+        # but a signed EIP-7702 authorization stays valid beside a newer one for the same nonce, so
+        # "replacing" it would revoke nothing.
+        if replaces is not None and kind is not PayloadKind.TRANSACTION:
             raise InvalidInput(
-                "only transactions, which use a nonce, can replace a request", field="replaces"
+                "only a transaction can replace a request; a signed authorization stays valid beside any"
+                " other for its nonce, so it cannot be replaced; to void it, have the account use that nonce"
+                " first (any transaction with it)",
+                field="replaces",
             )
         now = self._clock()
         facts = request_facts(key_label, parsed, replacement=replaces is not None, now=now)

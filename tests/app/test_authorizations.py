@@ -19,7 +19,7 @@ from custody.domain.errors import FailedPrecondition, InvalidInput
 from custody.domain.requests import PayloadKind, RequestState
 from tests import evm_payloads as payloads
 
-from .conftest import SEPOLIA, App, AppFactory, assert_signed_by, assert_unsigned, transaction
+from .conftest import ADMIN, SEPOLIA, App, AppFactory, assert_signed_by, assert_unsigned, transaction
 
 README = Path(__file__).parents[2] / "README.md"
 DELEGATE = payloads.EXAMPLE_DELEGATE
@@ -172,3 +172,26 @@ def test_bad_input_is_refused_naming_the_field_and_nothing_is_stored(app: App) -
     assert app.written_since(before) == []
     assert app.sql("SELECT COUNT(*) FROM requests") == requests_before
     assert app.sql("SELECT COUNT(*) FROM nonces") == [(0,)]
+
+
+def test_an_authorization_cannot_replace_a_request_and_nothing_is_recorded(make_app: AppFactory) -> None:
+    app = make_app(policy=lambda document: document + "\n" + example_rule())
+    original = app.submit("ops", authorization(nonce=6), kind=PayloadKind.AUTHORIZATION)
+    app.approve(original, "alice")
+    signed = app.approve(original, "bob")
+    assert signed.state is RequestState.SIGNED, signed.error
+    pending_transaction = app.submit_tx("ops")
+    before = {request.request_id for request in app.custody.signing.list(ADMIN)}
+
+    # A second authorization for the same nonce would not revoke the signed one: both would stay valid.
+    for replaced in (signed, pending_transaction):
+        with pytest.raises(InvalidInput, match="only a transaction can replace a request") as refused:
+            app.submit(
+                "ops",
+                authorization(delegate=OTHER_DELEGATE, nonce=6),
+                kind=PayloadKind.AUTHORIZATION,
+                replaces=replaced.request_id,
+            )
+        assert refused.value.field == "replaces"
+    assert {request.request_id for request in app.custody.signing.list(ADMIN)} == before
+    assert app.get(signed.request_id).state is RequestState.SIGNED
