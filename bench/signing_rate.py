@@ -125,6 +125,8 @@ INCLUSIVE_CALLS: tuple[tuple[str, str, str], ...] = (
     ("HSM sign_digest", "custody/hsm/", "sign_digest"),
     ("seal (HMAC in the HSM)", "custody/app/integrity.py", "seal"),
     ("seal checks", "custody/app/integrity.py", "problem"),
+    ("sealed records (encoding what is checked)", "custody/app/integrity.py", "sealed_records"),
+    ("audit head check", "custody/audit/head.py", "check"),
     ("recoverable_signature", "custody/chains/evm/signature.py", "recoverable_signature"),
     ("assemble", "custody/chains/evm/", "assemble"),
     ("audit record", "custody/app/audit.py", "record"),
