@@ -104,26 +104,39 @@ def anchor_mismatch(anchor: Anchor, reader: AuditReader) -> AnchorMismatch | Non
     """How the database's audit log differs from what ``anchor`` vouches for, or None when it holds that event
     with that hash (events after it are the database's own, checked by the chain's verification)."""
     found = reader.list_audit_events(after_sequence=anchor.sequence - 1, limit=1)
-    if not found or found[0].sequence != anchor.sequence:
-        head = reader.audit_head()
-        ends_at = head.sequence if head is not None else 0
-        if ends_at < anchor.sequence:
+    head = reader.audit_head()
+    return event_mismatch(
+        anchor.sequence,
+        anchor.hash,
+        found[0] if found and found[0].sequence == anchor.sequence else None,
+        head.sequence if head is not None else 0,
+        holder="the database's audit log",
+        voucher="the HSM token's anchor",
+    )
+
+
+def event_mismatch(
+    sequence: int, expected_hash: bytes, found: AuditEvent | None, ends_at: int, *, holder: str, voucher: str
+) -> AnchorMismatch | None:
+    """How a log (``holder``) that ends at ``ends_at`` and holds ``found`` at ``sequence`` differs from the event
+    ``voucher`` recorded there with ``expected_hash``; None when it holds that very event."""
+    if found is None:
+        if ends_at < sequence:
             problem = (
-                f"the database's audit log ends at event {ends_at}, but the HSM token's anchor vouches for event"
-                f" {anchor.sequence}: the database was restored to an older copy or its newest events were"
-                " deleted"
+                f"{holder} ends at event {ends_at}, but {voucher} vouches for event {sequence}: the database was"
+                " restored to an older copy or its newest events were deleted"
             )
         else:
             problem = (
-                f"audit event {anchor.sequence}, which the HSM token's anchor vouches for, is missing from the"
-                " database: the audit log was rewritten"
+                f"audit event {sequence}, which {voucher} vouches for, is missing from {holder}: the audit log"
+                " was rewritten"
             )
-        return AnchorMismatch(anchor.sequence, problem)
-    if found[0].hash != anchor.hash:
+        return AnchorMismatch(sequence, problem)
+    if found.hash != expected_hash:
         return AnchorMismatch(
-            anchor.sequence,
-            f"audit event {anchor.sequence} in the database has hash {found[0].hash.hex()[:16]}..., but the HSM"
-            f" token's anchor vouches for hash {anchor.hash.hex()[:16]}...: the audit log was rewritten or the"
-            " database replaced by another",
+            sequence,
+            f"audit event {sequence} in {holder} has hash {found.hash.hex()[:16]}..., but {voucher} vouches for"
+            f" hash {expected_hash.hex()[:16]}...: the audit log was rewritten or the database replaced by"
+            " another",
         )
     return None

@@ -37,6 +37,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from custody.audit.anchor import event_mismatch
 from custody.audit.events import GENESIS_HASH, AuditDraft, AuditEvent, AuditKind, event_hash, format_time
 from custody.domain.canonical_json import canonical_json
 from custody.domain.errors import InvalidInput
@@ -302,21 +303,31 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def verify_json_lines(
-    lines: Iterable[str], public_key: bytes, *, accept_unsigned_tail: bool = False
+    lines: Iterable[str],
+    public_key: bytes,
+    *,
+    accept_unsigned_tail: bool = False,
+    recorded: tuple[int, bytes] | None = None,
 ) -> ChainVerification:
     """Verify an export offline with the audit public key alone; a malformed line fails it like a bad event,
     and an intact chain that no checkpoint signed by ``public_key`` covers is not verified (see
     ``require_signed_checkpoint``), nor are events after its last checkpoint unless ``accept_unsigned_tail``
-    (see ``require_covered_tail``)."""
+    (see ``require_covered_tail``). ``recorded`` is the (sequence, hash) of an event recorded apart from the
+    database earlier (an earlier export's head, or the token's anchor): the export must hold that very event,
+    or events were removed or rewritten since."""
     refusals: list[InvalidInput] = []
+    found: list[AuditEvent] = []
 
     def parsed() -> Iterator[AuditEvent]:
         for number, line in enumerate(lines, start=1):
             try:
-                yield event_from_json_line(line, number)
+                event = event_from_json_line(line, number)
             except InvalidInput as error:
                 refusals.append(error)
                 return
+            if recorded is not None and event.sequence == recorded[0]:
+                found.append(event)
+            yield event
 
     outcome = verify_events(parsed(), public_key=public_key)
     if outcome.ok and refusals:
@@ -327,6 +338,18 @@ def verify_json_lines(
             first_bad_sequence=head.sequence + 1 if head is not None else 1,
             problem=refusals[0].message,
         )
+    if outcome.ok and recorded is not None:
+        head = outcome.last_event
+        mismatch = event_mismatch(
+            recorded[0],
+            recorded[1],
+            found[0] if found else None,
+            head.sequence if head is not None else 0,
+            holder="the export",
+            voucher="the recorded event",
+        )
+        if mismatch is not None:
+            return replace(outcome, ok=False, first_bad_sequence=mismatch.sequence, problem=mismatch.problem)
     outcome = require_signed_checkpoint(outcome)
     return outcome if accept_unsigned_tail else require_covered_tail(outcome)
 

@@ -65,8 +65,19 @@ def audit_group() -> None:
     is_flag=True,
     help="With --file: accept an export whose last events no checkpoint signs, verifying the rest.",
 )
+@click.option(
+    "--anchor",
+    "anchor",
+    metavar="SEQUENCE:HASH",
+    help="With --file: an event recorded apart from the database earlier (an earlier verification's last"
+    " sequence and head hash); the export must hold it unchanged.",
+)
 def verify(
-    context: click.Context, file_name: str | None, public_key: str | None, accept_unsigned_tail: bool
+    context: click.Context,
+    file_name: str | None,
+    public_key: str | None,
+    accept_unsigned_tail: bool,
+    anchor: str | None,
 ) -> None:
     """Recompute the hash chain and check the signed checkpoints; exit 1 if the log was tampered with.
 
@@ -78,6 +89,8 @@ def verify(
     --accept-unsigned-tail says to accept the checkpointed events alone.
     """
     json_output = options_of(context).json_output
+    if anchor is not None and file_name is None:
+        raise click.UsageError("--anchor checks an export: give it with --file and --public-key.")
     if file_name is None and public_key is None:
         with connect(options_of(context)) as connection:
             response = connection.audit.VerifyChain(
@@ -88,11 +101,13 @@ def verify(
         hint = "(verify an export offline with `custody audit verify --file F --public-key KEY`)"
     elif file_name is not None and public_key is not None:
         key = parse_public_key(public_key)
+        recorded = parse_recorded_event(anchor) if anchor is not None else None
         with open_export(file_name) as lines:
             verification = verify_json_lines(
                 with_progress(lines, "events read", enabled=sys.stderr.isatty()),
                 key,
                 accept_unsigned_tail=accept_unsigned_tail,
+                recorded=recorded,
             )
         report = offline_verification_to_json(verification, key)
         ok = verification.ok
@@ -315,6 +330,18 @@ def write_export_file(events: Iterable[custody_pb2.AuditEvent], path: Path) -> i
 def _unwritable(path: Path, error: OSError) -> InvalidInput:
     reason = (error.strerror or str(error)).lower()
     return InvalidInput(f"cannot write {path}: {reason}", field="--out")
+
+
+def parse_recorded_event(value: str) -> tuple[int, bytes]:
+    """SEQUENCE:HASH as an earlier verification prints them (the hash 64 hex characters, 0x optional)."""
+    sequence_text, _, hash_text = value.partition(":")
+    recorded_hash = _hex_key(hash_text.strip())
+    if not sequence_text.strip().isdigit() or int(sequence_text) < 1 or recorded_hash is None:
+        raise InvalidInput(
+            f"{value!r} is not SEQUENCE:HASH, a positive event number and its hash of 64 hex characters",
+            field="--anchor",
+        )
+    return int(sequence_text), recorded_hash
 
 
 def parse_public_key(value: str) -> bytes:

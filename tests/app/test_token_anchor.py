@@ -86,7 +86,7 @@ def test_a_rewritten_audit_log_is_refused_at_start(app: App, make_app: AppFactor
     # The writer rewrites an event and every hash after it, the anchored shutdown checkpoint included.
     rewrite_audit_actor(app.sql, head - 3, "someone-else")
 
-    with pytest.raises(ConfigurationError, match=f"audit event {head} in the database has hash"):
+    with pytest.raises(ConfigurationError, match=f"audit event {head} in the database's audit log has hash"):
         make_app(database=app.database, clock=app.clock)
 
 

@@ -221,8 +221,8 @@ def test_an_edited_checkpoint_stops_the_next_start_in_one_sentence(
                 (
                     f"{checkpoint.sequence}: checkpoint {checkpoint.sequence} has a covers_sequence that is not"
                     " an integer",
-                    f"audit event {checkpoint.sequence} in the database has hash {forged_hash.hex()[:16]}...,"
-                    " but the HSM token's anchor vouches for hash",
+                    f"audit event {checkpoint.sequence} in the database's audit log has hash"
+                    f" {forged_hash.hex()[:16]}..., but the HSM token's anchor vouches for hash",
                 ),
             ),
         ):
