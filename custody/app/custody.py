@@ -54,7 +54,9 @@ class Custody:
         self.sealer = Sealer(hsm, clock)
         self.audit_head = RememberedHead()
         # What the audit log says is current: a row put back to an older sealed value is not signed.
-        self.current_state = CurrentState(self.audit_head, lambda: audit_public_key_once_open(self.audit))
+        self.current_state = CurrentState(
+            store, self.audit_head, lambda: audit_public_key_once_open(self.audit)
+        )
         self.audit_head.on_walked = self.current_state.observe
         self.sealer.current = self.current_state
         # Every use case writes through the sealing store: it stores the HSM seal of each record a signature
@@ -96,7 +98,7 @@ class Custody:
         self.sealer.open(store, self.audit)
         head = store.audit_head()
         self.audit_head.remember(head)
-        self.current_state.load(store)
+        self.current_state.load()
         self.audit.anchor(head)
 
     def health(self) -> Health:

@@ -72,7 +72,12 @@ class Subjects:
 
 
 class CurrentState:
-    def __init__(self, head: RememberedHead, public_key: Callable[[], bytes | None]) -> None:
+    def __init__(
+        self, store: StoreTransaction, head: RememberedHead, public_key: Callable[[], bytes | None]
+    ) -> None:
+        # Read outside any write transaction (the store's own reads use a connection of their own), so that only
+        # committed events are taken in: the transaction asking may hold events of its own that roll back.
+        self._store = store
         self._head = head
         self._public_key = public_key
         self._lock = threading.Lock()
@@ -82,10 +87,10 @@ class CurrentState:
         self._requests: OrderedDict[str, AuditEvent | None] = OrderedDict()
         self._loaded = False
 
-    def load(self, reader: StoreTransaction) -> None:
+    def load(self) -> None:
         """At start: read every key and policy event, each checked against its own hash."""
         for kind in (*KEY_STATE_AFTER, AuditKind.POLICY_ACTIVATED):
-            self.observe(_every_event(reader, kind=kind))
+            self.observe(_every_event(self._store, kind=kind))
         self._loaded = True
 
     def observe(self, events: Iterable[AuditEvent]) -> None:
@@ -94,16 +99,16 @@ class CurrentState:
             for event in events:
                 self._observe(event)
 
-    def problem(self, reader: StoreTransaction, subjects: Subjects) -> str | None:
+    def problem(self, subjects: Subjects) -> str | None:
         """Why the rows in ``subjects`` are not the latest the audit log knows of, or None when they are."""
         if not self._loaded:
             return None
         # Events other writers appended since this process last looked are taken in first.
-        self._head.catch_up(reader, self._public_key())
+        self._head.catch_up(self._store, self._public_key())
         with self._lock:
             stale = self._key_problem(subjects) or self._policy_problem(subjects)
         if stale is not None:
-            stale = self._confirmed(reader, subjects)
+            stale = self._confirmed(subjects)
             if stale is not None:
                 return stale
         with self._lock:
@@ -111,7 +116,7 @@ class CurrentState:
             if known:
                 self._requests.move_to_end(subjects.request_id)
         if not known:
-            self._read_request(reader, subjects.request_id)
+            self._read_request(subjects.request_id)
         with self._lock:
             ended = self._requests.get(subjects.request_id)
         if ended is not None:
@@ -121,18 +126,18 @@ class CurrentState:
             )
         return None
 
-    def _confirmed(self, reader: StoreTransaction, subjects: Subjects) -> str | None:
+    def _confirmed(self, subjects: Subjects) -> str | None:
         """The key or policy problem, once the database confirms it. Memory may disagree with a row for a moment
         without anything put back: a row read just before another thread committed a freeze or an activation
         (the daemon's own checks deal with those), or a change committed but not yet taken in here."""
         if subjects.key_label is not None:
-            key = reader.get_key(subjects.key_label)
+            key = self._store.get_key(subjects.key_label)
             if key is None or key.state is KeyState.FROZEN:
                 return None
-        active = reader.active_policy()
+        active = self._store.active_policy()
         if active is None or active.version > subjects.policy_version:
             return None
-        self.load(reader)
+        self.load()
         with self._lock:
             return self._key_problem(subjects) or self._policy_problem(subjects)
 
@@ -157,8 +162,8 @@ class CurrentState:
             f" (audit event {event.sequence}): the newer version's row was removed"
         )
 
-    def _read_request(self, reader: StoreTransaction, request_id: str) -> None:
-        events = _every_event(reader, request_id=request_id)
+    def _read_request(self, request_id: str) -> None:
+        events = _every_event(self._store, request_id=request_id)
         with self._lock:
             self._remember_request(request_id, None, only_if_unknown=True)
             for event in events:

@@ -288,7 +288,7 @@ class Sealer:
         if bad:
             problem = "the seal of " + ", ".join(bad) + (" is missing or does not verify")
         elif self.current is not None:
-            problem = self.current.problem(reader, records.subjects)
+            problem = self.current.problem(records.subjects)
         if problem is not None:
             self.last_mismatch = problem
         return problem
