@@ -5,13 +5,15 @@ Code that signs with ``Account.from_key(...)`` switches by changing that one lin
 ``sign_typed_data`` take the same arguments and return eth-account's own SignedTransaction and SignedMessage.
 Each call is a signing request the policy decides: one held for approvals raises ApprovalRequired (after
 waiting ``wait_seconds`` for the quorum), one that ends unsigned raises RequestNotSigned. The account remembers
-the calls it was told to wait for: the same call again (for a transaction, the same chain, nonce, destination,
-value and data, whatever gas and fees a node filled in this time) answers from that request once it is signed.
+the calls it was told to wait for: the same call again (for a transaction, every field equal but the gas and fees
+a node fills in, so the same authorization list, blob hashes and blob fee too) answers from that request once
+it is signed.
 
 Nothing the daemon answers is taken on trust: the client recomputes the digest of what it asked to be signed
 with eth-account, checks the daemon's digest is that one, and recovers the signer of every signature, which
-must be the key's address. The daemon signs only payloads it can read, so there is no ``unsafe_sign_hash``,
-and ``sign_message`` signs EIP-191 personal messages only (typed data goes through ``sign_typed_data``, whole).
+must be the key's address; a signed transaction must be the one asked for in every field. The daemon signs
+only payloads it can read, so there is no ``unsafe_sign_hash``, and ``sign_message`` signs EIP-191 personal
+messages only (typed data goes through ``sign_typed_data``, whole).
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ _EIP712_DOMAIN_FIELDS = (
     ("salt", "bytes32"),
 )
 _WAITING_STATES = frozenset({"PENDING_APPROVAL", "APPROVED"})
-# The fields that say what a transaction does, as opposed to what it pays (gas and fees).
-_TRANSFER_FIELDS = ("chainId", "nonce", "to", "value", "data", "type", "accessList")
-_QUANTITY_FIELDS = frozenset({"chainId", "nonce", "value", "type"})
+# The fields a node fills in (web3.py's middleware asks it for gas and fees each time): what a transaction
+# pays for its execution, as opposed to what it does. Every other field, the authorization list, blob hashes
+# and blob fee too, makes two calls the same transaction only when equal.
+_NODE_FILLED_FIELDS = frozenset({"gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas"})
+_QUANTITY_FIELDS = frozenset({"chainId", "nonce", "value", "type", "maxFeePerBlobGas"})
+_LEGACY_FIELDS = frozenset({"type", "chainId", "nonce", "gasPrice", "gas", "to", "value", "data"})
 
 
 class ApprovalRequired(CustodyError):
@@ -110,13 +115,7 @@ class CustodyAccount:
         # What makes two calls the same transaction: a caller that fills fees and gas from a node (web3.py's
         # middleware) asks again after the approvals with other fees, and must get the approved transaction,
         # not a conflict over its nonce.
-        transfer = {
-            name: _quantity(value) if name in _QUANTITY_FIELDS and value is not None else _json_value(value)
-            for name in _TRANSFER_FIELDS
-            for value in [fields.get(name)]
-        }
-        identity = json.dumps(transfer, sort_keys=True, default=str).encode("utf-8")
-        request, remembered = self._signed(payload, "transaction", identity)
+        request, remembered = self._signed(payload, "transaction", _transaction_identity(fields))
         if request.signed_tx is None or request.tx_hash is None or request.signature is None:
             raise SignatureMismatch(
                 f"request {request.request_id} is SIGNED but carries no signed transaction"
@@ -127,7 +126,7 @@ class CustodyAccount:
                 f"the transaction of request {request.request_id} is not signed by {self._address}"
             )
         # The request an earlier call waited for carries that call's gas and fees; the rest must be this call's.
-        _check_transaction_fields(raw, fields, request.request_id, check_gas=not remembered)
+        _check_transaction_fields(raw, fields, request.request_id, check_fees=not remembered)
         r, s, y_parity = _split(request.signature)
         # A typed transaction carries the bare y-parity; a legacy one EIP-155's v.
         v = y_parity if raw[0] < 0x80 else _quantity(fields["chainId"]) * 2 + 35 + y_parity
@@ -274,30 +273,74 @@ def _quantity(value: Any) -> int:
     return int(value)
 
 
+def _transaction_identity(fields: Mapping[str, Any]) -> bytes:
+    """What makes two calls the same transaction: every field but those a node fills in, with quantities
+    read as numbers so that 16 and "0x10" are one value."""
+    identity = {
+        name: _quantity(value) if name in _QUANTITY_FIELDS and value is not None else _json_value(value)
+        for name, value in fields.items()
+        if name not in _NODE_FILLED_FIELDS
+    }
+    return json.dumps(identity, sort_keys=True, default=str).encode("utf-8")
+
+
 def _check_transaction_fields(
-    raw: bytes, asked: Mapping[str, Any], request_id: str, *, check_gas: bool = True
+    raw: bytes, asked: Mapping[str, Any], request_id: str, *, check_fees: bool = True
 ) -> None:
-    """The signed transaction carries the nonce, destination, value, data and chain id that were asked, and,
-    with ``check_gas``, the gas limit."""
+    """The signed transaction is the one asked for, every field of it; with ``check_fees`` false (the request
+    an earlier call waited for, which carries that call's gas and fees) the gas and fee fields are left out.
+
+    A typed transaction is decoded and the asked one encoded by eth-account, and the two unsigned
+    transactions must have the same signing hash: the authorization list, blob hashes, blob fee and access
+    list count like the destination and value.
+    """
     if raw[0] < 0x80:
-        signed = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
-        chain_id, to = signed["chainId"], bytes(signed["to"])
-        nonce, gas, value, data = signed["nonce"], signed["gas"], signed["value"], bytes(signed["data"])
+        signed = TypedTransaction.from_bytes(HexBytes(raw))
+        # Quantities as numbers, read as the identity reads them (eth-account takes only hex strings).
+        expected = {
+            name: _quantity(value)
+            if name in _QUANTITY_FIELDS | _NODE_FILLED_FIELDS and value is not None
+            else value
+            for name, value in asked.items()
+        }
+        if not check_fees:
+            signed_fields = signed.as_dict()
+            expected.update(
+                {name: signed_fields[name] for name in _NODE_FILLED_FIELDS & signed_fields.keys()}
+            )
+        try:
+            matches = TypedTransaction.from_dict(expected).hash() == signed.hash()
+        except (TypeError, ValueError, KeyError):
+            # eth-account cannot encode what was asked as a transaction of the signed one's kind.
+            matches = False
     else:
-        nonce_b, _, gas_b, to, value_b, data, v_b, _, _ = rlp.decode(raw)
-        nonce, gas, value = (int.from_bytes(item, "big") for item in (nonce_b, gas_b, value_b))
-        chain_id = (int.from_bytes(v_b, "big") - 35) // 2
-    expected_data = asked.get("data", b"")
-    expected_data = (
-        bytes.fromhex(expected_data[2:]) if isinstance(expected_data, str) else bytes(expected_data)
-    )
-    matches = (
-        nonce == _quantity(asked["nonce"])
-        and (not check_gas or gas == _quantity(asked["gas"]))
-        and value == _quantity(asked.get("value", 0))
-        and chain_id == _quantity(asked["chainId"])
-        and bytes(to) == bytes.fromhex(str(asked["to"])[2:])
-        and bytes(data) == expected_data
-    )
+        matches = _legacy_matches(raw, asked, check_fees=check_fees)
     if not matches:
         raise SignatureMismatch(f"the transaction signed for request {request_id} is not the one asked for")
+
+
+def _legacy_matches(raw: bytes, asked: Mapping[str, Any], *, check_fees: bool) -> bool:
+    """Whether a signed legacy transaction (EIP-155) carries every field asked: nonce, gas price, gas,
+    destination, value, data and chain id (in ``v``)."""
+    nonce, gas_price, gas, to, value, data, v, _, _ = rlp.decode(raw)
+    expected_to = asked.get("to")
+    expected_data = asked.get("data", b"")
+    try:
+        return (
+            int.from_bytes(nonce, "big") == _quantity(asked["nonce"])
+            and (
+                not check_fees
+                or (
+                    int.from_bytes(gas_price, "big") == _quantity(asked["gasPrice"])
+                    and int.from_bytes(gas, "big") == _quantity(asked["gas"])
+                )
+            )
+            and bytes(to) == (b"" if expected_to is None else HexBytes(expected_to))
+            and int.from_bytes(value, "big") == _quantity(asked.get("value", 0))
+            and bytes(data) == HexBytes(expected_data)
+            and (int.from_bytes(v, "big") - 35) // 2 == _quantity(asked["chainId"])
+            and _quantity(asked.get("type", 0)) == 0
+            and set(asked) <= _LEGACY_FIELDS
+        )
+    except (KeyError, TypeError, ValueError):
+        return False
