@@ -4,8 +4,9 @@ Integers are accepted in three spellings, because wallets, eth-account and JSON-
 different one: a JSON integer (``21000``), a ``0x``-prefixed hexadecimal string (``"0x5208"``, the JSON-RPC
 convention) or a string of decimal digits (``"21000"``, which survives JavaScript tools that would round a
 large JSON number). Fractions, exponents, booleans, empty strings, signs on hex strings and whitespace are
-all refused: an amount of money must have exactly one reading. Byte strings are ``0x``-prefixed hex of even
-length.
+all refused, and so are leading zeros and a sign on zero in a decimal string ("007", "-0"): an amount of
+money must have exactly one reading, and a decimal string one spelling per number. Byte strings are
+``0x``-prefixed hex of even length.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ __all__ = ["format_ether", "format_gwei"]  # re-exported; everything defined her
 MAX_PAYLOAD_BYTES = 128 * 1024
 
 _HEX_QUANTITY = re.compile(r"0x[0-9a-fA-F]+")
-_DECIMAL_QUANTITY = re.compile(r"-?[0-9]+")
+# A decimal string has one spelling per number: no leading zero ("007") and no sign on zero ("-0"). A negative
+# one is read so that its error can say it is below the minimum.
+_DECIMAL_QUANTITY = re.compile(r"0|-?[1-9][0-9]*")
+_DECIMAL_DIGITS = re.compile(r"-?[0-9]+")
 _HEX_BYTES = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 
 # Deeper JSON than this is refused before decoding. Python's C decoder recurses per level and, when the
@@ -163,6 +167,12 @@ def parse_integer(value: object, field: str, *, minimum: int, maximum: int) -> i
             number = int(value[2:], 16)
         elif _DECIMAL_QUANTITY.fullmatch(value):
             number = int(value, 10)
+        elif _DECIMAL_DIGITS.fullmatch(value):
+            raise InvalidInput(
+                f"a decimal string must have no leading zero and no sign on zero, got {value[:40]!r}: each"
+                " integer has exactly one spelling",
+                field=field,
+            )
         else:
             raise InvalidInput(
                 "must be an integer as a JSON number, a 0x-hex string or a decimal string,"

@@ -109,6 +109,22 @@ def test_integer_spellings_are_equivalent() -> None:
     assert len(digests) == 1
 
 
+@pytest.mark.parametrize(
+    ("field", "spelling"),
+    [("nonce", "026"), ("value", "00"), ("gas", "021000"), ("value", "-0"), ("nonce", "-00")],
+)
+def test_a_decimal_string_with_a_leading_zero_or_a_signed_zero_is_refused_naming_the_field(
+    field: str, spelling: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        _parse({**INVALID["base"], field: spelling})
+    assert refused.value.field == field
+    assert "no leading zero and no sign on zero" in str(refused.value)
+    # Zero itself, in each spelling, is still zero.
+    for zero in ("0", "0x0", 0):
+        assert _parse({**INVALID["base"], "value": zero}).value == 0
+
+
 def test_type_is_inferred_from_fee_fields() -> None:
     legacy = dict(INVALID["legacy_base"])
     assert _parse(legacy).transaction_type == "legacy"
