@@ -72,6 +72,8 @@ JSONRPC_KEY_FROZEN = -32012
 JSONRPC_NONCE_CONFLICT = -32013
 JSONRPC_NOT_SIGNED = -32014
 JSONRPC_UNAUTHENTICATED = -32015
+# eth_sendTransaction signed, but the upstream node could not say whether it received the transaction.
+JSONRPC_BROADCAST_UNKNOWN = -32016
 
 JSONRPC_CODE_BY_ERROR: dict[type[errors.CustodyError], int] = {
     errors.InvalidInput: JSONRPC_INVALID_PARAMS,

@@ -6,8 +6,10 @@ approvals is the error -32010 with ``data: {request_id, state}``; the endpoint r
 identical call sent again answers from that request: its signature once the quorum signed it, or -32014 once
 if it was rejected, expired or cancelled (the call after that is submitted anew). The memory is the
 process's: after a restart, or at another replica, a transaction is still found by its nonce in the use case
-(and a call that left fields to the upstream node by the waiting request whose fields agree, since the fees it
-would fill in may have moved), while a message or typed data makes a new request. A denial, a frozen key and a
+(and a call that left fields to the upstream node by the waiting request that is the same transaction apart
+from those fields, since the fees it would fill in may have moved), while a message or typed data makes a new
+request. A broadcast whose outcome the node cannot tell is -32016 with the signed transaction, never "try
+again". A denial, a frozen key and a
 nonce conflict have codes of their own (custody.api.errors).
 """
 
@@ -23,18 +25,20 @@ from collections.abc import Callable
 from typing import Any
 
 from custody.api.errors import (
+    JSONRPC_BROADCAST_UNKNOWN,
     JSONRPC_METHOD_NOT_FOUND,
     JSONRPC_NOT_SIGNED,
     JSONRPC_PENDING_APPROVAL,
     JSONRPC_POLICY_DENIED,
 )
 from custody.app.custody import Custody
+from custody.chains.evm.transactions import parse_transaction
 from custody.chains.evm.values import parse_integer
 from custody.config import JsonRpcConfig
 from custody.domain.errors import InvalidInput, PermissionDenied, Unavailable
 from custody.domain.keys import KeyState
 from custody.domain.principals import Principal, Role
-from custody.domain.requests import PayloadKind, RequestState, SignatureResult, SigningRequest
+from custody.domain.requests import PayloadKind, RequestState, SigningRequest
 from custody.jsonrpc import params
 from custody.jsonrpc.protocol import JsonRpcError
 from custody.jsonrpc.upstream import UPSTREAM, Upstream, UpstreamError
@@ -70,6 +74,11 @@ FORWARDED_METHODS = frozenset(
 # time: waiting, or signed and not yet broadcast (once broadcast, the pending nonce has moved on).
 _REUSABLE_STATES = (RequestState.PENDING_APPROVAL, RequestState.APPROVED, RequestState.SIGNED)
 _REUSABLE_LOOKUP_LIMIT = 200
+# The fields the endpoint asks the upstream node for when a call leaves them out. Only these may differ between
+# a call and the earlier request it finds again; a field the caller gave must still agree.
+NODE_FILLED_FIELDS = frozenset(
+    {"nonce", "gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "chainId"}
+)
 # Calls answered "pending approval", remembered so that the same call again answers from the same request;
 # the oldest are forgotten past this many (the call is then submitted again).
 MAX_REMEMBERED_PENDING_CALLS = 10_000
@@ -199,24 +208,24 @@ class JsonRpcMethods:
     def _sign_message(self, caller: Principal, method: str, call_params: Any) -> str:
         data, signer = params.message_and_address(call_params, method, address_first=method == "eth_sign")
         key_label = self._key_for(caller, signer)
-        result = self._sign(caller, key_label, PayloadKind.MESSAGE, data, lambda: data)
-        return "0x" + result.signature.hex()
+        signed = self._sign(caller, key_label, PayloadKind.MESSAGE, data, lambda: data)
+        return "0x" + _signature(signed).hex()
 
     def _sign_typed_data(self, caller: Principal, method: str, call_params: Any) -> str:
         payload, signer = params.typed_data_and_address(call_params, method)
         key_label = self._key_for(caller, signer)
-        result = self._sign(
+        signed = self._sign(
             caller, key_label, PayloadKind.TYPED_DATA, _typed_data_identity(payload), lambda: payload
         )
-        return "0x" + result.signature.hex()
+        return "0x" + _signature(signed).hex()
 
     def _sign_transaction(self, caller: Principal, method: str, call_params: Any) -> str:
-        signed_tx, _ = self._signed_transaction(caller, method, call_params)
+        _, signed_tx, _ = self._signed_transaction(caller, method, call_params)
         return "0x" + signed_tx.hex()
 
     def _send_transaction(self, caller: Principal, method: str, call_params: Any) -> str:
         upstream = self._require_upstream(method)
-        signed_tx, tx_hash_bytes = self._signed_transaction(caller, method, call_params)
+        request_id, signed_tx, tx_hash_bytes = self._signed_transaction(caller, method, call_params)
         raw_hex = "0x" + signed_tx.hex()
         tx_hash = "0x" + tx_hash_bytes.hex()
         try:
@@ -229,29 +238,44 @@ class JsonRpcMethods:
             raise JsonRpcError(
                 refused.code,
                 f"the transaction was signed but {UPSTREAM} refused it: {refused.message}",
-                {"tx_hash": tx_hash, "signed_tx": raw_hex},
+                {"tx_hash": tx_hash, "signed_tx": raw_hex, "request_id": request_id},
+            ) from None
+        except Unavailable:
+            # A timeout, a reset or an empty 5xx may come after the node took the transaction: "try again"
+            # would let a call without a nonce sign a second payment. The caller learns the transaction it
+            # must look for (or broadcast itself) instead.
+            raise JsonRpcError(
+                JSONRPC_BROADCAST_UNKNOWN,
+                f"the transaction was signed, but whether {UPSTREAM} received it is unknown: look for tx_hash"
+                " before sending anything again, or broadcast signed_tx with eth_sendRawTransaction",
+                {"tx_hash": tx_hash, "signed_tx": raw_hex, "request_id": request_id},
             ) from None
         return tx_hash
 
-    def _signed_transaction(self, caller: Principal, method: str, call_params: Any) -> tuple[bytes, bytes]:
-        """The signed encoding and hash of the transaction of eth_signTransaction or eth_sendTransaction."""
+    def _signed_transaction(
+        self, caller: Principal, method: str, call_params: Any
+    ) -> tuple[str, bytes, bytes]:
+        """The request id, signed encoding and hash of the transaction of eth_signTransaction or
+        eth_sendTransaction."""
         transaction = params.transaction(call_params, method)
         key_label = self._key_for(caller, transaction.sender)
-        result = self._sign(
+        request = self._sign(
             caller,
             key_label,
             PayloadKind.TRANSACTION,
             _payload(transaction.fields),
             lambda: self._complete(caller, key_label, transaction, method),
         )
+        result = request.result
         # A signed transaction request always carries its encoding and hash.
-        assert result.signed_tx is not None and result.tx_hash is not None
-        return result.signed_tx, result.tx_hash
+        assert result is not None and result.signed_tx is not None and result.tx_hash is not None
+        return request.request_id, result.signed_tx, result.tx_hash
 
     def _sign(
         self, caller: Principal, key_label: str, kind: PayloadKind, call: bytes, payload: Callable[[], bytes]
-    ) -> SignatureResult:
-        """Submit the payload ``payload()`` gives, or answer from the request an identical earlier call got.
+    ) -> SigningRequest:
+        """The SIGNED request of the payload ``payload()`` gives, submitted now or found from an identical
+        earlier call; the error that says why it is not signed otherwise.
 
         ``call`` is what identifies the call: the message or typed data, or the transaction fields the caller
         gave. A call answered "pending" is remembered, so that the same call again answers from its request:
@@ -270,14 +294,15 @@ class JsonRpcMethods:
                     self._pending_calls.popitem(last=False)
             else:
                 self._pending_calls.pop(remembered_as, None)
-        return self._outcome(request)
+        self._require_signed(request)
+        return request
 
-    def _outcome(self, request: SigningRequest) -> SignatureResult:
-        """The signature of a SIGNED request; the error that says why there is none otherwise."""
+    def _require_signed(self, request: SigningRequest) -> None:
+        """Nothing for a SIGNED request; the error that says why there is no signature otherwise."""
         state = request.state
         data = {"request_id": request.request_id, "state": state.value}
         if state is RequestState.SIGNED and request.result is not None:
-            return request.result
+            return
         if state in (RequestState.PENDING_APPROVAL, RequestState.APPROVED):
             progress = self.custody.signing.view(request).progress
             waiting_for = f" ({progress.describe()})" if progress is not None else ""
@@ -351,7 +376,13 @@ class JsonRpcMethods:
             fields["gas"] = hex(
                 _upstream_quantity(upstream.call("eth_estimateGas", [estimate_call]), "eth_estimateGas")
             )
-        earlier = self._earlier_transaction(caller, key_label, given, fields)
+        candidate = _canonical_transaction(fields)
+        if candidate is None:
+            # The use case refuses it with the field that is wrong; no earlier request can be the same.
+            return _payload(fields)
+        earlier = self._earlier_transaction(caller, key_label, given, candidate)
+        if earlier is None and "nonce" not in given:
+            earlier = self._sent_transaction(caller, key_label, given, candidate, upstream)
         return earlier if earlier is not None else _payload(fields)
 
     def _fees(self, upstream: Upstream, fields: dict[str, Any]) -> dict[str, str]:
@@ -394,27 +425,60 @@ class JsonRpcMethods:
         return fees
 
     def _earlier_transaction(
-        self, caller: Principal, key_label: str, given: dict[str, Any], completed: dict[str, Any]
+        self, caller: Principal, key_label: str, given: dict[str, Any], candidate: dict[str, Any]
     ) -> bytes | None:
         """The payload of the caller's waiting (or signed, not yet sent) request on this key, chain and nonce
-        whose fields agree with every field the caller gave; None when there is none."""
-        chain_id = parse_integer(completed["chainId"], "chainId", minimum=1, maximum=UINT256_MAX)
-        nonce = parse_integer(completed["nonce"], "nonce", minimum=0, maximum=UINT256_MAX)
+        that is the same transaction as ``candidate`` (see ``_same_transaction``); None when there is none."""
         for state in _REUSABLE_STATES:
-            for request in self.custody.signing.list(
-                caller, state=state, key_label=key_label, limit=_REUSABLE_LOOKUP_LIMIT
-            ):
-                # Only the caller's own: another requester's transaction on the same key is not this call's.
-                if request.requester != caller.name or request.kind is not PayloadKind.TRANSACTION:
-                    continue
-                if request.chain_id != chain_id:
-                    continue
+            for request in self._own_transactions(caller, key_label, state, candidate):
                 stored = json.loads(request.payload)
-                if int(stored["nonce"], 16) != nonce:
-                    continue
-                if all(_agrees(name, value, stored.get(name)) for name, value in given.items()):
+                if stored["nonce"] == candidate["nonce"] and _same_transaction(given, candidate, stored):
                     return request.payload
         return None
+
+    def _sent_transaction(
+        self,
+        caller: Principal,
+        key_label: str,
+        given: dict[str, Any],
+        candidate: dict[str, Any],
+        upstream: Upstream,
+    ) -> bytes | None:
+        """For a call without a nonce sent again after its broadcast's outcome was unknown: the payload of the
+        caller's newest signed request on this key and chain, the nonce just below the pending one, that is the
+        same transaction as ``candidate`` apart from the nonce and whose transaction the node knows. Answering
+        it (its nonce is already used, so the use case answers its signature) keeps the retry from signing a
+        second payment; None when there is no such request."""
+        pending_nonce = int(candidate["nonce"], 16)
+        for request in self._own_transactions(caller, key_label, RequestState.SIGNED, candidate):
+            stored = json.loads(request.payload)
+            if int(stored["nonce"], 16) != pending_nonce - 1:
+                # Only the transaction sent last can be the one whose broadcast this call retries.
+                return None
+            if not _same_transaction(given, candidate, stored, also_ignoring=frozenset({"nonce"})):
+                return None
+            if request.result is None or request.result.tx_hash is None:
+                return None
+            if not _node_knows(upstream, "0x" + request.result.tx_hash.hex()):
+                return None
+            return request.payload
+        return None
+
+    def _own_transactions(
+        self, caller: Principal, key_label: str, state: RequestState, candidate: dict[str, Any]
+    ) -> list[SigningRequest]:
+        """The caller's transaction requests in ``state`` on this key and ``candidate``'s chain, newest first.
+        Another requester's transaction on the same key is never this call's."""
+        chain_id = int(candidate["chainId"], 16)
+        return [
+            request
+            for request in self.custody.signing.list(
+                caller, state=state, key_label=key_label, limit=_REUSABLE_LOOKUP_LIMIT
+            )
+            if request.requester == caller.name
+            and request.kind is PayloadKind.TRANSACTION
+            and request.chain_id == chain_id
+        ]
 
     # -- requests --------------------------------------------------------------------------------------------
 
@@ -456,6 +520,12 @@ def request_json(request: SigningRequest) -> dict[str, Any]:
     return answer
 
 
+def _signature(request: SigningRequest) -> bytes:
+    # _sign answers only SIGNED requests, which always carry their signature.
+    assert request.result is not None
+    return request.result.signature
+
+
 def _typed_data_identity(payload: bytes) -> bytes:
     """What makes two typed data calls the same call: the same JSON document, whether it came as an object or
     as a string, in whatever key order (the payload itself when it is no JSON, which submit then refuses)."""
@@ -486,19 +556,27 @@ def _upstream_quantity(value: Any, what: str) -> int:
         raise Unavailable(f"{UPSTREAM} answered {what} with something that is not a quantity") from None
 
 
-def _agrees(name: str, given: Any, stored: Any) -> bool:
-    """Whether a field the caller gave has the value a stored (canonical) payload holds."""
-    if stored is None:
-        return name == "accessList" and given == []
+def _canonical_transaction(fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The transaction as the use case stores it (every default spelled out: no ``to`` for a contract
+    creation, value 0, empty data and access list, the type the fields imply); None when it does not parse."""
     try:
-        if name == "to":
-            return isinstance(given, str) and given.lower() == str(stored).lower()
-        if name == "data":
-            return params.hex_data(given, name) == params.hex_data(stored, name)
-        if name == "accessList":
-            return bool(json.dumps(given).lower() == json.dumps(stored).lower())
-        return parse_integer(given, name, minimum=0, maximum=UINT256_MAX) == parse_integer(
-            stored, name, minimum=0, maximum=UINT256_MAX
-        )
+        parsed: dict[str, Any] = json.loads(parse_transaction(fields).canonical)
     except InvalidInput:
-        return False
+        return None
+    return parsed
+
+
+def _same_transaction(
+    given: dict[str, Any],
+    candidate: dict[str, Any],
+    stored: dict[str, Any],
+    *,
+    also_ignoring: frozenset[str] = frozenset(),
+) -> bool:
+    """Whether a stored (canonical) transaction is the one a call describes. Only the fields the node fills in
+    and the caller left out may differ (the fees and gas estimate move between calls); every other field, given
+    or left to its default, must be equal: leaving ``value`` out means 0, not "any value"."""
+    may_differ = (NODE_FILLED_FIELDS - given.keys()) | also_ignoring
+    return all(
+        candidate.get(name) == stored.get(name) for name in (candidate.keys() | stored.keys()) - may_differ
+    )

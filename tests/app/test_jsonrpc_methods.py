@@ -8,11 +8,15 @@ and SoftHSM2 token, the development policy, a clock the test moves). Signatures 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_account.typed_transactions import TypedTransaction
+from eth_utils import keccak
+from hexbytes import HexBytes
 
 from custody.api.errors import jsonrpc_error_for
 from custody.config import JsonRpcConfig
@@ -21,6 +25,8 @@ from custody.domain.principals import Principal, Role
 from custody.domain.requests import RequestState
 from custody.jsonrpc.methods import JsonRpcMethods
 from custody.jsonrpc.protocol import JsonRpcError
+from custody.jsonrpc.upstream import Upstream
+from tests.e2e.jsonrpc_support import AnswerLost, UpstreamNode
 from tests.evm_payloads import safe_tx
 
 from .conftest import ADMIN, BACKEND, CAROL, DAVE, SEPOLIA, App, AppFactory
@@ -178,3 +184,137 @@ def test_the_chain_id_comes_from_the_configuration_without_an_upstream_node(app:
         {"from": app.keys["ops"].address, "to": RECIPIENT, "nonce": "0x1", "gas": "0x5208"},
     )
     assert missing.code == -32602 and "maxFeePerGas" in missing.message and "upstream" in missing.message
+
+
+# -- calls that leave fields to an upstream node ----------------------------------------------------------------
+
+
+class BroadcastOutcomeUnknownNode(UpstreamNode):
+    """A node that takes a transaction (its pending nonce moves on) but answers eth_sendRawTransaction with an
+    empty HTTP 502 while ``broadcast_fails`` is set, as a gateway does when the node behind it is slow."""
+
+    broadcast_fails = True
+
+    def answer(self, method: str, params: list[Any]) -> Any:
+        answer = super().answer(method, params)
+        if method == "eth_sendRawTransaction":
+            self.pending_nonce += 1
+            if self.broadcast_fails:
+                raise AnswerLost
+        return answer
+
+
+@pytest.fixture
+def node() -> Iterator[BroadcastOutcomeUnknownNode]:
+    started = BroadcastOutcomeUnknownNode(gas_estimate=60_000)
+    started.broadcast_fails = False
+    started.start()
+    yield started
+    started.stop()
+
+
+def methods_with_node(app: App, node: UpstreamNode) -> JsonRpcMethods:
+    return JsonRpcMethods(
+        lambda: app.custody,
+        JsonRpcConfig(chain_id=SEPOLIA),
+        upstream=Upstream(node.url, timeout=5.0),
+        max_wait_seconds=5.0,
+    )
+
+
+TOKEN = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
+# transfer(RECIPIENT, 10**18): an ERC-20 transfer, which the treasury rule holds for approvals.
+ERC20_TRANSFER = "0xa9059cbb" + RECIPIENT[2:].lower().rjust(64, "0") + hex(10**18)[2:].rjust(64, "0")
+# Each case: the first call's fields (besides from), and the field the second call leaves out. Left out, a
+# field takes its JSON-RPC default (no to: a contract creation; value 0; empty data and access list; the type
+# the fee fields imply), never "whatever the earlier request had".
+LEFT_OUT_FIELDS = {
+    "value": {"to": RECIPIENT, "value": hex(10**17)},
+    "to": {"to": RECIPIENT, "value": hex(0)},
+    "data": {"to": TOKEN, "data": ERC20_TRANSFER},
+    "accessList": {"to": RECIPIENT, "accessList": [{"address": RECIPIENT, "storageKeys": []}]},
+    "type": {"to": RECIPIENT, "type": "0x0"},
+}
+
+
+@pytest.mark.parametrize("left_out", sorted(LEFT_OUT_FIELDS))
+@pytest.mark.parametrize("method", ["eth_signTransaction", "eth_sendTransaction"])
+def test_a_call_leaving_a_field_out_is_not_answered_from_a_request_that_has_one(
+    app: App, node: BroadcastOutcomeUnknownNode, left_out: str, method: str
+) -> None:
+    methods = methods_with_node(app, node)
+    treasury = app.keys["treasury"].address
+    node.pending_nonce = app.nonce()
+    first = {"from": treasury, **LEFT_OUT_FIELDS[left_out]}
+    held = call(methods, BACKEND, method, first)
+    assert isinstance(held, JsonRpcError) and held.code == -32010, held
+    request_id = held.data["request_id"]
+    stored = app.get(request_id).payload
+
+    second = {name: value for name, value in first.items() if name != left_out}
+    answered = call(methods, BACKEND, method, second)
+    assert not isinstance(answered, str), "the call left a field out and was answered a signature"
+    assert answered.data is None or answered.data.get("request_id") != request_id, answered
+
+    app.approve(app.get(request_id), "alice")
+    app.approve(app.get(request_id), "carol")
+    assert app.get(request_id).state is RequestState.SIGNED
+    after_approval = call(methods, BACKEND, method, second)
+    assert not isinstance(after_approval, str), "the approved request was answered to another call"
+    assert node.broadcast == [] and app.get(request_id).payload == stored
+    # The call as it was first sent still finds its request, even with the fees moved meanwhile.
+    node.next_base_fee += 10**9
+    signed = call(methods, BACKEND, method, first)
+    raw = app.get(request_id).result.signed_tx
+    assert Account.recover_transaction(raw) == treasury
+    assert signed in ("0x" + raw.hex(), "0x" + app.get(request_id).result.tx_hash.hex())
+
+
+def test_a_call_giving_only_what_the_node_fills_in_finds_its_request_with_the_fees_moved(
+    app: App, node: BroadcastOutcomeUnknownNode
+) -> None:
+    methods = methods_with_node(app, node)
+    treasury = app.keys["treasury"].address
+    node.pending_nonce = app.nonce()
+    first = {"from": treasury, "to": RECIPIENT, "value": hex(10**17), "gas": hex(60_000)}
+    request_id = call(methods, BACKEND, "eth_signTransaction", first).data["request_id"]
+    node.next_base_fee += 10**9
+    # Spelled otherwise (another call for the endpoint's memory), the same transaction: the same request.
+    again = {"from": treasury, "to": RECIPIENT.lower(), "value": 10**17, "gasLimit": 60_000, "data": "0x"}
+    assert call(methods, BACKEND, "eth_signTransaction", again).data["request_id"] == request_id
+    # A gas limit the caller gave is its own, not the node's to fill: another transaction for the same nonce.
+    other_gas = {**first, "gas": hex(70_000)}
+    assert call(methods, BACKEND, "eth_signTransaction", other_gas).code == -32013
+
+
+def test_a_broadcast_whose_outcome_is_unknown_answers_the_signed_transaction_and_a_retry_signs_no_second(
+    app: App, node: BroadcastOutcomeUnknownNode
+) -> None:
+    methods = methods_with_node(app, node)
+    ops = app.keys["ops"].address
+    node.pending_nonce = app.nonce()
+    payment = {"from": ops, "to": RECIPIENT, "value": hex(10**15)}
+    node.broadcast_fails = True
+    unknown = call(methods, BACKEND, "eth_sendTransaction", payment)
+    assert isinstance(unknown, JsonRpcError) and unknown.code == -32016, unknown
+    assert set(unknown.data) == {"tx_hash", "signed_tx", "request_id"}
+    raw = bytes.fromhex(unknown.data["signed_tx"].removeprefix("0x"))
+    assert Account.recover_transaction(raw) == ops
+    assert unknown.data["tx_hash"] == "0x" + keccak(raw).hex()
+    assert app.get(unknown.data["request_id"]).result.signed_tx == raw
+    assert node.broadcast == [raw]
+
+    # The caller sends the same call again, as it would after "try again": the node knows the transaction, so
+    # the answer is its hash, and nothing new is signed for the next nonce.
+    node.broadcast_fails = False
+    requests_before = len(app.custody.signing.list(ADMIN, limit=100))
+    assert call(methods, BACKEND, "eth_sendTransaction", payment) == unknown.data["tx_hash"]
+    assert len(app.custody.signing.list(ADMIN, limit=100)) == requests_before
+    assert {bytes(sent) for sent in node.broadcast} == {raw}
+
+    # Another payment (another value) is signed as a new transaction on the next nonce.
+    other = call(methods, BACKEND, "eth_sendTransaction", {**payment, "value": hex(2 * 10**15)})
+    assert isinstance(other, str) and other != unknown.data["tx_hash"]
+    second = node.broadcast[-1]
+    assert Account.recover_transaction(second) == ops
+    assert TypedTransaction.from_bytes(HexBytes(second)).as_dict()["nonce"] == node.pending_nonce - 1

@@ -97,6 +97,11 @@ class JsonRpcClient:
         return self.post(json.dumps(calls).encode())
 
 
+class AnswerLost(Exception):
+    """Raised by ``UpstreamNode.answer`` for a call the node carried out but whose answer is lost: the client
+    gets an empty HTTP 502, as from a gateway whose node was slow."""
+
+
 @dataclass
 class UpstreamNode:
     """A stand-in Ethereum node on a free local port (see the module docstring)."""
@@ -160,6 +165,11 @@ class UpstreamNode:
                         "id": call["id"],
                         "result": node.answer(call["method"], call["params"]),
                     }
+                except AnswerLost:
+                    self.send_response(502)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 except LookupError:
                     answer = {
                         "jsonrpc": "2.0",
