@@ -136,6 +136,21 @@ def test_rows_the_daemon_wrote_still_sign(app: App) -> None:
     assert "seal" not in app.custody.health().detail
 
 
+def test_a_policy_seal_replaced_after_it_verified_is_checked_again(app: App) -> None:
+    """The daemon remembers the policy's sealed bytes and seal that verified; a seal written over it later (here
+    the key's own valid seal, copied onto the policy) is another pair and is checked in the HSM again."""
+    assert_signed_by(app.submit_tx("ops"), app.keys["ops"].address)
+    version = app.custody.policy.active().policy.version
+    app.sql(
+        "UPDATE seals SET seal = (SELECT seal FROM seals WHERE subject = ?) WHERE subject = ?",
+        (seals.key_subject("ops"), seals.policy_subject(version)),
+    )
+
+    request = app.submit_tx("ops")
+
+    _assert_refused_for_its_seal(app, request.request_id)
+
+
 def test_the_seal_key_is_found_again_by_its_stored_id_after_a_restart(app: App, make_app: AppFactory) -> None:
     request = app.pending()
     app.approve(request, "alice")
