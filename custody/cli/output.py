@@ -256,7 +256,10 @@ def _is_authorization(request: custody_pb2.SigningRequest) -> bool:
 
 def _chain_text(request: custody_pb2.SigningRequest) -> str:
     if _is_authorization(request) and not request.chain_id:
-        return "0: EVERY CHAIN (the authorization is valid on every chain)"
+        return (
+            "0: EVERY CHAIN (the authorization is valid on every EVM chain where the account's nonce is the"
+            " authorization's nonce)"
+        )
     return str(request.chain_id) if request.chain_id else "none"
 
 
@@ -386,6 +389,7 @@ FLAG_WORDS: Mapping[IntentFlag, str] = {
     IntentFlag.HASH_LIKE_MESSAGE: "HASH-LIKE MESSAGE",
     IntentFlag.REFUND: "REFUND",
     IntentFlag.CODE_DELEGATION: "ACCOUNT RUNS THE DELEGATE'S CODE",
+    IntentFlag.CLEARS_DELEGATION: "CLEARS THE ACCOUNT'S DELEGATION",
     IntentFlag.EVERY_CHAIN: "EVERY CHAIN",
 }
 FLAG_MEANINGS: Mapping[IntentFlag, str] = {
@@ -404,8 +408,10 @@ FLAG_MEANINGS: Mapping[IntentFlag, str] = {
     IntentFlag.CODE_DELEGATION: "the authority's account (for an authorization custody signs: this key's"
     " account) will run the delegate's code until another authorization replaces it; whoever controls that"
     " code controls everything the account holds",
-    IntentFlag.EVERY_CHAIN: "chain id 0: the authorization is valid on every chain, where the delegate's"
-    " address may hold other code or none",
+    IntentFlag.CLEARS_DELEGATION: "the authority's account (for an authorization custody signs: this key's"
+    " account) stops running any delegate's code and is a plain account again, whatever delegation it had",
+    IntentFlag.EVERY_CHAIN: "chain id 0: the authorization is valid on every EVM chain where the account's nonce"
+    " is the authorization's nonce, and there the delegate's address may hold other code or none",
 }
 # Labels of an intent's rows are padded to at least this width so that the values line up; a block with longer
 # labels (up to the maximum) pads all of its labels to the longest, and a label beyond the maximum pushes its value.

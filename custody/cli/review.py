@@ -276,10 +276,13 @@ def _transaction_lines(transaction: Transaction) -> list[str]:
     # The per-gas prices alone hide the total: a modest-looking price times an enormous gas limit can cost more
     # than the value sent, and the key pays all of it. So the approver sees the most it can cost in ether.
     max_fee = transaction.max_fee_wei
-    lines.append(
-        f"  max total fee  {format_ether(max_fee)} ether ({max_fee} wei) = {transaction.gas} gas"
-        f" x {format_gwei(transaction.max_price_per_gas)} gwei"
-    )
+    equation = f"{transaction.gas} gas x {format_gwei(transaction.max_price_per_gas)} gwei"
+    if transaction.max_fee_per_blob_gas is not None:
+        # The whole equation, so that the total on the left is the sum the approver can check on the right.
+        equation += (
+            f" + {transaction.blob_gas} blob gas x {format_gwei(transaction.max_fee_per_blob_gas)} gwei"
+        )
+    lines.append(f"  max total fee  {format_ether(max_fee)} ether ({max_fee} wei) = {equation}")
     if transaction.max_fee_per_blob_gas is not None:
         lines.append(
             f"  blob fee       {transaction.max_fee_per_blob_gas} wei per blob gas x {transaction.blob_gas} blob gas"
@@ -307,7 +310,7 @@ def _transaction_lines(transaction: Transaction) -> list[str]:
 def _authorization_lines(authorization: Authorization) -> list[str]:
     """An EIP-7702 authorization, with the warning first: the key's account will run the delegate's code."""
     chain = (
-        "0: EVERY CHAIN (valid on every chain where this key's account exists)"
+        f"0: EVERY CHAIN (valid on every EVM chain where the key's account nonce is {authorization.nonce})"
         if authorization.chain_id == EVERY_CHAIN
         else str(authorization.chain_id)
     )

@@ -119,6 +119,8 @@ class IntentFlag(enum.StrEnum):
     REFUND = "gas refund to a receiver"  # a Safe transaction that pays gas back to someone
     # EIP-7702: the authority's account will run the delegate's code, which then controls all it holds.
     CODE_DELEGATION = "ACCOUNT RUNS THE DELEGATE'S CODE"
+    # EIP-7702: an authorization to the zero address, which resets the authority's account to plain (no code).
+    CLEARS_DELEGATION = "CLEARS THE ACCOUNT'S DELEGATION"
     # EIP-7702: an authorization of chain id 0, valid on every chain.
     EVERY_CHAIN = "valid on EVERY chain (chain id 0)"
 

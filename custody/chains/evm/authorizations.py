@@ -53,10 +53,12 @@ def authorization_digest(chain_id: int, delegate: str, nonce: int) -> bytes:
     return bytes(keccak(AUTHORIZATION_MAGIC + encoded))
 
 
-def describe_chain(chain_id: int) -> str:
-    """The chain an authorization is valid on, in words: chain id 0 is every chain, and says so."""
+def describe_chain(chain_id: int, nonce: int) -> str:
+    """The chain an authorization is valid on, in words: chain id 0 is every chain, and says so. It can be used
+    on each chain where the account's nonce is the authorization's, which is not only where the account was
+    ever used: an account never used anywhere has nonce 0 on every chain."""
     if chain_id == EVERY_CHAIN:
-        return "0 (EVERY chain: valid wherever this key's account exists)"
+        return f"0 (EVERY chain: valid on every EVM chain where the account's nonce is {nonce})"
     return str(chain_id)
 
 
@@ -93,7 +95,7 @@ class Authorization:
     def summary(self) -> dict[str, str]:
         return {
             "chain_id": str(self.chain_id),
-            "chain": describe_chain(self.chain_id),
+            "chain": describe_chain(self.chain_id, self.nonce),
             "delegate": self.delegate,
             "nonce": str(self.nonce),
             "warning": delegation_warning(self.delegate),

@@ -70,6 +70,10 @@ def test_an_authorization_for_chain_id_0_says_every_chain_everywhere() -> None:
     text = review_text(pending, recompute_hashes(pending))
     assert "!!! EVERY CHAIN (intent 1): chain id 0" in text
     assert "  chain id       0: EVERY CHAIN" in text
+    # Valid wherever the account's nonce is the authorization's, which is every chain a fresh account is on.
+    assert "valid on every EVM chain where the key's account nonce is 3" in text
+    assert "the account's nonce is 3" in text
+    assert "exists" not in text
     assert re.search(r"^chain:\s+0: EVERY CHAIN", request_text(pending), re.MULTILINE)
     assert request_to_json(pending)["chain_id"] == 0
     assert "0 (EVERY CHAIN)" in requests_table([pending])
@@ -148,6 +152,11 @@ def test_a_blob_transaction_shows_its_blob_fee_in_the_total() -> None:
     total = 21000 * 10**9 + 2 * 131072 * 2 * 10**9
     assert f"({total} wei)" in text
     assert "  blob fee       2000000000 wei per blob gas x 262144 blob gas" in text
+    # The equation is whole: the total on its left is the sum on its right.
+    assert (
+        f"  max total fee  0.000545288 ether ({total} wei) = 21000 gas x 1 gwei + 262144 blob gas x 2 gwei"
+        in text
+    )
     assert "  blob [1]       0x01" + "cd" * 31 in text
 
 
@@ -171,3 +180,6 @@ def test_an_authorization_to_the_zero_address_says_it_clears_the_delegation() ->
     text = review_text(pending, recompute_hashes(pending))
     assert "SIGNING THIS CLEARS THE KEY'S ACCOUNT DELEGATION" in text
     assert f"  delegate       {zero} (none: this clears the delegation)" in text
+    # Its flag says what its lines say: nothing runs a delegate's code, and clearing is still loud.
+    assert "!!! CLEARS THE ACCOUNT'S DELEGATION (intent 1): the authority's account" in text
+    assert "RUNS THE DELEGATE'S CODE" not in text

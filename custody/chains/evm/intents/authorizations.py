@@ -18,8 +18,13 @@ from custody.domain.intents import Intent, IntentFlag, IntentKind, Party, PartyR
 
 
 def authorization_intent(authorization: Authorization | SignedAuthorization) -> Intent:
-    """The intent of one authorization; a tuple of a set-code transaction also names its recovered authority."""
-    flags = {IntentFlag.CODE_DELEGATION}
+    """The intent of one authorization; a tuple of a set-code transaction also names its recovered authority.
+
+    An authorization to the zero address makes the account run no code: it is flagged as clearing the
+    delegation, never as running a delegate's code, so its flags and its lines say the same thing.
+    """
+    clears = clears_delegation(authorization.delegate)
+    flags = {IntentFlag.CLEARS_DELEGATION if clears else IntentFlag.CODE_DELEGATION}
     if authorization.chain_id == EVERY_CHAIN:
         flags.add(IntentFlag.EVERY_CHAIN)
     fields: list[tuple[str, str]] = []
@@ -32,10 +37,10 @@ def authorization_intent(authorization: Authorization | SignedAuthorization) -> 
             (
                 "delegate (code the account will run)",
                 f"{authorization.delegate} (none: this clears the delegation)"
-                if clears_delegation(authorization.delegate)
+                if clears
                 else authorization.delegate,
             ),
-            ("chain id", describe_chain(authorization.chain_id)),
+            ("chain id", describe_chain(authorization.chain_id, authorization.nonce)),
             ("nonce", str(authorization.nonce)),
         ]
     )
