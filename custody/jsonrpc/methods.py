@@ -22,6 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from custody.api.errors import (
@@ -31,9 +32,9 @@ from custody.api.errors import (
     JSONRPC_PENDING_APPROVAL,
     JSONRPC_POLICY_DENIED,
 )
-from custody.app.custody import Custody
+from custody.app.custody import Custody, utc_now
 from custody.chains.evm.transactions import parse_transaction
-from custody.chains.evm.values import parse_integer
+from custody.chains.evm.values import canonical_payload, load_json_object, parse_integer
 from custody.config import JsonRpcConfig
 from custody.domain.errors import InvalidInput, PermissionDenied, Unavailable
 from custody.domain.keys import KeyState
@@ -74,6 +75,10 @@ FORWARDED_METHODS = frozenset(
 # time: waiting, or signed and not yet broadcast (once broadcast, the pending nonce has moved on).
 _REUSABLE_STATES = (RequestState.PENDING_APPROVAL, RequestState.APPROVED, RequestState.SIGNED)
 _REUSABLE_LOOKUP_LIMIT = 200
+# How long after its signature a transaction may still be the one a call without a nonce retries after a broadcast
+# whose outcome was unknown: long enough for a client's retries, short enough that a recurring payment made
+# again later is signed anew.
+BROADCAST_RETRY_WINDOW = timedelta(minutes=10)
 # The fields the endpoint asks the upstream node for when a call leaves them out. Only these may differ between
 # a call and the earlier request it finds again; a field the caller gave must still agree.
 NODE_FILLED_FIELDS = frozenset(
@@ -98,8 +103,10 @@ class JsonRpcMethods:
         *,
         upstream: Upstream | None,
         max_wait_seconds: float,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._custody = custody
+        self._clock = clock
         self._config = config
         self._upstream = upstream
         self._max_wait_seconds = max_wait_seconds
@@ -285,6 +292,10 @@ class JsonRpcMethods:
         with self._lock:
             remembered = self._pending_calls.get(remembered_as)
         request = self.custody.signing.get(caller, remembered) if remembered is not None else None
+        if request is not None and self._already_sent(request):
+            # The remembered transaction was broadcast (by this endpoint or the caller): the same call now is
+            # a new payment, which must not be answered with the old hash.
+            request = None
         if request is None:
             request = self.custody.signing.submit(caller, key_label, kind, payload())
         with self._lock:
@@ -296,6 +307,26 @@ class JsonRpcMethods:
                 self._pending_calls.pop(remembered_as, None)
         self._require_signed(request)
         return request
+
+    def _already_sent(self, request: SigningRequest) -> bool:
+        """Whether ``request`` is a signed transaction whose nonce the node's pending nonce has passed. Without
+        an upstream node a call must give the nonce itself, and the use case answers the held nonce's request."""
+        if request.kind is not PayloadKind.TRANSACTION or request.state is not RequestState.SIGNED:
+            return False
+        if self._upstream is None or request.result is None or request.result.signed_tx is None:
+            return False
+        sender = self._address_of(request.key_label)
+        if sender is None:
+            return False
+        pending = self._upstream.call("eth_getTransactionCount", [sender, "pending"])
+        return int(json.loads(request.payload)["nonce"], 16) < _upstream_quantity(pending, "nonce")
+
+    def _address_of(self, key_label: str) -> str | None:
+        with self._lock:
+            for address, label in self._labels_by_address.items():
+                if label == key_label:
+                    return address
+        return None
 
     def _require_signed(self, request: SigningRequest) -> None:
         """Nothing for a SIGNED request; the error that says why there is no signature otherwise."""
@@ -445,8 +476,9 @@ class JsonRpcMethods:
         upstream: Upstream,
     ) -> bytes | None:
         """For a call without a nonce sent again after its broadcast's outcome was unknown: the payload of the
-        caller's newest signed request on this key and chain, the nonce just below the pending one, that is the
-        same transaction as ``candidate`` apart from the nonce and whose transaction the node knows. Answering
+        caller's newest signed request on this key and chain, the nonce just below the pending one, signed
+        within BROADCAST_RETRY_WINDOW, that is the same transaction as ``candidate`` apart from the nonce and
+        whose transaction the node knows. Answering
         it (its nonce is already used, so the use case answers its signature) keeps the retry from signing a
         second payment; None when there is no such request."""
         pending_nonce = int(candidate["nonce"], 16)
@@ -458,6 +490,8 @@ class JsonRpcMethods:
             if not _same_transaction(given, candidate, stored, also_ignoring=frozenset({"nonce"})):
                 return None
             if request.result is None or request.result.tx_hash is None:
+                return None
+            if self._clock() - request.updated_at > BROADCAST_RETRY_WINDOW:
                 return None
             if not _node_knows(upstream, "0x" + request.result.tx_hash.hex()):
                 return None
@@ -530,8 +564,10 @@ def _typed_data_identity(payload: bytes) -> bytes:
     """What makes two typed data calls the same call: the same JSON document, whether it came as an object or
     as a string, in whatever key order (the payload itself when it is no JSON, which submit then refuses)."""
     try:
-        return json.dumps(json.loads(payload), sort_keys=True, separators=(",", ":")).encode("utf-8")
-    except (ValueError, RecursionError):
+        # The strict reader submit uses (duplicate keys refused): a document it would read otherwise must not
+        # share an identity with one it reads as this.
+        return canonical_payload(load_json_object(payload, "typed data"))
+    except (InvalidInput, TypeError, ValueError):
         return payload
 
 

@@ -219,6 +219,7 @@ def methods_with_node(app: App, node: UpstreamNode) -> JsonRpcMethods:
         JsonRpcConfig(chain_id=SEPOLIA),
         upstream=Upstream(node.url, timeout=5.0),
         max_wait_seconds=5.0,
+        clock=app.clock,
     )
 
 
@@ -318,3 +319,61 @@ def test_a_broadcast_whose_outcome_is_unknown_answers_the_signed_transaction_and
     second = node.broadcast[-1]
     assert Account.recover_transaction(second) == ops
     assert TypedTransaction.from_bytes(HexBytes(second)).as_dict()["nonce"] == node.pending_nonce - 1
+
+
+def test_the_same_payment_after_the_retry_window_is_a_new_payment(
+    app: App, node: BroadcastOutcomeUnknownNode
+) -> None:
+    methods = methods_with_node(app, node)
+    ops = app.keys["ops"].address
+    node.pending_nonce = app.nonce()
+    payment = {"from": ops, "to": RECIPIENT, "value": hex(10**15)}
+    first = call(methods, BACKEND, "eth_sendTransaction", payment)
+    assert first == "0x" + keccak(node.broadcast[0]).hex()
+    # Ten minutes on, the same call is a recurring payment, not a retry of the first broadcast.
+    app.clock.advance(11 * 60)
+    later = call(methods, BACKEND, "eth_sendTransaction", payment)
+    assert isinstance(later, str) and later != first and len(node.broadcast) == 2
+    assert Account.recover_transaction(node.broadcast[1]) == ops
+    assert (
+        TypedTransaction.from_bytes(HexBytes(node.broadcast[1])).as_dict()["nonce"] == node.pending_nonce - 1
+    )
+
+
+def test_a_signed_transaction_the_caller_broadcast_is_not_the_answer_to_the_same_call_later(
+    app: App, node: BroadcastOutcomeUnknownNode
+) -> None:
+    methods = methods_with_node(app, node)
+    treasury = app.keys["treasury"].address
+    node.pending_nonce = app.nonce()
+    payment = {"from": treasury, "to": RECIPIENT, "value": hex(10**17)}
+    request_id = call(methods, BACKEND, "eth_signTransaction", payment).data["request_id"]
+    app.approve(app.get(request_id), "alice")
+    app.approve(app.get(request_id), "carol")
+    # The caller waits for the signature and broadcasts it itself, never sending the call again.
+    signed_tx = call(methods, BACKEND, "custody_waitRequest", request_id, 0)["signed_tx"]
+    assert Account.recover_transaction(signed_tx) == treasury
+    call(methods, BACKEND, "eth_sendRawTransaction", signed_tx)
+    assert node.broadcast == [bytes.fromhex(signed_tx[2:])]
+
+    # The next month's identical payment is a new request on the next nonce, not last month's transaction.
+    app.clock.advance(30 * 24 * 3600)
+    next_month = call(methods, BACKEND, "eth_signTransaction", payment)
+    assert isinstance(next_month, JsonRpcError) and next_month.code == -32010, next_month
+    new_request = app.get(next_month.data["request_id"])
+    assert new_request.request_id != request_id
+    assert int(json.loads(new_request.payload)["nonce"], 16) == node.pending_nonce
+
+
+def test_typed_data_with_a_duplicate_key_is_refused_not_answered_from_the_remembered_call(app: App) -> None:
+    methods = methods_for(app)
+    treasury = app.keys["treasury"].address
+    typed = treasury_safe_tx(nonce=11)
+    request_id = call(methods, BACKEND, "eth_signTypedData_v4", treasury, typed).data["request_id"]
+    document = json.dumps(typed)
+    # The same document with "primaryType" given twice: a lax reader keeps the last, the strict one refuses it.
+    duplicated = document.replace('"primaryType":', '"primaryType": "EIP712Domain", "primaryType":', 1)
+    assert duplicated != document
+    refused = call(methods, BACKEND, "eth_signTypedData_v4", treasury, duplicated)
+    assert isinstance(refused, JsonRpcError) and refused.code == -32602, refused
+    assert app.get(request_id).state is RequestState.PENDING_APPROVAL
