@@ -205,12 +205,14 @@ _DEV_POLICY_TEMPLATE = """\
 # (allow_unlimited_approval), DELEGATECALL (safe_operations and delegatecall_targets), Safe gas refunds
 # (allow_refund), and typed data whose primary type it does not list (typed_data). A deny rule is not narrowed
 # by these, and its conditions on intents match when ANY part of the request is what they list (one kind in
-# intents; one recipient, spender, operator, token, Safe, governance target or delegate in its list; chain
+# intents; one recipient, spender, operator, token, Safe, governance target or delegate in its list; a
+# DELEGATECALL when safe_operations names it, to any contract unless delegatecall_targets lists some; chain
 # id 0, valid on every chain, against any chain_ids), where a rule that signs needs EVERY part allowed: so
 # what a deny rule denies never slips through to the rules after it, not even as one call of a batch or one
-# tuple of a set-code transaction. A deny rule may list delegates without intents. Never copy allow_unlimited_approval =
-# true, DELEGATECALL to a contract you have not audited, "unknown" / "undecodable" in intents, any_chain = true
-# or a delegate you have not audited into a rule that signs at once: each is how a real treasury was drained.
+# tuple of a set-code transaction. A deny rule may list delegates without intents. Never copy
+# allow_unlimited_approval = true, DELEGATECALL to a contract you have not audited, "unknown" / "undecodable"
+# in intents, any_chain = true or a delegate you have not audited into a rule that signs at once: each is how a
+# real treasury was drained.
 #
 # And what the rule does when they match:
 #   action             "sign" (sign at once), "deny", or "approve" (sign once the quorum has approved)

@@ -1051,7 +1051,11 @@ PARSE_ERRORS = [
         id="delegatecall-without-targets",
     ),
     pytest.param(
-        {"intents": ["safe_transaction"], "safes": [SAFE], "delegatecall_targets": [MULTISEND_CALL_ONLY]},
+        {
+            "intents": ["safe_transaction"],
+            "safes": [SAFE],
+            "delegatecall_targets": [MULTISEND_CALL_ONLY, STRANGER],
+        },
         'delegatecall_targets: lists contracts, but safe_operations does not allow "DELEGATECALL"',
         id="targets-without-delegatecall",
     ),
@@ -1213,6 +1217,10 @@ def test_a_deny_rule_matches_what_the_guards_would_refuse_so_later_rules_never_s
         ({"tokens": [DAI]}, erc20_transfer(token=DAI)),
         ({"safes": [VAULT]}, safe_tx(native(), safe=VAULT)),
         ({"governance_targets": [STRANGER]}, propose(native(to=STRANGER))),
+        (
+            {"safe_operations": ["DELEGATECALL"], "delegatecall_targets": [STRANGER]},
+            safe_tx(native(), delegate=STRANGER),
+        ),
     ],
     ids=[
         "intents",
@@ -1223,6 +1231,7 @@ def test_a_deny_rule_matches_what_the_guards_would_refuse_so_later_rules_never_s
         "tokens",
         "safes",
         "targets",
+        "delegatecall",
     ],
 )
 def test_a_deny_rule_matches_a_batch_when_one_inner_call_is_what_it_denies(
@@ -1233,7 +1242,10 @@ def test_a_deny_rule_matches_a_batch_when_one_inner_call_is_what_it_denies(
     allow = {"intents": [*kinds, "safe_transaction", "multisend"], "allow_unlimited_approval": True}
     allow |= {"recipients": [VAULT, STRANGER, SAFE], "spenders": [STRANGER], "operators": [STRANGER]}
     allow |= {"safes": [SAFE, VAULT], "governance_targets": [STRANGER, VAULT]}
-    allow |= {"safe_operations": ["CALL", "DELEGATECALL"], "delegatecall_targets": [MULTISEND_CALL_ONLY]}
+    allow |= {
+        "safe_operations": ["CALL", "DELEGATECALL"],
+        "delegatecall_targets": [MULTISEND_CALL_ONLY, STRANGER],
+    }
     rules = policy(deny, allow)
     batch = transaction(safe_tx(multisend(native(), erc20_transfer(), hidden), delegate=MULTISEND_CALL_ONLY))
     decision = rules.evaluate(batch).decision
@@ -1241,3 +1253,15 @@ def test_a_deny_rule_matches_a_batch_when_one_inner_call_is_what_it_denies(
     innocent = transaction(safe_tx(multisend(native(), erc20_transfer()), delegate=MULTISEND_CALL_ONLY))
     decision = rules.evaluate(innocent).decision
     assert (decision.action.value, decision.rule) == ("sign", "rule-1")
+
+
+def test_a_deny_rule_on_delegatecall_without_targets_denies_every_delegatecall_and_nothing_else() -> None:
+    rules = policy(
+        {"action": "deny", "safe_operations": ["DELEGATECALL"]},
+        {"intents": ["safe_transaction", "multisend", "native_transfer"], "safes": [SAFE]},
+    )
+    batch = transaction(safe_tx(multisend(native()), delegate=MULTISEND_CALL_ONLY))
+    decision = rules.evaluate(batch).decision
+    assert (decision.action.value, decision.rule) == ("deny", "rule-0")
+    plain = rules.evaluate(transaction(safe_tx(native()))).decision
+    assert (plain.action.value, plain.rule) == ("sign", "rule-1")

@@ -9,6 +9,8 @@ from typing import ClassVar
 from custody.domain.intents import IntentFlag, IntentKind, PartyRole
 from custody.domain.policy.conditions.base import RuleTable
 from custody.domain.policy.conditions.intent_tree import (
+    DENY_MATCHES_ANY_PART,
+    PlacedIntent,
     denies,
     listed,
     parse_address_set,
@@ -38,12 +40,18 @@ class SafeOperationCondition:
     DELEGATECALL in the tree counts, an inner call of a MultiSend batch too. A rule that sets either field
     must name ``safe_transaction`` or ``multisend`` in ``intents``. For a request without a Safe transaction
     or DELEGATECALL the condition says nothing and stays out of the trace.
+
+    In a deny rule the fields say what to deny, and the rule matches when SOME part of the request is it: a
+    DELEGATECALL (to one of ``delegatecall_targets``, or to any contract when the rule lists none) when
+    ``safe_operations`` names ``"DELEGATECALL"``, a Safe transaction that CALLs when it names ``"CALL"``.
     """
 
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("safe_operations", "delegatecall_targets")
 
     operations: frozenset[str]
     delegatecall_targets: frozenset[str]  # EIP-55
+    # A deny rule's: match when some part of the request uses a named operation (to a listed target).
+    denying: bool
 
     @classmethod
     def parse(cls, rule: RuleTable) -> SafeOperationCondition | None:
@@ -71,15 +79,17 @@ class SafeOperationCondition:
                     "delegatecall_targets",
                     'lists contracts, but safe_operations does not allow "DELEGATECALL", so none could be run',
                 )
-        elif "DELEGATECALL" in operations:
+        elif "DELEGATECALL" in operations and not denies(rule):
             raise rule.fail(
                 "delegatecall_targets",
                 'is required when safe_operations allows "DELEGATECALL": list the contracts that may be run'
                 " (e.g. Safe's MultiSendCallOnly); DELEGATECALL to any contract hands it the Safe",
             )
-        return cls(operations, targets)
+        return cls(operations, targets, denies(rule))
 
     def check(self, facts: RequestFacts, usage: VelocityLookup) -> ConditionTrace | None:
+        if self.denying:
+            return self._check_some(placed_intents(facts.intents))
         findings: list[str] = []
         for item in placed_intents(facts.intents):
             if IntentFlag.DELEGATECALL in item.intent.flags:
@@ -119,3 +129,27 @@ class SafeOperationCondition:
         if not findings:
             return None
         return ConditionTrace("safe_operations", True, "; ".join(findings))
+
+    def _check_some(self, placed: list[PlacedIntent]) -> ConditionTrace:
+        for item in placed:
+            if IntentFlag.DELEGATECALL in item.intent.flags:
+                if "DELEGATECALL" not in self.operations:
+                    continue
+                delegates = item.intent.parties_in(PartyRole.DELEGATE)
+                named = [d for d in delegates if same_address(d, self.delegatecall_targets)]
+                if not self.delegatecall_targets or named or not delegates:
+                    run = ", ".join(named or delegates) or "code it does not name"
+                    return ConditionTrace(
+                        "safe_operations",
+                        True,
+                        f"{item.describe()} runs {run} by DELEGATECALL ({DENY_MATCHES_ANY_PART})",
+                    )
+            elif item.intent.kind is IntentKind.SAFE_TRANSACTION and "CALL" in self.operations:
+                return ConditionTrace(
+                    "safe_operations", True, f"{item.describe()} is a CALL ({DENY_MATCHES_ANY_PART})"
+                )
+        return ConditionTrace(
+            "safe_operations",
+            False,
+            f"no part of the request uses {quoted_list(sorted(self.operations))} as this rule names it",
+        )
