@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from eth_account import Account
 from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, given, settings
@@ -153,4 +154,93 @@ def test_custody_signs_every_transaction_type_byte_for_byte_as_eth_account(
     expected = Account.sign_transaction(eth_account_fields, SIGNER.key)
     assert result.signed_tx == bytes(expected.raw_transaction)
     assert result.tx_hash == bytes(expected.hash)
+    assert Account.recover_transaction(result.signed_tx) == SIGNER.address
+
+
+@settings(max_examples=cases(1000))
+@given(
+    chain_id=bounded(0, MAX_CHAIN_ID),
+    delegate=addresses,
+    nonce=st.one_of(st.sampled_from([0, 127, 128, MAX_NONCE]), bounded(0, MAX_NONCE)),
+    spell=st.data(),
+)
+def test_custody_signs_authorizations_as_eth_account_and_recovers_their_tuples(
+    chain_id: int, delegate: str, nonce: int, spell: st.DataObject
+) -> None:
+    payload = {
+        "chainId": spell.draw(spelled(chain_id)),
+        "address": delegate,
+        "nonce": spell.draw(spelled(nonce)),
+    }
+    parsed = parse_payload(PayloadKind.AUTHORIZATION, json.dumps(payload).encode())
+    expected = AUTHORITY.sign_authorization({"chainId": chain_id, "address": delegate, "nonce": nonce})
+    assert parsed.digest == bytes(expected.authorization_hash)
+    signature = Account.unsafe_sign_hash(parsed.digest, AUTHORITY.key)
+    result = parsed.assemble(signature.r, signature.s, signature.v - 27)
+    r, s = expected.r.to_bytes(32, "big"), expected.s.to_bytes(32, "big")
+    assert result.signature == r + s + bytes([expected.y_parity])
+    assert expected.s <= SECP256K1_HALF_N
+
+    # The signed tuple, carried by a set-code transaction of its chain (or any, for chain id 0), names its signer.
+    carried = {"chainId": chain_id, "address": delegate, "nonce": nonce}
+    carried |= {"yParity": expected.y_parity, "r": expected.r, "s": expected.s}
+    transaction = {
+        "type": 4,
+        "chainId": chain_id or 1,
+        "nonce": 0,
+        "to": delegate,
+        "value": 0,
+        "gas": 46_000,
+        "maxFeePerGas": 1,
+        "maxPriorityFeePerGas": 1,
+        "authorizationList": [carried],
+    }
+    carrier = parse_payload(PayloadKind.TRANSACTION, json.dumps(transaction).encode())
+    assert isinstance(carrier, Transaction)
+    assert carrier.authorization_list[0].authority == AUTHORITY.address
+
+
+def largest(type_number: int) -> dict[str, Any]:
+    """A transaction of ``type_number`` with every field at the largest value custody accepts: the biggest chain
+    id and nonce, 2**64-1 gas, 59,904 bytes of calldata (near the payload limit), and full access, blob and authorization lists."""
+    data = bytes(range(256)) * 234
+    fields: dict[str, Any] = {
+        "chainId": MAX_CHAIN_ID,
+        "nonce": MAX_NONCE,
+        "to": "0x" + "00" * 20,
+        "value": 0,
+        "data": data,
+        "gas": 2**64 - 1,
+    }
+    if type_number <= 1:
+        fields["gasPrice"] = 0
+    else:
+        fields |= {"maxFeePerGas": 0, "maxPriorityFeePerGas": 0}
+    if type_number >= 1:
+        fields["type"] = type_number
+        fields["accessList"] = [
+            {"address": to_checksum_address(f"0x{index:040x}"), "storageKeys": ["0x" + "00" * 32] * 8}
+            for index in range(3)
+        ]
+    if type_number == 3:
+        fields |= {"maxFeePerBlobGas": 1, "blobVersionedHashes": ["0x01" + "00" * 31] * 6}
+    if type_number == 4:
+        signed = AUTHORITY.sign_authorization({"chainId": 0, "address": "0x" + "00" * 20, "nonce": 0})
+        carried = {"chainId": 0, "address": "0x" + "00" * 20, "nonce": 0}
+        carried |= {"yParity": signed.y_parity, "r": signed.r, "s": signed.s}
+        fields["authorizationList"] = [carried] * 32
+    return fields
+
+
+@pytest.mark.parametrize("type_number", [0, 1, 2, 3, 4])
+def test_the_largest_transaction_of_each_type_is_signed_as_eth_account_signs_it(type_number: int) -> None:
+    fields = largest(type_number)
+    parsed = parse_payload(
+        PayloadKind.TRANSACTION, json.dumps({**fields, "data": "0x" + fields["data"].hex()}).encode()
+    )
+    assert isinstance(parsed, Transaction)
+    signature = Account.unsafe_sign_hash(parsed.digest, SIGNER.key)
+    result = parsed.assemble(signature.r, signature.s, signature.v - 27)
+    expected = Account.sign_transaction(fields, SIGNER.key)
+    assert result.signed_tx == bytes(expected.raw_transaction)
     assert Account.recover_transaction(result.signed_tx) == SIGNER.address
