@@ -202,7 +202,8 @@ def test_custody_signs_authorizations_as_eth_account_and_recovers_their_tuples(
 
 def largest(type_number: int) -> dict[str, Any]:
     """A transaction of ``type_number`` with every field at the largest value custody accepts: the biggest chain
-    id and nonce, 2**64-1 gas, 59,904 bytes of calldata (near the payload limit), and full access, blob and authorization lists."""
+    id and nonce, 2**64-1 gas, 59,904 bytes of calldata (near the payload limit), and full access, blob and
+    authorization lists."""
     data = bytes(range(256)) * 234
     fields: dict[str, Any] = {
         "chainId": MAX_CHAIN_ID,
