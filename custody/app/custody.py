@@ -110,7 +110,9 @@ class Custody:
             store_ok, store_detail = False, exc.message
         seal_detail = ""
         if self.sealer.last_mismatch is not None:
-            seal_detail = f"the database was written without the seal key: {self.sealer.last_mismatch}"
+            # A seal that does not verify, or a sealed row put back to an older value: either way someone
+            # changed the database outside custody.
+            seal_detail = f"the database was changed outside custody: {self.sealer.last_mismatch}"
         detail = "; ".join(part for part in (hsm_health.detail, store_detail, seal_detail) if part)
         return Health(hsm_ok=hsm_health.ok, store_ok=store_ok, detail=detail)
 

@@ -45,7 +45,7 @@ def _assert_refused_for_its_seal(app: App, request_id: str) -> None:
     assert ended.error is not None and "sealed" in ended.error
     assert app.events(kind="request.signed", request_id=request_id) == []
     assert len(app.events(kind="seal.mismatch", request_id=request_id)) == 1
-    assert "written without the seal key" in app.custody.health().detail
+    assert "changed outside custody" in app.custody.health().detail
 
 
 def test_a_policy_version_inserted_in_the_database_signs_nothing(app: App) -> None:

@@ -34,6 +34,7 @@ from .conftest import (
     DevEnv,
     Nonces,
     channel_for,
+    cli_json,
     make_dev_env,
     run_cli,
     start_daemon,
@@ -337,3 +338,27 @@ def _assert_put_back_refused(env: DevEnv, daemon: Daemon, request_id: str) -> No
     assert "key ops was frozen" in ended.error and "put back to an older sealed value" in ended.error
     (mismatch,) = _seal_mismatches(env, daemon, request_id)
     assert "put back" in json.loads(mismatch.details_json)["reason"]
+
+
+def test_online_verification_fails_when_the_anchored_events_are_removed(
+    tmp_path: Path, backend: str, databases: Databases, nonces: Nonces
+) -> None:
+    """The writer removes the newest events, the anchored checkpoint among them, under a running daemon: what is
+    left verifies as a chain, but `custody audit verify` compares it with the token's anchor and exits 1."""
+    env = make_dev_env(tmp_path / "env", backend, databases)
+    daemon = start_daemon(env, tmp_path / "first.log")
+    assert stop_daemon(daemon) == 0  # A shutdown checkpoint, anchored in the token.
+    daemon = start_daemon(env, tmp_path / "second.log")
+    try:
+        assert cli_json(env, daemon, "admin", "audit", "verify")["ok"] is True  # type: ignore[index]
+        ((anchored,),) = env.sql("SELECT MAX(sequence) FROM audit_events WHERE kind = 'audit.checkpoint'")
+        env.sql("DELETE FROM audit_events WHERE sequence >= ?", (anchored - 1,))
+
+        result = run_cli(env, daemon, "admin", "--json", "audit", "verify", check=False)
+
+        assert result.returncode == 1, result.stderr
+        report = json.loads(result.stdout)
+        assert report["ok"] is False and report["first_bad_sequence"] == anchored
+        assert f"but the HSM token's anchor vouches for event {anchored}" in report["problem"]
+    finally:
+        stop_daemon(daemon)
