@@ -3,7 +3,9 @@
 One POST carries one call or a batch. The listener enforces what the gRPC server enforces for its calls: TLS
 with the [tls] server certificate (client certificates optional, verified against the CA when presented),
 authentication before anything else is read, the body limited to ``[limits] max_message_bytes``, at most
-``[limits] max_concurrent_rpcs`` connections at once, idle connections closed after IDLE_TIMEOUT_SECONDS. Each
+``[limits] max_concurrent_rpcs`` connections at once (503 past that, without blocking the accept loop), idle
+connections closed after IDLE_TIMEOUT_SECONDS and a request cut off when it has not arrived whole
+REQUEST_READ_SECONDS after its first byte. Each
 call is logged in one line, counted in ``custody_jsonrpc_calls_total``, and its authentication failures and
 permission denials go to the audit log as the gRPC services' do (custody.api.refusals).
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import logging
+import re
 import socket
 import ssl
 import sys
@@ -25,13 +29,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import Counter
 
 from custody.api.auth import CertificateAuthenticator
 from custody.api.errors import (
     JSONRPC_INVALID_REQUEST,
+    JSONRPC_LIMIT_EXCEEDED,
     JSONRPC_UNAUTHENTICATED,
     jsonrpc_error_for,
 )
@@ -59,6 +64,17 @@ log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT_SECONDS = 30.0
 HANDSHAKE_TIMEOUT_SECONDS = 10.0
+# From a request's first byte, its request line, headers and body must all have arrived within this time: a
+# timeout per read alone lets a client that sends a header line every few seconds hold a connection for ever.
+REQUEST_READ_SECONDS = 10.0
+# Connections refused because every slot is taken are answered 503 on threads of their own, at most this many
+# at once (past that they are closed unanswered), each given REFUSAL_SECONDS for its handshake and answer.
+MAX_REFUSALS_IN_PROGRESS = 8
+REFUSAL_SECONDS = 2.0
+# How often the read deadlines are checked.
+DEADLINE_CHECK_SECONDS = 0.25
+# A Content-Length is 1 to 12 ASCII digits (str.isdigit also accepts other scripts' digits and superscripts).
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
 # What is read and dropped of a refused body so that the refusal reaches the client (see _Handler._discard).
 DISCARD_LIMIT_BYTES = 8 * 1024 * 1024
 DISCARD_SECONDS = 5.0
@@ -81,9 +97,16 @@ class RunningJsonRpc:
     def stop(self, grace_seconds: float) -> None:
         """Stop accepting connections, let the calls in progress finish within ``grace_seconds`` (idle
         kept-alive connections are not waited for), then record the refusals still waiting."""
-        self.server.shutdown()
+        # The accept loop never blocks (a full server refuses with 503), but shutdown waits for it: bound the
+        # wait, so that a stuck listener cannot keep the daemon from closing the HSM and the database.
+        stopping = threading.Thread(target=self.server.shutdown, name="jsonrpc-stop", daemon=True)
+        stopping.start()
+        stopping.join(timeout=grace_seconds)
+        if stopping.is_alive():
+            log.warning("the JSON-RPC accept loop did not stop within %.0f s", grace_seconds)
         self.server.server_close()
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=grace_seconds)
+        self.server.deadlines.stop()
         if not self.server.calls_finished(grace_seconds):
             log.warning("stopped with JSON-RPC calls still in progress after %.0f s", grace_seconds)
         self.refusals.stop()
@@ -204,9 +227,16 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Transfer-Encoding"):
             self._refuse(HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length, not chunked")
             return
-        length_text = self.headers.get("Content-Length")
-        if length_text is None or not length_text.isdigit():
+        lengths = self.headers.get_all("Content-Length") or []
+        if len(lengths) > 1:
+            self._refuse(HTTPStatus.BAD_REQUEST, "send one Content-Length header, not several")
+            return
+        if not lengths:
             self._refuse(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
+            return
+        length_text = lengths[0].strip()
+        if not _CONTENT_LENGTH.fullmatch(length_text):
+            self._refuse(HTTPStatus.BAD_REQUEST, "the Content-Length must be 1 to 12 digits 0-9")
             return
         length = int(length_text)
         if length > self.server.max_body_bytes:
@@ -224,9 +254,15 @@ class _Handler(BaseHTTPRequestHandler):
             caller = endpoint.authenticate(credentials)
         except Unauthenticated as refused:
             self._refuse(HTTPStatus.UNAUTHORIZED, refused.message, code=JSONRPC_UNAUTHENTICATED)
-            self._discard(length)
+            if not self._expects_continue():
+                self._discard(length)
             return
+        if self._expects_continue():
+            # Only now, the caller authenticated, is it invited to send its body.
+            self.send_response_only(HTTPStatus.CONTINUE)
+            self.end_headers()
         body = self.rfile.read(length)
+        self.server.deadlines.disarm(self.connection)
         if len(body) != length:
             self.close_connection = True
             return
@@ -237,6 +273,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         self._send(HTTPStatus.OK, answer)
+
+    def handle_one_request(self) -> None:
+        # Waiting for a kept-alive connection's next request is bounded by the idle timeout per read; from the
+        # request's first byte on, REQUEST_READ_SECONDS bound its reading whole.
+        try:
+            # StreamRequestHandler's rfile is buffered (rbufsize -1): peek waits for a byte and keeps it.
+            started = cast(io.BufferedReader, self.rfile).peek(1)
+        except OSError:
+            started = b""
+        if not started:
+            self.close_connection = True
+            return
+        self.server.deadlines.arm(self.connection, REQUEST_READ_SECONDS)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.deadlines.disarm(self.connection)
+
+    def handle_expect_100(self) -> bool:
+        # The standard library answers "100 Continue" before the handler runs; here it waits for the caller to
+        # be authenticated (_post), so that nobody unauthenticated is invited to send a body.
+        return True
+
+    def _expects_continue(self) -> bool:
+        return (self.headers.get("Expect") or "").lower() == "100-continue"
 
     def do_GET(self) -> None:
         self._refuse(HTTPStatus.METHOD_NOT_ALLOWED, "JSON-RPC calls are POSTed", allow="POST")
@@ -315,8 +376,11 @@ class _Server(ThreadingHTTPServer):
         self.address_family = family
         self.endpoint = endpoint
         self.max_body_bytes = max_body_bytes
+        self._max_connections = max_connections
         self._tls = tls
         self._connections = threading.BoundedSemaphore(max_connections)
+        self._refusals = threading.BoundedSemaphore(MAX_REFUSALS_IN_PROGRESS)
+        self.deadlines = ReadDeadlines()
         self._calls = 0
         self._calls_changed = threading.Condition()
         super().__init__(address, _Handler)
@@ -342,8 +406,11 @@ class _Server(ThreadingHTTPServer):
         log.info("a JSON-RPC connection from %s ended: %s", client_address[0], sys.exc_info()[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        # Past the limit the accept loop waits here, and further clients wait in the listen queue.
-        self._connections.acquire()
+        # The accept loop never waits: past the limit a connection is refused with 503 on a thread of its own
+        # (or closed, when too many refusals are in progress), so that stopping is never held up here.
+        if not self._connections.acquire(blocking=False):
+            self._refuse_busy(request, client_address)
+            return
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -355,6 +422,42 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._connections.release()
+
+    def _refuse_busy(self, request: Any, client_address: Any) -> None:
+        log.warning(
+            "refused a JSON-RPC connection from %s: all %s connections are in use ([limits] max_concurrent_rpcs)",
+            client_address[0],
+            self._max_connections,
+        )
+        if not self._refusals.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        threading.Thread(target=self._answer_busy, args=(request,), name="jsonrpc-busy", daemon=True).start()
+
+    def _answer_busy(self, request: socket.socket) -> None:
+        body = encode(
+            error_answer(None, JsonRpcError(JSONRPC_LIMIT_EXCEEDED, "the server is busy; try again shortly"))
+        )
+        answer = (
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Retry-After: 1\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        connection: socket.socket = request
+        try:
+            request.settimeout(REFUSAL_SECONDS)
+            if self._tls is not None:
+                connection = self._tls.wrap_socket(request, server_side=True)
+            connection.sendall(answer)
+            # Closing with the client's request unread would reset the connection and lose the answer.
+            connection.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(OSError):
+                connection.recv(64 * 1024)
+        except (ssl.SSLError, OSError) as error:
+            log.info("could not tell %s the server is busy: %s", request.getpeername()[0], error)
+        finally:
+            connection.close()
+            request.close()
+            self._refusals.release()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self._tls is None:
@@ -370,6 +473,47 @@ class _Server(ThreadingHTTPServer):
             _Handler(wrapped, client_address, self)
         finally:
             wrapped.close()
+
+
+class ReadDeadlines:
+    """Cuts off connections whose request was not read in time: one thread checks the armed deadlines and shuts
+    the late connections' sockets down, which ends the read their handler thread is blocked in."""
+
+    def __init__(self) -> None:
+        self._deadlines: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jsonrpc-deadlines", daemon=True)
+        self._thread.start()
+
+    def arm(self, connection: socket.socket, seconds: float) -> None:
+        with self._lock:
+            self._deadlines[connection] = time.monotonic() + seconds
+
+    def disarm(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._deadlines.pop(connection, None)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=DEADLINE_CHECK_SECONDS * 4)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(DEADLINE_CHECK_SECONDS):
+            now = time.monotonic()
+            with self._lock:
+                late = [connection for connection, deadline in self._deadlines.items() if deadline <= now]
+                for connection in late:
+                    del self._deadlines[connection]
+            for connection in late:
+                log.info(
+                    "closed a JSON-RPC connection whose request took over %.0f s to arrive",
+                    REQUEST_READ_SECONDS,
+                )
+                # The plain socket's shutdown: SSLSocket.shutdown would also drop the TLS state under the
+                # handler thread reading it.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(connection, socket.SHUT_RDWR)
 
 
 def tls_context(config: ServerConfig) -> ssl.SSLContext:
