@@ -20,6 +20,8 @@ across runs and machines, never the absolute rates):
 - with --baseline-ref GITREV: the daemon of that revision (checked out into a temporary git worktree, removed
   afterwards) measured the same way in the same rounds, so `ratio_to_baseline` is the cost or gain of
   everything since it (for example the seals: the revision before them is named in the JSON);
+- with --hsm 'sign_in_write_transaction = true': this tree's daemons get that line in their [hsm] table, as
+  --limits does for [limits];
 - with --limits 'max_workers = 8': this tree's daemons run with that [limits] setting, so that with
   --baseline-ref HEAD the same code is measured with and without it;
 - with --scaling: one custody daemon on PostgreSQL against two replicas sharing its database (the load split
@@ -220,12 +222,17 @@ def start_custody(
     *,
     profile_out: Path | None = None,
     limits: str | None = None,
+    hsm: str | None = None,
 ) -> Server:
     env_dir = scratch / name
     dev_init(code, env_dir, database_url)
     if limits:
         with (env_dir / "server.toml").open("a") as server_toml:
             server_toml.write(f"\n[limits]\n{limits}\n")
+    if hsm:
+        server_toml_path = env_dir / "server.toml"
+        text = server_toml_path.read_text()
+        server_toml_path.write_text(text.replace("\n[hsm]\n", f"\n[hsm]\n{hsm}\n", 1))
     env = code_env(code)
     if profile_out is not None:
         env["CUSTODY_PROFILE_OUT"] = str(profile_out)
@@ -594,6 +601,12 @@ def main() -> None:
     parser.add_argument("--baseline-ref", help="also measure the daemon of this git revision, alternating")
     parser.add_argument("--profile", action="store_true", help="split the CPU per request by component")
     parser.add_argument(
+        "--hsm",
+        metavar="TOML",
+        help="lines for the [hsm] table of this tree's daemons only, e.g. 'sign_in_write_transaction = true'"
+        " (with --baseline-ref HEAD: the same code with and without it)",
+    )
+    parser.add_argument(
         "--limits",
         metavar="TOML",
         help="a [limits] table body for this tree's daemons only, e.g. 'max_workers = 8' (with"
@@ -636,6 +649,7 @@ def main() -> None:
                             scratch,
                             url,
                             limits=args.limits if variant == "custody" else None,
+                            hsm=args.hsm if variant == "custody" else None,
                         )
                         servers.append(server)
                         custody[(variant, backend)] = server
@@ -788,6 +802,7 @@ def build_report(
         "rounds": args.rounds,
         "variants": variants,
         "custody_limits": args.limits,
+        "custody_hsm": args.hsm,
         "raw_signatures_per_second": raw,
         "ceiling_bare_grpc_hsm": ceiling,
         "grpc_noop": noop,

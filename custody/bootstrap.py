@@ -68,6 +68,7 @@ def build_custody(config: ServerConfig, hsm: Hsm, policy_document: str) -> tuple
         clock=utc_now,
         checkpoint_every=config.limits.audit_checkpoint_every,
         checkpoint_interval=timedelta(seconds=config.limits.audit_checkpoint_interval_seconds),
+        sign_in_write_transaction=config.hsm.sign_in_write_transaction,
     )
     try:
         custody.audit.open()

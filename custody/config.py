@@ -60,6 +60,9 @@ class HsmConfig:
     wait_seconds: float = 2.0
     # Worker processes that call the HSM, each with its own library initialization and login.
     lanes: int = 1
+    # Sign a request the policy signs at once inside the write transaction that records it: for an HSM in this
+    # machine (SoftHSM2, a PCIe card) whose call takes a fraction of a millisecond, never with lanes.
+    sign_in_write_transaction: bool = False
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,7 @@ def load_server_config(path: Path) -> ServerConfig:
             "wait_for_token",
             "wait_seconds",
             "lanes",
+            "sign_in_write_transaction",
         },
     )
     pin_file_raw = reader.string(hsm_table, "hsm.pin_file", required=False)
@@ -286,6 +290,14 @@ def load_server_config(path: Path) -> ServerConfig:
     lanes = reader.positive(hsm_table, "hsm.lanes", 1)
     if lanes > MAX_HSM_LANES:
         raise reader.fail("hsm.lanes", f"must be at most {MAX_HSM_LANES}, got {lanes}")
+    sign_in_write_transaction = reader.boolean(hsm_table, "hsm.sign_in_write_transaction", False)
+    if sign_in_write_transaction and lanes > 1:
+        # Lanes are for an HSM whose calls take milliseconds; every writer would wait out each of them.
+        raise reader.fail(
+            "hsm.sign_in_write_transaction",
+            "cannot be used with lanes: it holds the database's write lock during the HSM call, which only a"
+            " local HSM answers fast enough; remove one of the two settings",
+        )
     hsm = HsmConfig(
         module=reader.expanded("hsm.module", module),
         token_label=token_label,
@@ -295,6 +307,7 @@ def load_server_config(path: Path) -> ServerConfig:
         wait_for_token=reader.boolean(hsm_table, "hsm.wait_for_token", False),
         wait_seconds=float(reader.positive(hsm_table, "hsm.wait_seconds", 2.0, integer=False)),
         lanes=lanes,
+        sign_in_write_transaction=sign_in_write_transaction,
     )
 
     database_table = reader.table(data, "database", {"url"})

@@ -47,6 +47,8 @@ class Custody:
         clock: Callable[[], datetime] = utc_now,
         checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
         checkpoint_interval: timedelta = DEFAULT_CHECKPOINT_INTERVAL,
+        *,
+        sign_in_write_transaction: bool = False,
     ) -> None:
         self._store = store
         self._hsm = hsm
@@ -80,6 +82,7 @@ class Custody:
             clock=clock,
             notifier=notifier,
             sealer=self.sealer,
+            sign_in_write_transaction=sign_in_write_transaction,
         )
         self.approvals = ApprovalUseCases(
             sealed,

@@ -56,6 +56,7 @@ from custody.domain.requests import (
     DecisionAction,
     PayloadKind,
     RequestState,
+    SignatureResult,
     SigningRequest,
 )
 from custody.domain.signing import Refusal, key_refusal, signing_refusal, verified_approvers
@@ -128,10 +129,16 @@ class SigningUseCases:
         clock: Callable[[], datetime],
         notifier: ChangeNotifier,
         sealer: Sealer,
+        sign_in_write_transaction: bool = False,
     ) -> None:
         self._store = store
         self._hsm = hsm
         self._sealer = sealer
+        # A request the policy signs at once is signed inside the transaction that records it, instead of in
+        # a second one after the claim commits ([hsm] sign_in_write_transaction, docs/operations.md): one
+        # commit and a handful of statements fewer, for the write lock held during the HSM call. The
+        # configuration allows it only for an HSM without lanes, whose calls take microseconds.
+        self._sign_in_write_transaction = sign_in_write_transaction
         self._policies = policies
         self._audit = audit
         self._clock = clock
@@ -186,6 +193,7 @@ class SigningUseCases:
                 raise NotFound(f"there is no key labelled {key_label!r}")
             if key.state is KeyState.FROZEN:
                 raise KeyFrozen(f"key {key_label!r} is frozen and signs nothing until it is unfrozen")
+            key_now = key
             nonce_use = None
             if parsed.nonce_slot is not None and parsed.chain_id is not None:
                 scope, nonce = parsed.nonce_slot
@@ -248,15 +256,23 @@ class SigningUseCases:
             elif nonce_use is not None:
                 self._hold_nonce(tx, nonce_use, request, replaces, now)
             if evaluation.freeze_key:
-                tx.set_key_state(key_label, KeyState.ACTIVE, KeyState.FROZEN, now)
+                # The key as this transaction leaves it, for signing in it: frozen, so nothing is signed.
+                key_now = tx.set_key_state(key_label, KeyState.ACTIVE, KeyState.FROZEN, now)
                 self._audit.record(
                     tx, DAEMON_ACTOR, AuditKind.KEY_FROZEN, key=key_label, reason=evaluation.freeze_reason
                 )
                 log.warning("froze key %s: %s", key_label, evaluation.freeze_reason)
             prepared = prepared_at_submission(parsed, payload_hash, facts, decision)
-            claimed = state is RequestState.APPROVED and self.claim(
-                tx, request, now, prepared, policy=active, key=key
-            )
+            signed_here: SigningRequest | CustodyError | None = None
+            if state is RequestState.APPROVED and self._sign_in_write_transaction:
+                signed_here = self._sign_in_transaction(
+                    tx, request, now, prepared, policy=active, key=key_now
+                )
+                claimed = False
+            else:
+                claimed = state is RequestState.APPROVED and self.claim(
+                    tx, request, now, prepared, policy=active, key=key
+                )
         self._notifier.changed()
         note(
             log,
@@ -267,9 +283,64 @@ class SigningUseCases:
             request.state.value,
             decision.rule or "no rule",
         )
+        if isinstance(signed_here, CustodyError):
+            # The request's end (FAILED) is committed with it; the caller learns why it was not signed.
+            raise signed_here
+        if signed_here is not None:
+            note(log, "request %s signed with key %s", request.request_id, key_label)
+            return signed_here
         if claimed:
             return self.sign_if_claimed(request, prepared)
         return request
+
+    def _sign_in_transaction(
+        self,
+        tx: StoreTransaction,
+        request: SigningRequest,
+        now: datetime,
+        prepared: Prepared,
+        *,
+        policy: Policy,
+        key: Key,
+    ) -> SigningRequest | CustodyError | None:
+        """Sign ``request``, just recorded APPROVED in ``tx``, and record its signature in ``tx`` too.
+
+        The domain's signing question is asked once, on what ``tx`` read under the write lock: no other writer
+        can freeze the key, end the request or activate a policy before ``tx`` commits, so nothing needs asking
+        again and no claim is taken (no other process can see the request yet). The signature leaves this
+        process only with the caller's return, after ``tx`` commits: a commit that fails drops it unseen, and
+        the request was never recorded. Returns the SIGNED request; None when it may not be signed (ended in
+        ``tx`` when it never can be); or the error to raise once ``tx`` has committed the request FAILED,
+        when the HSM could not sign it.
+        """
+        refusal = self._refusal(tx, policy=policy, key=key, request=request, now=now, prepared=prepared)
+        if refusal is not None:
+            if refusal.ends_as is not None:
+                self.end(tx, request, refusal, now)
+            elif key.state is KeyState.FROZEN:
+                # Frozen by this very submission (a velocity trigger): the request waits for the unfreeze.
+                return KeyFrozen(f"request {request.request_id} was not signed: {refusal.reason}")
+            return None
+        assert prepared.parsed is not None  # signing_refusal checked it
+        digest = prepared.recomputed.digest
+        try:
+            raw_signature = self._hsm.sign_digest(bytes.fromhex(key.key_id), digest)
+            r, s, y_parity = recoverable_signature(raw_signature, digest, key.public_key)
+            result = prepared.parsed.assemble(r, s, y_parity)
+        except (HsmUnavailable, NotFound) as exc:
+            # As in sign_if_claimed: a key the store knows that the HSM cannot find is an HSM in trouble.
+            self.end(tx, request, Refusal(f"the HSM could not sign: {exc.message}", RequestState.FAILED), now)
+            return HsmUnavailable(
+                f"the HSM is unavailable; request {request.request_id} was not signed and is marked FAILED"
+            )
+        except CustodyError as exc:
+            self.end(tx, request, Refusal(f"signing failed: {exc.message}", RequestState.FAILED), now)
+            return exc
+        signed = tx.transition_request(
+            request.request_id, RequestState.APPROVED, RequestState.SIGNED, self._clock(), result=result
+        )
+        self._record_signed(tx, signed, key, digest, result)
+        return signed
 
     def _nonce_check(
         self, tx: StoreTransaction, use: NonceUse, key_label: str, replaces: str | None
@@ -432,20 +503,25 @@ class SigningUseCases:
             signed = tx.transition_request(
                 request.request_id, RequestState.APPROVED, RequestState.SIGNED, self._clock(), result=result
             )
-            self._audit.record(
-                tx,
-                DAEMON_ACTOR,
-                AuditKind.REQUEST_SIGNED,
-                request.request_id,
-                key=key.label,
-                address=key.address,
-                digest="0x" + digest.hex(),
-                signature="0x" + result.signature.hex(),
-                tx_hash="0x" + result.tx_hash.hex() if result.tx_hash else None,
-            )
+            self._record_signed(tx, signed, key, digest, result)
         self._notifier.changed()
         note(log, "request %s signed with key %s", request.request_id, key.label)
         return signed
+
+    def _record_signed(
+        self, tx: StoreTransaction, signed: SigningRequest, key: Key, digest: bytes, result: SignatureResult
+    ) -> None:
+        self._audit.record(
+            tx,
+            DAEMON_ACTOR,
+            AuditKind.REQUEST_SIGNED,
+            signed.request_id,
+            key=key.label,
+            address=key.address,
+            digest="0x" + digest.hex(),
+            signature="0x" + result.signature.hex(),
+            tx_hash="0x" + result.tx_hash.hex() if result.tx_hash else None,
+        )
 
     def _refusal(
         self,

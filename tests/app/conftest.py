@@ -13,6 +13,7 @@ signature a test sees is checked independently: eth-account recovers the signer 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ from custody.policy_file import DEV_APPROVERS, dev_policy_toml
 from custody.store import open_store
 from tests.softhsm_tokens import APP_PIN, APP_TOKEN_LABEL, SoftHsmSetup
 
+# CUSTODY_TEST_SIGN_IN_WRITE_TRANSACTION=1 builds every application with requests the policy signs at once
+# signed inside the transaction that records them ([hsm] sign_in_write_transaction), as tests/e2e does.
+SIGN_IN_WRITE_TRANSACTION = os.environ.get("CUSTODY_TEST_SIGN_IN_WRITE_TRANSACTION") == "1"
 SEPOLIA = 11155111
 ONE_ETHER = 10**18
 RECIPIENT = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -269,6 +273,7 @@ class AppFactory:
         checkpoint_every: int = 1000,
         database: Path | None = None,
         clock: Clock | None = None,
+        sign_in_write_transaction: bool | None = None,
     ) -> App:
         """A new application; ``policy`` edits the development policy before it is seeded. Given the
         ``database`` and ``clock`` of an earlier application, it is that application restarted: the stored
@@ -288,6 +293,9 @@ class AppFactory:
             hsm=hsm,
             clock=clock,
             checkpoint_every=checkpoint_every,
+            sign_in_write_transaction=(
+                SIGN_IN_WRITE_TRANSACTION if sign_in_write_transaction is None else sign_in_write_transaction
+            ),
         )
         self.built.append(custody)
         custody.audit.open()

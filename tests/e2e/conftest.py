@@ -42,6 +42,10 @@ class Daemon:
 # depends on the store (replicas sharing a database, crashes, a tampered database) request the ``backend``
 # fixture and run once per backend; the others run on the first.
 BACKENDS = tuple(os.environ.get("CUSTODY_TEST_BACKENDS", "sqlite,postgresql").split(","))
+# CUSTODY_TEST_SIGN_IN_WRITE_TRANSACTION=1 runs every daemon of the suite with `[hsm] sign_in_write_transaction
+# = true` (requests the policy signs at once are signed inside the transaction that records them), so that the
+# whole reliability suite can be run in that mode; tests that parametrize it pass it to make_dev_env.
+SIGN_IN_WRITE_TRANSACTION = os.environ.get("CUSTODY_TEST_SIGN_IN_WRITE_TRANSACTION") == "1"
 # Tests create and drop databases of their own on the PostgreSQL server CI and developers have locally; the
 # store tests read the same variable (an administrative URL ending in a database name).
 POSTGRES_SERVER = os.environ.get(
@@ -233,7 +237,7 @@ class _DevInitTemplate:
     def __init__(self) -> None:
         self._directory: Path | None = None
 
-    def copy_to(self, directory: Path, database_url: str | None) -> None:
+    def copy_to(self, directory: Path, database_url: str | None, *, sign_in_write_transaction: bool) -> None:
         template = self._made()
         shutil.copytree(template, directory)
         softhsm_config = directory / "softhsm" / "softhsm2.conf"
@@ -248,6 +252,12 @@ class _DevInitTemplate:
             text = server_toml.read_text()
             assert _SQLITE_URL_LINE in text
             server_toml.write_text(text.replace(_SQLITE_URL_LINE, f"url = {json.dumps(database_url)}"))
+        if sign_in_write_transaction:
+            text = server_toml.read_text()
+            assert "\n[hsm]\n" in text
+            server_toml.write_text(
+                text.replace("\n[hsm]\n", f"\n[hsm]\n{SIGN_IN_WRITE_TRANSACTION_LINE}\n", 1)
+            )
 
     def _made(self) -> Path:
         if self._directory is None:
@@ -267,15 +277,21 @@ class _DevInitTemplate:
 
 
 _SQLITE_URL_LINE = 'url = "sqlite:///custody.db"'
+SIGN_IN_WRITE_TRANSACTION_LINE = "sign_in_write_transaction = true"
 _JSONRPC_LISTEN_LINE = 'listen = "127.0.0.1:50052"'
 _DEV_INIT = _DevInitTemplate()
 
 
-def make_dev_env(directory: Path, backend: str, databases: Databases) -> DevEnv:
+def make_dev_env(
+    directory: Path, backend: str, databases: Databases, *, sign_in_write_transaction: bool | None = None
+) -> DevEnv:
     """The environment `custody dev init DIR` makes (with --database for PostgreSQL), as a new user runs it;
-    copied from one made earlier in this process (see _DevInitTemplate)."""
+    copied from one made earlier in this process (see _DevInitTemplate). ``sign_in_write_transaction`` sets
+    that [hsm] option; None leaves it to CUSTODY_TEST_SIGN_IN_WRITE_TRANSACTION."""
     database_url = databases.create() if backend == "postgresql" else None
-    _DEV_INIT.copy_to(directory, database_url)
+    if sign_in_write_transaction is None:
+        sign_in_write_transaction = SIGN_IN_WRITE_TRANSACTION
+    _DEV_INIT.copy_to(directory, database_url, sign_in_write_transaction=sign_in_write_transaction)
     return DevEnv(directory, database_url)
 
 

@@ -121,10 +121,22 @@ def _load(
                 time.sleep(0.01)
 
 
+@pytest.mark.parametrize(
+    "sign_in_write_transaction", [False, True], ids=["two-transactions", "sign-in-write-transaction"]
+)
 def test_kill_minus_nine_leaves_everything_consistent(
-    tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases, nonces: Nonces
+    tmp_path_factory: pytest.TempPathFactory,
+    backend: str,
+    databases: Databases,
+    nonces: Nonces,
+    sign_in_write_transaction: bool,
 ) -> None:
-    env = make_dev_env(tmp_path_factory.mktemp("crashes") / "env", backend, databases)
+    env = make_dev_env(
+        tmp_path_factory.mktemp("crashes") / "env",
+        backend,
+        databases,
+        sign_in_write_transaction=sign_in_write_transaction,
+    )
     logs = tmp_path_factory.mktemp("crash-logs")
     pending = Pending()
     failures: list[BaseException] = []

@@ -33,10 +33,20 @@ from .conftest import (
 pytestmark = pytest.mark.skipif(shutil.which("chattr") is None, reason="chattr (e2fsprogs) is not installed")
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory, backend: str, databases: Databases) -> DevEnv:
-    env = make_dev_env(tmp_path_factory.mktemp("fail-closed") / "env", backend, databases)
-    return env
+@pytest.fixture(scope="module", params=[False, True], ids=["two-transactions", "sign-in-write-transaction"])
+def env(
+    tmp_path_factory: pytest.TempPathFactory,
+    backend: str,
+    databases: Databases,
+    request: pytest.FixtureRequest,
+) -> DevEnv:
+    """Each backend, signing after the claim commits and signing inside the recording transaction."""
+    return make_dev_env(
+        tmp_path_factory.mktemp("fail-closed") / "env",
+        backend,
+        databases,
+        sign_in_write_transaction=request.param,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,11 @@ def test_a_daemon_with_three_lanes_signs_concurrent_requests(
     tmp_path_factory: pytest.TempPathFactory, databases: Databases, nonces: Nonces
 ) -> None:
     # Lanes are worker processes in front of the HSM, whatever the store; the first configured backend is enough.
-    env = make_dev_env(tmp_path_factory.mktemp("lanes") / "env", BACKENDS[0], databases)
+    # Lanes are for an HSM whose calls take milliseconds, which must never hold the write lock: the daemon
+    # refuses lanes together with signing inside the write transaction.
+    env = make_dev_env(
+        tmp_path_factory.mktemp("lanes") / "env", BACKENDS[0], databases, sign_in_write_transaction=False
+    )
     with_lanes(env, 3)
     daemon = start_daemon(env, tmp_path_factory.mktemp("lane-logs") / "daemon.log")
     try:

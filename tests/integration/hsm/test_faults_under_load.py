@@ -66,15 +66,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             yield url
 
 
+@pytest.fixture(params=[False, True], ids=["two-transactions", "sign-in-write-transaction"])
+def sign_in_write_transaction(request: pytest.FixtureRequest) -> bool:
+    """Signing after the claim commits, or inside the transaction that records the request."""
+    return bool(request.param)
+
+
 @pytest.fixture
-def application(softhsm: SoftHsmSetup, database_url: str, tmp_path: Path) -> Iterator[Application]:
+def application(
+    softhsm: SoftHsmSetup, database_url: str, tmp_path: Path, sign_in_write_transaction: bool
+) -> Iterator[Application]:
     faults = SignFaults(seed=20250105)
     hsm = Pkcs11Hsm(softhsm.module_path, MAIN_TOKEN_LABEL, MAIN_PIN, session_wrapper=faults)
     store = open_store(database_url, tmp_path)
     # The session's token still holds the sealed state of the last test's database, which the daemon refuses
     # to adopt; it is retired as an operator who starts over on purpose retires it.
     retire_token_state(hsm, token_state(hsm).seal_key_ids)
-    custody = Custody(store=store, hsm=hsm)
+    custody = Custody(store=store, hsm=hsm, sign_in_write_transaction=sign_in_write_transaction)
     try:
         custody.audit.open()
         approver_keys = {

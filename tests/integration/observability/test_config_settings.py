@@ -87,6 +87,7 @@ def test_defaults_when_the_metrics_logging_and_token_settings_are_absent(layout:
     assert config.hsm.wait_for_token is False
     assert config.hsm.wait_seconds == 2.0
     assert config.hsm.lanes == 1
+    assert config.hsm.sign_in_write_transaction is False
 
 
 def test_every_metrics_logging_token_and_lane_setting_is_read(layout: Path) -> None:
@@ -102,6 +103,11 @@ def test_every_metrics_logging_token_and_lane_setting_is_read(layout: Path) -> N
     assert (config.hsm.wait_for_token, config.hsm.wait_seconds, config.hsm.lanes) == (True, 0.5, 4)
 
 
+def test_signing_in_the_write_transaction_is_read_for_an_hsm_without_lanes(layout: Path) -> None:
+    config = load_server_config(write_config(layout, hsm_extra="sign_in_write_transaction = true"))
+    assert config.hsm.sign_in_write_transaction is True
+
+
 @pytest.mark.parametrize("url", ["postgresql://custody@db.internal:5432/custody", "postgres://db/custody"])
 def test_postgresql_urls_are_accepted(layout: Path, url: str) -> None:
     assert load_server_config(write_config(layout, database_url=url)).database_url == url
@@ -115,6 +121,8 @@ def test_postgresql_urls_are_accepted(layout: Path, url: str) -> None:
         ('lanes = "2"', "", "hsm.lanes", "positive integer"),
         ('wait_for_token = "yes"', "", "hsm.wait_for_token", "true or false"),
         ("wait_seconds = 0", "", "hsm.wait_seconds", "positive number"),
+        ('sign_in_write_transaction = "yes"', "", "hsm.sign_in_write_transaction", "true or false"),
+        ("sign_in_write_transaction = true\nlanes = 2", "", "hsm.sign_in_write_transaction", "with lanes"),
         ("", '[metrics]\nlisten = "localhost"', "metrics.listen", "HOST:PORT"),
         ("", "[metrics]\nport = 9464", "metrics", "unknown setting(s) port"),
         ("", '[logging]\nformat = "xml"', "logging.format", '"json" or "text"'),
