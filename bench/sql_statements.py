@@ -79,6 +79,11 @@ def counting_connection(statements: StatementLog) -> type[sqlite3.Connection]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--sign-in-write-transaction",
+        action="store_true",
+        help="sign requests the policy signs at once in the transaction that records them ([hsm] option)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/sql_statements.json"))
     parser.add_argument(
         "--show", action="store_true", help="print each statement of the last round's two paths, in order"
@@ -97,7 +102,12 @@ def main() -> None:
     store = SqliteStore(work / "custody.db")
     store._use_connection_factory(counting_connection(statements))
     hsm = Pkcs11Hsm(token.module_path, TOKEN_LABEL, PIN)
-    custody = Custody(store=store, hsm=hsm, clock=lambda: datetime.now(UTC))
+    custody = Custody(
+        store=store,
+        hsm=hsm,
+        clock=lambda: datetime.now(UTC),
+        sign_in_write_transaction=arguments.sign_in_write_transaction,
+    )
     custody.audit.open()
     custody.policy.seed(dev_policy_toml(public_keys), "the development policy")
     ops = custody.keys.create_key(ADMIN, "ops")
