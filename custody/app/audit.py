@@ -241,6 +241,11 @@ class AuditUseCases:
         """The whole chain, every checkpoint, and the token's anchor: a log that verifies on its own but lacks
         the event the anchor vouches for was restored to an older copy, truncated or rewritten."""
         self._require_reader(caller)
+        return self.verify_whole()
+
+    def verify_whole(self) -> ChainVerification:
+        """Every event, every checkpoint and the token's anchor, for online verification and for the daemon's own
+        verification of the whole log after each start."""
         verification = verify_events(self._store.iter_audit_events(), public_key=self.public_key)
         mismatch = None if self._anchor is None or not verification.ok else self._anchor.mismatch(self._store)
         if mismatch is None:

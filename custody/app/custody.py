@@ -112,7 +112,9 @@ class Custody:
         except CustodyError as exc:
             store_ok, store_detail = False, exc.message
         seal_detail = ""
-        if self.sealer.last_mismatch is not None:
+        if self.sealer.held is not None:
+            seal_detail = f"nothing is signed: {self.sealer.held}"
+        elif self.sealer.last_mismatch is not None:
             # A seal that does not verify, or a sealed row put back to an older value: either way someone
             # changed the database outside custody.
             seal_detail = f"the database was changed outside custody: {self.sealer.last_mismatch}"
@@ -122,6 +124,36 @@ class Custody:
     def start_background_work(self, interval_seconds: float) -> None:
         self._worker = BackgroundWorker(self.signing, self.audit, interval_seconds)
         self._worker.start()
+        threading.Thread(
+            target=self._verify_whole_log_at_start, name="audit-verification", daemon=True
+        ).start()
+
+    def verify_whole_log(self) -> None:
+        """Verify every event of the audit log and hold all signing if it does not verify.
+
+        A start verifies only the log's head, so that it stays quick whatever the log's size; an event further
+        back edited in place (its hash left as it was) is found by a full verification only. The freshness check
+        reads such events by request id or kind (custody/app/freshness.py), so the daemon verifies the whole log
+        once after every start, in the background while it serves, and signs nothing from the moment that finds
+        a problem until it is restarted on a repaired database.
+        """
+        verification = self.audit.verify_whole()
+        if verification.ok:
+            log.info("the whole audit log verified: %d events", verification.events_checked)
+            return
+        self.sealer.held = (
+            f"the audit log does not verify at sequence {verification.first_bad_sequence}:"
+            f" {verification.problem}; restart custody once the database is repaired or restored"
+        )
+        log.error("%s", self.sealer.held)
+
+    def _verify_whole_log_at_start(self) -> None:
+        try:
+            self.verify_whole_log()
+        except CustodyError as exc:
+            log.warning("could not verify the whole audit log after start: %s", exc.message)
+        except Exception:  # A failed verification run must not take the daemon down; it is reported.
+            log.exception("could not verify the whole audit log after start")
 
     def close(self) -> None:
         """Stop the worker, sign a last checkpoint over the log's head, and release the HSM and the store."""

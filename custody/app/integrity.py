@@ -151,6 +151,9 @@ class Sealer:
         self.current: CurrentState | None = None
         # The last seal that failed, for health: someone wrote the database without the seal key.
         self.last_mismatch: str | None = None
+        # Why nothing may be signed at all (the whole audit log failed verification after start); None while
+        # nothing holds signing.
+        self.held: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -288,7 +291,11 @@ class Sealer:
 
     def problem(self, reader: StoreTransaction, records: SealedRecords) -> str | None:
         """Which of ``records`` has no seal that verifies, or which row is no longer the latest the audit log
-        knows of (an older sealed copy put back); None when every seal verifies and every row is current."""
+        knows of (an older sealed copy put back); None when every seal verifies and every row is current.
+
+        Raises Unavailable while signing is held: the request is neither signed nor ended, and waits."""
+        if self.held is not None:
+            raise Unavailable(f"nothing is signed: {self.held}")
         stored = reader.seals(list(records.seals))
         bad = [
             subject

@@ -14,7 +14,7 @@ import pytest
 
 from custody.app.integrity import Sealer
 from custody.domain import seals
-from custody.domain.errors import ConfigurationError
+from custody.domain.errors import ConfigurationError, Unavailable
 from custody.domain.requests import RequestState
 from custody.store.codec import encode_time
 from tests.app.conftest import ADMIN, BACKEND, DAVE, App, AppFactory, assert_signed_by, assert_unsigned
@@ -321,3 +321,22 @@ def test_a_policy_rolled_back_by_deleting_the_newer_version_signs_nothing(app: A
     assert_unsigned(app.get(request.request_id))
     assert app.get(request.request_id).state is RequestState.FAILED
     assert "version 2 was activated after it" in (app.get(request.request_id).error or "")
+
+
+def test_an_old_event_edited_in_place_holds_all_signing_once_the_whole_log_is_verified(app: App) -> None:
+    """The start verifies only the log's head; the whole log is verified once in the background after it. An
+    event far behind the last checkpoint edited in place (its hash left alone, so that it no longer says what it
+    said) is found then, and from that moment nothing is signed: callers get UNAVAILABLE, nothing ends."""
+    assert_signed_by(app.submit_tx("ops"), app.keys["ops"].address)
+    assert app.custody.audit.checkpoint() is not None
+    app.custody.verify_whole_log()
+    assert app.custody.sealer.held is None
+    app.sql("UPDATE audit_events SET actor = 'someone-else' WHERE sequence = 2")
+    signed_before = len(app.events(kind="request.signed"))
+
+    app.custody.verify_whole_log()
+
+    with pytest.raises(Unavailable, match="nothing is signed: the audit log does not verify at sequence 2"):
+        app.submit_tx("ops")
+    assert len(app.events(kind="request.signed")) == signed_before
+    assert "nothing is signed: the audit log does not verify at sequence 2" in app.custody.health().detail
