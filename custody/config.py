@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from custody.domain.errors import ConfigurationError
 from custody.domain.principals import Principal, Role
@@ -448,6 +449,14 @@ def _read_jsonrpc(
         # The URL may carry an API key, so the message describes it without repeating it.
         if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", upstream):
             raise reader.fail("jsonrpc.upstream", "must be an http:// or https:// URL of an Ethereum node")
+        if upstream.startswith("http://") and not _is_loopback_host(urlsplit(upstream).hostname or ""):
+            # The node fills in nonces and fees and broadcasts: over plain HTTP anyone on the way could
+            # change what it answers.
+            raise reader.fail(
+                "jsonrpc.upstream",
+                "must be an https:// URL for a node that is not on this machine; plain http:// is allowed only"
+                " for a loopback address (127.0.0.1, ::1, localhost)",
+            )
     max_batch = reader.positive(table, "jsonrpc.max_batch", DEFAULT_JSONRPC_MAX_BATCH)
     if max_batch > MAX_JSONRPC_BATCH:
         raise reader.fail("jsonrpc.max_batch", f"must be at most {MAX_JSONRPC_BATCH}, got {max_batch}")
@@ -563,7 +572,10 @@ def bearer_token_hash(token: str) -> str:
 
 def is_loopback_address(address: str) -> bool:
     """Whether HOST:PORT names a loopback host (127.0.0.0/8, ::1 or localhost)."""
-    host = address.rpartition(":")[0].removeprefix("[").removesuffix("]")
+    return _is_loopback_host(address.rpartition(":")[0].removeprefix("[").removesuffix("]"))
+
+
+def _is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
     try:

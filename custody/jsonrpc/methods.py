@@ -27,6 +27,7 @@ from typing import Any
 
 from custody.api.errors import (
     JSONRPC_BROADCAST_UNKNOWN,
+    JSONRPC_LIMIT_EXCEEDED,
     JSONRPC_METHOD_NOT_FOUND,
     JSONRPC_NOT_SIGNED,
     JSONRPC_PENDING_APPROVAL,
@@ -36,10 +37,19 @@ from custody.app.custody import Custody, utc_now
 from custody.chains.evm.transactions import parse_transaction
 from custody.chains.evm.values import canonical_payload, load_json_object, parse_integer
 from custody.config import JsonRpcConfig
-from custody.domain.errors import InvalidInput, PermissionDenied, Unavailable
+from custody.domain.errors import (
+    ConfigurationError,
+    CustodyError,
+    InvalidInput,
+    PermissionDenied,
+    Unavailable,
+)
 from custody.domain.keys import KeyState
+from custody.domain.policy.conditions.kinds import KindCondition
+from custody.domain.policy.conditions.max_fee import MaxFeeCondition
+from custody.domain.policy.rules import Rule
 from custody.domain.principals import Principal, Role
-from custody.domain.requests import PayloadKind, RequestState, SigningRequest
+from custody.domain.requests import DecisionAction, PayloadKind, RequestState, SigningRequest
 from custody.jsonrpc import params
 from custody.jsonrpc.protocol import JsonRpcError
 from custody.jsonrpc.upstream import UPSTREAM, Upstream, UpstreamError
@@ -91,6 +101,12 @@ MAX_REMEMBERED_PENDING_CALLS = 10_000
 # stays valid through six full blocks of base fee increases (12.5 % each), as ethers and viem choose it.
 BASE_FEE_MULTIPLIER = 2
 UINT256_MAX = 2**256 - 1
+# What the node's answers to one body's forwarded reads may add up to when the endpoint is built without its
+# limit ([limits] max_message_bytes, the gRPC default).
+DEFAULT_MAX_FORWARDED_ANSWER_BYTES = 4 * 1024 * 1024
+# How long an address no key has is remembered as such, so that calls naming it do not read every key each.
+UNKNOWN_ADDRESS_SECONDS = 5.0
+MAX_UNKNOWN_ADDRESSES = 1024
 
 CustodySource = Callable[[], Custody]
 
@@ -103,8 +119,11 @@ class JsonRpcMethods:
         *,
         upstream: Upstream | None,
         max_wait_seconds: float,
+        max_answer_bytes: int = DEFAULT_MAX_FORWARDED_ANSWER_BYTES,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        self._max_answer_bytes = max_answer_bytes
+        self._fee_caps_checked = False
         self._custody = custody
         self._clock = clock
         self._config = config
@@ -116,6 +135,8 @@ class JsonRpcMethods:
         self._upstream_chain_id: int | None = None
         # A key's address never changes and a label is never reused, so address -> label is kept once seen.
         self._labels_by_address: dict[str, str] = {}
+        # Addresses no key had when last read -> until when that answer stands (monotonic seconds).
+        self._unknown_addresses: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
         # (caller, key label, kind, SHA-256 of the call) -> the id of the request waiting for approvals.
         self._pending_calls: OrderedDict[tuple[str, str, PayloadKind, bytes], str] = OrderedDict()
@@ -142,6 +163,7 @@ class JsonRpcMethods:
     def begin_body(self) -> None:
         """Start the wait budget of the body this thread answers next ([limits] watch_seconds in all)."""
         self._body.wait_until = time.monotonic() + self._max_wait_seconds
+        self._body.forwarded_bytes = 0
 
     def knows(self, method: str) -> bool:
         return method in self._handlers or (self._upstream is not None and method in FORWARDED_METHODS)
@@ -151,10 +173,46 @@ class JsonRpcMethods:
         if handler is not None:
             return handler(caller, method, call_params)
         if method in FORWARDED_METHODS:
-            return self._require_upstream(method).call(method, call_params)
+            return self._forward(caller, method, call_params)
         raise JsonRpcError(
             JSONRPC_METHOD_NOT_FOUND, f"the method {method!r} does not exist or is not offered here"
         )
+
+    def _forward(self, caller: Principal, method: str, call_params: Any) -> Any:
+        """The node's answer to an allowlisted read, for a caller that may request signatures (the node's
+        reads are for the tools of those who do), within the body's answer budget."""
+        upstream = self._require_upstream(method)
+        caller.require(Role.REQUESTER, f"call {method} through the endpoint")
+        answer = upstream.call(method, call_params)
+        size = len(json.dumps(answer, separators=(",", ":")))
+        used = getattr(self._body, "forwarded_bytes", 0) + size
+        self._body.forwarded_bytes = used
+        if used > self._max_answer_bytes:
+            raise JsonRpcError(
+                JSONRPC_LIMIT_EXCEEDED,
+                f"the node's answers to this body's calls exceed {self._max_answer_bytes} bytes ([limits]"
+                " max_message_bytes); ask for less at once (a narrower block range, fewer calls in the batch)",
+            )
+        return answer
+
+    def warn_about_uncapped_fees(self) -> None:
+        """Log once a warning naming the rules that let a transaction be signed without ``max_fee_wei``, when
+        an upstream node fills in fees: a node that answers absurd fees would then be the only judge of them.
+        Nothing when the policy cannot be read yet (the daemon waits for its token); the first fill asks again."""
+        if self._upstream is None or self._fee_caps_checked:
+            return
+        try:
+            rules = self.custody.policy.active().policy.rules
+        except CustodyError:
+            return
+        self._fee_caps_checked = True
+        uncapped = [rule.name for rule in rules if _may_sign_transactions_without_fee_cap(rule)]
+        if uncapped:
+            log.warning(
+                "[jsonrpc] upstream fills in transaction fees, and these policy rules sign transactions without"
+                " max_fee_wei, so the node alone decides what they pay in fees: %s",
+                ", ".join(uncapped),
+            )
 
     # -- accounts and chain --------------------------------------------------------------------------------------
 
@@ -176,12 +234,20 @@ class JsonRpcMethods:
         return str(self._chain_id(method))
 
     def _chain_id(self, method: str) -> int:
-        """The configured chain id, else the upstream node's (asked once)."""
-        if self._config.chain_id is not None:
-            return self._config.chain_id
+        """The chain the endpoint serves: the configured chain id, else the upstream node's (asked once). With
+        both, the node's must be the configured one."""
+        configured = self._config.chain_id
+        if configured is not None and self._upstream is None:
+            return configured
         if self._upstream_chain_id is None:
             answer = self._require_upstream(method).call("eth_chainId", [])
             self._upstream_chain_id = _upstream_quantity(answer, "eth_chainId")
+        if configured is not None and self._upstream_chain_id != configured:
+            # Filling in a nonce, fees or broadcasting through a node of another chain would sign for one
+            # chain what another's state decided: nothing is served until the configuration is mended.
+            raise ConfigurationError(
+                f"[jsonrpc] chain_id is {configured}, but {UPSTREAM} is on chain {self._upstream_chain_id}"
+            )
         return self._upstream_chain_id
 
     def _require_upstream(self, method: str) -> Upstream:
@@ -201,14 +267,30 @@ class JsonRpcMethods:
         )
         caller.require(Role.REQUESTER, f"request signatures from {address}")
         label = self._labels_by_address.get(address)
-        if label is None:
+        if label is None and not self._recently_unknown(address):
+            # Read outside the lock: a call naming an address of no key must not hold up every other caller.
+            keys = self.custody.keys.list_keys(caller)
             with self._lock:
-                for key in self.custody.keys.list_keys(caller):
+                for key in keys:
                     self._labels_by_address[key.address] = key.label
-            label = self._labels_by_address.get(address)
+                label = self._labels_by_address.get(address)
+                if label is None:
+                    self._unknown_addresses[address] = time.monotonic() + UNKNOWN_ADDRESS_SECONDS
+                    while len(self._unknown_addresses) > MAX_UNKNOWN_ADDRESSES:
+                        self._unknown_addresses.popitem(last=False)
         if label is None or label not in caller.keys:
             raise refusal
         return label
+
+    def _recently_unknown(self, address: str) -> bool:
+        """Whether ``address`` was found to be no key's address less than UNKNOWN_ADDRESS_SECONDS ago (a key
+        created since is found once that time is over)."""
+        with self._lock:
+            until = self._unknown_addresses.get(address)
+            if until is not None and until <= time.monotonic():
+                del self._unknown_addresses[address]
+                until = None
+        return until is not None
 
     # -- signing ---------------------------------------------------------------------------------------------
 
@@ -373,12 +455,14 @@ class JsonRpcMethods:
         sender = transaction.sender
         if "chainId" not in fields:
             fields["chainId"] = self._chain_id(method)
-        elif method == "eth_sendTransaction" and self._config.chain_id is None:
+        elif self._config.chain_id is not None or method == "eth_sendTransaction":
+            # The chain the endpoint serves (configured, or the node's that broadcasts) is the only one a call
+            # may sign for: a caller's other chain id would make a transaction valid elsewhere.
             chain_id = parse_integer(fields["chainId"], "chainId", minimum=1, maximum=UINT256_MAX)
-            if chain_id != self._chain_id(method):
-                raise InvalidInput(
-                    f"is {chain_id}, but {UPSTREAM} is on chain {self._chain_id(method)}", field="chainId"
-                )
+            served = self._chain_id(method)
+            if chain_id != served:
+                where = "[jsonrpc] chain_id" if self._config.chain_id is not None else UPSTREAM
+                raise InvalidInput(f"is {chain_id}, but {where} is chain {served}", field="chainId")
         missing = [name for name in ("nonce", "gas") if name not in fields]
         has_fees = any(name in fields for name in ("gasPrice", "maxFeePerGas", "maxPriorityFeePerGas"))
         if not has_fees:
@@ -398,6 +482,7 @@ class JsonRpcMethods:
                 _upstream_quantity(upstream.call("eth_getTransactionCount", [sender, "pending"]), "nonce")
             )
         if "maxFeePerGas" in missing or "maxPriorityFeePerGas" in missing:
+            self.warn_about_uncapped_fees()
             fields.update(self._fees(upstream, fields))
         if "gas" not in fields:
             estimate_call = {
@@ -590,6 +675,15 @@ def _upstream_quantity(value: Any, what: str) -> int:
         return parse_integer(value, what, minimum=0, maximum=UINT256_MAX)
     except InvalidInput:
         raise Unavailable(f"{UPSTREAM} answered {what} with something that is not a quantity") from None
+
+
+def _may_sign_transactions_without_fee_cap(rule: Rule) -> bool:
+    if rule.action is DecisionAction.DENY:
+        return False
+    kinds = next((c.kinds for c in rule.conditions if isinstance(c, KindCondition)), None)
+    if kinds is not None and PayloadKind.TRANSACTION not in kinds:
+        return False
+    return not any(isinstance(condition, MaxFeeCondition) for condition in rule.conditions)
 
 
 def _canonical_transaction(fields: dict[str, Any]) -> dict[str, Any] | None:

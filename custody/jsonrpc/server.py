@@ -552,7 +552,10 @@ def start_jsonrpc_server(
         jsonrpc,
         upstream=upstream_factory(jsonrpc.upstream) if jsonrpc.upstream else None,
         max_wait_seconds=config.limits.watch_seconds,
+        max_answer_bytes=config.limits.max_message_bytes,
     )
+    # At start when the policy is already readable; otherwise on the first call that fills fees in.
+    methods.warn_about_uncapped_fees()
     authenticator = JsonRpcAuthenticator(
         config.principals, jsonrpc.tokens, CertificateAuthenticator(config.principals)
     )

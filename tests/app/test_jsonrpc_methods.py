@@ -8,6 +8,7 @@ and SoftHSM2 token, the development policy, a clock the test moves). Signatures 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -213,12 +214,13 @@ def node() -> Iterator[BroadcastOutcomeUnknownNode]:
     started.stop()
 
 
-def methods_with_node(app: App, node: UpstreamNode) -> JsonRpcMethods:
+def methods_with_node(app: App, node: UpstreamNode, *, max_answer_bytes: int = 1024 * 1024) -> JsonRpcMethods:
     return JsonRpcMethods(
         lambda: app.custody,
         JsonRpcConfig(chain_id=SEPOLIA),
         upstream=Upstream(node.url, timeout=5.0),
         max_wait_seconds=5.0,
+        max_answer_bytes=max_answer_bytes,
         clock=app.clock,
     )
 
@@ -377,3 +379,94 @@ def test_typed_data_with_a_duplicate_key_is_refused_not_answered_from_the_rememb
     refused = call(methods, BACKEND, "eth_signTypedData_v4", treasury, duplicated)
     assert isinstance(refused, JsonRpcError) and refused.code == -32602, refused
     assert app.get(request_id).state is RequestState.PENDING_APPROVAL
+
+
+def test_forwarded_reads_need_the_requester_role_and_a_body_gets_at_most_its_answer_budget(
+    app: App, node: BroadcastOutcomeUnknownNode
+) -> None:
+    block = node.answer("eth_getBlockByNumber", ["latest", False])
+    one_answer = len(json.dumps(block, separators=(",", ":")))
+    methods = methods_with_node(app, node, max_answer_bytes=one_answer + one_answer // 2)
+    methods.begin_body()
+    assert call(methods, BACKEND, "eth_getBlockByNumber", "latest", False) == block
+    over = call(methods, BACKEND, "eth_getBlockByNumber", "latest", False)
+    assert isinstance(over, JsonRpcError) and over.code == -32005 and "max_message_bytes" in over.message
+    # The next body has a budget of its own.
+    methods.begin_body()
+    assert call(methods, BACKEND, "eth_getBlockByNumber", "latest", False) == block
+    # An identity that may not request signatures does not use the node through the endpoint either.
+    refused = call(methods, ADMIN, "eth_getBalance", RECIPIENT, "latest")
+    assert isinstance(refused, JsonRpcError) and refused.code == 4100
+
+
+def test_a_node_on_another_chain_than_the_configured_one_serves_nothing(app: App) -> None:
+    mainnet = UpstreamNode(chain_id=1).start()
+    try:
+        methods = methods_with_node(app, mainnet)
+        refused = call(methods, BACKEND, "eth_chainId")
+        assert isinstance(refused, JsonRpcError) and refused.code == -32003
+        assert "chain_id is 11155111" in refused.message and "chain 1" in refused.message
+        payment = {"from": app.keys["ops"].address, "to": RECIPIENT, "value": hex(10**15)}
+        assert call(methods, BACKEND, "eth_sendTransaction", payment).code == -32003
+        assert mainnet.broadcast == []
+    finally:
+        mainnet.stop()
+
+
+def test_a_chain_id_other_than_the_configured_one_is_refused_naming_it(app: App) -> None:
+    transaction = {
+        "from": app.keys["ops"].address,
+        "to": RECIPIENT,
+        "value": hex(10**15),
+        "gas": hex(21_000),
+        "maxFeePerGas": hex(30 * 10**9),
+        "maxPriorityFeePerGas": hex(10**9),
+        "nonce": hex(app.nonce()),
+        "chainId": hex(1),
+    }
+    refused = call(methods_for(app), BACKEND, "eth_signTransaction", transaction)
+    assert isinstance(refused, JsonRpcError) and refused.code == -32602
+    assert "chainId" in refused.message and "[jsonrpc] chain_id" in refused.message
+    assert app.custody.signing.list(ADMIN, limit=100) == []
+
+
+def test_calls_naming_an_address_of_no_key_do_not_read_the_keys_each(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    methods = methods_for(app)
+    reads = []
+    list_keys = app.custody.keys.list_keys
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args)
+        return list_keys(*args, **kwargs)
+
+    monkeypatch.setattr(app.custody.keys, "list_keys", counted)
+    stranger = "0x" + "11" * 20
+    for _ in range(20):
+        assert call(methods, BACKEND, "personal_sign", "0x6869", stranger).code == 4100
+    assert len(reads) == 1
+    # A known key's address is still served.
+    signature = call(methods, BACKEND, "personal_sign", "0x6869", app.keys["ops"].address)
+    assert isinstance(signature, str)
+
+
+def test_rules_signing_transactions_without_a_fee_cap_are_named_in_a_warning_when_a_node_fills_fees(
+    make_app: AppFactory, node: BroadcastOutcomeUnknownNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    capped = make_app()
+    with caplog.at_level(logging.WARNING, logger="custody.jsonrpc.methods"):
+        methods_with_node(capped, node).warn_about_uncapped_fees()
+    assert "max_fee_wei" not in caplog.text
+
+    # The development policy's ops rule without its fee cap.
+    uncapped = make_app(
+        policy=lambda document: document.replace('max_fee_wei = "50000000000000000"  # 0.05 ether\n', "", 1)
+    )
+    methods = methods_with_node(uncapped, node)
+    with caplog.at_level(logging.WARNING, logger="custody.jsonrpc.methods"):
+        methods.warn_about_uncapped_fees()
+        methods.warn_about_uncapped_fees()
+    warnings = [record for record in caplog.records if "max_fee_wei" in record.getMessage()]
+    assert len(warnings) == 1 and "ops-transactions" in warnings[0].getMessage()
+    assert "treasury-transactions" not in warnings[0].getMessage()

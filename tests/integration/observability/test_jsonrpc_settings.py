@@ -52,6 +52,8 @@ def test_every_setting_is_read(layout: Path) -> None:
         ('listen = "[::]:8546"\nplain_http = true', "jsonrpc.plain_http", "loopback"),
         ('listen = "nowhere"', "jsonrpc.listen", "HOST:PORT"),
         ('upstream = "ftp://node.example"', "jsonrpc.upstream", "http:// or https://"),
+        ('upstream = "http://node.example:8545"', "jsonrpc.upstream", "must be an https:// URL"),
+        ('upstream = "http://10.0.0.5:8545"', "jsonrpc.upstream", "must be an https:// URL"),
         ("max_batch = 0", "jsonrpc.max_batch", "positive"),
         ("max_batch = 100000", "jsonrpc.max_batch", "at most 1000"),
         ("chain_id = -1", "jsonrpc.chain_id", "positive"),
@@ -81,3 +83,11 @@ def test_the_command_line_moves_the_listener_but_not_off_loopback_in_plain_http(
         with_listener_overrides(config, jsonrpc_listen="10.0.0.5:8546")
     with pytest.raises(ConfigurationError, match="HOST:PORT"):
         with_listener_overrides(config, jsonrpc_listen="8546")
+
+
+def test_plain_http_reaches_only_a_node_on_this_machine(layout: Path) -> None:
+    for url in ("http://127.0.0.1:8545", "http://localhost:8545/", "http://[::1]:8545"):
+        assert load_server_config(jsonrpc(layout, f'upstream = "{url}"')).jsonrpc.upstream == url
+    with pytest.raises(ConfigurationError) as refused:
+        load_server_config(jsonrpc(layout, 'upstream = "http://node.example/v3/secret-api-key"'))
+    assert "secret-api-key" not in refused.value.message and "https://" in refused.value.message
