@@ -93,6 +93,12 @@ class CurrentState:
             self.observe(_every_event(self._store, kind=kind))
         self._loaded = True
 
+    def born(self, request_id: str) -> None:
+        """A request this process is inserting now: nothing can have ended it, so its first check before signing
+        (in the very transaction that inserts it, when signing there) reads nothing from the log."""
+        with self._lock:
+            self._remember_request(request_id, None, only_if_unknown=True)
+
     def observe(self, events: Iterable[AuditEvent]) -> None:
         """Take in events this process appended (once committed) or read; any order."""
         with self._lock:

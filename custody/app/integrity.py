@@ -506,6 +506,8 @@ class SealingTransaction:
 
     def insert_request(self, request: SigningRequest) -> None:
         self._inner.insert_request(request)
+        if self._sealer.current is not None:
+            self._sealer.current.born(request.request_id)
         self._inner.put_seal(
             seals.decision_subject(request.request_id), self._sealer.seal(seals.sealed_decision(request))
         )
