@@ -209,7 +209,8 @@ _DEV_POLICY_TEMPLATE = """\
 # DELEGATECALL when safe_operations names it, to any contract unless delegatecall_targets lists some; chain
 # id 0, valid on every chain, against any chain_ids), where a rule that signs needs EVERY part allowed: so
 # what a deny rule denies never slips through to the rules after it, not even as one call of a batch or one
-# tuple of a set-code transaction. A deny rule may list delegates without intents. Never copy
+# tuple of a set-code transaction. A deny rule may list delegates without intents, and may not set a limit
+# (token_caps, token_velocity, max_permit_horizon_seconds), which would deny only what stays within it. Never copy
 # allow_unlimited_approval = true, DELEGATECALL to a contract you have not audited, "unknown" / "undecodable"
 # in intents, any_chain = true or a delegate you have not audited into a rule that signs at once: each is how a
 # real treasury was drained.

@@ -1265,3 +1265,23 @@ def test_a_deny_rule_on_delegatecall_without_targets_denies_every_delegatecall_a
     assert (decision.action.value, decision.rule) == ("deny", "rule-0")
     plain = rules.evaluate(transaction(safe_tx(native()))).decision
     assert (plain.action.value, plain.rule) == ("sign", "rule-1")
+
+
+@pytest.mark.parametrize(
+    ("limit", "instead"),
+    [
+        ({"token_caps": [{"token": USDC, "max": "100"}]}, "to deny a token, list it in tokens"),
+        (
+            {"token_velocity": [{"token": USDC, "window_seconds": 60, "max": "100"}]},
+            "to deny a token, list it in tokens",
+        ),
+        ({"max_permit_horizon_seconds": 100}, "to deny permits, name their kinds in intents"),
+    ],
+)
+def test_a_limit_in_a_deny_rule_is_refused_naming_the_field(limit: dict[str, Any], instead: str) -> None:
+    # Within the limit is what the rule would match: a deny rule with one would let through what exceeds it.
+    with pytest.raises(ConfigurationError) as refused:
+        policy({"action": "deny", "intents": ["erc20_transfer", "permit"], **limit})
+    (field,) = limit
+    assert f"{field}: is a limit on what a rule allows" in refused.value.message
+    assert instead in refused.value.message

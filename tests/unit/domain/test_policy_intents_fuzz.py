@@ -235,3 +235,22 @@ def test_intent_fields_parse_or_name_the_field_and_a_signing_rule_allowed_every_
             assert "DELEGATECALL" in rule.get("safe_operations", [])
         if request.kind is PayloadKind.TYPED_DATA and every:
             assert "typed_data" in rule
+
+
+@settings(max_examples=cases(1500), deadline=None, suppress_health_check=_HEALTH_CHECKS)
+@given(st.data())
+def test_a_deny_rule_that_denies_a_request_still_denies_it_with_more_intents_beside(
+    data: st.DataObject,
+) -> None:
+    pool = data.draw(st.lists(st.sampled_from(list(IntentKind)), min_size=1, max_size=3, unique=True))
+    rule = {**data.draw(rules(pool)), "action": "deny"}
+    tree = data.draw(st.lists(intent_trees(pool), min_size=1, max_size=2))
+    beside = data.draw(st.lists(intent_trees(list(IntentKind)), min_size=1, max_size=2))
+    policy = parse(rule)
+    if policy is None:
+        return
+    for request, larger in zip(requests(tuple(tree)), requests((*tree, *beside)), strict=True):
+        if policy.evaluate(request, usage).decision.rule != "fuzzed":
+            continue
+        # What a deny rule denies must not slip through because the request also does something else.
+        assert policy.evaluate(larger, usage).decision.rule == "fuzzed", (rule, tree, beside)

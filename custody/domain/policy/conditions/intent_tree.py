@@ -158,6 +158,21 @@ def denies(rule: RuleTable) -> bool:
     return rule.raw.get("action") == DecisionAction.DENY.value
 
 
+def refuse_limit_in_deny_rule(rule: RuleTable, field: str, instead: str) -> None:
+    """Refuse ``field``, a limit on what a rule allows, in a deny rule.
+
+    A limit is met by the requests within it, so a deny rule with one would deny what stays under the limit
+    and hand what goes beyond it, or holds one more token, to the rules after it: the opposite of what its
+    author meant. ``instead`` says how to write what they likely meant.
+    """
+    if denies(rule):
+        raise rule.fail(
+            field,
+            "is a limit on what a rule allows; in a deny rule it would deny only what stays within it and let"
+            f" the rest through to the rules after it; {instead}",
+        )
+
+
 def some_listed(
     condition: str,
     placed: list[PlacedIntent],

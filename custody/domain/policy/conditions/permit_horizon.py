@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import NOT_DECODED, PERMIT_KINDS, placed_intents
+from custody.domain.policy.conditions.intent_tree import (
+    NOT_DECODED,
+    PERMIT_KINDS,
+    placed_intents,
+    refuse_limit_in_deny_rule,
+)
 from custody.domain.policy.conditions.intents import require_intent_kinds
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.fields import is_int
@@ -36,6 +41,9 @@ class PermitHorizonCondition:
     def parse(cls, rule: RuleTable) -> PermitHorizonCondition | None:
         if "max_permit_horizon_seconds" not in rule.raw:
             return None
+        refuse_limit_in_deny_rule(
+            rule, "max_permit_horizon_seconds", "to deny permits, name their kinds in intents"
+        )
         horizon = rule.raw["max_permit_horizon_seconds"]
         if not is_int(horizon) or not 1 <= horizon <= MAX_PERMIT_HORIZON_SECONDS:
             raise rule.fail(

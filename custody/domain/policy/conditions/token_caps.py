@@ -8,7 +8,12 @@ from typing import Any, ClassVar
 
 from custody.domain.intents import Intent
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import NOT_DECODED, TOKEN_KINDS, placed_intents
+from custody.domain.policy.conditions.intent_tree import (
+    NOT_DECODED,
+    TOKEN_KINDS,
+    placed_intents,
+    refuse_limit_in_deny_rule,
+)
 from custody.domain.policy.conditions.intents import require_intent_kinds
 from custody.domain.policy.conditions.unlimited_approval import (
     UnlimitedApprovalCondition,
@@ -51,6 +56,7 @@ class TokenCapCondition:
     def parse(cls, rule: RuleTable) -> TokenCapCondition | None:
         if "token_caps" not in rule.raw:
             return None
+        refuse_limit_in_deny_rule(rule, "token_caps", "to deny a token, list it in tokens")
         caps = _parse_caps(rule.raw["token_caps"], rule.fail)
         require_intent_kinds(rule, "token_caps", TOKEN_KINDS)
         unlimited = rule.earlier(UnlimitedApprovalCondition)

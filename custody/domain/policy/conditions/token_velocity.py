@@ -8,7 +8,12 @@ from typing import Any, ClassVar
 
 from custody.domain.intents import Intent
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import NOT_DECODED, TOKEN_KINDS, placed_intents
+from custody.domain.policy.conditions.intent_tree import (
+    NOT_DECODED,
+    TOKEN_KINDS,
+    placed_intents,
+    refuse_limit_in_deny_rule,
+)
 from custody.domain.policy.conditions.intents import require_intent_kinds
 from custody.domain.policy.conditions.token_caps import token_totals
 from custody.domain.policy.conditions.velocity import MAX_VELOCITY_WINDOW_SECONDS
@@ -48,6 +53,7 @@ class TokenVelocityCondition:
     def parse(cls, rule: RuleTable) -> TokenVelocityCondition | None:
         if "token_velocity" not in rule.raw:
             return None
+        refuse_limit_in_deny_rule(rule, "token_velocity", "to deny a token, list it in tokens")
         limits = _parse_limits(rule.raw["token_velocity"], rule.fail)
         require_intent_kinds(rule, "token_velocity", TOKEN_KINDS)
         return cls(limits)
