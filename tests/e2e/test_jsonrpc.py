@@ -7,9 +7,15 @@ the typed data, the raw transaction), which must be the key's address, and s mus
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import ssl
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from eth_account import Account
@@ -732,3 +738,65 @@ def test_while_the_daemon_waits_for_its_token_the_endpoint_answers_unavailable(
         if away.exists():
             shutil.move(away, token)
         stop_daemon(daemon)
+
+
+def _dribbler(env: DevEnv, url: str) -> ssl.SSLSocket:
+    """A TLS connection that started a POST and sends the rest of its headers one line at a time, slowly."""
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    assert host is not None and port is not None
+    context = ssl.create_default_context(cafile=str(env.directory / "pki" / "ca.pem"))
+    connection = context.wrap_socket(socket.create_connection((host, port), timeout=30), server_hostname=host)
+    connection.sendall(b"POST / HTTP/1.1\r\nHost: custody\r\n")
+    return connection
+
+
+def test_clients_dribbling_headers_neither_hold_the_endpoint_nor_keep_the_daemon_from_stopping(
+    tmp_path: Path, databases: Databases
+) -> None:
+    env = make_dev_env(tmp_path / "env", "sqlite", databases)
+    with (env.directory / "server.toml").open("a") as config:
+        config.write("\n[limits]\nmax_concurrent_rpcs = 2\nshutdown_grace_seconds = 3\n")
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    stopped = False
+    try:
+        url = jsonrpc_url(daemon)
+        backend = JsonRpcClient(env, url, token=backend_token(env))
+        dribblers = []
+        for _ in range(2):
+            dribblers.append(_dribbler(env, url))
+        keep_dribbling = threading.Event()
+
+        def dribble() -> None:
+            line = 0
+            while not keep_dribbling.wait(0.5):
+                for connection in dribblers:
+                    with contextlib.suppress(OSError):
+                        connection.sendall(f"X-Line-{line}: more to come\r\n".encode())
+                line += 1
+
+        threading.Thread(target=dribble, daemon=True).start()
+        # While the dribblers hold both slots a call is refused at once with 503 (not left waiting); once the
+        # endpoint has cut them off for taking too long, calls are served again.
+        answers = []
+        for _ in range(60):
+            answer = backend.call("eth_accounts")
+            answers.append(answer)
+            if answer.status == 200:
+                break
+            time.sleep(0.5)
+        assert answers[-1].status == 200 and isinstance(answers[-1].result, list), answers[-1]
+        for refused in answers[:-1]:
+            assert refused.status == 503 and refused.error["code"] == -32005, refused
+
+        # New dribblers take the slots again, and more wait behind them: SIGTERM still stops the daemon.
+        dribblers[:] = [_dribbler(env, url) for _ in range(2)]
+        address = (str(urlsplit(url).hostname), int(urlsplit(url).port or 0))
+        waiting = [socket.create_connection(address) for _ in range(4)]
+        stopped = True
+        assert stop_daemon(daemon) == 0
+        keep_dribbling.set()
+        for connection in [*dribblers, *waiting]:
+            connection.close()
+    finally:
+        if not stopped:
+            stop_daemon(daemon)
