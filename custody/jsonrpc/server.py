@@ -400,6 +400,11 @@ class _Server(ThreadingHTTPServer):
         with self._calls_changed:
             return self._calls_changed.wait_for(lambda: self._calls == 0, timeout=timeout)
 
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        # Started here rather than with the server, so that a listener that could not bind leaves no thread.
+        self.deadlines.start()
+        super().serve_forever(poll_interval)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that leaves mid-answer is no error of the daemon's; the standard library would print a
         # traceback to stderr for it.
@@ -484,6 +489,8 @@ class ReadDeadlines:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jsonrpc-deadlines", daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
     def arm(self, connection: socket.socket, seconds: float) -> None:
@@ -496,7 +503,8 @@ class ReadDeadlines:
 
     def stop(self) -> None:
         self._stopped.set()
-        self._thread.join(timeout=DEADLINE_CHECK_SECONDS * 4)
+        if self._thread.is_alive():
+            self._thread.join(timeout=DEADLINE_CHECK_SECONDS * 4)
 
     def _run(self) -> None:
         while not self._stopped.wait(DEADLINE_CHECK_SECONDS):
