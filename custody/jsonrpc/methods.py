@@ -4,7 +4,8 @@ terms. No rules live here: the policy decides through ``signing.submit``, as for
 A signing method answers its result only when the request is SIGNED. A request the policy holds for
 approvals is the error -32010 with ``data: {request_id, state}``; the endpoint remembers the call, and the
 identical call sent again answers from that request: its signature once the quorum signed it, or -32014 once
-if it was rejected, expired or cancelled (the call after that is submitted anew). The memory is the
+if it was rejected, expired or cancelled (the call after that is submitted anew), for at most
+REMEMBERED_ANSWER_WINDOW after the request ended, and never a transaction the node's pending nonce has passed. The memory is the
 process's: after a restart, or at another replica, a transaction is still found by its nonce in the use case
 (and a call that left fields to the upstream node by the waiting request that is the same transaction apart
 from those fields, since the fees it would fill in may have moved), while a message or typed data makes a new
@@ -97,6 +98,8 @@ NODE_FILLED_FIELDS = frozenset(
 # Calls answered "pending approval", remembered so that the same call again answers from the same request;
 # the oldest are forgotten past this many (the call is then submitted again).
 MAX_REMEMBERED_PENDING_CALLS = 10_000
+# How long after its request ended a remembered call is still answered from it; later, the same call is new.
+REMEMBERED_ANSWER_WINDOW = timedelta(hours=1)
 # An EIP-1559 fee cap the endpoint fills in: twice the next block's base fee plus the tip, so the transaction
 # stays valid through six full blocks of base fee increases (12.5 % each), as ethers and viem choose it.
 BASE_FEE_MULTIPLIER = 2
@@ -374,9 +377,10 @@ class JsonRpcMethods:
         with self._lock:
             remembered = self._pending_calls.get(remembered_as)
         request = self.custody.signing.get(caller, remembered) if remembered is not None else None
-        if request is not None and self._already_sent(request):
-            # The remembered transaction was broadcast (by this endpoint or the caller): the same call now is
-            # a new payment, which must not be answered with the old hash.
+        if request is not None and (self._ended_long_ago(request) or self._already_sent(request)):
+            # A request that ended long ago answers no call: the same call now is a new one, which the policy
+            # as it is now decides. A remembered transaction that was broadcast (by this endpoint or the
+            # caller) is a new payment, which must not be answered with the old hash.
             request = None
         if request is None:
             request = self.custody.signing.submit(caller, key_label, kind, payload())
@@ -389,6 +393,9 @@ class JsonRpcMethods:
                 self._pending_calls.pop(remembered_as, None)
         self._require_signed(request)
         return request
+
+    def _ended_long_ago(self, request: SigningRequest) -> bool:
+        return request.is_final and self._clock() - request.updated_at > REMEMBERED_ANSWER_WINDOW
 
     def _already_sent(self, request: SigningRequest) -> bool:
         """Whether ``request`` is a signed transaction whose nonce the node's pending nonce has passed. Without

@@ -470,3 +470,28 @@ def test_rules_signing_transactions_without_a_fee_cap_are_named_in_a_warning_whe
     warnings = [record for record in caplog.records if "max_fee_wei" in record.getMessage()]
     assert len(warnings) == 1 and "ops-transactions" in warnings[0].getMessage()
     assert "treasury-transactions" not in warnings[0].getMessage()
+
+
+def test_a_call_remembered_for_a_request_that_ended_long_ago_is_a_new_call(app: App) -> None:
+    methods = JsonRpcMethods(
+        lambda: app.custody,
+        JsonRpcConfig(chain_id=SEPOLIA),
+        upstream=None,
+        max_wait_seconds=5.0,
+        clock=app.clock,
+    )
+    treasury = app.keys["treasury"].address
+    typed = treasury_safe_tx(nonce=12)
+    request_id = call(methods, BACKEND, "eth_signTypedData_v4", treasury, typed).data["request_id"]
+    app.approve(app.get(request_id), "alice")
+    app.approve(app.get(request_id), "bob")
+    signed = app.get(request_id)
+    assert signed.state is RequestState.SIGNED
+    assert Account.recover_message(
+        encode_typed_data(full_message=typed), signature=signed.result.signature
+    ) == (treasury)
+    # Never asked again for a day, the same call is a new request, which the policy as it is now decides.
+    app.clock.advance(24 * 3600)
+    again = call(methods, BACKEND, "eth_signTypedData_v4", treasury, typed)
+    assert isinstance(again, JsonRpcError) and again.code == -32010
+    assert again.data["request_id"] != request_id
