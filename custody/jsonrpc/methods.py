@@ -5,13 +5,13 @@ A signing method answers its result only when the request is SIGNED. A request t
 approvals is the error -32010 with ``data: {request_id, state}``; the endpoint remembers the call, and the
 identical call sent again answers from that request: its signature once the quorum signed it, or -32014 once
 if it was rejected, expired or cancelled (the call after that is submitted anew), for at most
-REMEMBERED_ANSWER_WINDOW after the request ended, and never a transaction the node's pending nonce has passed. The memory is the
-process's: after a restart, or at another replica, a transaction is still found by its nonce in the use case
-(and a call that left fields to the upstream node by the waiting request that is the same transaction apart
-from those fields, since the fees it would fill in may have moved), while a message or typed data makes a new
-request. A broadcast whose outcome the node cannot tell is -32016 with the signed transaction, never "try
-again". A denial, a frozen key and a
-nonce conflict have codes of their own (custody.api.errors).
+REMEMBERED_ANSWER_WINDOW after the request ended, and never a transaction the node's pending nonce has passed.
+The memory is the process's: after a restart, or at another replica, a transaction is still found by its
+nonce in the use case (and a call that left fields to the upstream node by the waiting request that is the
+same transaction apart from those fields, since the fees it would fill in may have moved), while a message or
+typed data makes a new request. A broadcast whose outcome the node cannot tell is -32016 with the signed
+transaction, never "try again". A denial, a frozen key and a nonce conflict have codes of their own
+(custody.api.errors).
 """
 
 from __future__ import annotations
