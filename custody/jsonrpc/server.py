@@ -99,15 +99,21 @@ class RunningJsonRpc:
         kept-alive connections are not waited for), then record the refusals still waiting."""
         # The accept loop never blocks (a full server refuses with 503), but shutdown waits for it: bound the
         # wait, so that a stuck listener cannot keep the daemon from closing the HSM and the database.
+        # One deadline for all the waits below: together they take at most the grace period.
+        deadline = time.monotonic() + grace_seconds
+
+        def remaining() -> float:
+            return max(deadline - time.monotonic(), 0.0)
+
         stopping = threading.Thread(target=self.server.shutdown, name="jsonrpc-stop", daemon=True)
         stopping.start()
-        stopping.join(timeout=grace_seconds)
+        stopping.join(timeout=remaining())
         if stopping.is_alive():
             log.warning("the JSON-RPC accept loop did not stop within %.0f s", grace_seconds)
         self.server.server_close()
-        self.thread.join(timeout=grace_seconds)
+        self.thread.join(timeout=remaining())
         self.server.deadlines.stop()
-        if not self.server.calls_finished(grace_seconds):
+        if not self.server.calls_finished(remaining()):
             log.warning("stopped with JSON-RPC calls still in progress after %.0f s", grace_seconds)
         self.refusals.stop()
 
