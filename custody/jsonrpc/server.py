@@ -71,6 +71,7 @@ REQUEST_READ_SECONDS = 10.0
 # at once (past that they are closed unanswered), each given REFUSAL_SECONDS for its handshake and answer.
 MAX_REFUSALS_IN_PROGRESS = 8
 REFUSAL_SECONDS = 2.0
+BUSY_WARNING_SECONDS = 10.0
 # How often the read deadlines are checked.
 DEADLINE_CHECK_SECONDS = 0.25
 # A Content-Length is 1 to 12 ASCII digits (str.isdigit also accepts other scripts' digits and superscripts).
@@ -383,6 +384,9 @@ class _Server(ThreadingHTTPServer):
         self.endpoint = endpoint
         self.max_body_bytes = max_body_bytes
         self._max_connections = max_connections
+        # Only the accept loop's thread touches these.
+        self._busy_refusals = 0
+        self._next_busy_warning = 0.0
         self._tls = tls
         self._connections = threading.BoundedSemaphore(max_connections)
         self._refusals = threading.BoundedSemaphore(MAX_REFUSALS_IN_PROGRESS)
@@ -435,11 +439,20 @@ class _Server(ThreadingHTTPServer):
             self._connections.release()
 
     def _refuse_busy(self, request: Any, client_address: Any) -> None:
-        log.warning(
-            "refused a JSON-RPC connection from %s: all %s connections are in use ([limits] max_concurrent_rpcs)",
-            client_address[0],
-            self._max_connections,
-        )
+        # One warning per BUSY_WARNING_SECONDS at most, with the count since the last: a flood of connections
+        # must not become a flood of log lines.
+        self._busy_refusals += 1
+        now = time.monotonic()
+        if now >= self._next_busy_warning:
+            log.warning(
+                "refused %d JSON-RPC connection(s), the last from %s: all %s connections are in use"
+                " ([limits] max_concurrent_rpcs)",
+                self._busy_refusals,
+                client_address[0],
+                self._max_connections,
+            )
+            self._busy_refusals = 0
+            self._next_busy_warning = now + BUSY_WARNING_SECONDS
         if not self._refusals.acquire(blocking=False):
             self.shutdown_request(request)
             return
