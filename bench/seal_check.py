@@ -35,9 +35,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
+from in_process import dev_approvers, fresh_hsm
 from payloads import transaction
 
 from custody.app.custody import Custody
@@ -45,14 +44,9 @@ from custody.app.integrity import sealed_records
 from custody.domain.approvals import ApprovalStatement
 from custody.domain.principals import Principal, Role
 from custody.domain.requests import PayloadKind, RequestState, SigningRequest, Verdict
-from custody.hsm.pkcs11 import Pkcs11Hsm
-from custody.hsm.softhsm import create_softhsm_token
-from custody.policy_file import DEV_APPROVERS, dev_policy_toml
 from custody.store.sqlite import SqliteStore
 
 TOKEN_LABEL = "custody-bench-seals"
-PIN = "bench-user-pin-1234"
-SO_PIN = "bench-so-pin-5678"
 ADMIN = Principal("admin", frozenset({Role.ADMIN, Role.AUDITOR}))
 BACKEND = Principal("backend", frozenset({Role.REQUESTER}), frozenset({"ops", "treasury"}))
 TIMELOCK = "timelock_seconds = 3600\n"
@@ -77,18 +71,12 @@ def main() -> None:
     arguments = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="custody-bench-seals-"))
-    token = create_softhsm_token(work / "tokens", TOKEN_LABEL, PIN, SO_PIN)
-    os.environ["SOFTHSM2_CONF"] = str(token.config_path)
-    approver_keys = {name: Ed25519PrivateKey.generate() for name in DEV_APPROVERS}
-    public_keys = {
-        name: key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
-        for name, key in approver_keys.items()
-    }
-    policy = dev_policy_toml(public_keys)
+    hsm = fresh_hsm(work, TOKEN_LABEL)
+    approver_keys, policy = dev_approvers()
     assert "timelock_seconds = 0\n" in policy
     policy = policy.replace("timelock_seconds = 0\n", TIMELOCK, 1)
     store = SqliteStore(work / "custody.db")
-    custody = Custody(store=store, hsm=Pkcs11Hsm(token.module_path, TOKEN_LABEL, PIN))
+    custody = Custody(store=store, hsm=hsm)
     custody.audit.open()
     custody.policy.seed(policy, "the development policy with a treasury time-lock")
     ops = custody.keys.create_key(ADMIN, "ops")

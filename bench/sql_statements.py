@@ -20,30 +20,23 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import sqlite3
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
+from in_process import dev_approvers, fresh_hsm
 from payloads import transaction
 
 from custody.app.custody import Custody
 from custody.domain.approvals import ApprovalStatement
 from custody.domain.principals import Principal, Role
 from custody.domain.requests import PayloadKind, RequestState, Verdict
-from custody.hsm.pkcs11 import Pkcs11Hsm
-from custody.hsm.softhsm import create_softhsm_token
-from custody.policy_file import DEV_APPROVERS, dev_policy_toml
 from custody.store.sqlite import SqliteStore
 
 TOKEN_LABEL = "custody-bench"
-PIN = "bench-user-pin-1234"
-SO_PIN = "bench-so-pin-5678"
 
 ADMIN = Principal("admin", frozenset({Role.ADMIN}))
 BACKEND = Principal("backend", frozenset({Role.REQUESTER}), frozenset({"ops", "treasury"}))
@@ -91,17 +84,11 @@ def main() -> None:
     arguments = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="custody-bench-sql-"))
-    token = create_softhsm_token(work / "tokens", TOKEN_LABEL, PIN, SO_PIN)
-    os.environ["SOFTHSM2_CONF"] = str(token.config_path)
-    approver_keys = {name: Ed25519PrivateKey.generate() for name in DEV_APPROVERS}
-    public_keys = {
-        name: key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
-        for name, key in approver_keys.items()
-    }
+    hsm = fresh_hsm(work, TOKEN_LABEL)
+    approver_keys, policy = dev_approvers()
     statements = StatementLog()
     store = SqliteStore(work / "custody.db")
     store._use_connection_factory(counting_connection(statements))
-    hsm = Pkcs11Hsm(token.module_path, TOKEN_LABEL, PIN)
     custody = Custody(
         store=store,
         hsm=hsm,
@@ -109,7 +96,7 @@ def main() -> None:
         sign_in_write_transaction=arguments.sign_in_write_transaction,
     )
     custody.audit.open()
-    custody.policy.seed(dev_policy_toml(public_keys), "the development policy")
+    custody.policy.seed(policy, "the development policy")
     ops = custody.keys.create_key(ADMIN, "ops")
     custody.keys.create_key(ADMIN, "treasury")
 

@@ -149,6 +149,14 @@ class SqlTransaction(ABC):
     def _execute(self, query: str, parameters: Sequence[Any] = ()) -> Cursor:
         """Run one statement written with ``?`` placeholders."""
 
+    def _execute_later(self, action: str, query: str, parameters: Sequence[Any] = ()) -> None:
+        """Run a write whose answer nobody reads. A backend whose every statement is a round trip to a server
+        may hold it back, under the write lock, and send it with the next statement that needs an answer or
+        with the commit, in one round trip (custody/store/postgres.py); an error it meets is raised there,
+        naming ``action``, and the transaction commits nothing. Uniqueness a caller may want to catch is never
+        left to these writes: it is checked by a read first, which runs at once."""
+        self._execute(query, parameters)
+
     # Keys.
 
     @operation("store the key")
@@ -487,7 +495,7 @@ class SqlTransaction(ABC):
                     f"nonce {use.nonce} of key {use.key_id} on chain {use.chain_id} is already held by request"
                     f" {holder.request_id}"
                 )
-        self._insert("nonces", codec.NONCE_COLUMNS, row)
+        self._insert_later(ACTIONS["reserve_nonce"], "nonces", codec.NONCE_COLUMNS, row)
         self._free_nonces.discard(slot)
 
     @operation("hand the nonce to the replacement request")
@@ -532,7 +540,7 @@ class SqlTransaction(ABC):
         last_sequence, previous_hash = self._appended
         event = chain_event(draft, last_sequence + 1, previous_hash)
         row = codec.audit_event_to_row(event, details)
-        self._insert("audit_events", codec.AUDIT_COLUMNS, row)
+        self._insert_later(ACTIONS["append_audit"], "audit_events", codec.AUDIT_COLUMNS, row)
         self._appended = (event.sequence, event.hash)
         # Returned as it reads back from the database (UTC time, details parsed from the stored JSON), so the
         # caller holds exactly what a later reader will see.
@@ -608,7 +616,8 @@ class SqlTransaction(ABC):
 
     @operation("store a seal")
     def put_seal(self, subject: str, seal: bytes) -> None:
-        self._execute(
+        self._execute_later(
+            ACTIONS["put_seal"],
             "INSERT INTO seals (subject, seal) VALUES (?, ?)"
             " ON CONFLICT (subject) DO UPDATE SET seal = excluded.seal",
             (subject, seal),
@@ -657,11 +666,14 @@ class SqlTransaction(ABC):
     ) -> bool:
         """Insert ``row``; with ``unless_taken`` (a unique column), insert nothing when its value is already
         there. Whether the row was inserted."""
-        # Table and column names come from this package's own constants, never from input.
-        query = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"  # noqa: S608
+        query = _insert_statement(table, columns)
         if unless_taken is not None:
             query += f" ON CONFLICT ({unless_taken}) DO NOTHING"
         return self._execute(query, [row[column] for column in columns]).rowcount == 1
+
+    def _insert_later(self, action: str, table: str, columns: Sequence[str], row: dict[str, Any]) -> None:
+        """Insert ``row`` as a write whose answer nobody reads (``_execute_later``)."""
+        self._execute_later(action, _insert_statement(table, columns), [row[column] for column in columns])
 
     def _request_row(self, request_id: str) -> Any:
         return self._execute("SELECT * FROM requests WHERE request_id = ?", (request_id,)).fetchone()
@@ -876,6 +888,11 @@ def _refuse_newer(stored: int, latest: int, location: str) -> None:
             f"the database schema is version {stored} but this custody knows up to {latest};"
             f" upgrade custody before using {location}"
         )
+
+
+def _insert_statement(table: str, columns: Sequence[str]) -> str:
+    # Table and column names come from this package's own constants, never from input.
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"  # noqa: S608
 
 
 def _clamp(limit: int) -> int:

@@ -399,7 +399,8 @@ def test_a_failed_audit_write_fails_the_whole_transaction(
 def test_carrying_on_after_a_failed_statement_commits_nothing(
     database: Database, failing_audit_inserts: None
 ) -> None:
-    """PostgreSQL would answer COMMIT with a silent ROLLBACK here; the store says so instead."""
+    """PostgreSQL would answer COMMIT with a silent ROLLBACK here; the store says so instead. The audit insert
+    is held back and sent with the next statement that needs an answer, where its error is raised, naming it."""
     store = database.open()
     try:
         with pytest.raises(
@@ -407,9 +408,29 @@ def test_carrying_on_after_a_failed_statement_commits_nothing(
         ):
             with store.transaction() as tx:
                 tx.insert_key(make_key("ops").key)
-                with pytest.raises(StoreUnavailable):
-                    tx.append_audit(AuditDraft(time=later(1), actor="admin", kind="key.created"))
+                tx.append_audit(AuditDraft(time=later(1), actor="admin", kind="key.created"))
+                with pytest.raises(StoreUnavailable, match=r"^could not write the audit event: the disk"):
+                    tx.list_keys()
         assert store.list_keys() == []
+    finally:
+        store.close()
+
+
+def test_writes_held_back_in_a_transaction_that_fails_are_never_sent(database: Database) -> None:
+    """Seals and audit events are sent with the next statement that needs an answer or with the COMMIT; a
+    transaction that raises before then rolls back without them, and its pooled connection does not carry them
+    into the next transaction."""
+    store = database.open()
+    try:
+        with pytest.raises(RuntimeError, match="the caller gave up"):
+            with store.transaction() as tx:
+                tx.append_audit(AuditDraft(time=later(1), actor="admin", kind="key.created"))
+                tx.put_seal("key:ops", b"\x01" * 32)
+                raise RuntimeError("the caller gave up")
+        with store.transaction() as tx:
+            tx.append_audit(AuditDraft(time=later(2), actor="admin", kind="daemon.started"))
+        assert [event.kind for event in store.iter_audit_events()] == ["daemon.started"]
+        assert store.seals(["key:ops"]) == {}
     finally:
         store.close()
 
