@@ -90,6 +90,9 @@ _REUSABLE_LOOKUP_LIMIT = 200
 # whose outcome was unknown: long enough for a client's retries, short enough that a recurring payment made
 # again later is signed anew.
 BROADCAST_RETRY_WINDOW = timedelta(minutes=10)
+# Requests whose broadcast this endpoint answered as unknown (-32016) are remembered, up to this many, as the
+# only ones a later call without a nonce may be a retry of.
+MAX_UNKNOWN_BROADCASTS = 1024
 # The fields the endpoint asks the upstream node for when a call leaves them out. Only these may differ between
 # a call and the earlier request it finds again; a field the caller gave must still agree.
 NODE_FILLED_FIELDS = frozenset(
@@ -143,6 +146,9 @@ class JsonRpcMethods:
         self._lock = threading.Lock()
         # (caller, key label, kind, SHA-256 of the call) -> the id of the request waiting for approvals.
         self._pending_calls: OrderedDict[tuple[str, str, PayloadKind, bytes], str] = OrderedDict()
+        # Request id -> when its broadcast was answered as unknown. Only such a request is what a call without a
+        # nonce retries: the same payment made again after a broadcast that succeeded is a second payment.
+        self._unknown_broadcasts: OrderedDict[str, datetime] = OrderedDict()
         self._handlers: dict[str, Callable[[Principal, str, Any], Any]] = {
             "eth_accounts": self._accounts,
             "eth_requestAccounts": self._accounts,
@@ -326,6 +332,7 @@ class JsonRpcMethods:
             # Sending the same call again after a broadcast, or a node that already had the transaction from
             # another path, is no failure: the node knowing the transaction is what counts, not its words.
             if _node_knows(upstream, tx_hash):
+                self._forget_unknown_broadcast(request_id)
                 return tx_hash
             raise JsonRpcError(
                 refused.code,
@@ -335,14 +342,25 @@ class JsonRpcMethods:
         except Unavailable:
             # A timeout, a reset or an empty 5xx may come after the node took the transaction: "try again"
             # would let a call without a nonce sign a second payment. The caller learns the transaction it
-            # must look for (or broadcast itself) instead.
+            # must look for (or broadcast itself) instead, and the same call again is answered with it.
+            with self._lock:
+                self._unknown_broadcasts[request_id] = self._clock()
+                self._unknown_broadcasts.move_to_end(request_id)
+                while len(self._unknown_broadcasts) > MAX_UNKNOWN_BROADCASTS:
+                    self._unknown_broadcasts.popitem(last=False)
             raise JsonRpcError(
                 JSONRPC_BROADCAST_UNKNOWN,
                 f"the transaction was signed, but whether {UPSTREAM} received it is unknown: look for tx_hash"
                 " before sending anything again, or broadcast signed_tx with eth_sendRawTransaction",
                 {"tx_hash": tx_hash, "signed_tx": raw_hex, "request_id": request_id},
             ) from None
+        self._forget_unknown_broadcast(request_id)
         return tx_hash
+
+    def _forget_unknown_broadcast(self, request_id: str) -> None:
+        """The node has the transaction: a later identical call is a new payment, not this one's retry."""
+        with self._lock:
+            self._unknown_broadcasts.pop(request_id, None)
 
     def _signed_transaction(
         self, caller: Principal, method: str, call_params: Any
@@ -568,11 +586,12 @@ class JsonRpcMethods:
         upstream: Upstream,
     ) -> bytes | None:
         """For a call without a nonce sent again after its broadcast's outcome was unknown: the payload of the
-        caller's newest signed request on this key and chain, the nonce just below the pending one, signed
-        within BROADCAST_RETRY_WINDOW, that is the same transaction as ``candidate`` apart from the nonce and
-        whose transaction the node knows. Answering
-        it (its nonce is already used, so the use case answers its signature) keeps the retry from signing a
-        second payment; None when there is no such request."""
+        caller's newest signed request on this key and chain, the nonce just below the pending one, whose
+        broadcast this endpoint answered as unknown within BROADCAST_RETRY_WINDOW, that is the same transaction
+        as ``candidate`` apart from the nonce and whose transaction the node knows. Answering it (its nonce is
+        already used, so the use case answers its signature) keeps the retry from signing a second payment;
+        None when there is no such request, so the same payment made again after a broadcast that succeeded is
+        signed anew."""
         pending_nonce = int(candidate["nonce"], 16)
         for request in self._own_transactions(caller, key_label, RequestState.SIGNED, candidate):
             stored = json.loads(request.payload)
@@ -583,7 +602,9 @@ class JsonRpcMethods:
                 return None
             if request.result is None or request.result.tx_hash is None:
                 return None
-            if self._clock() - request.updated_at > BROADCAST_RETRY_WINDOW:
+            with self._lock:
+                unknown_since = self._unknown_broadcasts.get(request.request_id)
+            if unknown_since is None or self._clock() - unknown_since > BROADCAST_RETRY_WINDOW:
                 return None
             if not _node_knows(upstream, "0x" + request.result.tx_hash.hex()):
                 return None

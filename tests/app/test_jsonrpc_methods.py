@@ -330,16 +330,37 @@ def test_the_same_payment_after_the_retry_window_is_a_new_payment(
     ops = app.keys["ops"].address
     node.pending_nonce = app.nonce()
     payment = {"from": ops, "to": RECIPIENT, "value": hex(10**15)}
+    node.broadcast_fails = True
     first = call(methods, BACKEND, "eth_sendTransaction", payment)
-    assert first == "0x" + keccak(node.broadcast[0]).hex()
+    assert isinstance(first, JsonRpcError) and first.code == -32016, first
+    assert first.data["tx_hash"] == "0x" + keccak(node.broadcast[0]).hex()
+    node.broadcast_fails = False
     # Ten minutes on, the same call is a recurring payment, not a retry of the first broadcast.
     app.clock.advance(11 * 60)
     later = call(methods, BACKEND, "eth_sendTransaction", payment)
-    assert isinstance(later, str) and later != first and len(node.broadcast) == 2
+    assert isinstance(later, str) and later != first.data["tx_hash"] and len(node.broadcast) == 2
     assert Account.recover_transaction(node.broadcast[1]) == ops
     assert (
         TypedTransaction.from_bytes(HexBytes(node.broadcast[1])).as_dict()["nonce"] == node.pending_nonce - 1
     )
+
+
+def test_the_same_payment_sent_twice_after_broadcasts_that_succeeded_is_paid_twice(
+    app: App, node: BroadcastOutcomeUnknownNode
+) -> None:
+    """Two identical transfers in a row (two tools, or a script paying twice on purpose) are two payments: only
+    a broadcast answered as unknown makes the same call again a retry."""
+    methods = methods_with_node(app, node)
+    ops = app.keys["ops"].address
+    node.pending_nonce = app.nonce()
+    payment = {"from": ops, "to": RECIPIENT, "value": hex(10**15)}
+    first = call(methods, BACKEND, "eth_sendTransaction", payment)
+    second = call(methods, BACKEND, "eth_sendTransaction", payment)
+    assert isinstance(first, str) and isinstance(second, str) and first != second
+    assert [("0x" + keccak(raw).hex()) for raw in node.broadcast] == [first, second]
+    nonces = [TypedTransaction.from_bytes(HexBytes(raw)).as_dict()["nonce"] for raw in node.broadcast]
+    assert nonces == [node.pending_nonce - 2, node.pending_nonce - 1]
+    assert all(Account.recover_transaction(raw) == ops for raw in node.broadcast)
 
 
 def test_a_signed_transaction_the_caller_broadcast_is_not_the_answer_to_the_same_call_later(
