@@ -256,7 +256,9 @@ class SigningUseCases:
             elif nonce_use is not None:
                 self._hold_nonce(tx, nonce_use, request, replaces, now)
             if evaluation.freeze_key:
-                # The key as this transaction leaves it, for signing in it: frozen, so nothing is signed.
+                # The key as this transaction leaves it, newly sealed: what the signing question is asked on,
+                # so a request a later rule decided "sign" waits for the unfreeze (the key's old row would no
+                # longer match its seal).
                 key_now = tx.set_key_state(key_label, KeyState.ACTIVE, KeyState.FROZEN, now)
                 self._audit.record(
                     tx, DAEMON_ACTOR, AuditKind.KEY_FROZEN, key=key_label, reason=evaluation.freeze_reason
@@ -271,7 +273,7 @@ class SigningUseCases:
                 claimed = False
             else:
                 claimed = state is RequestState.APPROVED and self.claim(
-                    tx, request, now, prepared, policy=active, key=key
+                    tx, request, now, prepared, policy=active, key=key_now
                 )
         self._notifier.changed()
         note(
@@ -286,6 +288,11 @@ class SigningUseCases:
         if isinstance(signed_here, CustodyError):
             # The request's end (FAILED) is committed with it; the caller learns why it was not signed.
             raise signed_here
+        if state is RequestState.APPROVED and key_now.state is KeyState.FROZEN:
+            raise KeyFrozen(
+                f"request {request.request_id} was not signed: {evaluation.freeze_reason}, so key"
+                f" {key_label!r} was frozen; the request waits for the unfreeze"
+            )
         if signed_here is not None:
             note(log, "request %s signed with key %s", request.request_id, key_label)
             return signed_here
@@ -317,9 +324,6 @@ class SigningUseCases:
         if refusal is not None:
             if refusal.ends_as is not None:
                 self.end(tx, request, refusal, now)
-            elif key.state is KeyState.FROZEN:
-                # Frozen by this very submission (a velocity trigger): the request waits for the unfreeze.
-                return KeyFrozen(f"request {request.request_id} was not signed: {refusal.reason}")
             return None
         assert prepared.parsed is not None  # signing_refusal checked it
         digest = prepared.recomputed.digest

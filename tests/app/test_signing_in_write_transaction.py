@@ -9,11 +9,12 @@ from typing import cast
 
 import pytest
 
-from custody.domain.errors import StoreUnavailable
+from custody.domain.errors import KeyFrozen, StoreUnavailable
+from custody.domain.keys import KeyState
 from custody.domain.requests import RequestState
 from custody.store.sqlite import SqliteStore
 from custody.testing.store_faults import failing_audit_writes
-from tests.app.conftest import ADMIN, App, AppFactory, assert_signed_by, transaction
+from tests.app.conftest import ADMIN, App, AppFactory, assert_signed_by, assert_unsigned, transaction
 
 MODES = pytest.mark.parametrize(
     "sign_in_write_transaction", [False, True], ids=["two-transactions", "sign-in-write-transaction"]
@@ -71,3 +72,51 @@ def test_a_signature_whose_record_cannot_be_written_is_never_returned(
 def _sqlite_store(app: App) -> SqliteStore:
     # The store under the sealing layer, as the application was built on it: the fault wraps its connections.
     return cast(SqliteStore, app.custody._store)
+
+
+OPS_WITHOUT_VELOCITY = """
+[[rules]]
+name = "ops-transactions-unlimited"
+keys = ["ops"]
+kinds = ["transaction"]
+chain_ids = [1, 11155111]
+action = "sign"
+"""
+
+
+def _velocity_then_unlimited(document: str) -> str:
+    """The ops rule gains a velocity limit of two that freezes the key when hit, and a later rule signs ops
+    transactions without one: the third request is decided "sign" by the later rule while the first one's
+    breach freezes the key, in the same transaction."""
+    cap = 'max_value_wei = "1000000000000000000"  # 1 ether\n'
+    velocity = "velocity = { window_seconds = 3600, max_count = 2, freeze_on_breach = true }\n"
+    assert cap in document
+    return document.replace(cap, cap + velocity, 1) + OPS_WITHOUT_VELOCITY
+
+
+@MODES
+def test_a_key_frozen_by_the_submission_itself_signs_nothing_and_raises_no_false_alarm(
+    make_app: AppFactory, sign_in_write_transaction: bool
+) -> None:
+    app = make_app(policy=_velocity_then_unlimited, sign_in_write_transaction=sign_in_write_transaction)
+    for _ in range(2):
+        assert_signed_by(app.submit_tx("ops"), app.keys["ops"].address)
+
+    with pytest.raises(KeyFrozen, match="frozen"):
+        app.submit_tx("ops")
+
+    assert app.custody.keys.get_key(ADMIN, "ops").state is KeyState.FROZEN
+    (third,) = [
+        request
+        for request in app.custody.signing.list(ADMIN, key_label="ops")
+        if request.decision.rule == "ops-transactions-unlimited"
+    ]
+    # Decided "sign" and recorded APPROVED, but never signed: it waits for the unfreeze.
+    assert third.state is RequestState.APPROVED
+    assert_unsigned(third)
+    assert app.events(kind="request.signed", request_id=third.request_id) == []
+    assert len(app.events(kind="key.frozen")) == 1
+    # The key's row changed in this very transaction, with its seal: nothing was written behind the daemon's
+    # back, and nothing says so.
+    assert app.events(kind="seal.mismatch") == []
+    assert app.custody.sealer.last_mismatch is None
