@@ -83,6 +83,7 @@ bench: venv
 	$(PYTHON) bench/hsm_lanes.py
 	$(PYTHON) bench/jsonrpc_signing.py
 	$(PYTHON) bench/seal_check.py
+	$(PYTHON) bench/write_lock.py
 
 clean-dev:
 	rm -rf $(DEV_DIR)
