@@ -38,13 +38,6 @@ export DEBIAN_FRONTEND=noninteractive
 # Another apt or dpkg run (unattended upgrades on a fresh machine, most often) holds apt's locks for a while;
 # waiting for it, and saying so, beats failing at once.
 lock_wait=(-o DPkg::Lock::Timeout=600)
-for lock in /var/lib/apt/lists/lock /var/lib/dpkg/lock-frontend; do
-  waited=0
-  while [ -e "$lock" ] && command -v fuser >/dev/null 2>&1 && fuser "$lock" >/dev/null 2>&1; do
-    if [ "$waited" -eq 0 ]; then echo "Waiting for another apt or dpkg run to release $lock ..."; fi
-    if [ "$waited" -ge 600 ]; then echo "apt is still locked after 10 minutes ($lock); try again later" >&2; exit 1; fi
-    sleep 5; waited=$((waited + 5))
-  done
-done
+bash "$(dirname "$0")/wait-for-apt-locks.sh"
 apt-get "${lock_wait[@]}" update -qq
 apt-get "${lock_wait[@]}" install -y -qq "${missing[@]}" >/dev/null
