@@ -209,8 +209,14 @@ _DEV_POLICY_TEMPLATE = """\
 # DELEGATECALL when safe_operations names it, to any contract unless delegatecall_targets lists some; chain
 # id 0, valid on every chain, against any chain_ids), where a rule that signs needs EVERY part allowed: so
 # what a deny rule denies never slips through to the rules after it, not even as one call of a batch or one
-# tuple of a set-code transaction. A deny rule may list delegates without intents, and may not set a limit
-# (token_caps, token_velocity, max_permit_horizon_seconds), which would deny only what stays within it. Never copy
+# tuple of a set-code transaction. A deny rule may list delegates without intents. It may use only the fields
+# that name what it denies (keys, chain_ids, kinds, transaction_types, destinations, contracts, intents,
+# requires_intents, tokens, recipients, spenders, operators, safes, safe_operations, delegatecall_targets,
+# governance_targets, delegates, typed_data, message_prefixes); a limit (max_value_wei, max_fee_wei, velocity,
+# token_caps, token_velocity, max_permit_horizon_seconds, max_message_bytes) would deny only what stays within
+# it, and a permission (allow_unlimited_approval, allow_refund, allow_replacement, text_only, allow_hash_like)
+# would deny less, so the policy refuses to load either: to deny above an amount, set the limit on the rules
+# that sign or ask for approval, and what exceeds it is denied by default. Never copy
 # allow_unlimited_approval = true, DELEGATECALL to a contract you have not audited, "unknown" / "undecodable"
 # in intents, any_chain = true or a delegate you have not audited into a rule that signs at once: each is how a
 # real treasury was drained.

@@ -1267,21 +1267,86 @@ def test_a_deny_rule_on_delegatecall_without_targets_denies_every_delegatecall_a
     assert (plain.action.value, plain.rule) == ("sign", "rule-1")
 
 
+ON_ALLOWING_RULES = "set it on the rules that sign or ask for approval"
+DENY_MESSAGES = "to deny binary messages, name binary_message in intents"
+
+
+LIMIT = "is a limit on what a rule allows"
+PERMISSION = "is a permission for rules that sign or ask for approval"
+
+
 @pytest.mark.parametrize(
-    ("limit", "instead"),
+    ("field", "value", "refused_as", "instead"),
     [
-        ({"token_caps": [{"token": USDC, "max": "100"}]}, "to deny a token, list it in tokens"),
+        ("token_caps", [{"token": USDC, "max": "100"}], LIMIT, "to deny a token, list it in tokens"),
         (
-            {"token_velocity": [{"token": USDC, "window_seconds": 60, "max": "100"}]},
+            "token_velocity",
+            [{"token": USDC, "window_seconds": 60, "max": "100"}],
+            LIMIT,
             "to deny a token, list it in tokens",
         ),
-        ({"max_permit_horizon_seconds": 100}, "to deny permits, name their kinds in intents"),
+        ("max_permit_horizon_seconds", 100, LIMIT, "to deny permits, name their kinds in intents"),
+        ("max_value_wei", str(ONE_ETHER), LIMIT, ON_ALLOWING_RULES),
+        ("max_fee_wei", "10000000000000000", LIMIT, ON_ALLOWING_RULES),
+        ("velocity", {"window_seconds": 3600, "max_count": 5}, LIMIT, ON_ALLOWING_RULES),
+        ("max_message_bytes", 64, LIMIT, DENY_MESSAGES),
+        ("allow_unlimited_approval", False, PERMISSION, "to deny approvals, name their kinds in intents"),
+        ("allow_unlimited_approval", True, PERMISSION, "to deny approvals, name their kinds in intents"),
+        ("allow_refund", False, PERMISSION, "to deny Safe transactions, name safe_transaction in intents"),
+        ("allow_replacement", False, PERMISSION, "a deny rule matches replacements"),
+        ("allow_replacement", True, PERMISSION, "a deny rule matches replacements"),
+        ("text_only", True, PERMISSION, DENY_MESSAGES),
+        ("allow_hash_like", False, PERMISSION, DENY_MESSAGES),
     ],
 )
-def test_a_limit_in_a_deny_rule_is_refused_naming_the_field(limit: dict[str, Any], instead: str) -> None:
-    # Within the limit is what the rule would match: a deny rule with one would let through what exceeds it.
+def test_a_limit_or_permission_in_a_deny_rule_is_refused_naming_the_field(
+    field: str, value: Any, refused_as: str, instead: str
+) -> None:
+    # Within a limit is what the rule would match, so a deny rule with one would let through what exceeds it;
+    # a deny rule is not narrowed by what signing rules refuse, and a permission "= false" would make it skip
+    # exactly the unlimited approvals, refunds, replacements or hash-like messages, handing them on.
+    intents = ["erc20_transfer", "erc20_approve", "permit", "safe_transaction"]
     with pytest.raises(ConfigurationError) as refused:
-        policy({"action": "deny", "intents": ["erc20_transfer", "permit"], **limit})
-    (field,) = limit
-    assert f"{field}: is a limit on what a rule allows" in refused.value.message
+        policy({"action": "deny", "intents": intents, field: value})
+    assert "rule-0" in refused.value.message
+    assert f"{field}: {refused_as}" in refused.value.message
     assert instead in refused.value.message
+
+
+def test_deny_rule_selectors_still_deny_what_they_name() -> None:
+    # Keys, chains, kinds, destinations, contracts, tokens, parties, typed data and message prefixes name
+    # what to deny, so they stay allowed in a deny rule and match what they name.
+    rules = policy(
+        {"action": "deny", "destinations": [STRANGER]},
+        {"action": "deny", "tokens": [DAI]},
+        {"action": "deny", "kinds": ["message"], "message_prefixes": ["Transfer ownership"]},
+        {"action": "deny", "typed_data": [{"primary_type": "Mail"}]},
+        {
+            "intents": ["native_transfer", "erc20_transfer"],
+            "recipients": [VAULT],
+            "tokens": [USDC, DAI],
+            "max_value_wei": str(10 * ONE_ETHER),
+        },
+        {"kinds": ["message"], "max_message_bytes": 64},
+    )
+    to_stranger = transaction(native(to=VAULT), to=STRANGER)
+    assert rules.evaluate(to_stranger).decision.rule == "rule-0"
+    assert rules.evaluate(transaction(erc20_transfer(token=DAI), to=DAI)).decision.rule == "rule-1"
+    assert rules.evaluate(message(text_message("Transfer ownership to me"))).decision.rule == "rule-2"
+    assert rules.evaluate(message(text_message("Sign in to example.org"))).decision.rule == "rule-5"
+    assert rules.evaluate(transaction(erc20_transfer(), to=USDC)).decision.rule == "rule-4"
+
+
+def test_a_deny_rule_denies_a_replacement_of_what_it_denies() -> None:
+    # Replacements are refused by every signing rule that does not allow them, but a deny rule is not narrowed
+    # by that: a fee bump of a transfer to a denied recipient must not slip past it to a rule that allows it.
+    rules = policy(
+        {"action": "deny", "recipients": [STRANGER]},
+        {"intents": ["native_transfer"], "recipients": [VAULT, STRANGER], "allow_replacement": True},
+    )
+    bump = replace(transaction(native(to=STRANGER), to=STRANGER), replacement=True)
+    decision = rules.evaluate(bump).decision
+    assert (decision.action.value, decision.rule) == ("deny", "rule-0")
+    allowed_bump = replace(transaction(native(to=VAULT), to=VAULT), replacement=True)
+    decision = rules.evaluate(allowed_bump).decision
+    assert (decision.action.value, decision.rule) == ("sign", "rule-1")

@@ -158,18 +158,42 @@ def denies(rule: RuleTable) -> bool:
     return rule.raw.get("action") == DecisionAction.DENY.value
 
 
+# Where a limit belongs: on the rules that allow, since a request over every allowing rule's limit is denied.
+LIMIT_ON_ALLOWING_RULES = "to deny what exceeds it, set it on the rules that sign or ask for approval"
+
+
 def refuse_limit_in_deny_rule(rule: RuleTable, field: str, instead: str) -> None:
     """Refuse ``field``, a limit on what a rule allows, in a deny rule.
 
     A limit is met by the requests within it, so a deny rule with one would deny what stays under the limit
     and hand what goes beyond it, or holds one more token, to the rules after it: the opposite of what its
-    author meant. ``instead`` says how to write what they likely meant.
+    author meant ("deny above X"). ``instead`` says how to write what they likely meant. Every limit
+    (``max_value_wei``, ``max_fee_wei``, ``velocity``, ``token_caps``, ``token_velocity``,
+    ``max_permit_horizon_seconds``, ``max_message_bytes``) is refused so; the selectors (what a deny rule
+    names: keys, chains, kinds, destinations, contracts, intents and the parties and tokens they list, typed
+    data, message prefixes) match what they name and are kept.
     """
     if denies(rule):
         raise rule.fail(
             field,
             "is a limit on what a rule allows; in a deny rule it would deny only what stays within it and let"
             f" the rest through to the rules after it; {instead}",
+        )
+
+
+def refuse_permission_in_deny_rule(rule: RuleTable, field: str, instead: str) -> None:
+    """Refuse ``field``, a permission to let through what every signing rule refuses, in a deny rule.
+
+    A deny rule is not narrowed by those refusals (unlimited approvals, refunds, replacements, binary and
+    hash-like messages), so the permission means nothing there when it allows, and when it does not (``=
+    false``) it would make the rule skip the very requests most worth denying and hand them to the rules after
+    it. ``instead`` says how to deny what its author likely meant.
+    """
+    if denies(rule):
+        raise rule.fail(
+            field,
+            "is a permission for rules that sign or ask for approval; a deny rule already matches what it"
+            f" governs, and set to false it would let those requests through to the rules after it; {instead}",
         )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from custody.domain.policy.conditions.base import RuleTable
+from custody.domain.policy.conditions.intent_tree import LIMIT_ON_ALLOWING_RULES, refuse_limit_in_deny_rule
 from custody.domain.policy.conditions.kinds import TRANSACTIONS_EXCLUDED, excludes_transactions
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.fields import parse_wei, wei_text
@@ -20,7 +21,8 @@ class MaxFeeCondition:
     The fee counted is the most the transaction can pay: gas * maxFeePerGas, or gas * gasPrice for legacy and
     EIP-2930 transactions. Fees are paid by the key as surely as value is, and a block builder keeps them, so a
     value cap alone would let a request with a small value and an enormous gas price empty the key. Only
-    transactions pay fees: typed data and messages never match a rule that sets this condition.
+    transactions pay fees: typed data and messages never match a rule that sets this condition. A limit, so
+    refused in a deny rule: set it on the rules that sign or ask for approval.
     """
 
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("max_fee_wei",)
@@ -31,6 +33,7 @@ class MaxFeeCondition:
     def parse(cls, rule: RuleTable) -> MaxFeeCondition | None:
         if "max_fee_wei" not in rule.raw:
             return None
+        refuse_limit_in_deny_rule(rule, "max_fee_wei", LIMIT_ON_ALLOWING_RULES)
         max_fee_wei = parse_wei(rule.raw["max_fee_wei"], "max_fee_wei", rule.fail)
         # Only transactions pay fees, so such a rule could never match anything else.
         if excludes_transactions(rule):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from custody.domain.policy.conditions.base import RuleTable
+from custody.domain.policy.conditions.intent_tree import LIMIT_ON_ALLOWING_RULES, refuse_limit_in_deny_rule
 from custody.domain.policy.conditions.kinds import TRANSACTIONS_EXCLUDED, excludes_transactions
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.fields import parse_wei
@@ -22,6 +23,9 @@ class MaxValueCondition:
     that sets this condition, since a cap on a value they do not have would say nothing about them (a SafeTx
     signature moves the Safe's ether, not the key's). Write large amounts as a string of decimal digits: TOML
     integers stop at 2**63-1, about 9.2 ether.
+
+    A limit, so refused in a deny rule (which would deny only what stays within it): to deny above an amount,
+    set the cap on the rules that sign or ask for approval, and a request over it is denied by default.
     """
 
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("max_value_wei",)
@@ -32,6 +36,7 @@ class MaxValueCondition:
     def parse(cls, rule: RuleTable) -> MaxValueCondition | None:
         if "max_value_wei" not in rule.raw:
             return None
+        refuse_limit_in_deny_rule(rule, "max_value_wei", LIMIT_ON_ALLOWING_RULES)
         max_value_wei = parse_wei(rule.raw["max_value_wei"], "max_value_wei", rule.fail)
         # Only transactions send value, so such a rule could never match anything else.
         if excludes_transactions(rule):

@@ -8,7 +8,14 @@ from typing import Any, ClassVar
 
 from custody.domain.intents import IntentFlag, IntentKind
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import MESSAGE_KINDS, NOT_DECODED, denies, placed_intents
+from custody.domain.policy.conditions.intent_tree import (
+    MESSAGE_KINDS,
+    NOT_DECODED,
+    denies,
+    placed_intents,
+    refuse_limit_in_deny_rule,
+    refuse_permission_in_deny_rule,
+)
 from custody.domain.policy.conditions.intents import named_intent_kinds
 from custody.domain.policy.conditions.kinds import named_kinds
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
@@ -33,7 +40,8 @@ class MessageCondition:
     like; leave it out unless the key exists to sign hashes. ``max_message_bytes`` caps the message's length
     in bytes, and ``message_prefixes`` requires a text message to start with one of the given strings (a
     binary message has no text and never matches them). A rule with any of these fields matches only messages
-    (refused in a rule whose ``kinds`` leaves messages out).
+    (refused in a rule whose ``kinds`` leaves messages out). A deny rule may set only ``message_prefixes``
+    (it denies text messages starting with one); the other fields allow or limit, and are refused there.
     """
 
     TOML_FIELDS: ClassVar[tuple[str, ...]] = _FIELDS
@@ -54,6 +62,7 @@ class MessageCondition:
                     " match a binary message",
                 )
             return None
+        _refuse_in_deny_rule(rule)
         kinds = named_kinds(rule)
         if kinds is not None and PayloadKind.MESSAGE not in kinds:
             field = next(field for field in _FIELDS if field in rule.raw)
@@ -142,6 +151,18 @@ class MessageCondition:
             size = "" if message.size is None else f" of {message.size} bytes"
             findings.append(f"{'binary' if binary else 'text'} message{size} is allowed")
         return ConditionTrace("messages", True, "; ".join(findings))
+
+
+def _refuse_in_deny_rule(rule: RuleTable) -> None:
+    """Of the message fields only ``message_prefixes`` names what to deny; the others allow or limit."""
+    deny_messages = (
+        'to deny binary messages, name binary_message in intents; to deny all messages, kinds = ["message"]'
+    )
+    for field in ("text_only", "allow_hash_like"):
+        if field in rule.raw:
+            refuse_permission_in_deny_rule(rule, field, deny_messages)
+    if "max_message_bytes" in rule.raw:
+        refuse_limit_in_deny_rule(rule, "max_message_bytes", deny_messages)
 
 
 def _parse_bool(raw: Any, field: str, default: bool, fail: FailFactory) -> bool:

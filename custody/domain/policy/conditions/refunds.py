@@ -7,7 +7,11 @@ from typing import ClassVar
 
 from custody.domain.intents import IntentFlag, IntentKind
 from custody.domain.policy.conditions.base import RuleTable
-from custody.domain.policy.conditions.intent_tree import denies, placed_intents
+from custody.domain.policy.conditions.intent_tree import (
+    denies,
+    placed_intents,
+    refuse_permission_in_deny_rule,
+)
 from custody.domain.policy.conditions.intents import require_intent_kinds
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.trace import ConditionTrace
@@ -21,7 +25,7 @@ class RefundCondition:
     ``refundReceiver``) out of the Safe's funds; set high, those fields drain the Safe to the refund receiver
     whatever the call itself does. So every rule refuses a refund unless it says ``allow_refund = true``, and
     such a rule must name ``safe_transaction`` in ``intents``. For a request without a refund the condition
-    says nothing and stays out of the trace.
+    says nothing and stays out of the trace. A deny rule is not narrowed by it and may not set it.
     """
 
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("allow_refund",)
@@ -34,6 +38,9 @@ class RefundCondition:
         # refunds must refuse them.
         if "allow_refund" not in rule.raw and denies(rule):
             return None
+        refuse_permission_in_deny_rule(
+            rule, "allow_refund", "to deny Safe transactions, name safe_transaction in intents"
+        )
         allow = rule.raw.get("allow_refund", False)
         if not isinstance(allow, bool):
             raise rule.fail("allow_refund", f"must be true or false, got {allow!r}")

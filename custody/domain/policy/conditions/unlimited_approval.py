@@ -12,6 +12,7 @@ from custody.domain.policy.conditions.intent_tree import (
     SPENDING_KINDS,
     denies,
     placed_intents,
+    refuse_permission_in_deny_rule,
 )
 from custody.domain.policy.conditions.intents import require_intent_kinds
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
@@ -26,7 +27,8 @@ class UnlimitedApprovalCondition:
     the key will ever hold; it is how most drained wallets were drained. So no rule matches one unless it says
     ``allow_unlimited_approval = true``, and such a rule must name the approval kinds it allows in
     ``intents``. With it, an unlimited amount is not counted against ``token_caps``. For any request without
-    an unlimited approval the condition says nothing and stays out of the trace.
+    an unlimited approval the condition says nothing and stays out of the trace. A deny rule is not narrowed by
+    it and may not set it (``= false`` would make it skip unlimited approvals).
     """
 
     TOML_FIELDS: ClassVar[tuple[str, ...]] = ("allow_unlimited_approval",)
@@ -39,6 +41,9 @@ class UnlimitedApprovalCondition:
         # unlimited approvals must refuse them.
         if "allow_unlimited_approval" not in rule.raw and denies(rule):
             return None
+        refuse_permission_in_deny_rule(
+            rule, "allow_unlimited_approval", "to deny approvals, name their kinds in intents"
+        )
         allow = rule.raw.get("allow_unlimited_approval", False)
         if not isinstance(allow, bool):
             raise rule.fail("allow_unlimited_approval", f"must be true or false, got {allow!r}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from custody.domain.policy.conditions.base import RuleTable
+from custody.domain.policy.conditions.intent_tree import refuse_limit_in_deny_rule
 from custody.domain.policy.facts import RequestFacts, VelocityLookup
 from custody.domain.policy.fields import FailFactory, is_int, parse_wei, quoted_list, type_name
 from custody.domain.policy.trace import ConditionTrace
@@ -31,6 +32,9 @@ class VelocityLimit:
     rule decided them. With ``freeze_on_breach = true`` a request that this rule would have matched but for
     its limit also freezes the key (the circuit breaker), whatever a later rule decides about the request.
 
+    A limit, so refused in a deny rule (which would deny only the requests within it): set it on the rules
+    that sign or ask for approval.
+
     Unlike the other conditions it needs the key's past usage, which the caller looks up; it is the last
     condition in a trace.
     """
@@ -46,6 +50,12 @@ class VelocityLimit:
     def parse(cls, rule: RuleTable) -> VelocityLimit | None:
         if "velocity" not in rule.raw:
             return None
+        refuse_limit_in_deny_rule(
+            rule,
+            "velocity",
+            "to deny what exceeds it, set it on the rules that sign or ask for approval (freeze_on_breach = true"
+            " freezes the key on a breach)",
+        )
         return _parse_velocity(rule.raw["velocity"], rule.fail)
 
     def check(self, facts: RequestFacts, usage: VelocityLookup) -> ConditionTrace:
