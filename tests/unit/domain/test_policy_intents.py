@@ -1275,30 +1275,36 @@ LIMIT = "is a limit on what a rule allows"
 PERMISSION = "is a permission for rules that sign or ask for approval"
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "refused_as", "instead"),
-    [
-        ("token_caps", [{"token": USDC, "max": "100"}], LIMIT, "to deny a token, list it in tokens"),
-        (
-            "token_velocity",
-            [{"token": USDC, "window_seconds": 60, "max": "100"}],
-            LIMIT,
-            "to deny a token, list it in tokens",
-        ),
-        ("max_permit_horizon_seconds", 100, LIMIT, "to deny permits, name their kinds in intents"),
-        ("max_value_wei", str(ONE_ETHER), LIMIT, ON_ALLOWING_RULES),
-        ("max_fee_wei", "10000000000000000", LIMIT, ON_ALLOWING_RULES),
-        ("velocity", {"window_seconds": 3600, "max_count": 5}, LIMIT, ON_ALLOWING_RULES),
-        ("max_message_bytes", 64, LIMIT, DENY_MESSAGES),
-        ("allow_unlimited_approval", False, PERMISSION, "to deny approvals, name their kinds in intents"),
-        ("allow_unlimited_approval", True, PERMISSION, "to deny approvals, name their kinds in intents"),
-        ("allow_refund", False, PERMISSION, "to deny Safe transactions, name safe_transaction in intents"),
-        ("allow_replacement", False, PERMISSION, "a deny rule matches replacements"),
-        ("allow_replacement", True, PERMISSION, "a deny rule matches replacements"),
-        ("text_only", True, PERMISSION, DENY_MESSAGES),
-        ("allow_hash_like", False, PERMISSION, DENY_MESSAGES),
-    ],
-)
+REFUSED_IN_DENY_RULES = [
+    pytest.param("token_caps", [{"token": USDC, "max": "100"}], LIMIT, "to deny a token, list it in tokens"),
+    pytest.param(
+        "token_velocity",
+        [{"token": USDC, "window_seconds": 60, "max": "100"}],
+        LIMIT,
+        "to deny a token, list it in tokens",
+    ),
+    pytest.param("max_permit_horizon_seconds", 100, LIMIT, "to deny permits, name their kinds in intents"),
+    pytest.param("max_value_wei", str(ONE_ETHER), LIMIT, ON_ALLOWING_RULES),
+    pytest.param("max_fee_wei", "10000000000000000", LIMIT, ON_ALLOWING_RULES),
+    pytest.param("velocity", {"window_seconds": 3600, "max_count": 5}, LIMIT, ON_ALLOWING_RULES),
+    pytest.param("max_message_bytes", 64, LIMIT, DENY_MESSAGES),
+    pytest.param(
+        "allow_unlimited_approval", False, PERMISSION, "to deny approvals, name their kinds in intents"
+    ),
+    pytest.param(
+        "allow_unlimited_approval", True, PERMISSION, "to deny approvals, name their kinds in intents"
+    ),
+    pytest.param(
+        "allow_refund", False, PERMISSION, "to deny Safe transactions, name safe_transaction in intents"
+    ),
+    pytest.param("allow_replacement", False, PERMISSION, "a deny rule matches replacements"),
+    pytest.param("allow_replacement", True, PERMISSION, "a deny rule matches replacements"),
+    pytest.param("text_only", True, PERMISSION, DENY_MESSAGES),
+    pytest.param("allow_hash_like", False, PERMISSION, DENY_MESSAGES),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "refused_as", "instead"), REFUSED_IN_DENY_RULES)
 def test_a_limit_or_permission_in_a_deny_rule_is_refused_naming_the_field(
     field: str, value: Any, refused_as: str, instead: str
 ) -> None:
@@ -1311,6 +1317,43 @@ def test_a_limit_or_permission_in_a_deny_rule_is_refused_naming_the_field(
     assert "rule-0" in refused.value.message
     assert f"{field}: {refused_as}" in refused.value.message
     assert instead in refused.value.message
+
+
+# What a deny rule may use: each field names what the rule denies, and the rule matches what it names.
+DENY_RULE_SELECTORS: dict[str, dict[str, Any]] = {
+    "keys": {},
+    "chain_ids": {"chain_ids": [1]},
+    "kinds": {"kinds": ["transaction"]},
+    "transaction_types": {"transaction_types": ["eip4844"]},
+    "destinations": {"destinations": [STRANGER]},
+    "contracts": {"contracts": [{"address": ROUTER, "selectors": ["0xa9059cbb"]}]},
+    "intents": {"intents": ["erc20_transfer"]},
+    "requires_intents": {"intents": ["erc20_transfer", "upgrade"], "requires_intents": ["upgrade"]},
+    "tokens": {"tokens": [DAI]},
+    "recipients": {"recipients": [STRANGER]},
+    "spenders": {"spenders": [STRANGER]},
+    "operators": {"operators": [STRANGER]},
+    "safes": {"safes": [SAFE]},
+    "safe_operations": {"safe_operations": ["DELEGATECALL"]},
+    "delegatecall_targets": {"safe_operations": ["DELEGATECALL"], "delegatecall_targets": [STRANGER]},
+    "governance_targets": {"governance_targets": [STRANGER]},
+    "delegates": {"delegates": [STRANGER]},
+    "typed_data": {"typed_data": [{"primary_type": "Mail"}]},
+    "message_prefixes": {"message_prefixes": ["Transfer ownership"]},
+}
+
+
+@pytest.mark.parametrize("field", sorted(DENY_RULE_SELECTORS))
+def test_a_selector_loads_in_a_deny_rule(field: str) -> None:
+    policy({"action": "deny", **DENY_RULE_SELECTORS[field]})
+
+
+def test_every_rule_field_is_either_a_deny_rule_selector_or_refused_in_deny_rules() -> None:
+    # A new condition must decide which it is: one left out here could bring back "deny only within the limit".
+    refused = {case.values[0] for case in REFUSED_IN_DENY_RULES} | {"any_chain"}
+    every_field = {field for condition in CONDITION_TYPES for field in condition.TOML_FIELDS}
+    assert not refused & set(DENY_RULE_SELECTORS)
+    assert every_field == refused | set(DENY_RULE_SELECTORS)
 
 
 def test_deny_rule_selectors_still_deny_what_they_name() -> None:
@@ -1350,3 +1393,13 @@ def test_a_deny_rule_denies_a_replacement_of_what_it_denies() -> None:
     allowed_bump = replace(transaction(native(to=VAULT), to=VAULT), replacement=True)
     decision = rules.evaluate(allowed_bump).decision
     assert (decision.action.value, decision.rule) == ("sign", "rule-1")
+
+
+def test_a_deny_rule_naming_binary_messages_cannot_narrow_them_by_prefix() -> None:
+    # Prefixes match text only, so the rule would deny text messages and let the binary ones it names through.
+    with pytest.raises(ConfigurationError) as refused:
+        policy({"action": "deny", "intents": ["binary_message"], "message_prefixes": ["0x"]})
+    assert "message_prefixes: a binary message has no text to match" in refused.value.message
+    rules = policy({"action": "deny", "intents": ["binary_message"]}, {"kinds": ["message"]})
+    assert rules.evaluate(message(binary_message())).decision.rule == "rule-0"
+    assert rules.evaluate(message(text_message())).decision.rule == "rule-1"

@@ -30,6 +30,12 @@ custody decoded no intents from never matches it. A condition that guards every 
 unless the rule allows it, as ``allow_unlimited_approval`` does) is parsed for every rule and returns None for
 requests it has nothing to say about, so traces of other requests do not change.
 
+A deny rule may use only selectors, fields that name what it denies. A limit (matched by what stays within
+it) would make it deny only that, and a permission (to let through what every signing rule refuses) would make
+it deny less, so their parsers call ``refuse_limit_in_deny_rule`` or ``refuse_permission_in_deny_rule``
+(``intent_tree``) first; ``tests/unit/domain/test_policy_intents.py`` lists which each field is, and fails
+for a field it does not list.
+
 Traces are stored with requests and read back by ``custody policy explain``, so a condition's trace name and
 the wording of its details do not change once released; a new wording is a new condition.
 """

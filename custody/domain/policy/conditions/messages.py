@@ -69,6 +69,12 @@ class MessageCondition:
             raise rule.fail(field, "only messages can match it, but kinds does not include 'message'")
         text_only = _parse_bool(rule.raw, "text_only", True, rule.fail)
         allow_hash_like = _parse_bool(rule.raw, "allow_hash_like", False, rule.fail)
+        if text_only and binary_named and denies(rule):
+            raise rule.fail(
+                "message_prefixes",
+                "a binary message has no text to match, so with it this deny rule would let binary messages"
+                " through; to deny binary messages, leave message_prefixes out",
+            )
         if text_only and binary_named:
             raise rule.fail(
                 "text_only",
