@@ -70,6 +70,8 @@ class AuditUseCases:
         self._checkpoint_interval = checkpoint_interval
         self._key_id: bytes | None = None
         self._public_key: bytes | None = None
+        # The last event the start's head verification reached: what the daemon remembers and anchors first.
+        self.verified_head: AuditEvent | None = None
 
     # -- writing ----------------------------------------------------------------------------------------------
 
@@ -130,6 +132,7 @@ class AuditUseCases:
                 f"the audit log does not verify at sequence {verification.first_bad_sequence}:"
                 f" {verification.problem}; refusing to start"
             )
+        self.verified_head = verification.last_event
 
     def checkpoint_if_due(self) -> None:
         """Sign a checkpoint when ``checkpoint_every`` events followed the last one, or when the oldest event

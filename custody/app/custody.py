@@ -97,12 +97,15 @@ class Custody:
     def _at_start(self, store: Store) -> None:
         """Right after the audit log verified at start: open the seal key (which checks the database against the
         token's anchor), remember the head just verified, and anchor it, so that the token vouches for
-        everything this start found even before the next checkpoint."""
+        everything this start found even before the next checkpoint.
+
+        What is remembered is the last event the verification reached, never a second read of the head: events
+        appended after it (by a replica) are taken in only by the checked walk from it."""
         self.sealer.open(store, self.audit)
-        head = store.audit_head()
-        self.audit_head.remember(head)
+        self.audit_head.remember(self.audit.verified_head)
+        self.audit_head.catch_up(store, audit_public_key_once_open(self.audit))
         self.current_state.load()
-        self.audit.anchor(head)
+        self.audit.anchor(self.audit_head.event)
 
     def health(self) -> Health:
         hsm_health = self._hsm.health()

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from custody.audit.events import AuditEvent, AuditKind, event_hash
 from custody.audit.head import RememberedHead
-from custody.domain.errors import Unavailable
+from custody.domain.errors import Aborted, KeyFrozen, Unavailable
 from custody.domain.keys import KeyState
 from custody.store.base import StoreTransaction
 
@@ -135,14 +135,30 @@ class CurrentState:
     def _confirmed(self, subjects: Subjects) -> str | None:
         """The key or policy problem, once the database confirms it. Memory may disagree with a row for a moment
         without anything put back: a row read just before another thread committed a freeze or an activation
-        (the daemon's own checks deal with those), or a change committed but not yet taken in here."""
-        if subjects.key_label is not None:
+        (the daemon's own checks deal with those), or a change committed but not yet taken in here.
+
+        Each problem is confirmed on its own terms, and nothing read here ever lets a request be signed: a
+        writer may show this read another row than the one the signature relies on. A key that now reads
+        FROZEN is a wait (the request waits for the unfreeze), and a policy newer than the one the rows were
+        judged under is a retry under that version; neither clears the other problem. What is left is
+        confirmed against the audit log, read again whole."""
+        with self._lock:
+            key_stale = self._key_problem(subjects) is not None
+            policy_stale = self._policy_problem(subjects) is not None
+        if key_stale and subjects.key_label is not None:
             key = self._store.get_key(subjects.key_label)
-            if key is None or key.state is KeyState.FROZEN:
-                return None
-        active = self._store.active_policy()
-        if active is None or active.version > subjects.policy_version:
-            return None
+            if key is not None and key.state is KeyState.FROZEN:
+                raise KeyFrozen(
+                    f"key {subjects.key_label} is frozen and signs nothing until it is unfrozen; the request"
+                    " waits for the unfreeze"
+                )
+        if policy_stale and not key_stale:
+            active = self._store.active_policy()
+            if active is not None and active.version > subjects.policy_version:
+                raise Aborted(
+                    f"policy version {active.version} was activated after version {subjects.policy_version},"
+                    " under which this request was about to be signed; it is asked again under the newer one"
+                )
         self.load()
         with self._lock:
             return self._key_problem(subjects) or self._policy_problem(subjects)

@@ -8,13 +8,16 @@ and health.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from datetime import timedelta
 
 import pytest
 
 from custody.app.integrity import Sealer
 from custody.domain import seals
-from custody.domain.errors import ConfigurationError, Unavailable
+from custody.domain.errors import ConfigurationError, CustodyError, KeyFrozen, Unavailable
+from custody.domain.keys import KeyState
 from custody.domain.requests import RequestState
 from custody.store.codec import encode_time
 from tests.app.conftest import ADMIN, BACKEND, DAVE, App, AppFactory, assert_signed_by, assert_unsigned
@@ -340,3 +343,74 @@ def test_an_old_event_edited_in_place_holds_all_signing_once_the_whole_log_is_ve
         app.submit_tx("ops")
     assert len(app.events(kind="request.signed")) == signed_before
     assert "nothing is signed: the audit log does not verify at sequence 2" in app.custody.health().detail
+
+
+class _KeyRowShownAs:
+    """The store as a writer toggling a key's row shows it: every read of the key but the one before signing
+    sees ``shown`` (the row the writer swaps in for a moment), so the daemon's confirmation read is lied to."""
+
+    def __init__(self, store: object, **shown: object) -> None:
+        self._store = store
+        self._shown = shown
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def get_key(self, label: str) -> object:
+        key = self._store.get_key(label)  # type: ignore[attr-defined]
+        return dataclasses.replace(key, **self._shown) if key is not None else None
+
+
+class _NewerPolicyShown:
+    """The store as a writer briefly inserting a higher policy version shows it to the confirmation read."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def active_policy(self) -> object:
+        active = self._store.active_policy()  # type: ignore[attr-defined]
+        return dataclasses.replace(active, version=active.version + 1)
+
+
+def test_a_key_row_flipped_to_frozen_for_the_confirmation_read_does_not_let_a_put_back_row_sign(
+    app: App,
+) -> None:
+    """The row put back reads ACTIVE where signing reads it and FROZEN where the daemon reads it again to
+    confirm: a key that reads FROZEN is a wait, never a sign that memory was stale."""
+    request = app.pending()
+    app.approve(request, "alice")
+    kept = _sealed_key_row(app, "treasury")
+    app.custody.keys.freeze(DAVE, "treasury", "suspected compromise")
+    _put_key_row_back(app, "treasury", kept)
+    state = app.custody.current_state
+    state._store = _KeyRowShownAs(state._store, state=KeyState.FROZEN)  # type: ignore[assignment]
+
+    with pytest.raises(KeyFrozen):
+        app.approve(request, "bob")
+    app.run_worker()
+
+    waiting = app.get(request.request_id)
+    assert waiting.state in (RequestState.PENDING_APPROVAL, RequestState.APPROVED)
+    assert_unsigned(waiting)
+    assert app.events(kind="request.signed", request_id=request.request_id) == []
+
+
+def test_a_newer_policy_shown_to_the_confirmation_read_does_not_clear_a_put_back_key_row(app: App) -> None:
+    """A writer inserting a higher policy version for a moment does not make the daemon forget that the key's
+    row was put back: the request ends as put back, unsigned."""
+    request = app.pending()
+    app.approve(request, "alice")
+    kept = _sealed_key_row(app, "treasury")
+    app.custody.keys.freeze(DAVE, "treasury", "suspected compromise")
+    _put_key_row_back(app, "treasury", kept)
+    state = app.custody.current_state
+    state._store = _NewerPolicyShown(state._store)  # type: ignore[assignment]
+
+    with contextlib.suppress(CustodyError):
+        app.approve(request, "bob")
+    app.run_worker()
+
+    _assert_refused_as_put_back(app, request.request_id)
