@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from custody.app.audit import DAEMON_ACTOR, AuditUseCases
-from custody.app.integrity import Prepared, prepare
+from custody.app.integrity import Prepared, Sealer, prepare
 from custody.app.policy import PolicyUseCases, require_request, unfreeze_lifts
 from custody.app.signing import ChangeNotifier, SigningUseCases
 from custody.audit.events import AuditKind
@@ -60,8 +60,10 @@ class ApprovalUseCases:
         audit: AuditUseCases,
         clock: Callable[[], datetime],
         notifier: ChangeNotifier,
+        sealer: Sealer,
     ) -> None:
         self._store = store
+        self._sealer = sealer
         self._audit = audit
         self._policies = policies
         self._signing = signing
@@ -148,28 +150,50 @@ class ApprovalUseCases:
         now = self._clock()
         with self._store.transaction() as tx:
             request = require_request(tx, request_id)
-            policy = self._policies.active(tx).policy
-            approver = policy.approver(caller.name)
-            if approver is None:
-                raise PermissionDenied(f"{caller.name} is not an approver in policy version {policy.version}")
-            prepared = prepare(request, now)
-            closed = verdict_refusal(request, prepared.recomputed, now)
-            if closed is None:
-                counted = self._count(
+            active = self._policies.active(tx)
+            policy = active.policy
+            # The policy names the approvers whose keys count and the admin quorum a governance request takes
+            # effect with: a row the daemon did not seal counts nothing and activates nothing. The mismatch is
+            # recorded and committed; the verdict is refused.
+            unsealed = self._sealer.policy_problem(tx, policy.version, active.document)
+            if unsealed is not None:
+                self._audit.record(
                     tx,
-                    caller,
-                    request,
-                    policy=policy,
-                    approver_key=approver.public_key,
-                    prepared=prepared,
-                    statement=statement,
-                    statement_bytes=statement_bytes,
-                    signature=signature,
-                    reason=reason,
-                    now=now,
+                    DAEMON_ACTOR,
+                    AuditKind.SEAL_MISMATCH,
+                    request.request_id,
+                    reason=f"a verdict was not counted: {unsealed}",
                 )
-            elif closed.ends_as is not None:
-                self._signing.end(tx, request, closed, now)
+                closed = None
+            else:
+                approver = policy.approver(caller.name)
+                if approver is None:
+                    raise PermissionDenied(
+                        f"{caller.name} is not an approver in policy version {policy.version}"
+                    )
+                prepared = prepare(request, now)
+                closed = verdict_refusal(request, prepared.recomputed, now)
+                if closed is None:
+                    counted = self._count(
+                        tx,
+                        caller,
+                        request,
+                        policy=policy,
+                        approver_key=approver.public_key,
+                        prepared=prepared,
+                        statement=statement,
+                        statement_bytes=statement_bytes,
+                        signature=signature,
+                        reason=reason,
+                        now=now,
+                    )
+                elif closed.ends_as is not None:
+                    self._signing.end(tx, request, closed, now)
+        if unsealed is not None:
+            log.error("a verdict on request %s was not counted: %s", request_id, unsealed)
+            raise FailedPrecondition(
+                f"the verdict was not counted: the policy in force cannot be trusted ({unsealed})"
+            )
         self._notifier.changed()
         if closed is not None:
             # The request may have been ended (expired, or its row edited) and that change is committed; the

@@ -91,6 +91,7 @@ class Custody:
             audit=self.audit,
             clock=clock,
             notifier=notifier,
+            sealer=self.sealer,
         )
         self._worker: BackgroundWorker | None = None
 

@@ -112,7 +112,7 @@ class CurrentState:
         # Events other writers appended since this process last looked are taken in first.
         self._head.catch_up(self._store, self._public_key())
         with self._lock:
-            stale = self._key_problem(subjects) or self._policy_problem(subjects)
+            stale = self._key_problem(subjects) or self._policy_problem(subjects.policy_version)
         if stale is not None:
             stale = self._confirmed(subjects)
             if stale is not None:
@@ -144,7 +144,7 @@ class CurrentState:
         confirmed against the audit log, read again whole."""
         with self._lock:
             key_stale = self._key_problem(subjects) is not None
-            policy_stale = self._policy_problem(subjects) is not None
+            policy_stale = self._policy_problem(subjects.policy_version) is not None
         if key_stale and subjects.key_label is not None:
             key = self._store.get_key(subjects.key_label)
             if key is not None and key.state is KeyState.FROZEN:
@@ -153,15 +153,33 @@ class CurrentState:
                     " waits for the unfreeze"
                 )
         if policy_stale and not key_stale:
-            active = self._store.active_policy()
-            if active is not None and active.version > subjects.policy_version:
-                raise Aborted(
-                    f"policy version {active.version} was activated after version {subjects.policy_version},"
-                    " under which this request was about to be signed; it is asked again under the newer one"
-                )
+            self._retry_if_newer_policy(subjects.policy_version)
         self.load()
         with self._lock:
-            return self._key_problem(subjects) or self._policy_problem(subjects)
+            return self._key_problem(subjects) or self._policy_problem(subjects.policy_version)
+
+    def policy_problem(self, in_force: int) -> str | None:
+        """Why policy version ``in_force`` is not the latest the audit log knows of, or None when it is: the
+        check before a verdict counts or a governance request takes effect, which rely on the policy alone."""
+        if not self._loaded:
+            return None
+        self._head.catch_up(self._store, self._public_key())
+        with self._lock:
+            stale = self._policy_problem(in_force)
+        if stale is None:
+            return None
+        self._retry_if_newer_policy(in_force)
+        self.load()
+        with self._lock:
+            return self._policy_problem(in_force)
+
+    def _retry_if_newer_policy(self, in_force: int) -> None:
+        active = self._store.active_policy()
+        if active is not None and active.version > in_force:
+            raise Aborted(
+                f"policy version {active.version} was activated after version {in_force}, which this was"
+                " about to rely on; ask again under the newer one"
+            )
 
     def _key_problem(self, subjects: Subjects) -> str | None:
         if subjects.key_label is None:
@@ -175,12 +193,12 @@ class CurrentState:
             " put back to an older sealed value"
         )
 
-    def _policy_problem(self, subjects: Subjects) -> str | None:
-        if self._policy is None or subjects.policy_version >= self._policy[0]:
+    def _policy_problem(self, in_force: int) -> str | None:
+        if self._policy is None or in_force >= self._policy[0]:
             return None
         version, event = self._policy
         return (
-            f"policy version {subjects.policy_version} is in force, but version {version} was activated after it"
+            f"policy version {in_force} is in force, but version {version} was activated after it"
             f" (audit event {event.sequence}): the newer version's row was removed"
         )
 

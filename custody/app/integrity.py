@@ -311,6 +311,26 @@ class Sealer:
             self.last_mismatch = problem
         return problem
 
+    def policy_problem(self, reader: StoreTransaction, version: int, document: str) -> str | None:
+        """Why policy ``version`` (read as ``document``) may not be relied on: its seal is missing or does not
+        verify, or a newer version was activated after it; None when it may. The check before an approver's
+        verdict counts and before a governance request takes effect, so that a policy row a database writer
+        inserted (naming approvers whose keys they hold) neither counts verdicts nor gets activated and sealed.
+
+        Raises Unavailable while signing is held."""
+        if self.held is not None:
+            raise Unavailable(f"nothing is signed: {self.held}")
+        subject = seals.policy_subject(version)
+        stored = reader.seals([subject]).get(subject)
+        problem: str | None = None
+        if not self._verifies_subject(subject, _sealed_policy(version, document), stored):
+            problem = f"the seal of {subject} is missing or does not verify"
+        elif self.current is not None:
+            problem = self.current.policy_problem(version)
+        if problem is not None:
+            self.last_mismatch = problem
+        return problem
+
     def _verifies_subject(self, subject: str, data: bytes, seal: bytes | None) -> bool:
         if seal is None:
             return False

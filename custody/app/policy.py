@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 # Governance requests (policy changes, unfreezes) wait this long for the admin quorum.
 GOVERNANCE_LIFETIME = timedelta(hours=24)
 MAX_POLICY_DOCUMENT_BYTES = 64 * 1024
+# Parsed policy documents kept: the versions in force lately, and room for rows a writer edits in place.
+_PARSED_POLICIES = 16
 
 
 @dataclass(frozen=True)
@@ -66,37 +69,45 @@ class PolicyUseCases:
         # Opens the HSM seal key (custody/app/integrity.py) before the policy is seeded and sealed: seeding is
         # the first thing every start does after opening the audit log.
         self._open_seals = open_seals
-        self._parsed: dict[int, ActivePolicy] = {}
+        # Parsed policies by version and exact text, the most recently used last: a row edited in place keeps
+        # its version but is another document, and must be parsed (and its seal checked) as what it now says.
+        self._parsed: OrderedDict[tuple[int, str], ActivePolicy] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- the policy in force ----------------------------------------------------------------------------------
 
     def active(self, tx: StoreTransaction | None = None) -> ActivePolicy:
         """The active policy, read from the database each time so every replica sees an activation at once;
-        parsing is cached by version."""
+        parsing is cached by version and text."""
         stored = (tx or self._store).active_policy()
         if stored is None:
             raise ConfigurationError(
                 "the database holds no policy; the daemon seeds it from policy.toml at start"
             )
+        cache_key = (stored.version, stored.document)
         with self._lock:
-            cached = self._parsed.get(stored.version)
-            if cached is None:
-                cached = ActivePolicy(
-                    policy=parse_policy_text(stored.document, f"policy version {stored.version}"),
-                    document=stored.document,
-                )
-                self._parsed[stored.version] = cached
+            cached = self._parsed.get(cache_key)
+            if cached is not None:
+                self._parsed.move_to_end(cache_key)
+        if cached is None:
+            parsed = ActivePolicy(
+                policy=parse_policy_text(stored.document, f"policy version {stored.version}"),
+                document=stored.document,
+            )
+            with self._lock:
+                cached = self._parsed.setdefault(cache_key, parsed)
+                while len(self._parsed) > _PARSED_POLICIES:
+                    self._parsed.popitem(last=False)
         return cached
 
     def document_of(self, policy: Policy) -> str:
         """The exact stored text ``policy`` was parsed from (by ``active``), whose seal is checked before a
         request is signed under it."""
         with self._lock:
-            cached = self._parsed.get(policy.version)
-        if cached is None or cached.policy is not policy:
-            raise InternalError(f"policy version {policy.version} was not read through PolicyUseCases.active")
-        return cached.document
+            for cached in reversed(self._parsed.values()):
+                if cached.policy is policy:
+                    return cached.document
+        raise InternalError(f"policy version {policy.version} was not read through PolicyUseCases.active")
 
     def seed(self, document: str, source: str) -> None:
         """Store ``document`` as the first policy when the database has none; otherwise keep the database's.

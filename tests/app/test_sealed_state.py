@@ -13,14 +13,24 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from custody.app.integrity import Sealer
 from custody.domain import seals
-from custody.domain.errors import ConfigurationError, CustodyError, KeyFrozen, Unavailable
+from custody.domain.errors import ConfigurationError, CustodyError, FailedPrecondition, KeyFrozen, Unavailable
 from custody.domain.keys import KeyState
 from custody.domain.requests import RequestState
 from custody.store.codec import encode_time
-from tests.app.conftest import ADMIN, BACKEND, DAVE, App, AppFactory, assert_signed_by, assert_unsigned
+from tests.app.conftest import (
+    ADMIN,
+    BACKEND,
+    DAVE,
+    App,
+    AppFactory,
+    approver_public_key,
+    assert_signed_by,
+    assert_unsigned,
+)
 
 TREASURY_SIGNS_AT_ONCE = """[[rules]]
 name = "treasury-sign"
@@ -414,3 +424,56 @@ def test_a_newer_policy_shown_to_the_confirmation_read_does_not_clear_a_put_back
     app.run_worker()
 
     _assert_refused_as_put_back(app, request.request_id)
+
+
+def _with_approver_keys_replaced(document: str, app: App, held: dict[str, Ed25519PrivateKey]) -> str:
+    """``document`` with the approval key of each approver named in ``held`` replaced by the key given."""
+    for name, key in held.items():
+        document = document.replace(approver_public_key(app.approver_keys[name]), approver_public_key(key), 1)
+    return document
+
+
+def test_an_inserted_policy_naming_a_writers_approval_keys_counts_no_verdict_and_activates_nothing(
+    app: App,
+) -> None:
+    """A writer inserts a policy version the daemon never sealed, in which two admins' approval keys are keys
+    the writer holds, and approves a policy change with them: no verdict counts, nothing is activated or
+    sealed, and the mismatch is reported."""
+    held = {name: Ed25519PrivateKey.generate() for name in ("alice", "bob")}
+    for name, key in held.items():
+        app.approver_keys[f"writer-as-{name}"] = key
+    forged = app.next_policy(lambda document: _with_approver_keys_replaced(document, app, held))
+    active = app.custody.policy.active()
+    app.sql(
+        "INSERT INTO policy_versions (version, document, activated_at, request_id) VALUES (?, ?, ?, NULL)",
+        (active.policy.version + 1, forged, encode_time(app.clock.now, "activated_at")),
+    )
+    proposal = app.custody.policy.propose(ADMIN, app.next_policy(_with_treasury_signing_at_once))
+
+    for approver in ("alice", "bob"):
+        with pytest.raises(FailedPrecondition, match="policy in force cannot be trusted"):
+            app.approve(proposal, approver, signer=f"writer-as-{approver}")
+
+    assert app.sql("SELECT COUNT(*) FROM approvals WHERE request_id = ?", (proposal.request_id,)) == [(0,)]
+    assert app.get(proposal.request_id).state is RequestState.PENDING_APPROVAL
+    assert app.custody.policy.active().policy.version == active.policy.version + 1
+    assert app.sql(
+        "SELECT COUNT(*) FROM seals WHERE subject = ?", (seals.policy_subject(active.policy.version + 2),)
+    ) == [(0,)]
+    mismatches = app.events(kind="seal.mismatch", request_id=proposal.request_id)
+    assert len(mismatches) == 2
+    assert "policy:" in mismatches[0].details["reason"]
+    assert "changed outside custody" in app.custody.health().detail
+
+
+def test_a_policy_row_edited_in_place_is_read_as_what_it_now_says_and_signs_nothing(app: App) -> None:
+    """The daemon parsed the policy before; the edited row keeps its version number but is another text, which
+    is what the daemon judges and checks the seal of, so the edit is refused and reported, not hidden."""
+    active = app.custody.policy.active()
+    edited = _with_treasury_signing_at_once(active.document)
+    app.sql("UPDATE policy_versions SET document = ? WHERE version = ?", (edited, active.policy.version))
+
+    request = app.submit_tx("treasury")
+
+    assert request.decision.rule == "treasury-sign"
+    _assert_refused_for_its_seal(app, request.request_id)
