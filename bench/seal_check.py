@@ -17,7 +17,9 @@ stay APPROVED and can be checked again and again. Timed:
 (d) the same as (b) with the request unknown to memory, so its events are read from the audit log by id: what
     the first check of a request costs after a restart;
 (e) the same as (b) with the verified-seal cache emptied, so each seal is recomputed in the HSM (HMAC): what a
-    row costs the first time it is read.
+    row costs the first time it is read;
+(f) the seal of the audit log's head that every write transaction appending events adds before it commits
+    (custody/audit/head.py): one HMAC in the HSM over the last event's place and hash, per transaction.
 
 Each figure is the fastest of --repeats passes over all approved requests, in microseconds per request, and its
 ratio to (a). Not part of `make test`.
@@ -41,6 +43,7 @@ from payloads import transaction
 
 from custody.app.custody import Custody
 from custody.app.integrity import sealed_records
+from custody.domain import seals
 from custody.domain.approvals import ApprovalStatement
 from custody.domain.principals import Principal, Role
 from custody.domain.requests import PayloadKind, RequestState, SigningRequest, Verdict
@@ -135,6 +138,13 @@ def main() -> None:
     sealer.current = current
     request_read = fastest(arguments.repeats, check_all_unknown) / count
     cold = fastest(arguments.repeats, check_all_cold) / count
+    heads = list(custody.audit.list_events(ADMIN, limit=count))
+
+    def seal_heads() -> None:
+        for event in heads:
+            sealer.seal(seals.sealed_audit_head(event.sequence, event.hash))
+
+    head_seal = fastest(arguments.repeats, seal_heads) / len(heads)
     custody.close()
 
     def figure(seconds: float) -> dict[str, float]:
@@ -154,6 +164,7 @@ def main() -> None:
         "seals_without_freshness": figure(seals_only),
         "seal_check_request_read_from_audit_log": figure(request_read),
         "seal_check_seals_recomputed_in_hsm": figure(cold),
+        "audit_head_seal_per_write_transaction": figure(head_seal),
     }
     print(f"auto-signed request:                         {auto_signed_seconds * 1e6:9.1f} us")
     for name in (
@@ -161,6 +172,7 @@ def main() -> None:
         "seals_without_freshness",
         "seal_check_request_read_from_audit_log",
         "seal_check_seals_recomputed_in_hsm",
+        "audit_head_seal_per_write_transaction",
     ):
         values = report[name]
         assert isinstance(values, dict)

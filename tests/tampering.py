@@ -56,6 +56,39 @@ def rewrite_audit_actor(sql: Sql, sequence: int, actor: str) -> None:
         previous_hash = new_hash
 
 
+def append_chained_audit_event(sql: Sql, kind: str, **details: Any) -> int:
+    """Append one event to the audit log with plain SQL, its hash chained onto the head, as a writer who knows
+    the hash chain's encoding (it is public) but holds no HSM key would; returns its sequence."""
+    ((sequence, previous_hash, time_text),) = sql(
+        "SELECT sequence, hash, time FROM audit_events ORDER BY sequence DESC LIMIT 1", ()
+    )
+    event = AuditEvent(
+        sequence=sequence + 1,
+        time=decode_time(time_text),
+        actor="custody",
+        kind=kind,
+        request_id=None,
+        details=details,
+        previous_hash=bytes(previous_hash),
+        hash=b"",
+    )
+    sql(
+        "INSERT INTO audit_events (sequence, time, actor, kind, request_id, details, previous_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event.sequence,
+            time_text,
+            event.actor,
+            kind,
+            None,
+            json.dumps(details, sort_keys=True, separators=(",", ":")),
+            event.previous_hash,
+            event_hash(event.sequence, event, event.previous_hash),
+        ),
+    )
+    return event.sequence
+
+
 def copy_database(env: DevEnvLike, name: str) -> None:
     """Keep a copy of the environment's database under ``name``, taken while the daemon may run: for SQLite with
     the online backup API into a file beside it, for PostgreSQL with plain SQL into a schema of that name."""

@@ -7,7 +7,8 @@ the previous policy version after a newer one was activated (by deleting the new
 recorded in the audit log by the daemon, in the transaction that made it, so the daemon checks each row a
 signature relies on against what the audit log says came last:
 
-- a key whose latest ``key.created`` / ``key.frozen`` / ``key.unfrozen`` event froze it must not read ACTIVE;
+- a key whose latest ``key.created`` / ``key.frozen`` / ``key.unfrozen`` event froze it must not read ACTIVE,
+  and its row must count at least the freeze that event names (the count is sealed with the row);
 - a request with an event that ended it (signed, cancelled, expired, failed, rejected, denied) is never
   signed again;
 - the policy in force must not be older than the latest ``policy.activated`` version.
@@ -69,6 +70,8 @@ class Subjects:
     key_label: str | None
     key_state: KeyState | None
     policy_version: int
+    # The key row's freeze count; None when no key is relied on.
+    key_freezes: int | None = None
 
 
 class CurrentState:
@@ -88,9 +91,13 @@ class CurrentState:
         self._loaded = False
 
     def load(self) -> None:
-        """At start: read every key and policy event, each checked against its own hash."""
+        """At start: read every key and policy event, each checked against its own hash, up to the remembered
+        audit head. Events past it are taken in only once a walk reached a sealed head beyond them, or when this
+        process committed them: a database writer's appended event is not the audit log's word."""
+        head = self._head.event
         for kind in (*KEY_STATE_AFTER, AuditKind.POLICY_ACTIVATED):
-            self.observe(_every_event(self._store, kind=kind))
+            events = _every_event(self._store, kind=kind)
+            self.observe(event for event in events if head is None or event.sequence <= head.sequence)
         self._loaded = True
 
     def born(self, request_id: str) -> None:
@@ -185,13 +192,21 @@ class CurrentState:
         if subjects.key_label is None:
             return None
         latest = self._keys.get(subjects.key_label)
-        if latest is None or latest[0] is not KeyState.FROZEN or subjects.key_state is KeyState.FROZEN:
+        if latest is None:
             return None
-        return (
-            f"key {subjects.key_label} was frozen (audit event {latest[1].sequence}) and not unfrozen since,"
-            f" but its row says {subjects.key_state.value if subjects.key_state else 'nothing'}: the row was"
-            " put back to an older sealed value"
-        )
+        if latest[0] is KeyState.FROZEN and subjects.key_state is not KeyState.FROZEN:
+            return (
+                f"key {subjects.key_label} was frozen (audit event {latest[1].sequence}) and not unfrozen since,"
+                f" but its row says {subjects.key_state.value if subjects.key_state else 'nothing'}: the row was"
+                " put back to an older sealed value"
+            )
+        freeze = latest[1].details.get("freeze")
+        if isinstance(freeze, int) and subjects.key_freezes is not None and subjects.key_freezes < freeze:
+            return (
+                f"key {subjects.key_label}'s row counts {subjects.key_freezes} freezes, but freeze {freeze} was"
+                f" recorded (audit event {latest[1].sequence}): the row was put back to an older sealed value"
+            )
+        return None
 
     def _policy_problem(self, in_force: int) -> str | None:
         if self._policy is None or in_force >= self._policy[0]:

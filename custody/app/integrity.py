@@ -30,7 +30,7 @@ from custody.app.audit import DAEMON_ACTOR, AuditUseCases
 from custody.app.freshness import CurrentState, Subjects
 from custody.audit.anchor import Anchor
 from custody.audit.events import AuditDraft, AuditEvent, AuditKind
-from custody.audit.head import RememberedHead
+from custody.audit.head import AuditReader, RememberedHead
 from custody.chains.evm import ParsedPayload, parse_payload
 from custody.chains.evm.intents import payload_intents
 from custody.domain import seals
@@ -180,13 +180,29 @@ class Sealer:
                     key_id = bytes.fromhex(stored.key_id)
                     self._hsm.check_seal_key(key_id)
                     self.anchor.check(key_id, tx)
-                    self._record_retired(tx, audit, retired)
+                    appended = self._record_retired(tx, audit, retired)
                     self._key_id = key_id
                     sealed = 0
+                    try:
+                        resealed = self._seal_freeze_counts(tx)
+                        if resealed:
+                            appended = audit.record(
+                                tx,
+                                DAEMON_ACTOR,
+                                AuditKind.SEALS_CREATED,
+                                records=resealed,
+                                key_id=key_id.hex(),
+                                reason="key seals now bind each key's freeze count",
+                            )
+                        if appended is not None:
+                            self.seal_audit_head(tx, appended)
+                    except BaseException:
+                        self._key_id = None
+                        raise
                 else:
                     self._refuse_token_state_the_database_does_not_name()
                     self._refuse_seals_without_their_key(tx)
-                    self._record_retired(tx, audit, retired)
+                    appended = self._record_retired(tx, audit, retired)
                     key_id = self._hsm.generate_seal_key()
                     tx.insert_daemon_key(
                         DaemonKey(
@@ -200,9 +216,11 @@ class Sealer:
                     try:
                         sealed = self._seal_existing(tx)
                         if sealed:
-                            audit.record(
+                            appended = audit.record(
                                 tx, DAEMON_ACTOR, AuditKind.SEALS_CREATED, records=sealed, key_id=key_id.hex()
                             )
+                        if appended is not None:
+                            self.seal_audit_head(tx, appended)
                     except BaseException:
                         self._key_id = None
                         raise
@@ -236,26 +254,28 @@ class Sealer:
     @staticmethod
     def _record_retired(
         tx: StoreTransaction, audit: AuditUseCases, retired: list[tuple[bytes, Anchor]]
-    ) -> None:
-        """Say in the audit log which anchors an operator retired since the last start."""
-        if retired:
-            audit.record(
-                tx,
-                DAEMON_ACTOR,
-                AuditKind.ANCHOR_RETIRED,
-                anchors=[
-                    {
-                        "seal_key_id": anchor.seal_key_id,
-                        "sequence": anchor.sequence,
-                        "hash": anchor.hash.hex(),
-                    }
-                    for _, anchor in retired
-                ],
-            )
-            log.warning(
-                "the HSM token's anchor was retired by an operator: %s",
-                "; ".join(anchor.describe() for _, anchor in retired),
-            )
+    ) -> AuditEvent | None:
+        """Say in the audit log which anchors an operator retired since the last start; the event appended."""
+        if not retired:
+            return None
+        event = audit.record(
+            tx,
+            DAEMON_ACTOR,
+            AuditKind.ANCHOR_RETIRED,
+            anchors=[
+                {
+                    "seal_key_id": anchor.seal_key_id,
+                    "sequence": anchor.sequence,
+                    "hash": anchor.hash.hex(),
+                }
+                for _, anchor in retired
+            ],
+        )
+        log.warning(
+            "the HSM token's anchor was retired by an operator: %s",
+            "; ".join(anchor.describe() for _, anchor in retired),
+        )
+        return event
 
     @staticmethod
     def _refuse_seals_without_their_key(tx: StoreTransaction) -> None:
@@ -310,6 +330,28 @@ class Sealer:
         if problem is not None:
             self.last_mismatch = problem
         return problem
+
+    def seal_audit_head(self, tx: StoreTransaction, event: AuditEvent) -> None:
+        """Seal ``event``, the last one ``tx`` appended, in ``tx``: one HMAC per write transaction authenticates
+        every event it appended, and through the hash chain every event before them."""
+        sealed = seals.sealed_audit_head(event.sequence, event.hash)
+        tx.put_seal(seals.audit_head_subject(event.sequence), self.seal(sealed))
+
+    def audit_head_sealed(self, reader: AuditReader, event: AuditEvent) -> bool:
+        """Whether ``event`` is the last event of a write transaction of a daemon holding the seal key. A head
+        without that seal was appended by someone else: reported for health and the log."""
+        subject = seals.audit_head_subject(event.sequence)
+        stored = reader.seals([subject]).get(subject)
+        if self._verifies_subject(subject, seals.sealed_audit_head(event.sequence, event.hash), stored):
+            return True
+        self.last_mismatch = (
+            f"audit event {event.sequence} ({event.kind}) was appended to the audit log without the seal of the"
+            " HSM seal key"
+        )
+        log.error(
+            "%s: nothing is taken in from it, appended after it or signed on its word", self.last_mismatch
+        )
+        return False
 
     def policy_problem(self, reader: StoreTransaction, version: int, document: str) -> str | None:
         """Why policy ``version`` (read as ``document``) may not be relied on: its seal is missing or does not
@@ -373,6 +415,23 @@ class Sealer:
                 count += self._seal_request(tx, request)
         return count
 
+    def _seal_freeze_counts(self, tx: StoreTransaction) -> int:
+        """Seal again, with its freeze count, each key whose seal a version before freeze counts were sealed
+        made (and which verifies as such); returns how many. Such a row is trusted as it stands at this start,
+        as rows from before seals were; the freshness check still compares it with the audit log."""
+        keys = list(tx.list_keys())
+        stored = tx.seals([seals.key_subject(key.label) for key in keys])
+        count = 0
+        for key in keys:
+            subject = seals.key_subject(key.label)
+            seal = stored.get(subject)
+            if self._verifies_subject(subject, seals.sealed_key(key), seal):
+                continue
+            if seal is not None and self.verifies(seals.sealed_key_before_freeze_counts(key), seal):
+                tx.put_seal(subject, self.seal(seals.sealed_key(key)))
+                count += 1
+        return count
+
     def _seal_request(self, tx: StoreTransaction, request: SigningRequest) -> int:
         tx.put_seal(seals.decision_subject(request.request_id), self.seal(seals.sealed_decision(request)))
         if request.state is not RequestState.APPROVED:
@@ -408,6 +467,7 @@ def sealed_records(request: SigningRequest, key: Key | None, policy: Policy, doc
         key_label=key.label if key is not None else None,
         key_state=key.state if key is not None else None,
         policy_version=policy.version,
+        key_freezes=key.freezes if key is not None else None,
     )
     return SealedRecords(records, subjects)
 
@@ -456,6 +516,8 @@ class SealingStore:
         with self._inner.transaction() as tx:
             sealing = SealingTransaction(tx, self._sealer, self._audit, self._head)
             yield cast(StoreTransaction, sealing)
+            if sealing.appended is not None:
+                self._sealer.seal_audit_head(tx, sealing.appended)
         # Committed: the last event it appended is now the head this process knows, and what it recorded is
         # the latest word on its keys, requests and policy.
         self._head.remember(sealing.appended)

@@ -44,17 +44,21 @@ class Anchor:
     seal_key_id: str  # hex CKA_ID of the seal key
     sequence: int
     hash: bytes
+    # True when the daemon that wrote the anchor sealed the last event of every write transaction (see
+    # custody/audit/head.py): from then on, the audit log's head at start must carry such a seal too. An anchor
+    # of an older version says False, and the head found at start is trusted as it verifies.
+    heads_sealed: bool = False
 
     def encode(self) -> bytes:
-        return canonical_json(
-            {
-                "format": _FORMAT,
-                "seal_key_id": self.seal_key_id,
-                "sequence": self.sequence,
-                "hash": self.hash.hex(),
-            },
-            ascii_only=True,
-        ).encode("ascii")
+        body: dict[str, object] = {
+            "format": _FORMAT,
+            "seal_key_id": self.seal_key_id,
+            "sequence": self.sequence,
+            "hash": self.hash.hex(),
+        }
+        if self.heads_sealed:
+            body["heads_sealed"] = True
+        return canonical_json(body, ascii_only=True).encode("ascii")
 
     @classmethod
     def decode(cls, value: bytes) -> Anchor:
@@ -77,11 +81,15 @@ class Anchor:
             raise ValueError("its seal key id or hash is not hexadecimal") from None
         if len(hash_value) != _HASH_BYTES:
             raise ValueError("its hash is not 32 bytes")
-        return cls(seal_key_id=seal_key_id, sequence=sequence, hash=hash_value)
+        heads_sealed = body.get("heads_sealed", False)
+        if not isinstance(heads_sealed, bool):
+            raise ValueError("its heads_sealed is not true or false")
+        return cls(seal_key_id=seal_key_id, sequence=sequence, hash=hash_value, heads_sealed=heads_sealed)
 
     @classmethod
     def of(cls, seal_key_id: bytes, event: AuditEvent) -> Anchor:
-        return cls(seal_key_id=seal_key_id.hex(), sequence=event.sequence, hash=event.hash)
+        """The anchor this version writes for ``event``: it seals every write transaction's last event."""
+        return cls(seal_key_id=seal_key_id.hex(), sequence=event.sequence, hash=event.hash, heads_sealed=True)
 
     def describe(self) -> str:
         return f"audit event {self.sequence} (hash {self.hash.hex()[:16]}...) of seal key {self.seal_key_id}"

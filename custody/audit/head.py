@@ -8,6 +8,12 @@ append) it reads the stored head under the write lock: the same event means noth
 means other writers appended (replicas sharing a PostgreSQL database do), and it is accepted only when the
 stored events continue the chain from the remembered one, which must still be there unchanged; anything else
 refuses the append with Unavailable, so the change it belonged to does not happen either (fail closed).
+
+Continuing the chain is not enough on its own: a database writer can append an event whose hash links to the
+head (a forged ``key.unfrozen``, say). Every daemon therefore seals, in each write transaction that appends
+events, the last event it appended with the HSM seal key (custody/domain/seals.py ``sealed_audit_head``). A walk
+is accepted only when it ends at an event whose seal verifies; the events between the remembered one and it are
+bound by the chain. Nothing walked is taken in (``on_walked``) before that.
 """
 
 from __future__ import annotations
@@ -31,13 +37,18 @@ class AuditReader(Protocol):
 
     def list_audit_events(self, *, after_sequence: int = 0, limit: int = 1000) -> Sequence[AuditEvent]: ...
 
+    def seals(self, subjects: Sequence[str]) -> dict[str, bytes]: ...
+
 
 class RememberedHead:
     def __init__(self) -> None:
         self._event: AuditEvent | None = None
         self._lock = threading.Lock()
-        # Told of the events other writers appended, as the check walks past them (each verified on the chain).
+        # Told of the events other writers appended, once the check walked past them to a sealed head.
         self.on_walked: Callable[[Sequence[AuditEvent]], None] | None = None
+        # Whether an event carries the seal of a daemon holding the HSM seal key, read through the reader given;
+        # None (no seal key yet) accepts every head that continues the chain.
+        self.head_sealed: Callable[[AuditReader, AuditEvent], bool] | None = None
 
     @property
     def event(self) -> AuditEvent | None:
@@ -92,9 +103,21 @@ class RememberedHead:
                 f"audit event {known.sequence}, which this daemon appended or verified, was changed in the"
                 " database; it will not append to or sign a checkpoint over a rewritten log"
             )
+        if self.head_sealed is not None and not self.head_sealed(reader, head):
+            raise Unavailable(
+                f"audit event {head.sequence}, the head of the audit log, carries no seal of the HSM seal key: it"
+                " was not written by a custody daemon; nothing is taken in from it, appended after it or signed"
+                " on its word"
+            )
         previous = known
+        walked: list[AuditEvent] = []
         while previous.sequence < head.sequence:
-            page = reader.list_audit_events(after_sequence=previous.sequence, limit=_PAGE)
+            # Events appended after ``head`` was read are left for the next walk, which checks their own seal.
+            page = [
+                event
+                for event in reader.list_audit_events(after_sequence=previous.sequence, limit=_PAGE)
+                if event.sequence <= head.sequence
+            ]
             if not page:
                 break
             outcome = verify_events(page, public_key=public_key, start_after=previous)
@@ -103,7 +126,13 @@ class RememberedHead:
                     f"the audit events appended after event {known.sequence} do not verify"
                     f" ({outcome.problem}); this daemon will not append to them"
                 )
-            if self.on_walked is not None:
-                self.on_walked(page)
+            walked.extend(page)
             previous = outcome.last_event
+        if (previous.sequence, previous.hash) != (head.sequence, head.hash):
+            raise Unavailable(
+                f"the audit events after event {known.sequence} do not lead to the sealed head {head.sequence};"
+                " this daemon will not append to them"
+            )
+        if self.on_walked is not None and walked:
+            self.on_walked(walked)
         self.remember(previous)

@@ -10,6 +10,9 @@ Each encoding starts with a prefix naming its format and binds the record's iden
 request id, the key label and id), so a seal copied from one record to another does not verify either. The
 functions are pure: the same record gives the same bytes in every process and on every backend.
 
+The audit log is sealed too: every write transaction that appends events seals its last event's place and hash
+(``sealed_audit_head``), so events a database writer appends, however well chained, carry no seal.
+
 What a seal does not cover: restoring a whole row, together with its seal, to an older sealed value of the
 same record (a key's state before its latest freeze, say). Seals authenticate records, not their freshness.
 """
@@ -25,7 +28,9 @@ from custody.domain.requests import SigningRequest
 _POLICY_PREFIX = b"custody sealed policy v1\n"
 _DECISION_PREFIX = b"custody sealed decision v1\n"
 _APPROVAL_PREFIX = b"custody sealed approval v1\n"
-_KEY_PREFIX = b"custody sealed key v1\n"
+_KEY_PREFIX = b"custody sealed key v2\n"
+_KEY_PREFIX_BEFORE_FREEZE_COUNTS = b"custody sealed key v1\n"
+_AUDIT_HEAD_PREFIX = b"custody sealed audit head v1\n"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -47,6 +52,18 @@ def approval_subject(request_id: str) -> str:
 def key_subject(label: str) -> str:
     """The name of a key's seal in the store."""
     return f"key:{label}"
+
+
+def audit_head_subject(sequence: int) -> str:
+    """The name of the seal of the audit event a write transaction ended with, in the store."""
+    return f"audit-head:{sequence}"
+
+
+def sealed_audit_head(sequence: int, event_hash: bytes) -> bytes:
+    """The last audit event a write transaction appended, by its place and hash. The hash chain binds every
+    event before it, so this one seal authenticates the whole log up to it as written by a daemon holding the
+    seal key."""
+    return _AUDIT_HEAD_PREFIX + _encode({"sequence": sequence, "hash": event_hash.hex()})
 
 
 def sealed_policy(version: int, document: str) -> bytes:
@@ -93,16 +110,25 @@ def sealed_approval(request_id: str, not_before: datetime | None) -> bytes:
 
 
 def sealed_key(key: Key) -> bytes:
-    """A key as the daemon last wrote it: its identity, public key and state."""
-    return _KEY_PREFIX + _encode(
-        {
-            "label": key.label,
-            "key_id": key.key_id,
-            "address": key.address,
-            "public_key": key.public_key.hex(),
-            "state": key.state.value,
-        }
-    )
+    """A key as the daemon last wrote it: its identity, public key, state and freeze count. The count rises with
+    every freeze, so a row from before a freeze carries a lower one than the audit log's latest freeze names."""
+    return _KEY_PREFIX + _encode({**_key_fields(key), "freezes": key.freezes})
+
+
+def sealed_key_before_freeze_counts(key: Key) -> bytes:
+    """A key as versions before the freeze count was sealed sealed it: what a start checks such a seal against
+    before it seals the key again with its count."""
+    return _KEY_PREFIX_BEFORE_FREEZE_COUNTS + _encode(_key_fields(key))
+
+
+def _key_fields(key: Key) -> dict[str, object]:
+    return {
+        "label": key.label,
+        "key_id": key.key_id,
+        "address": key.address,
+        "public_key": key.public_key.hex(),
+        "state": key.state.value,
+    }
 
 
 def _encode(value: dict[str, object]) -> bytes:

@@ -31,6 +31,7 @@ from tests.app.conftest import (
     assert_signed_by,
     assert_unsigned,
 )
+from tests.tampering import append_chained_audit_event
 
 TREASURY_SIGNS_AT_ONCE = """[[rules]]
 name = "treasury-sign"
@@ -477,3 +478,110 @@ def test_a_policy_row_edited_in_place_is_read_as_what_it_now_says_and_signs_noth
 
     assert request.decision.rule == "treasury-sign"
     _assert_refused_for_its_seal(app, request.request_id)
+
+
+def test_a_chained_unfreeze_event_appended_in_the_database_does_not_let_a_put_back_row_sign(app: App) -> None:
+    """A writer puts the frozen key's older sealed ACTIVE row back and appends a well-chained ``key.unfrozen``
+    event: the event carries no seal of the HSM key, so the daemon takes nothing in from it, appends nothing
+    after it, signs nothing and no checkpoint over it."""
+    request = app.pending()
+    app.approve(request, "alice")
+    kept = _sealed_key_row(app, "treasury")
+    app.custody.keys.freeze(DAVE, "treasury", "suspected compromise")
+    _put_key_row_back(app, "treasury", kept)
+    forged = append_chained_audit_event(app.sql, "key.unfrozen", key="treasury", freeze=1)
+    assert app.custody.audit.verify_whole().ok  # the forgery is well chained: only its missing seal tells
+
+    with pytest.raises(Unavailable, match="carries no seal"):
+        app.approve(request, "bob")
+    with contextlib.suppress(Unavailable):
+        app.run_worker()
+    with pytest.raises(Unavailable, match="carries no seal"):
+        app.custody.audit.checkpoint()
+
+    waiting = app.get(request.request_id)
+    assert_unsigned(waiting)
+    assert app.events(kind="request.signed", request_id=request.request_id) == []
+    assert app.sql("SELECT MAX(sequence) FROM audit_events") == [(forged,)]
+    assert "without the seal of the HSM seal key" in app.custody.health().detail
+
+
+def test_a_chained_event_appended_while_no_daemon_runs_stops_the_next_start(
+    app: App, make_app: AppFactory
+) -> None:
+    """The shutdown's checkpoint is anchored in the token; an event appended after it while the daemon is
+    stopped continues the chain and verifies, but carries no seal, so the next start refuses."""
+    app.custody.keys.freeze(DAVE, "treasury", "suspected compromise")
+    make_app.stop(app)
+    append_chained_audit_event(app.sql, "key.unfrozen", key="treasury", freeze=1)
+
+    with pytest.raises(ConfigurationError, match="carries no seal of the HSM seal key"):
+        make_app(database=app.database, clock=app.clock)
+
+
+def test_a_restart_after_a_clean_stop_starts_and_signs(app: App, make_app: AppFactory) -> None:
+    """The head every start finds is the sealed one the daemon left: the check costs a start nothing else."""
+    make_app.stop(app)
+    restarted = make_app(database=app.database, clock=app.clock)
+    restarted._nonces = app._nonces
+    request = restarted.pending()
+    restarted.approve(request, "alice")
+    assert_signed_by(restarted.approve(request, "bob"), restarted.keys["treasury"].address)
+
+
+def test_a_keys_row_from_before_a_freeze_put_back_after_the_unfreeze_signs_nothing(app: App) -> None:
+    """The key was frozen and unfrozen by the admin quorum, so it is ACTIVE again; the writer puts back its
+    ACTIVE row from before the freeze, seal included. Its state agrees with the audit log, but its sealed freeze
+    count is older than the freeze the log's unfreeze lifted: refused as put back."""
+    kept = _sealed_key_row(app, "treasury")
+    app.custody.keys.freeze(DAVE, "treasury", "drill")
+    _, unfreeze = app.custody.keys.request_unfreeze(ADMIN, "treasury", "drill over")
+    app.approve(unfreeze, "alice")
+    app.approve(unfreeze, "dave")
+    _put_key_row_back(app, "treasury", kept)
+
+    request = app.pending()
+    app.approve(request, "alice")
+    app.approve(request, "bob")
+    app.run_worker()
+
+    _assert_refused_as_put_back(app, request.request_id)
+    assert "counts 0 freezes, but freeze 1 was recorded" in (app.get(request.request_id).error or "")
+
+
+def test_a_keys_freeze_count_edited_alone_does_not_verify(app: App) -> None:
+    app.custody.keys.freeze(DAVE, "treasury", "drill")
+    _, unfreeze = app.custody.keys.request_unfreeze(ADMIN, "treasury", "drill over")
+    app.approve(unfreeze, "alice")
+    app.approve(unfreeze, "dave")
+    app.sql("UPDATE keys SET freezes = 0 WHERE label = 'treasury'")
+
+    request = app.pending()
+    app.approve(request, "alice")
+    app.approve(request, "bob")
+    app.run_worker()
+
+    _assert_refused_for_its_seal(app, request.request_id)
+
+
+def test_key_seals_made_before_freeze_counts_are_sealed_again_at_start(
+    app: App, make_app: AppFactory
+) -> None:
+    """A key sealed by a version that did not bind the freeze count is sealed again, with it, at the next start
+    (recorded in a ``seals.created`` event), and signs as before."""
+    key = app.custody.keys.get_key(ADMIN, "treasury")
+    old_seal = app.custody.sealer.seal(seals.sealed_key_before_freeze_counts(key))
+    app.sql("UPDATE seals SET seal = ? WHERE subject = ?", (old_seal, seals.key_subject("treasury")))
+    make_app.stop(app)
+
+    restarted = make_app(database=app.database, clock=app.clock)
+    restarted._nonces = app._nonces
+    (resealed,) = [
+        event
+        for event in restarted.events(kind="seals.created")
+        if event.details.get("reason") == "key seals now bind each key's freeze count"
+    ]
+    assert resealed.details["records"] == 1
+    request = restarted.pending()
+    restarted.approve(request, "alice")
+    assert_signed_by(restarted.approve(request, "bob"), key.address)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -287,6 +288,41 @@ def append_submitted_events(env: DevEnv, count: int) -> None:
                     )
     finally:
         store.close()
+    seal_audit_head(env)
+
+
+# Run in a process of its own, as the holder of the HSM PIN: the token is the environment's, whose SoftHSM2
+# configuration the PKCS#11 library reads once per process.
+_SEAL_HEAD = """
+import os, sys
+from pathlib import Path
+from custody.config import load_server_config, read_hsm_pin
+from custody.domain import seals
+from custody.store import open_store
+config_path = Path(sys.argv[1])
+config = load_server_config(config_path)
+os.environ.update(config.hsm.environment)
+from custody.hsm.pkcs11 import Pkcs11Hsm
+hsm = Pkcs11Hsm(config.hsm.module, config.hsm.token_label, read_hsm_pin(config.hsm))
+store = open_store(config.database_url, config_path.parent)
+try:
+    with store.transaction() as tx:
+        key_id = bytes.fromhex(tx.daemon_key("seal").key_id)
+        head = tx.audit_head()
+        sealed = seals.sealed_audit_head(head.sequence, head.hash)
+        tx.put_seal(seals.audit_head_subject(head.sequence), hsm.seal(key_id, sealed))
+finally:
+    store.close()
+    hsm.close()
+"""
+
+
+def seal_audit_head(env: DevEnv) -> None:
+    """Seal the audit log's head with the environment's HSM seal key, as the daemon seals the last event of each
+    write transaction: events chained in directly then read as a busy daemon's, not as a database writer's."""
+    subprocess.run(
+        [sys.executable, "-c", _SEAL_HEAD, str(env.config)], check=True, capture_output=True, text=True
+    )
 
 
 def test_an_export_of_thousands_of_events_pages_under_the_message_limit_and_verifies_offline(

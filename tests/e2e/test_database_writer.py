@@ -25,7 +25,12 @@ from custody.api._gen import custody_pb2 as pb
 from custody.api._gen import custody_pb2_grpc as pb_grpc
 from custody.exit_codes import EXIT_START_REFUSED
 from custody.store.codec import encode_time
-from tests.tampering import copy_database, restore_database, rewrite_audit_actor
+from tests.tampering import (
+    append_chained_audit_event,
+    copy_database,
+    restore_database,
+    rewrite_audit_actor,
+)
 
 from .approvals_support import Approvers, assert_signed_by, submit_tx, treasury_tx, wait_for_state
 from .conftest import (
@@ -362,3 +367,37 @@ def test_online_verification_fails_when_the_anchored_events_are_removed(
         assert f"but the HSM token's anchor vouches for event {anchored}" in report["problem"]
     finally:
         stop_daemon(daemon)
+
+
+def test_a_chained_unfreeze_event_appended_in_the_database_signs_nothing_and_gets_no_checkpoint(
+    tmp_path: Path, backend: str, databases: Databases, nonces: Nonces
+) -> None:
+    """The writer puts the frozen ops key's older sealed ACTIVE row back and appends a ``key.unfrozen`` event
+    whose hash continues the chain: the event carries no seal of the HSM key, so the daemon signs nothing on
+    its word, appends nothing after it and signs no checkpoint over it, not even at shutdown."""
+    env = make_dev_env(tmp_path / "env", backend, databases)
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    try:
+        with channel_for(env, daemon, "admin") as channel:
+            ops = pb_grpc.KeyServiceStub(channel).CreateKey(pb.CreateKeyRequest(label="ops")).key
+        _signed_ops_transfer(env, daemon, next(nonces), ops.address)
+        kept_row = env.sql("SELECT state, freezes FROM keys WHERE label = 'ops'")
+        kept_seal = env.sql("SELECT seal FROM seals WHERE subject = 'key:ops'")
+        with channel_for(env, daemon, "dave") as channel:
+            pb_grpc.KeyServiceStub(channel).FreezeKey(pb.FreezeKeyRequest(label="ops", reason="lost laptop"))
+        ((freezes_now,),) = env.sql("SELECT freezes FROM keys WHERE label = 'ops'")
+
+        ((state, freezes),), ((seal,),) = kept_row, kept_seal
+        env.sql("UPDATE keys SET state = ?, freezes = ? WHERE label = 'ops'", (state, freezes))
+        env.sql("UPDATE seals SET seal = ? WHERE subject = 'key:ops'", (seal,))
+        forged = append_chained_audit_event(env.sql, "key.unfrozen", key="ops", freeze=freezes_now)
+
+        with pytest.raises(grpc.RpcError) as refused:
+            submit_tx(env, daemon, "backend", "ops", treasury_tx(next(nonces)))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "carries no seal" in (refused.value.details() or "")
+    finally:
+        stop_daemon(daemon)
+    assert env.sql("SELECT COUNT(*) FROM requests WHERE key_label = 'ops' AND state = 'SIGNED'") == [(1,)]
+    assert env.sql("SELECT MAX(sequence) FROM audit_events") == [(forged,)]
+    assert "without the seal of the HSM seal key" in daemon.log()
