@@ -335,7 +335,9 @@ class Sealer:
         """Seal ``event``, the last one ``tx`` appended, in ``tx``: one HMAC per write transaction authenticates
         every event it appended, and through the hash chain every event before them."""
         sealed = seals.sealed_audit_head(event.sequence, event.hash)
-        tx.put_seal(seals.audit_head_subject(event.sequence), self.seal(sealed))
+        # Not remembered as verified: this process never walks past its own heads, and a head per transaction
+        # would push the seals read before every signature out of that cache.
+        tx.put_seal(seals.audit_head_subject(event.sequence), self._hsm.seal(self._require_key(), sealed))
 
     def audit_head_sealed(self, reader: AuditReader, event: AuditEvent) -> bool:
         """Whether ``event`` is the last event of a write transaction of a daemon holding the seal key. A head
