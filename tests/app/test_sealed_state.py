@@ -19,7 +19,7 @@ from custody.app.integrity import Sealer
 from custody.domain import seals
 from custody.domain.errors import ConfigurationError, CustodyError, FailedPrecondition, KeyFrozen, Unavailable
 from custody.domain.keys import KeyState
-from custody.domain.requests import RequestState
+from custody.domain.requests import RequestState, SigningRequest
 from custody.store.codec import encode_time
 from tests.app.conftest import (
     ADMIN,
@@ -239,6 +239,17 @@ def _put_key_row_back(app: App, label: str, kept: tuple[tuple[object, ...], byte
     app.sql("UPDATE seals SET seal = ? WHERE subject = ?", (seal, seals.key_subject(label)))
 
 
+def _half_approved_with_the_frozen_keys_active_row_put_back(app: App) -> SigningRequest:
+    """A treasury request one approval short of its quorum, whose key was frozen after its ACTIVE row and seal
+    were copied, and the copy put back."""
+    request = app.pending()
+    app.approve(request, "alice")
+    kept = _sealed_key_row(app, "treasury")
+    app.custody.keys.freeze(DAVE, "treasury", "suspected compromise")
+    _put_key_row_back(app, "treasury", kept)
+    return request
+
+
 def _assert_refused_as_put_back(app: App, request_id: str) -> None:
     ended = app.get(request_id)
     assert ended.state is RequestState.FAILED
@@ -391,11 +402,7 @@ def test_a_key_row_flipped_to_frozen_for_the_confirmation_read_does_not_let_a_pu
 ) -> None:
     """The row put back reads ACTIVE where signing reads it and FROZEN where the daemon reads it again to
     confirm: a key that reads FROZEN is a wait, never a sign that memory was stale."""
-    request = app.pending()
-    app.approve(request, "alice")
-    kept = _sealed_key_row(app, "treasury")
-    app.custody.keys.freeze(DAVE, "treasury", "suspected compromise")
-    _put_key_row_back(app, "treasury", kept)
+    request = _half_approved_with_the_frozen_keys_active_row_put_back(app)
     state = app.custody.current_state
     state._store = _KeyRowShownAs(state._store, state=KeyState.FROZEN)  # type: ignore[assignment]
 
@@ -412,11 +419,7 @@ def test_a_key_row_flipped_to_frozen_for_the_confirmation_read_does_not_let_a_pu
 def test_a_newer_policy_shown_to_the_confirmation_read_does_not_clear_a_put_back_key_row(app: App) -> None:
     """A writer inserting a higher policy version for a moment does not make the daemon forget that the key's
     row was put back: the request ends as put back, unsigned."""
-    request = app.pending()
-    app.approve(request, "alice")
-    kept = _sealed_key_row(app, "treasury")
-    app.custody.keys.freeze(DAVE, "treasury", "suspected compromise")
-    _put_key_row_back(app, "treasury", kept)
+    request = _half_approved_with_the_frozen_keys_active_row_put_back(app)
     state = app.custody.current_state
     state._store = _NewerPolicyShown(state._store)  # type: ignore[assignment]
 
@@ -484,11 +487,7 @@ def test_a_chained_unfreeze_event_appended_in_the_database_does_not_let_a_put_ba
     """A writer puts the frozen key's older sealed ACTIVE row back and appends a well-chained ``key.unfrozen``
     event: the event carries no seal of the HSM key, so the daemon takes nothing in from it, appends nothing
     after it, signs nothing and no checkpoint over it."""
-    request = app.pending()
-    app.approve(request, "alice")
-    kept = _sealed_key_row(app, "treasury")
-    app.custody.keys.freeze(DAVE, "treasury", "suspected compromise")
-    _put_key_row_back(app, "treasury", kept)
+    request = _half_approved_with_the_frozen_keys_active_row_put_back(app)
     forged = append_chained_audit_event(app.sql, "key.unfrozen", key="treasury", freeze=1)
     assert app.custody.audit.verify_whole().ok  # the forgery is well chained: only its missing seal tells
 

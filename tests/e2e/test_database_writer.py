@@ -311,17 +311,7 @@ def test_a_frozen_keys_older_sealed_active_row_put_back_signs_nothing(
     env = make_dev_env(tmp_path / "env", backend, databases)
     daemon = start_daemon(env, tmp_path / "first.log")
     try:
-        with channel_for(env, daemon, "admin") as channel:
-            ops = pb_grpc.KeyServiceStub(channel).CreateKey(pb.CreateKeyRequest(label="ops")).key
-        _signed_ops_transfer(env, daemon, next(nonces), ops.address)
-        kept_row = env.sql("SELECT state, freezes FROM keys WHERE label = 'ops'")
-        kept_seal = env.sql("SELECT seal FROM seals WHERE subject = 'key:ops'")
-        with channel_for(env, daemon, "dave") as channel:
-            pb_grpc.KeyServiceStub(channel).FreezeKey(pb.FreezeKeyRequest(label="ops", reason="lost laptop"))
-
-        ((state, freezes),), ((seal,),) = kept_row, kept_seal
-        env.sql("UPDATE keys SET state = ?, freezes = ? WHERE label = 'ops'", (state, freezes))
-        env.sql("UPDATE seals SET seal = ? WHERE subject = 'key:ops'", (seal,))
+        _freeze_ops_and_put_its_active_row_back(env, daemon, next(nonces))
 
         refused = submit_tx(env, daemon, "backend", "ops", treasury_tx(next(nonces)))
         _assert_put_back_refused(env, daemon, refused.request_id)
@@ -334,6 +324,23 @@ def test_a_frozen_keys_older_sealed_active_row_put_back_signs_nothing(
     finally:
         assert stop_daemon(daemon) == 0
     assert env.sql("SELECT COUNT(*) FROM requests WHERE key_label = 'ops' AND state = 'SIGNED'") == [(1,)]
+
+
+def _freeze_ops_and_put_its_active_row_back(env: DevEnv, daemon: Daemon, nonce: int) -> int:
+    """Create the ops key and sign one transfer with it, keep its ACTIVE row and seal, have the security approver
+    freeze it, and put the copy back as the writer would; returns the freeze count the freeze left."""
+    with channel_for(env, daemon, "admin") as channel:
+        ops = pb_grpc.KeyServiceStub(channel).CreateKey(pb.CreateKeyRequest(label="ops")).key
+    _signed_ops_transfer(env, daemon, nonce, ops.address)
+    kept_row = env.sql("SELECT state, freezes FROM keys WHERE label = 'ops'")
+    kept_seal = env.sql("SELECT seal FROM seals WHERE subject = 'key:ops'")
+    with channel_for(env, daemon, "dave") as channel:
+        pb_grpc.KeyServiceStub(channel).FreezeKey(pb.FreezeKeyRequest(label="ops", reason="lost laptop"))
+    ((freezes_now,),) = env.sql("SELECT freezes FROM keys WHERE label = 'ops'")
+    ((state, freezes),), ((seal,),) = kept_row, kept_seal
+    env.sql("UPDATE keys SET state = ?, freezes = ? WHERE label = 'ops'", (state, freezes))
+    env.sql("UPDATE seals SET seal = ? WHERE subject = 'key:ops'", (seal,))
+    return int(freezes_now)
 
 
 def _assert_put_back_refused(env: DevEnv, daemon: Daemon, request_id: str) -> None:
@@ -378,18 +385,7 @@ def test_a_chained_unfreeze_event_appended_in_the_database_signs_nothing_and_get
     env = make_dev_env(tmp_path / "env", backend, databases)
     daemon = start_daemon(env, tmp_path / "daemon.log")
     try:
-        with channel_for(env, daemon, "admin") as channel:
-            ops = pb_grpc.KeyServiceStub(channel).CreateKey(pb.CreateKeyRequest(label="ops")).key
-        _signed_ops_transfer(env, daemon, next(nonces), ops.address)
-        kept_row = env.sql("SELECT state, freezes FROM keys WHERE label = 'ops'")
-        kept_seal = env.sql("SELECT seal FROM seals WHERE subject = 'key:ops'")
-        with channel_for(env, daemon, "dave") as channel:
-            pb_grpc.KeyServiceStub(channel).FreezeKey(pb.FreezeKeyRequest(label="ops", reason="lost laptop"))
-        ((freezes_now,),) = env.sql("SELECT freezes FROM keys WHERE label = 'ops'")
-
-        ((state, freezes),), ((seal,),) = kept_row, kept_seal
-        env.sql("UPDATE keys SET state = ?, freezes = ? WHERE label = 'ops'", (state, freezes))
-        env.sql("UPDATE seals SET seal = ? WHERE subject = 'key:ops'", (seal,))
+        freezes_now = _freeze_ops_and_put_its_active_row_back(env, daemon, next(nonces))
         forged = append_chained_audit_event(env.sql, "key.unfrozen", key="ops", freeze=freezes_now)
 
         with pytest.raises(grpc.RpcError) as refused:
