@@ -15,11 +15,14 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from custody.app.custody import Custody
 from custody.app.integrity import Sealer
 from custody.domain import seals
 from custody.domain.errors import ConfigurationError, CustodyError, FailedPrecondition, KeyFrozen, Unavailable
 from custody.domain.keys import KeyState
 from custody.domain.requests import RequestState, SigningRequest
+from custody.hsm.pkcs11 import Pkcs11Hsm
+from custody.store import open_store
 from custody.store.codec import encode_time
 from tests.app.conftest import (
     ADMIN,
@@ -31,6 +34,7 @@ from tests.app.conftest import (
     assert_signed_by,
     assert_unsigned,
 )
+from tests.softhsm_tokens import APP_PIN, APP_TOKEN_LABEL
 from tests.tampering import append_chained_audit_event
 
 TREASURY_SIGNS_AT_ONCE = """[[rules]]
@@ -584,3 +588,28 @@ def test_key_seals_made_before_freeze_counts_are_sealed_again_at_start(
     request = restarted.pending()
     restarted.approve(request, "alice")
     assert_signed_by(restarted.approve(request, "bob"), key.address)
+
+
+def test_an_event_appended_between_the_starts_verification_and_the_seal_keys_opening_is_not_anchored(
+    app: App, make_app: AppFactory
+) -> None:
+    """The start remembers and anchors the event its head verification reached, and walks on from it with the
+    checked walk: an unsealed event appended right after that verification stops the start and is never
+    anchored in the token."""
+    make_app.stop(app)
+    custody = Custody(
+        store=open_store(f"sqlite:///{app.database}", make_app.directory),
+        hsm=Pkcs11Hsm(make_app.softhsm.module_path, APP_TOKEN_LABEL, APP_PIN),
+        clock=app.clock,
+    )
+    make_app.built.append(custody)
+    custody.audit.open()
+    forged = append_chained_audit_event(app.sql, "key.frozen", key="ops", freeze=1)
+
+    with pytest.raises(Unavailable, match="carries no seal"):
+        custody.policy.seed(make_app.approvers.dev_policy, "policy.toml")
+
+    seal_key_id = custody.sealer.key_id
+    assert seal_key_id is not None
+    anchored = custody.sealer.anchor.latest(seal_key_id)
+    assert anchored is not None and anchored.sequence < forged
