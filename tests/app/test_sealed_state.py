@@ -18,7 +18,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from custody.app.custody import Custody
 from custody.app.integrity import Sealer
 from custody.domain import seals
-from custody.domain.errors import ConfigurationError, CustodyError, FailedPrecondition, KeyFrozen, Unavailable
+from custody.domain.errors import (
+    Aborted,
+    ConfigurationError,
+    CustodyError,
+    FailedPrecondition,
+    KeyFrozen,
+    Unavailable,
+)
 from custody.domain.keys import KeyState
 from custody.domain.requests import RequestState, SigningRequest
 from custody.hsm.pkcs11 import Pkcs11Hsm
@@ -613,3 +620,23 @@ def test_an_event_appended_between_the_starts_verification_and_the_seal_keys_ope
     assert seal_key_id is not None
     anchored = custody.sealer.anchor.latest(seal_key_id)
     assert anchored is not None and anchored.sequence < forged
+
+
+def test_a_rolled_back_policy_is_not_forgiven_when_the_confirmation_read_is_shown_a_newer_version(
+    app: App,
+) -> None:
+    """Version 2's row was deleted, so version 1 is in force again; the daemon's confirmation read is shown a
+    version 3 for a moment. A newer version is a retry under it (ABORTED), never a reason to sign under the old
+    one."""
+    proposal = app.custody.policy.propose(ADMIN, app.next_policy())
+    app.approve(proposal, "alice")
+    app.approve(proposal, "dave")
+    app.sql("DELETE FROM policy_versions WHERE version = 2")
+    state = app.custody.current_state
+    state._store = _NewerPolicyShown(state._store)  # type: ignore[assignment]
+
+    with pytest.raises(Aborted, match="ask again under the newer one"):
+        app.submit_tx("ops")
+
+    assert app.sql("SELECT COUNT(*) FROM requests WHERE state = 'SIGNED'") == [(0,)]
+    assert app.events(kind="request.signed") == []
