@@ -487,9 +487,15 @@ class SigningUseCases:
                     f"the HSM is unavailable; request {request.request_id} was not signed, stays APPROVED and"
                     " is signed once the HSM is back, unless it expires first"
                 ) from exc
-            self._fail(request, f"the HSM could not sign: {exc.message}")
+            if self._fail(request, f"the HSM could not sign: {exc.message}"):
+                raise HsmUnavailable(
+                    f"the HSM is unavailable; request {request.request_id} was not signed and is marked FAILED"
+                ) from exc
+            # Marking it FAILED is a write, and every write seals the audit log's head in the same HSM: the
+            # request keeps its approval and its lapsing claim, as if the signature's record had failed.
             raise HsmUnavailable(
-                f"the HSM is unavailable; request {request.request_id} was not signed and is marked FAILED"
+                f"the HSM is unavailable; request {request.request_id} was not signed, could not be marked FAILED"
+                " either, stays APPROVED and is signed once the HSM is back, unless it expires first"
             ) from exc
         except CustodyError as exc:
             self._fail(request, f"signing failed: {exc.message}")
@@ -579,18 +585,22 @@ class SigningUseCases:
             )
         log.warning("request %s ended %s: %s", request.request_id, refusal.ends_as.value, refusal.reason)
 
-    def _fail(self, request: SigningRequest, reason: str) -> None:
-        self._end_outside_transaction(request, Refusal(reason, ends_as=RequestState.FAILED))
+    def _fail(self, request: SigningRequest, reason: str) -> bool:
+        """Mark ``request`` FAILED; returns whether that was recorded."""
+        return self._end_outside_transaction(request, Refusal(reason, ends_as=RequestState.FAILED))
 
-    def _end_outside_transaction(self, request: SigningRequest, refusal: Refusal) -> None:
+    def _end_outside_transaction(self, request: SigningRequest, refusal: Refusal) -> bool:
+        """End ``request`` as ``refusal`` says in a transaction of its own; returns whether that was recorded."""
         try:
             with self._store.transaction() as tx:
                 self.end(tx, request, refusal, self._clock())
-            self._notifier.changed()
         except (Aborted, WrongState, Unavailable) as exc:
             # The request stays APPROVED without a signature: it is never reported as signed, and the caller
             # already receives the original error.
             log.error("could not end request %s: %s", request.request_id, exc)
+            return False
+        self._notifier.changed()
+        return True
 
     # -- background work --------------------------------------------------------------------------------------
 

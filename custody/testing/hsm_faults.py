@@ -50,6 +50,7 @@ class SignFaults:
         self.sign_calls = 0
         self.injected_faults = 0
         self._random = random.Random(seed)  # noqa: S311 -- the fault schedule must be reproducible, not secret
+        self._pending_passes = 0
         self._pending_failures = 0
         self._pending_error: type[PKCS11Error] = SessionClosed
         self._rate = 0.0
@@ -58,11 +59,13 @@ class SignFaults:
         # from another thread while signatures are running.
         self._plan_lock = threading.Lock()
 
-    def fail_next(self, count: int, error: type[PKCS11Error] = SessionClosed) -> None:
-        """Make the next ``count`` sign calls raise ``error`` before reaching the token."""
-        if count < 0:
-            raise ValueError("count must not be negative")
+    def fail_next(self, count: int, error: type[PKCS11Error] = SessionClosed, *, after: int = 0) -> None:
+        """Make ``count`` sign calls raise ``error`` before reaching the token, once the next ``after`` calls
+        went through: a test aims at one step of a use case whose earlier HSM calls it knows."""
+        if count < 0 or after < 0:
+            raise ValueError("count and after must not be negative")
         with self._plan_lock:
+            self._pending_passes = after
             self._pending_failures = count
             self._pending_error = error
 
@@ -91,7 +94,9 @@ class SignFaults:
         with self._plan_lock:
             self.sign_calls += 1
             error: type[PKCS11Error] | None = None
-            if self._pending_failures > 0:
+            if self._pending_passes > 0:
+                self._pending_passes -= 1
+            elif self._pending_failures > 0:
                 self._pending_failures -= 1
                 error = self._pending_error
             elif self._rate > 0.0 and self._random.random() < self._rate:
@@ -107,7 +112,7 @@ class SignFaults:
 
 
 class FaultySession:
-    """Delegates to a real session; objects it finds sign through the fault plan."""
+    """Delegates to a real session; objects it finds or generates sign through the fault plan."""
 
     def __init__(self, real: pkcs11.Session, plan: SignFaults) -> None:
         self.real = real
@@ -116,6 +121,11 @@ class FaultySession:
     def get_objects(self, attrs: dict[pkcs11.Attribute, Any] | None = None) -> Iterator[FaultyObject]:
         for found in self.real.get_objects(attrs):
             yield FaultyObject(found, self._plan)
+
+    def generate_key(self, *args: Any, **kwargs: Any) -> FaultyObject:
+        # The adapter keeps the seal key it generates and seals with it from then on, so the key is wrapped
+        # here too, or a new database's seals would never meet the plan.
+        return FaultyObject(self.real.generate_key(*args, **kwargs), self._plan)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)

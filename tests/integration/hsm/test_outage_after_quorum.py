@@ -2,10 +2,13 @@
 
 The real application in-process (a SQLite file, SoftHSM2 through Pkcs11Hsm with the fault-injecting session
 wrapper, the development policy with approver keys made here, a clock the test moves). bob's approval
-completes the treasury quorum while every sign call fails: bob is told the HSM is unavailable, his approval
-stays counted (approval.counted, request.approved, and no approval.refused or request.failed in the audit log)
-and the request stays APPROVED. Once the HSM works again and the signing claim has lapsed, the worker signs
-it, and eth-account recovers the key's address from the signed transaction.
+completes the treasury quorum and the HSM goes out right after it is recorded: bob is told the HSM is
+unavailable, his approval stays counted (approval.counted, request.approved, and no approval.refused or
+request.failed in the audit log) and the request stays APPROVED. Once the HSM works again and the signing
+claim has lapsed, the worker signs it, and eth-account recovers the key's address from the signed transaction.
+
+A request the policy signs at once whose HSM failure cannot be recorded either (marking it FAILED is a write,
+and every write seals the audit log's head in the HSM) keeps its approval the same way and is signed later.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_account import Account
-from pkcs11.exceptions import DeviceRemoved
+from pkcs11.exceptions import DeviceError, DeviceRemoved
 
 from custody.app.anchor import retire_token_state, token_state
 from custody.app.custody import BackgroundWorker, Custody
@@ -100,7 +103,9 @@ def test_a_quorum_completed_during_an_hsm_outage_is_signed_once_the_hsm_is_back(
     assert request.state is RequestState.PENDING_APPROVAL
     approve(custody, clock, request, "alice", keys["alice"])
 
-    faults.fail_at_rate(1.0, DeviceRemoved)
+    # The HSM goes out right after bob's approval is recorded (that write transaction makes two HSM calls:
+    # the approved request's seal and the audit head's seal), so the signature is what meets the outage.
+    faults.fail_next(10_000, DeviceRemoved, after=2)
     with pytest.raises(HsmUnavailable, match="stays APPROVED"):
         approve(custody, clock, request, "bob", keys["bob"])
     assert custody.signing.get(ADMIN, request.request_id).state is RequestState.APPROVED
@@ -117,7 +122,7 @@ def test_a_quorum_completed_during_an_hsm_outage_is_signed_once_the_hsm_is_back(
     worker.run_once()
     assert custody.signing.get(ADMIN, request.request_id).state is RequestState.APPROVED
 
-    faults.fail_at_rate(0.0)
+    faults.fail_next(0)
     clock.now += SIGNING_LEASE + timedelta(seconds=1)
     worker.run_once()
     signed = custody.signing.get(ADMIN, request.request_id)
@@ -128,3 +133,35 @@ def test_a_quorum_completed_during_an_hsm_outage_is_signed_once_the_hsm_is_back(
         event.kind for event in custody.audit.list_events(ADMIN) if event.request_id == request.request_id
     ]
     assert kinds.count("request.signed") == 1
+
+
+def test_an_auto_signed_request_whose_failure_cannot_be_recorded_is_signed_once_the_hsm_is_back(
+    world: tuple[Custody, SignFaults, Clock, dict],
+) -> None:
+    custody, faults, clock, _ = world
+    requester = Principal(name="backend", roles=frozenset({Role.REQUESTER}), keys=frozenset({"ops"}))
+    key = custody.keys.create_key(ADMIN, "ops")
+    payload = json.dumps({**TRANSACTION, "value": 10**15}).encode()
+
+    # The submission's write transaction makes three HSM calls (the request's seal, its approval's seal and
+    # the audit head's seal); the fourth is the signature and the fifth the head seal of the transaction that
+    # would mark the request FAILED.
+    faults.fail_next(2, DeviceError, after=3)
+    with pytest.raises(HsmUnavailable, match="could not be marked FAILED either, stays APPROVED") as raised:
+        custody.signing.submit(requester, "ops", PayloadKind.TRANSACTION, payload)
+    assert faults.injected_faults == 2
+    [request] = custody.signing.list(ADMIN, key_label="ops")
+    assert request.request_id in str(raised.value)
+    assert request.state is RequestState.APPROVED and request.result is None
+
+    # Once the HSM is back and the claim has lapsed, the worker signs it; the requester finds it signed.
+    clock.now += SIGNING_LEASE + timedelta(seconds=1)
+    BackgroundWorker(custody.signing, custody.audit, interval_seconds=1).run_once()
+    signed = custody.signing.get(requester, request.request_id)
+    assert signed.state is RequestState.SIGNED and signed.result is not None
+    assert Account.recover_transaction(signed.result.signed_tx) == key.address
+    kinds = [
+        event.kind for event in custody.audit.list_events(ADMIN) if event.request_id == request.request_id
+    ]
+    assert kinds.count("request.signed") == 1 and "request.failed" not in kinds
+    assert custody.audit.verify_head().ok
