@@ -89,6 +89,34 @@ def append_chained_audit_event(sql: Sql, kind: str, **details: Any) -> int:
     return event.sequence
 
 
+def rewrite_audit_event_in_place(sql: Sql, sequence: int, kind: str, **details: Any) -> None:
+    """Turn event ``sequence`` into one of ``kind`` with ``details`` and its own hash computed again, keeping its
+    place and previous hash: the chain breaks only at the event after it, which no check of the head reads."""
+    ((time_text, previous_hash),) = sql(
+        "SELECT time, previous_hash FROM audit_events WHERE sequence = ?", (sequence,)
+    )
+    event = AuditEvent(
+        sequence=sequence,
+        time=decode_time(time_text),
+        actor="custody",
+        kind=kind,
+        request_id=None,
+        details=details,
+        previous_hash=bytes(previous_hash),
+        hash=b"",
+    )
+    sql(
+        "UPDATE audit_events SET actor = ?, kind = ?, request_id = NULL, details = ?, hash = ? WHERE sequence = ?",
+        (
+            event.actor,
+            kind,
+            json.dumps(details, sort_keys=True, separators=(",", ":")),
+            event_hash(sequence, event, event.previous_hash),
+            sequence,
+        ),
+    )
+
+
 def copy_database(env: DevEnvLike, name: str) -> None:
     """Keep a copy of the environment's database under ``name``, taken while the daemon may run: for SQLite with
     the online backup API into a file beside it, for PostgreSQL with plain SQL into a schema of that name."""

@@ -80,7 +80,11 @@ class TokenAnchor:
         return None if anchor is None else anchor_mismatch(anchor, reader)
 
     def advance(self, event: AuditEvent | None) -> None:
-        """Vouch for ``event`` from now on, unless the token already vouches for it or a later one."""
+        """Vouch for ``event`` from now on, unless the token already vouches for it or a later one.
+
+        An anchor an older version wrote for this very event (without ``heads_sealed``) is written again: until
+        it says that heads are sealed, a start trusts an unsealed head past it, and a database writer who kept
+        every later append from committing could keep it that way."""
         seal_key_id = self._seal_key_id()
         if event is None or seal_key_id is None:
             return
@@ -88,7 +92,11 @@ class TokenAnchor:
             mine = [
                 (value, anchor) for value, anchor in self.anchors() if anchor.seal_key_id == seal_key_id.hex()
             ]
-            if any(anchor.sequence >= event.sequence for _, anchor in mine):
+            if any(
+                anchor.sequence > event.sequence
+                or (anchor.sequence == event.sequence and anchor.heads_sealed)
+                for _, anchor in mine
+            ):
                 return
             self._hsm.create_data_object(ANCHOR_LABEL, Anchor.of(seal_key_id, event).encode())
             if mine:

@@ -17,7 +17,7 @@ from custody.app.keys import KeyUseCases
 from custody.app.policy import PolicyUseCases
 from custody.app.signing import ChangeNotifier, SigningUseCases
 from custody.audit.head import RememberedHead
-from custody.domain.errors import ConfigurationError, CustodyError
+from custody.domain.errors import CustodyError
 from custody.hsm.base import Hsm
 from custody.store.base import Store
 
@@ -73,6 +73,7 @@ class Custody:
             checkpoint_interval=checkpoint_interval,
             anchor=self.sealer.anchor,
         )
+        self.audit_head.on_lost = self.audit.anchor
         self.policy = PolicyUseCases(sealed, self.audit, clock, open_seals=lambda: self._at_start(store))
         self.keys = KeyUseCases(sealed, hsm, self.policy, self.audit, clock)
         self.signing = SigningUseCases(
@@ -104,30 +105,10 @@ class Custody:
         What is remembered is the last event the verification reached, never a second read of the head: events
         appended after it (by a replica) are taken in only by the checked walk from it."""
         self.sealer.open(store, self.audit)
-        self._refuse_an_unsealed_head_past_the_anchor(store)
         self.audit_head.remember(self.audit.verified_head)
         self.audit_head.catch_up(store, audit_public_key_once_open(self.audit))
         self.current_state.load()
         self.audit.anchor(self.audit_head.event)
-
-    def _refuse_an_unsealed_head_past_the_anchor(self, store: Store) -> None:
-        """Stop the start when the log's head lies past the event the token vouches for and carries no seal of a
-        daemon: events appended while no daemon ran, however well chained, are not taken in. A token whose anchor
-        an older version wrote (before heads were sealed) leaves the verified head trusted, as that version did."""
-        verified = self.audit.verified_head
-        seal_key_id = self.sealer.key_id
-        if verified is None or seal_key_id is None:
-            return
-        anchored = self.sealer.anchor.latest(seal_key_id)
-        if anchored is None or not anchored.heads_sealed or verified.sequence <= anchored.sequence:
-            return
-        if not self.sealer.audit_head_sealed(store, verified):
-            raise ConfigurationError(
-                f"the audit log's head, event {verified.sequence} ({verified.kind}), lies past the event the HSM"
-                f" token vouches for ({anchored.sequence}) and carries no seal of the HSM seal key: it was"
-                " appended in the database, not by custody; refusing to start. Restore the database from a"
-                " backup (docs/operations.md)"
-            )
 
     def health(self) -> Health:
         hsm_health = self._hsm.health()
@@ -188,6 +169,9 @@ class Custody:
             self.audit.checkpoint()
         except CustodyError as exc:
             log.error("could not write the shutdown checkpoint: %s", exc.message)
+            # The token still vouches for the last event this process appended or verified: a log that lost it
+            # (the reason the checkpoint may have been refused) must not look whole to the next start.
+            self.audit.anchor(self.audit_head.event)
         self._hsm.close()
         self._store.close()
 

@@ -20,17 +20,21 @@ check the head is compared with the database's (one indexed read), so a replica'
 request is known from its ``request.submitted`` event on; a request this process has not seen from its start
 (one submitted before the daemon started, say) is read from the audit log once, by its id.
 
-Each event read from the database has its own hash recomputed. Events are pinned in place by the hash chain up
-to the event the HSM token's anchor vouches for; what stays out of reach of this check is an event before the
-last checkpoint edited without recomputing its hash, so that it no longer names its request or key: only a
-full ``custody audit verify`` finds that.
+Each event read from the database has its own hash recomputed, but only a walk along the chain to a sealed
+head pins it in place: an event below the head rewritten with its own hash recomputed breaks only the link of
+the event after it. So events are read by kind only at start (before the whole log is verified in the
+background) and by id only for a request this process has not seen; a row that disagrees with memory is
+confirmed against memory once this process's commits are taken in, never against events read again. What stays
+out of reach is the ending event of such an unseen request edited so that it no longer names the request: only
+a full ``custody audit verify`` finds that (docs/design.md, "Security model").
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from custody.audit.events import AuditEvent, AuditKind, event_hash
@@ -60,6 +64,9 @@ KEY_STATE_AFTER = {
 # the audit log again if they are ever signed).
 _KNOWN_REQUESTS = 100_000
 _PAGE = 10_000
+# How long a confirmation waits for this process's committed transactions to be taken in; they take
+# microseconds, so this is reached only by a process stuck elsewhere, and memory's word then stands.
+_SETTLE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,10 @@ class CurrentState:
         self._head = head
         self._public_key = public_key
         self._lock = threading.Lock()
+        # Write transactions of this process that appended events and have not yet been taken in: from just
+        # before their commit to just after ``observe``.
+        self._in_flight = 0
+        self._settled = threading.Condition(self._lock)
         self._keys: dict[str, tuple[KeyState, AuditEvent]] = {}
         self._policy: tuple[int, AuditEvent] | None = None
         # Request id -> the event that ended it, or None while it has not ended; bounded, oldest first.
@@ -99,6 +110,21 @@ class CurrentState:
             events = _every_event(self._store, kind=kind)
             self.observe(event for event in events if head is None or event.sequence <= head.sequence)
         self._loaded = True
+
+    @contextmanager
+    def committing(self) -> Iterator[None]:
+        """Around the commit of a write transaction that appended events and the ``observe`` that follows it: a
+        row that transaction wrote may be read by another thread before its events are taken in, and the
+        confirmation of a stale-looking row waits for that instead of reading the log again."""
+        with self._lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._settled.notify_all()
 
     def born(self, request_id: str) -> None:
         """A request this process is inserting now: nothing can have ended it, so its first check before signing
@@ -140,15 +166,16 @@ class CurrentState:
         return None
 
     def _confirmed(self, subjects: Subjects) -> str | None:
-        """The key or policy problem, once the database confirms it. Memory may disagree with a row for a moment
-        without anything put back: a row read just before another thread committed a freeze or an activation
-        (the daemon's own checks deal with those), or a change committed but not yet taken in here.
+        """The key or policy problem, once it is confirmed. Memory may disagree with a row for a moment without
+        anything put back: a row read just before another thread committed a freeze or an activation (the
+        daemon's own checks deal with those), or a change this process committed but has not yet taken in.
 
         Each problem is confirmed on its own terms, and nothing read here ever lets a request be signed: a
         writer may show this read another row than the one the signature relies on. A key that now reads
         FROZEN is a wait (the request waits for the unfreeze), and a policy newer than the one the rows were
-        judged under is a retry under that version; neither clears the other problem. What is left is
-        confirmed against the audit log, read again whole."""
+        judged under is a retry under that version; neither clears the other problem. What is left is asked
+        of memory again once this process's commits are taken in and the log's head is caught up with, never
+        of events read again by kind: an event rewritten in place below the head is not the audit log's word."""
         with self._lock:
             key_stale = self._key_problem(subjects) is not None
             policy_stale = self._policy_problem(subjects.policy_version) is not None
@@ -161,9 +188,15 @@ class CurrentState:
                 )
         if policy_stale and not key_stale:
             self._retry_if_newer_policy(subjects.policy_version)
-        self.load()
+        self._settle()
         with self._lock:
             return self._key_problem(subjects) or self._policy_problem(subjects.policy_version)
+
+    def _settle(self) -> None:
+        """Wait until this process's committed transactions are taken in, then take in other writers' events."""
+        with self._lock:
+            self._settled.wait_for(lambda: self._in_flight == 0, timeout=_SETTLE_SECONDS)
+        self._head.catch_up(self._store, self._public_key())
 
     def policy_problem(self, in_force: int) -> str | None:
         """Why policy version ``in_force`` is not the latest the audit log knows of, or None when it is: the
@@ -176,7 +209,7 @@ class CurrentState:
         if stale is None:
             return None
         self._retry_if_newer_policy(in_force)
-        self.load()
+        self._settle()
         with self._lock:
             return self._policy_problem(in_force)
 

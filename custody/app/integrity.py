@@ -20,7 +20,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -179,11 +179,16 @@ class Sealer:
                 if stored is not None:
                     key_id = bytes.fromhex(stored.key_id)
                     self._hsm.check_seal_key(key_id)
-                    self.anchor.check(key_id, tx)
-                    appended = self._record_retired(tx, audit, retired)
+                    anchored = self.anchor.check(key_id, tx)
                     self._key_id = key_id
                     sealed = 0
                     try:
+                        # What this start appends is sealed as the head, and a head seal vouches for every event
+                        # before it: a head the database was given while no daemon ran must be refused before
+                        # anything is appended after it, or this very start would launder it.
+                        if not retired:
+                            self._refuse_an_unsealed_head_past(anchored, tx)
+                        appended = self._record_retired(tx, audit, retired)
                         resealed = self._seal_freeze_counts(tx)
                         if resealed:
                             appended = audit.record(
@@ -237,6 +242,27 @@ class Sealer:
                 )
             else:
                 log.info("made the HSM seal key %s", key_id.hex())
+
+    def _refuse_an_unsealed_head_past(self, anchored: Anchor | None, reader: StoreTransaction) -> None:
+        """Stop the start when the log's head lies past the event the token vouches for and carries no seal of a
+        daemon: events appended while no daemon ran, however well chained, are not taken in. A token whose anchor
+        an older version wrote (before heads were sealed) leaves the head trusted as it verifies, as that version
+        did; the start then marks the anchor, so the next one is checked."""
+        head = reader.audit_head()
+        if (
+            anchored is None
+            or not anchored.heads_sealed
+            or head is None
+            or head.sequence <= anchored.sequence
+        ):
+            return
+        if not self.audit_head_sealed(reader, head):
+            raise ConfigurationError(
+                f"the audit log's head, event {head.sequence} ({head.kind}), lies past the event the HSM token"
+                f" vouches for ({anchored.sequence}) and carries no seal of the HSM seal key: it was appended in"
+                " the database, not by custody; refusing to start. Restore the database from a backup"
+                " (docs/operations.md)"
+            )
 
     def _refuse_token_state_the_database_does_not_name(self) -> None:
         """A token that holds a seal key or an anchor while the database names no seal key means the record
@@ -515,16 +541,20 @@ class SealingStore:
         # takes the write lock itself.
         if not self._sealer.is_open:
             self._sealer.open(self._inner, self._audit())
-        with self._inner.transaction() as tx:
-            sealing = SealingTransaction(tx, self._sealer, self._audit, self._head)
-            yield cast(StoreTransaction, sealing)
-            if sealing.appended is not None:
-                self._sealer.seal_audit_head(tx, sealing.appended)
-        # Committed: the last event it appended is now the head this process knows, and what it recorded is
-        # the latest word on its keys, requests and policy.
-        self._head.remember(sealing.appended)
-        if self._sealer.current is not None and sealing.appended_all:
-            self._sealer.current.observe(sealing.appended_all)
+        current = self._sealer.current
+        with ExitStack() as observing:
+            with self._inner.transaction() as tx:
+                sealing = SealingTransaction(tx, self._sealer, self._audit, self._head)
+                yield cast(StoreTransaction, sealing)
+                if sealing.appended is not None:
+                    self._sealer.seal_audit_head(tx, sealing.appended)
+                    if current is not None:
+                        observing.enter_context(current.committing())
+            # Committed: the last event it appended is now the head this process knows, and what it recorded is
+            # the latest word on its keys, requests and policy.
+            self._head.remember(sealing.appended)
+            if current is not None and sealing.appended_all:
+                current.observe(sealing.appended_all)
 
     def append_audit(self, draft: AuditDraft) -> AuditEvent:
         with self.transaction() as tx:

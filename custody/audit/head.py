@@ -49,6 +49,9 @@ class RememberedHead:
         # Whether an event carries the seal of a daemon holding the HSM seal key, read through the reader given;
         # None (no seal key yet) accepts every head that continues the chain.
         self.head_sealed: Callable[[AuditReader, AuditEvent], bool] | None = None
+        # Told of the remembered event when the stored log lost or changed it: the composition root anchors it
+        # in the HSM token at once, so that a restart cannot take the shortened log for the whole one.
+        self.on_lost: Callable[[AuditEvent], None] | None = None
 
     @property
     def event(self) -> AuditEvent | None:
@@ -74,6 +77,7 @@ class RememberedHead:
             return
         if head is None or head.sequence < known.sequence:
             stored = head.sequence if head is not None else 0
+            self._lost(known)
             raise Unavailable(
                 f"the audit log's head went back from event {known.sequence} to {stored} under this daemon;"
                 " it will not append to a log that lost events"
@@ -92,6 +96,10 @@ class RememberedHead:
             return
         self._walk(reader, known, head, public_key)
 
+    def _lost(self, known: AuditEvent) -> None:
+        if self.on_lost is not None:
+            self.on_lost(known)
+
     def _walk(
         self, reader: AuditReader, known: AuditEvent, head: AuditEvent, public_key: bytes | None
     ) -> None:
@@ -99,6 +107,7 @@ class RememberedHead:
         from it up to ``head``; remember the head reached."""
         events = list(reader.list_audit_events(after_sequence=known.sequence - 1, limit=1))
         if not events or events[0].hash != known.hash or events[0].sequence != known.sequence:
+            self._lost(known)
             raise Unavailable(
                 f"audit event {known.sequence}, which this daemon appended or verified, was changed in the"
                 " database; it will not append to or sign a checkpoint over a rewritten log"
