@@ -109,6 +109,16 @@ class Custody:
         self.audit_head.catch_up(store, audit_public_key_once_open(self.audit))
         self.current_state.load()
         self.audit.anchor(self.audit_head.event)
+        self._switch_signing_off_for_frozen_keys(store)
+
+    def _switch_signing_off_for_frozen_keys(self, store: Store) -> None:
+        """Keys the audit log says are frozen sign nothing in the HSM either: freezes recorded before the HSM
+        switched signing off, or whose switch was lost with a crash before the commit. Never the other way:
+        what the database says is no reason to let a key sign."""
+        for label in self.current_state.frozen_key_labels():
+            key = store.get_key(label)
+            if key is not None:
+                self.sealer.switch_signing(key, allowed=False)
 
     def health(self) -> Health:
         hsm_health = self._hsm.health()
@@ -120,6 +130,8 @@ class Custody:
         seal_detail = ""
         if self.sealer.held is not None:
             seal_detail = f"nothing is signed: {self.sealer.held}"
+        elif self.sealer.signing_switch_problem is not None:
+            seal_detail = self.sealer.signing_switch_problem
         elif self.sealer.last_mismatch is not None:
             # A seal that does not verify, or a sealed row put back to an older value: either way someone
             # changed the database outside custody.

@@ -111,6 +111,11 @@ class CurrentState:
             self.observe(event for event in events if head is None or event.sequence <= head.sequence)
         self._loaded = True
 
+    def frozen_key_labels(self) -> list[str]:
+        """The keys whose latest key event froze them."""
+        with self._lock:
+            return [label for label, (state, _) in self._keys.items() if state is KeyState.FROZEN]
+
     @contextmanager
     def committing(self) -> Iterator[None]:
         """Around the commit of a write transaction that appended events and the ``observe`` that follows it: a

@@ -154,6 +154,8 @@ class Sealer:
         # Why nothing may be signed at all (the whole audit log failed verification after start); None while
         # nothing holds signing.
         self.held: str | None = None
+        # The last freeze the HSM did not enforce itself (custody's database still does), for health.
+        self.signing_switch_problem: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -357,6 +359,36 @@ class Sealer:
             self.last_mismatch = problem
         return problem
 
+    def switch_signing(self, key: Key, *, allowed: bool) -> bool:
+        """Switch signing with ``key`` on or off in the HSM; returns whether the HSM now says so.
+
+        A freeze stands in the database whatever the HSM does, so a token that cannot switch signing off is
+        logged and reported, and the freeze goes on. Switching it on (an unfreeze, or putting back a freeze
+        that did not commit) raises when the HSM cannot: the change it belongs to does not happen."""
+        try:
+            self._hsm.set_signing_allowed(bytes.fromhex(key.key_id), allowed)
+        except CustodyError as exc:
+            if allowed:
+                raise
+            self.signing_switch_problem = (
+                f"signing with frozen key {key.label} is not switched off in the HSM: {exc.message}"
+            )
+            log.error("%s", self.signing_switch_problem)
+            return False
+        return True
+
+    def switch_back(self, switched: list[tuple[Key, bool]]) -> None:
+        """Undo the switches of a transaction that rolled back, so the HSM agrees with the database again. One
+        that fails is logged: a key left switched off signs nothing until it is frozen and unfrozen again, and
+        one left switched on is still refused by the database's freeze."""
+        for key, allowed in reversed(switched):
+            try:
+                self.switch_signing(key, allowed=not allowed)
+            except CustodyError as exc:
+                log.error(
+                    "could not switch signing back for key %s after a rollback: %s", key.label, exc.message
+                )
+
     def seal_audit_head(self, tx: StoreTransaction, event: AuditEvent) -> None:
         """Seal ``event``, the last one ``tx`` appended, in ``tx``: one HMAC per write transaction authenticates
         every event it appended, and through the hash chain every event before them."""
@@ -542,14 +574,20 @@ class SealingStore:
         if not self._sealer.is_open:
             self._sealer.open(self._inner, self._audit())
         current = self._sealer.current
+        sealing: SealingTransaction | None = None
         with ExitStack() as observing:
-            with self._inner.transaction() as tx:
-                sealing = SealingTransaction(tx, self._sealer, self._audit, self._head)
-                yield cast(StoreTransaction, sealing)
-                if sealing.appended is not None:
-                    self._sealer.seal_audit_head(tx, sealing.appended)
-                    if current is not None:
-                        observing.enter_context(current.committing())
+            try:
+                with self._inner.transaction() as tx:
+                    sealing = SealingTransaction(tx, self._sealer, self._audit, self._head)
+                    yield cast(StoreTransaction, sealing)
+                    if sealing.appended is not None:
+                        self._sealer.seal_audit_head(tx, sealing.appended)
+                        if current is not None:
+                            observing.enter_context(current.committing())
+            except BaseException:
+                if sealing is not None:
+                    self._sealer.switch_back(sealing.switched)
+                raise
             # Committed: the last event it appended is now the head this process knows, and what it recorded is
             # the latest word on its keys, requests and policy.
             self._head.remember(sealing.appended)
@@ -600,6 +638,8 @@ class SealingTransaction:
         self._head = head
         self.appended: AuditEvent | None = None
         self.appended_all: list[AuditEvent] = []
+        # Keys whose signing this transaction switched in the HSM, and to what: switched back if it rolls back.
+        self.switched: list[tuple[Key, bool]] = []
 
     def append_audit(self, draft: AuditDraft) -> AuditEvent:
         # Once per transaction: later appends in it chain on its own events, under the same write lock.
@@ -616,6 +656,9 @@ class SealingTransaction:
     def set_key_state(self, label: str, expected: KeyState, new: KeyState, at: datetime) -> Key:
         key = self._inner.set_key_state(label, expected, new, at)
         self._seal_key(key)
+        allowed = new is KeyState.ACTIVE
+        if self._sealer.switch_signing(key, allowed=allowed):
+            self.switched.append((key, allowed))
         return key
 
     def insert_request(self, request: SigningRequest) -> None:

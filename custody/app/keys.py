@@ -10,7 +10,14 @@ from custody.app.audit import DAEMON_ACTOR, AuditUseCases
 from custody.app.policy import PolicyUseCases, governance_request, unfreeze_payload
 from custody.audit.events import AuditKind
 from custody.chains.evm.address import address_from_public_point
-from custody.domain.errors import AlreadyExists, FailedPrecondition, InvalidInput, NotFound, PermissionDenied
+from custody.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidInput,
+    KeyFrozen,
+    NotFound,
+    PermissionDenied,
+)
 from custody.domain.keys import Key, KeyState, check_label_not_reserved, validate_key_label
 from custody.domain.principals import Principal, Role
 from custody.domain.requests import PayloadKind, RequestState, SigningRequest
@@ -178,7 +185,18 @@ class KeyUseCases:
         public point must still give the recorded address. Raises the first problem found."""
         for key in self._store.list_keys():
             key_id = bytes.fromhex(key.key_id)
-            self._hsm.check_key(key_id)
+            try:
+                self._hsm.check_key(key_id)
+            except KeyFrozen as exc:
+                # Signing switched off in the HSM is what a freeze does; for a key the database calls active it
+                # is a freeze whose record did not commit, or a database put back, and the HSM keeps refusing it.
+                if key.state is not KeyState.FROZEN:
+                    log.error(
+                        "key %s is active in the database, but %s; it signs nothing until it is frozen and"
+                        " unfrozen again",
+                        key.label,
+                        exc.message,
+                    )
             if address_from_public_point(self._hsm.public_point(key_id)) != key.address:
                 raise NotFound(
                     f"the HSM's key {key.label!r} no longer matches the recorded address {key.address}"

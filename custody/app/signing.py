@@ -497,6 +497,10 @@ class SigningUseCases:
                 f"the HSM is unavailable; request {request.request_id} was not signed, could not be marked FAILED"
                 " either, stays APPROVED and is signed once the HSM is back, unless it expires first"
             ) from exc
+        except KeyFrozen:
+            # Signing with the key is switched off in the HSM, which a freeze does: the request waits, as
+            # every request of a frozen key does, and its claim lapses.
+            raise
         except CustodyError as exc:
             self._fail(request, f"signing failed: {exc.message}")
             raise

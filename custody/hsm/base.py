@@ -36,7 +36,13 @@ class Hsm(Protocol):
         """Raise FailedPrecondition for an extractable or non-sensitive private key, NotFound if absent."""
 
     def sign_digest(self, key_id: bytes, digest: bytes) -> bytes:
-        """ECDSA over a 32-byte digest; returns r || s (64 bytes), s as the HSM made it (maybe high)."""
+        """ECDSA over a 32-byte digest; returns r || s (64 bytes), s as the HSM made it (maybe high). Raises
+        KeyFrozen when signing with the key is switched off in the token."""
+
+    def set_signing_allowed(self, key_id: bytes, allowed: bool) -> None:
+        """Switch signing with a secp256k1 key on or off in the token itself (CKA_SIGN of its private half), so
+        that a frozen key stays frozen whatever the database says; FailedPrecondition when the token does not
+        let custody change it."""
 
     def ensure_ed25519_key(self, label: str) -> tuple[bytes, bytes]:
         """Find the Ed25519 key pair labelled ``label`` in the token, or generate it there (sensitive, not

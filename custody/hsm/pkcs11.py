@@ -39,6 +39,7 @@ from custody.domain.errors import (
     HsmUnavailable,
     InternalError,
     InvalidInput,
+    KeyFrozen,
     NotFound,
     PinRefused,
 )
@@ -215,7 +216,14 @@ class Pkcs11Hsm:
 
         def sign() -> bytes:
             private_key = self._usable_private_key(key_id, "secp256k1")
-            signature: bytes = private_key.sign(digest, mechanism=Mechanism.ECDSA)
+            try:
+                signature: bytes = private_key.sign(digest, mechanism=Mechanism.ECDSA)
+            except p11.PKCS11Error:
+                # python-pkcs11 names no exception for CKR_KEY_FUNCTION_NOT_PERMITTED: a key whose signing was
+                # switched off since it was checked is told apart by reading the switch again.
+                if not self._session_lost_or_signing_off(private_key, key_id):
+                    raise
+                raise KeyFrozen(_signing_off_message(key_id.hex())) from None
             if len(signature) != _SIGNATURE_BYTES:
                 raise InternalError(
                     f"the HSM returned a {len(signature)}-byte ECDSA signature for key {key_id.hex()};"
@@ -224,6 +232,40 @@ class Pkcs11Hsm:
             return signature
 
         return self._call(sign, f"sign with key {key_id.hex()}")
+
+    def set_signing_allowed(self, key_id: bytes, allowed: bool) -> None:
+        """Set CKA_SIGN of the secp256k1 private key; a token that refuses the change says so."""
+        _validate_key_id(key_id)
+
+        def switch() -> None:
+            private_key = self._find_one(ObjectClass.PRIVATE_KEY, key_id)
+            if bool(private_key[Attribute.SIGN]) is allowed:
+                # Nothing to change: a token that refused to switch signing off has nothing to switch back on.
+                return
+            try:
+                private_key[Attribute.SIGN] = allowed
+            except (p11.AttributeReadOnly, p11.TemplateInconsistent) as exc:
+                raise FailedPrecondition(
+                    f"the HSM does not let custody switch signing {'on' if allowed else 'off'} for key"
+                    f" {key_id.hex()} ({type(exc).__name__}); the key's state is kept in custody's database only"
+                ) from None
+            # The next signature checks the key again instead of trusting the cached check.
+            self._private_keys.pop(key_id, None)
+            self._checked_key_ids.pop(key_id, None)
+
+        self._call(switch, f"switch signing {'on' if allowed else 'off'} for key {key_id.hex()}")
+
+    def _session_lost_or_signing_off(self, private_key: Any, key_id: bytes) -> bool:
+        """Whether a failed signature came from signing switched off for the key (else the caller re-raises)."""
+        try:
+            signing_on = bool(private_key[Attribute.SIGN])
+        except p11.PKCS11Error:
+            return False
+        if signing_on:
+            return False
+        self._private_keys.pop(key_id, None)
+        self._checked_key_ids.pop(key_id, None)
+        return True
 
     def ensure_ed25519_key(self, label: str) -> tuple[bytes, bytes]:
         """Find the Ed25519 key pair labelled ``label``, or generate it; returns (key_id, raw public key).
@@ -578,13 +620,16 @@ class Pkcs11Hsm:
         private_key = self._private_keys.get(key_id)
         if private_key is None:
             private_key = self._find_one(ObjectClass.PRIVATE_KEY, key_id)
-            self._private_keys[key_id] = private_key
         if self._checked_key_ids.get(key_id) != curve:
+            # Kept only once it passes: python-pkcs11 gives an object found while CKA_SIGN was false no sign
+            # method, so a key found while frozen is found again once it may sign.
+            self._private_keys.pop(key_id, None)
             if curve == "secp256k1":
                 _check_private_key(private_key, key_id)
             else:
                 _check_ed25519_private_key(private_key, key_id)
             self._checked_key_ids[key_id] = curve
+        self._private_keys[key_id] = private_key
         return private_key
 
     def _usable_seal_key(self, key_id: bytes) -> Any:
@@ -706,7 +751,8 @@ def _validate_key_id(key_id: bytes) -> None:
 
 
 def _check_private_key(private_key: Any, key_id: bytes) -> None:
-    """Raise FailedPrecondition unless the key is a secp256k1 signing key that cannot leave the HSM."""
+    """Raise FailedPrecondition unless the key is a secp256k1 signing key that cannot leave the HSM (KeyFrozen,
+    one of them, when signing with it is switched off)."""
     name = key_id.hex()
     if private_key[Attribute.KEY_TYPE] != KeyType.EC:
         raise FailedPrecondition(f"key {name} is not an elliptic-curve key, so it cannot sign for Ethereum")
@@ -755,7 +801,14 @@ def _check_cannot_leave(private_key: Any, name: str) -> None:
             f"key {name} was extractable at some time, so its private half may have left the HSM"
         )
     if not private_key[Attribute.SIGN]:
-        raise FailedPrecondition(f"key {name} is not allowed to sign (CKA_SIGN is false)")
+        raise KeyFrozen(_signing_off_message(name))
+
+
+def _signing_off_message(key_name: str) -> str:
+    return (
+        f"the HSM refuses to sign with key {key_name}: signing with it is switched off in the token (CKA_SIGN"
+        " is false), as custody does when it freezes a key"
+    )
 
 
 def _optional_attribute(key_object: Any, attribute: Attribute) -> bool | None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from custody.domain.errors import ConfigurationError, HsmUnavailable, InvalidInput, NotFound
+from custody.domain.errors import ConfigurationError, HsmUnavailable, InvalidInput, KeyFrozen, NotFound
 from custody.hsm.base import HsmHealth
 from custody.hsm.lanes import LaneHsm
 from custody.testing.hsm_faults import LaneSignFaults
@@ -86,6 +86,25 @@ def test_errors_in_a_worker_arrive_as_the_same_custody_error(four_lanes: LaneHsm
     # A refused call leaves its worker serving.
     digest = secrets.token_bytes(32)
     verify_raw_signature(digest, four_lanes.sign_digest(key.key_id, digest), key.public_point)
+
+
+def test_signing_switched_off_in_the_token_is_refused_by_every_lane_until_switched_back_on(
+    four_lanes: LaneHsm,
+) -> None:
+    """The switch is set through the in-process session; the lanes already hold the key object from earlier
+    signatures, and each one must see the change at its next signature."""
+    key = four_lanes.generate_secp256k1_key("lanes-frozen")
+    for _ in range(8):
+        digest = secrets.token_bytes(32)
+        verify_raw_signature(digest, four_lanes.sign_digest(key.key_id, digest), key.public_point)
+    four_lanes.set_signing_allowed(key.key_id, False)
+    for _ in range(8):
+        with pytest.raises(KeyFrozen, match="switched off in the token"):
+            four_lanes.sign_digest(key.key_id, secrets.token_bytes(32))
+    four_lanes.set_signing_allowed(key.key_id, True)
+    for _ in range(8):
+        digest = secrets.token_bytes(32)
+        verify_raw_signature(digest, four_lanes.sign_digest(key.key_id, digest), key.public_point)
 
 
 def test_eight_threads_sign_a_hundred_times_each_over_four_lanes(four_lanes: LaneHsm) -> None:
