@@ -18,6 +18,7 @@ from custody.app.policy import PolicyUseCases
 from custody.app.signing import ChangeNotifier, SigningUseCases
 from custody.audit.head import RememberedHead
 from custody.domain.errors import CustodyError
+from custody.domain.keys import KeyState
 from custody.hsm.base import Hsm
 from custody.store.base import Store
 
@@ -116,9 +117,12 @@ class Custody:
         switched signing off, or whose switch was lost with a crash before the commit. Never the other way:
         what the database says is no reason to let a key sign."""
         for label in self.current_state.frozen_key_labels():
-            key = store.get_key(label)
-            if key is not None:
-                self.sealer.switch_signing(key, allowed=False)
+            # Read under the write lock, so an unfreeze another replica commits meanwhile is not undone, and
+            # only a row the daemon sealed names the key object that is switched.
+            with store.transaction() as tx:
+                key = tx.get_key(label)
+                if key is not None and key.state is KeyState.FROZEN and self.sealer.key_row_verifies(tx, key):
+                    self.sealer.switch_signing(key, allowed=False)
 
     def health(self) -> Health:
         hsm_health = self._hsm.health()
@@ -127,16 +131,16 @@ class Custody:
             store_ok, store_detail = True, ""
         except CustodyError as exc:
             store_ok, store_detail = False, exc.message
-        seal_detail = ""
+        seal_details = []
         if self.sealer.held is not None:
-            seal_detail = f"nothing is signed: {self.sealer.held}"
-        elif self.sealer.signing_switch_problem is not None:
-            seal_detail = self.sealer.signing_switch_problem
+            seal_details.append(f"nothing is signed: {self.sealer.held}")
         elif self.sealer.last_mismatch is not None:
             # A seal that does not verify, or a sealed row put back to an older value: either way someone
             # changed the database outside custody.
-            seal_detail = f"the database was changed outside custody: {self.sealer.last_mismatch}"
-        detail = "; ".join(part for part in (hsm_health.detail, store_detail, seal_detail) if part)
+            seal_details.append(f"the database was changed outside custody: {self.sealer.last_mismatch}")
+        if self.sealer.signing_switch_problem is not None:
+            seal_details.append(self.sealer.signing_switch_problem)
+        detail = "; ".join(part for part in (hsm_health.detail, store_detail, *seal_details) if part)
         return Health(hsm_ok=hsm_health.ok, store_ok=store_ok, detail=detail)
 
     def start_background_work(self, interval_seconds: float) -> None:

@@ -34,7 +34,7 @@ from custody.audit.head import AuditReader, RememberedHead
 from custody.chains.evm import ParsedPayload, parse_payload
 from custody.chains.evm.intents import payload_intents
 from custody.domain import seals
-from custody.domain.errors import ConfigurationError, CustodyError, Unavailable
+from custody.domain.errors import ConfigurationError, CustodyError, FailedPrecondition, Unavailable
 from custody.domain.keys import Key, KeyState
 from custody.domain.policy import Policy, RequestFacts, VelocityUsage
 from custody.domain.requests import Decision, RequestState, SigningRequest
@@ -360,13 +360,13 @@ class Sealer:
         return problem
 
     def switch_signing(self, key: Key, *, allowed: bool) -> bool:
-        """Switch signing with ``key`` on or off in the HSM; returns whether the HSM now says so.
+        """Switch signing with ``key`` on or off in the HSM; returns whether this call changed it.
 
         A freeze stands in the database whatever the HSM does, so a token that cannot switch signing off is
         logged and reported, and the freeze goes on. Switching it on (an unfreeze, or putting back a freeze
         that did not commit) raises when the HSM cannot: the change it belongs to does not happen."""
         try:
-            self._hsm.set_signing_allowed(bytes.fromhex(key.key_id), allowed)
+            return self._hsm.set_signing_allowed(bytes.fromhex(key.key_id), allowed)
         except CustodyError as exc:
             if allowed:
                 raise
@@ -375,19 +375,22 @@ class Sealer:
             )
             log.error("%s", self.signing_switch_problem)
             return False
-        return True
 
     def switch_back(self, switched: list[tuple[Key, bool]]) -> None:
-        """Undo the switches of a transaction that rolled back, so the HSM agrees with the database again. One
+        """Undo the switches of a transaction that is rolling back, while it still holds the write lock (so no
+        other freeze or unfreeze of the key lands in between), so the HSM agrees with the database again. One
         that fails is logged: a key left switched off signs nothing until it is frozen and unfrozen again, and
         one left switched on is still refused by the database's freeze."""
         for key, allowed in reversed(switched):
             try:
                 self.switch_signing(key, allowed=not allowed)
-            except CustodyError as exc:
-                log.error(
-                    "could not switch signing back for key %s after a rollback: %s", key.label, exc.message
-                )
+            except Exception:  # One key that cannot be switched back must not keep the others as they are.
+                log.exception("could not switch signing back for key %s after a rollback", key.label)
+
+    def key_row_verifies(self, reader: StoreTransaction, key: Key) -> bool:
+        """Whether ``key``, as read, carries the daemon's seal."""
+        subject = seals.key_subject(key.label)
+        return self._verifies_subject(subject, seals.sealed_key(key), reader.seals([subject]).get(subject))
 
     def seal_audit_head(self, tx: StoreTransaction, event: AuditEvent) -> None:
         """Seal ``event``, the last one ``tx`` appended, in ``tx``: one HMAC per write transaction authenticates
@@ -574,20 +577,21 @@ class SealingStore:
         if not self._sealer.is_open:
             self._sealer.open(self._inner, self._audit())
         current = self._sealer.current
-        sealing: SealingTransaction | None = None
         with ExitStack() as observing:
-            try:
-                with self._inner.transaction() as tx:
-                    sealing = SealingTransaction(tx, self._sealer, self._audit, self._head)
+            with self._inner.transaction() as tx:
+                sealing = SealingTransaction(tx, self._sealer, self._audit, self._head)
+                try:
                     yield cast(StoreTransaction, sealing)
                     if sealing.appended is not None:
                         self._sealer.seal_audit_head(tx, sealing.appended)
-                        if current is not None:
-                            observing.enter_context(current.committing())
-            except BaseException:
-                if sealing is not None:
+                except BaseException:
+                    # Nothing of it commits. A COMMIT that fails is not undone here: it may have landed (a
+                    # connection lost during it), and a key left switched off is the safe side; the next start
+                    # switches off every key the audit log says is frozen.
                     self._sealer.switch_back(sealing.switched)
-                raise
+                    raise
+                if sealing.appended is not None and current is not None:
+                    observing.enter_context(current.committing())
             # Committed: the last event it appended is now the head this process knows, and what it recorded is
             # the latest word on its keys, requests and policy.
             self._head.remember(sealing.appended)
@@ -654,7 +658,19 @@ class SealingTransaction:
         self._seal_key(key)
 
     def set_key_state(self, label: str, expected: KeyState, new: KeyState, at: datetime) -> Key:
+        before = self._inner.get_key(label)
         key = self._inner.set_key_state(label, expected, new, at)
+        if before is not None and not self._sealer.key_row_verifies(self._inner, before):
+            # A row the daemon did not write (another key id, say) is neither sealed again, which would vouch
+            # for it, nor switched in the HSM, which would reach whatever key it names. A freeze of it still
+            # stands in the database, and the row's missing seal stops every signature with it; an unfreeze is
+            # refused.
+            problem = f"the seal of key {label}'s row does not verify; it was written outside custody"
+            self._sealer.last_mismatch = problem
+            log.error("%s", problem)
+            if new is KeyState.ACTIVE:
+                raise FailedPrecondition(f"{problem}: it is not unfrozen")
+            return key
         self._seal_key(key)
         allowed = new is KeyState.ACTIVE
         if self._sealer.switch_signing(key, allowed=allowed):

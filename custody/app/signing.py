@@ -331,6 +331,10 @@ class SigningUseCases:
             raw_signature = self._hsm.sign_digest(bytes.fromhex(key.key_id), digest)
             r, s, y_parity = recoverable_signature(raw_signature, digest, key.public_key)
             result = prepared.parsed.assemble(r, s, y_parity)
+        except KeyFrozen:
+            # As in sign_if_claimed: signing switched off in the HSM is a freeze; nothing of this submission is
+            # stored, as for any request of a frozen key.
+            raise
         except (HsmUnavailable, NotFound) as exc:
             # As in sign_if_claimed: a key the store knows that the HSM cannot find is an HSM in trouble.
             self.end(tx, request, Refusal(f"the HSM could not sign: {exc.message}", RequestState.FAILED), now)

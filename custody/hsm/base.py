@@ -39,10 +39,10 @@ class Hsm(Protocol):
         """ECDSA over a 32-byte digest; returns r || s (64 bytes), s as the HSM made it (maybe high). Raises
         KeyFrozen when signing with the key is switched off in the token."""
 
-    def set_signing_allowed(self, key_id: bytes, allowed: bool) -> None:
+    def set_signing_allowed(self, key_id: bytes, allowed: bool) -> bool:
         """Switch signing with a secp256k1 key on or off in the token itself (CKA_SIGN of its private half), so
-        that a frozen key stays frozen whatever the database says; FailedPrecondition when the token does not
-        let custody change it."""
+        that a frozen key stays frozen whatever the database says; returns whether it changed.
+        FailedPrecondition when the token does not let custody change it, or the key is not secp256k1."""
 
     def ensure_ed25519_key(self, label: str) -> tuple[bytes, bytes]:
         """Find the Ed25519 key pair labelled ``label`` in the token, or generate it there (sensitive, not

@@ -82,8 +82,8 @@ class InstrumentedHsm:
     def sign_digest(self, key_id: bytes, digest: bytes) -> bytes:
         return self._timed("sign_digest", lambda hsm: hsm.sign_digest(key_id, digest))
 
-    def set_signing_allowed(self, key_id: bytes, allowed: bool) -> None:
-        self._timed("set_signing_allowed", lambda hsm: hsm.set_signing_allowed(key_id, allowed))
+    def set_signing_allowed(self, key_id: bytes, allowed: bool) -> bool:
+        return self._timed("set_signing_allowed", lambda hsm: hsm.set_signing_allowed(key_id, allowed))
 
     def ensure_ed25519_key(self, label: str) -> tuple[bytes, bytes]:
         return self._timed("ensure_ed25519_key", lambda hsm: hsm.ensure_ed25519_key(label))

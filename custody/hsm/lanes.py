@@ -188,8 +188,8 @@ class LaneHsm:
     # The switch is an attribute of the key object in the token, which every lane's session reads at each
     # signature: setting it once on the in-process session reaches them all.
 
-    def set_signing_allowed(self, key_id: bytes, allowed: bool) -> None:
-        self._control.set_signing_allowed(key_id, allowed)
+    def set_signing_allowed(self, key_id: bytes, allowed: bool) -> bool:
+        return self._control.set_signing_allowed(key_id, allowed)
 
     def check_seal_key(self, key_id: bytes) -> None:
         self._control.check_seal_key(key_id)

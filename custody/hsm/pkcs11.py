@@ -233,15 +233,24 @@ class Pkcs11Hsm:
 
         return self._call(sign, f"sign with key {key_id.hex()}")
 
-    def set_signing_allowed(self, key_id: bytes, allowed: bool) -> None:
-        """Set CKA_SIGN of the secp256k1 private key; a token that refuses the change says so."""
+    def set_signing_allowed(self, key_id: bytes, allowed: bool) -> bool:
+        """Set CKA_SIGN of the secp256k1 private key; returns whether it changed. Only a secp256k1 key custody
+        could sign transactions with is ever switched (never the audit key, whatever id a caller names), and a
+        token that refuses the change says so."""
         _validate_key_id(key_id)
 
-        def switch() -> None:
+        def switch() -> bool:
             private_key = self._find_one(ObjectClass.PRIVATE_KEY, key_id)
+            if private_key[Attribute.KEY_TYPE] != KeyType.EC or (
+                bytes(private_key[Attribute.EC_PARAMS]) != SECP256K1_EC_PARAMS
+            ):
+                raise FailedPrecondition(
+                    f"key {key_id.hex()} is not a secp256k1 key; custody switches signing only for the keys it"
+                    " signs transactions with"
+                )
             if bool(private_key[Attribute.SIGN]) is allowed:
                 # Nothing to change: a token that refused to switch signing off has nothing to switch back on.
-                return
+                return False
             try:
                 private_key[Attribute.SIGN] = allowed
             except (p11.AttributeReadOnly, p11.TemplateInconsistent) as exc:
@@ -252,8 +261,9 @@ class Pkcs11Hsm:
             # The next signature checks the key again instead of trusting the cached check.
             self._private_keys.pop(key_id, None)
             self._checked_key_ids.pop(key_id, None)
+            return True
 
-        self._call(switch, f"switch signing {'on' if allowed else 'off'} for key {key_id.hex()}")
+        return self._call(switch, f"switch signing {'on' if allowed else 'off'} for key {key_id.hex()}")
 
     def _session_lost_or_signing_off(self, private_key: Any, key_id: bytes) -> bool:
         """Whether a failed signature came from signing switched off for the key (else the caller re-raises)."""
@@ -618,9 +628,10 @@ class Pkcs11Hsm:
 
     def _usable_private_key(self, key_id: bytes, curve: _Curve) -> Any:
         private_key = self._private_keys.get(key_id)
+        found_now = private_key is None
         if private_key is None:
             private_key = self._find_one(ObjectClass.PRIVATE_KEY, key_id)
-        if self._checked_key_ids.get(key_id) != curve:
+        if found_now or self._checked_key_ids.get(key_id) != curve:
             # Kept only once it passes: python-pkcs11 gives an object found while CKA_SIGN was false no sign
             # method, so a key found while frozen is found again once it may sign.
             self._private_keys.pop(key_id, None)

@@ -151,3 +151,78 @@ def test_a_token_that_cannot_switch_signing_off_leaves_the_freeze_to_the_databas
     assert "not switched off in the HSM" in app.custody.health().detail
     with pytest.raises(KeyFrozen):
         app.submit_tx("treasury")
+
+
+def test_a_second_freeze_that_does_not_commit_leaves_signing_off(app: App, token: Pkcs11Hsm) -> None:
+    """Freezing a frozen key switches nothing in the token, so its rollback has nothing to switch back on."""
+    key_id = _key_id(app, "treasury")
+    app.custody.keys.freeze(DAVE, "treasury", "first")
+    app.sql(
+        "CREATE TRIGGER refuse_freezes BEFORE INSERT ON audit_events WHEN NEW.kind = 'key.frozen'"
+        " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    with pytest.raises(CustodyError):
+        app.custody.keys.freeze(DAVE, "treasury", "again")
+    app.sql("DROP TRIGGER refuse_freezes")
+    assert app.custody.keys.get_key(ADMIN, "treasury").state is KeyState.FROZEN
+    with pytest.raises(KeyFrozen):
+        token.sign_digest(key_id, DIGEST)
+
+
+def test_a_frozen_keys_row_pointed_at_the_audit_key_does_not_switch_the_audit_key_off(
+    app: App, make_app: AppFactory
+) -> None:
+    """A database writer gives a frozen key's row the audit key's CKA_ID: the start's switch-off and a freeze
+    of that row must not reach the audit key, and the database restored lets the daemon start again."""
+    app.custody.keys.freeze(DAVE, "treasury", "drill")
+    ((audit_key_id,),) = app.sql("SELECT key_id FROM daemon_keys WHERE purpose = 'audit'")
+    ((treasury_key_id,),) = app.sql("SELECT key_id FROM keys WHERE label = 'treasury'")
+    make_app.stop(app)
+    app.sql("UPDATE keys SET key_id = ? WHERE label = 'treasury'", (audit_key_id,))
+    with pytest.raises(CustodyError):
+        make_app(database=app.database, clock=app.clock)  # the row names no secp256k1 key: refused
+    token = Pkcs11Hsm(make_app.softhsm.module_path, APP_TOKEN_LABEL, APP_PIN)
+    try:
+        with pytest.raises(FailedPrecondition, match="not a secp256k1 key"):
+            token.set_signing_allowed(bytes.fromhex(audit_key_id), False)
+        signature = token.sign_ed25519(bytes.fromhex(audit_key_id), b"checkpoint")
+        assert len(signature) == 64
+    finally:
+        token.close()
+
+    app.sql("UPDATE keys SET key_id = ? WHERE label = 'treasury'", (treasury_key_id,))
+    restarted = make_app(database=app.database, clock=app.clock)
+    assert restarted.custody.keys.get_key(ADMIN, "treasury").state is KeyState.FROZEN
+
+
+def test_a_freeze_of_a_row_written_outside_custody_switches_nothing_and_seals_nothing(
+    app: App, token: Pkcs11Hsm
+) -> None:
+    """The writer gives the ops key's CKA_ID to the treasury row (moving the ops row aside first): freezing
+    treasury must neither switch the ops key off nor seal the forged row, and the freeze still stands."""
+    ((ops_key_id,),) = app.sql("SELECT key_id FROM keys WHERE label = 'ops'")
+    app.sql("UPDATE keys SET key_id = ? WHERE label = 'ops'", ("00" * 16,))
+    app.sql("UPDATE keys SET key_id = ? WHERE label = 'treasury'", (ops_key_id,))
+    app.custody.keys.freeze(DAVE, "treasury", "drill")
+    assert len(token.sign_digest(bytes.fromhex(ops_key_id), DIGEST)) == 64
+    assert "seal of key treasury's row does not verify" in app.custody.health().detail
+    with pytest.raises(KeyFrozen):
+        app.submit_tx("treasury")
+
+
+def test_a_key_this_process_made_and_another_froze_signs_again_once_unfrozen(make_app: AppFactory) -> None:
+    """python-pkcs11 gives an object found while signing was off no sign method: the adapter that made the key
+    must not keep such an object once another process switched signing off and on."""
+    maker = Pkcs11Hsm(make_app.softhsm.module_path, APP_TOKEN_LABEL, APP_PIN)
+    other = Pkcs11Hsm(make_app.softhsm.module_path, APP_TOKEN_LABEL, APP_PIN)
+    try:
+        key = maker.generate_secp256k1_key("made-here")
+        assert other.set_signing_allowed(key.key_id, False)
+        with pytest.raises(KeyFrozen):
+            maker.sign_digest(key.key_id, DIGEST)
+        assert not other.set_signing_allowed(key.key_id, False)  # already off: nothing changed
+        assert other.set_signing_allowed(key.key_id, True)
+        assert len(maker.sign_digest(key.key_id, DIGEST)) == 64
+    finally:
+        other.close()
+        maker.close()
