@@ -62,16 +62,7 @@ def append_chained_audit_event(sql: Sql, kind: str, **details: Any) -> int:
     ((sequence, previous_hash, time_text),) = sql(
         "SELECT sequence, hash, time FROM audit_events ORDER BY sequence DESC LIMIT 1", ()
     )
-    event = AuditEvent(
-        sequence=sequence + 1,
-        time=decode_time(time_text),
-        actor="custody",
-        kind=kind,
-        request_id=None,
-        details=details,
-        previous_hash=bytes(previous_hash),
-        hash=b"",
-    )
+    event = _daemon_event(sequence + 1, time_text, kind, details, bytes(previous_hash))
     sql(
         "INSERT INTO audit_events (sequence, time, actor, kind, request_id, details, previous_hash, hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -95,16 +86,7 @@ def rewrite_audit_event_in_place(sql: Sql, sequence: int, kind: str, **details: 
     ((time_text, previous_hash),) = sql(
         "SELECT time, previous_hash FROM audit_events WHERE sequence = ?", (sequence,)
     )
-    event = AuditEvent(
-        sequence=sequence,
-        time=decode_time(time_text),
-        actor="custody",
-        kind=kind,
-        request_id=None,
-        details=details,
-        previous_hash=bytes(previous_hash),
-        hash=b"",
-    )
+    event = _daemon_event(sequence, time_text, kind, details, bytes(previous_hash))
     sql(
         "UPDATE audit_events SET actor = ?, kind = ?, request_id = NULL, details = ?, hash = ? WHERE sequence = ?",
         (
@@ -114,6 +96,22 @@ def rewrite_audit_event_in_place(sql: Sql, sequence: int, kind: str, **details: 
             event_hash(sequence, event, event.previous_hash),
             sequence,
         ),
+    )
+
+
+def _daemon_event(
+    sequence: int, time_text: str, kind: str, details: dict[str, Any], previous_hash: bytes
+) -> AuditEvent:
+    """An event as the daemon would write it (actor custody, no request), before its hash is computed."""
+    return AuditEvent(
+        sequence=sequence,
+        time=decode_time(time_text),
+        actor="custody",
+        kind=kind,
+        request_id=None,
+        details=details,
+        previous_hash=previous_hash,
+        hash=b"",
     )
 
 

@@ -37,6 +37,17 @@ def _key_id(app: App, label: str) -> bytes:
     return bytes.fromhex(app.custody.keys.get_key(ADMIN, label).key_id)
 
 
+def _freeze_that_does_not_commit(app: App, label: str) -> None:
+    """A freeze whose transaction fails (a trigger refuses its audit event), as any write may fail."""
+    app.sql(
+        "CREATE TRIGGER refuse_freezes BEFORE INSERT ON audit_events WHEN NEW.kind = 'key.frozen'"
+        " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    with pytest.raises(CustodyError):
+        app.custody.keys.freeze(DAVE, label, "drill")
+    app.sql("DROP TRIGGER refuse_freezes")
+
+
 def test_a_freeze_switches_signing_off_in_the_token_and_the_unfreeze_switches_it_back_on(
     app: App, token: Pkcs11Hsm
 ) -> None:
@@ -78,14 +89,8 @@ def test_a_freeze_the_policy_makes_switches_signing_off_in_the_token(
 
 def test_a_freeze_that_does_not_commit_leaves_signing_on(app: App, token: Pkcs11Hsm) -> None:
     key_id = _key_id(app, "treasury")
-    app.sql(
-        "CREATE TRIGGER refuse_freezes BEFORE INSERT ON audit_events WHEN NEW.kind = 'key.frozen'"
-        " BEGIN SELECT RAISE(ABORT, 'refused'); END"
-    )
-    with pytest.raises(CustodyError):
-        app.custody.keys.freeze(DAVE, "treasury", "drill")
-    app.sql("DROP TRIGGER refuse_freezes")
-    assert app.custody.keys.get_key(ADMIN, "treasury").state.value == "ACTIVE"
+    _freeze_that_does_not_commit(app, "treasury")
+    assert app.custody.keys.get_key(ADMIN, "treasury").state is KeyState.ACTIVE
     assert len(token.sign_digest(key_id, DIGEST)) == 64
 
 
@@ -157,13 +162,7 @@ def test_a_second_freeze_that_does_not_commit_leaves_signing_off(app: App, token
     """Freezing a frozen key switches nothing in the token, so its rollback has nothing to switch back on."""
     key_id = _key_id(app, "treasury")
     app.custody.keys.freeze(DAVE, "treasury", "first")
-    app.sql(
-        "CREATE TRIGGER refuse_freezes BEFORE INSERT ON audit_events WHEN NEW.kind = 'key.frozen'"
-        " BEGIN SELECT RAISE(ABORT, 'refused'); END"
-    )
-    with pytest.raises(CustodyError):
-        app.custody.keys.freeze(DAVE, "treasury", "again")
-    app.sql("DROP TRIGGER refuse_freezes")
+    _freeze_that_does_not_commit(app, "treasury")
     assert app.custody.keys.get_key(ADMIN, "treasury").state is KeyState.FROZEN
     with pytest.raises(KeyFrozen):
         token.sign_digest(key_id, DIGEST)
