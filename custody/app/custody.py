@@ -140,6 +140,7 @@ class Custody:
             seal_details.append(f"the database was changed outside custody: {self.sealer.last_mismatch}")
         if self.sealer.signing_switch_problem is not None:
             seal_details.append(self.sealer.signing_switch_problem)
+        seal_details.extend(self.keys.refused_by_token)
         detail = "; ".join(part for part in (hsm_health.detail, store_detail, *seal_details) if part)
         return Health(hsm_ok=hsm_health.ok, store_ok=store_ok, detail=detail)
 

@@ -44,6 +44,8 @@ class KeyUseCases:
         self._policies = policies
         self._audit = audit
         self._clock = clock
+        # What the start found of active keys the token refuses to sign with (see verify_keys_in_hsm).
+        self.refused_by_token: list[str] = []
 
     def create_key(self, caller: Principal, label: str) -> Key:
         """Generate a secp256k1 key pair in the HSM and record it; only admins create keys."""
@@ -182,7 +184,8 @@ class KeyUseCases:
 
     def verify_keys_in_hsm(self) -> None:
         """At start: every key the store knows must be in the token, sensitive and not extractable, and its
-        public point must still give the recorded address. Raises the first problem found."""
+        public point must still give the recorded address. Raises the first problem found; an active key the
+        token refuses to sign with is kept in ``refused_by_token`` for health."""
         for key in self._store.list_keys():
             key_id = bytes.fromhex(key.key_id)
             try:
@@ -191,12 +194,12 @@ class KeyUseCases:
                 # Signing switched off in the HSM is what a freeze does; for a key the database calls active it
                 # is a freeze whose record did not commit, or a database put back, and the HSM keeps refusing it.
                 if key.state is not KeyState.FROZEN:
-                    log.error(
-                        "key %s is active in the database, but %s; it signs nothing until it is frozen and"
-                        " unfrozen again",
-                        key.label,
-                        exc.message,
+                    problem = (
+                        f"at start, key {key.label} was active in the database, but {exc.message}; it signs"
+                        " nothing until it is frozen and unfrozen again"
                     )
+                    self.refused_by_token.append(problem)
+                    log.error("%s", problem)
             if address_from_public_point(self._hsm.public_point(key_id)) != key.address:
                 raise NotFound(
                     f"the HSM's key {key.label!r} no longer matches the recorded address {key.address}"

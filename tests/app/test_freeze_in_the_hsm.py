@@ -225,3 +225,21 @@ def test_a_key_this_process_made_and_another_froze_signs_again_once_unfrozen(mak
     finally:
         other.close()
         maker.close()
+
+
+def test_an_active_key_the_token_refuses_is_named_in_health_after_a_start(
+    app: App, make_app: AppFactory
+) -> None:
+    """A freeze whose switch landed but whose record did not (a crash between them): the database says active,
+    the token refuses, and the start says so in health instead of letting approvals wait without a word."""
+    key_id = _key_id(app, "treasury")
+    make_app.stop(app)
+    crashed = Pkcs11Hsm(make_app.softhsm.module_path, APP_TOKEN_LABEL, APP_PIN)
+    try:
+        assert crashed.set_signing_allowed(key_id, False)
+    finally:
+        crashed.close()
+
+    restarted = make_app(database=app.database, clock=app.clock)
+    assert restarted.custody.keys.get_key(ADMIN, "treasury").state is KeyState.ACTIVE
+    assert "key treasury was active in the database, but the HSM refuses" in restarted.custody.health().detail
