@@ -6,7 +6,8 @@ request set to APPROVED with the decision "sign", and a time-lock moved to now a
 worker or the submission reaches the seal check before the HSM, nothing is signed, the request ends FAILED
 naming the seal, a ``seal.mismatch`` audit event is written and the daemon logs it. And the newest audit
 event rewritten with every hash after it computed again: the daemon appends nothing more and signs no
-checkpoint over it.
+checkpoint over it. A freeze's events deleted right after it: nothing is signed, and the next start refuses
+the database.
 """
 
 from __future__ import annotations
@@ -397,3 +398,42 @@ def test_a_chained_unfreeze_event_appended_in_the_database_signs_nothing_and_get
     assert env.sql("SELECT COUNT(*) FROM requests WHERE key_label = 'ops' AND state = 'SIGNED'") == [(1,)]
     assert env.sql("SELECT MAX(sequence) FROM audit_events") == [(forged,)]
     assert "without the seal of the HSM seal key" in daemon.log()
+
+
+def test_a_freeze_deleted_before_any_checkpoint_covers_it_stops_the_next_start(
+    tmp_path: Path, backend: str, databases: Databases, nonces: Nonces
+) -> None:
+    """Right after the security approver froze ops, the writer deletes the freeze's events (and their head
+    seals) and puts the key's older sealed ACTIVE row back: the running daemon refuses to append to the
+    shortened log, so nothing is signed, and has the HSM token vouch for the event it lost, so the next start
+    refuses the database instead of forgetting the freeze."""
+    env = make_dev_env(tmp_path / "env", backend, databases)
+    daemon = start_daemon(env, tmp_path / "daemon.log")
+    try:
+        with channel_for(env, daemon, "admin") as channel:
+            ops = pb_grpc.KeyServiceStub(channel).CreateKey(pb.CreateKeyRequest(label="ops")).key
+        _signed_ops_transfer(env, daemon, next(nonces), ops.address)
+        kept_row = env.sql("SELECT state, freezes FROM keys WHERE label = 'ops'")
+        kept_seal = env.sql("SELECT seal FROM seals WHERE subject = 'key:ops'")
+        ((before_freeze,),) = env.sql("SELECT MAX(sequence) FROM audit_events")
+        with channel_for(env, daemon, "dave") as channel:
+            pb_grpc.KeyServiceStub(channel).FreezeKey(pb.FreezeKeyRequest(label="ops", reason="lost laptop"))
+        ((head,),) = env.sql("SELECT MAX(sequence) FROM audit_events")
+        for sequence in range(before_freeze + 1, head + 1):
+            env.sql("DELETE FROM seals WHERE subject = ?", (f"audit-head:{sequence}",))
+        env.sql("DELETE FROM audit_events WHERE sequence > ?", (before_freeze,))
+        ((state, freezes),), ((seal,),) = kept_row, kept_seal
+        env.sql("UPDATE keys SET state = ?, freezes = ? WHERE label = 'ops'", (state, freezes))
+        env.sql("UPDATE seals SET seal = ? WHERE subject = 'key:ops'", (seal,))
+
+        with pytest.raises(grpc.RpcError) as refused:
+            submit_tx(env, daemon, "backend", "ops", treasury_tx(next(nonces)))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "went back" in (refused.value.details() or "")
+    finally:
+        stop_daemon(daemon)
+    assert env.sql("SELECT COUNT(*) FROM requests WHERE key_label = 'ops' AND state = 'SIGNED'") == [(1,)]
+
+    refusal = _refusal(serve_until_exit(env))
+    assert f"the database's audit log ends at event {before_freeze}" in refusal
+    assert "restored to an older copy or its newest events were deleted" in refusal
